@@ -1,0 +1,232 @@
+"""The ``cxprobe`` command line.
+
+Exit codes: 0 success (``once``: met with no misroute), 1 breached or misrouted, 2 invalid
+configuration or usage, 3 the contact failed (refused/bounced), 4 the probe errored or was
+interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cxprobe import __version__, logs
+from cxprobe.app import open_monitor
+from cxprobe.durations import format_duration
+from cxprobe.errors import ConfigError
+from cxprobe.settings import Config, load_config
+from exporters.store import EvidenceStore
+from scenarios.model import Outcome, RoutingResult, RunResult
+
+EXIT_BY_OUTCOME = {
+    Outcome.MET: 0,
+    Outcome.BREACHED: 1,
+    Outcome.FAILED: 3,
+    Outcome.ERROR: 4,
+    Outcome.INTERRUPTED: 4,
+}
+
+app = typer.Typer(
+    name="cxprobe",
+    help="Synthetic monitoring of customer service: probe support channels like a customer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The YAML configuration.", show_default=False)
+]
+
+
+def _load(path: Path, console: Console) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[bold red]{path}: invalid configuration[/]", highlight=False)
+        for problem in exc.problems:
+            console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="The YAML configuration.")]) -> None:
+    """Check a configuration; print OK or every problem (file, line, key) and exit 2."""
+    console = Console(stderr=True)
+    loaded = _load(config, console)
+    Console().print(
+        f"OK: {config} — {len(loaded.targets)} target(s), {len(loaded.checks)} check(s), "
+        f"{len(loaded.checks_here())} at location {loaded.monitor.location!r}",
+        highlight=False,
+    )
+
+
+@app.command()
+def run(config: ConfigOption) -> None:
+    """Run the monitor around the clock until SIGTERM or Ctrl-C."""
+    loaded = _load(config, Console(stderr=True))
+    logger = logs.configure(loaded.monitor.log_format)
+    asyncio.run(_run(loaded, logger))
+
+
+async def _run(config: Config, logger: logging.Logger) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_monitor(config, logger) as monitor:
+        resumed = await monitor.runner.resume_open_runs()
+        monitor.scheduler.start()
+        server = monitor.server
+        logger.info(
+            "cxprobe running",
+            extra={
+                "version": __version__,
+                "config": str(config.source),
+                "checks": len(config.checks_here()),
+                "resumed_runs": resumed,
+                "metrics_url": f"http://{server.host}:{server.port}/metrics" if server else None,
+            },
+        )
+        await stop.wait()
+        logger.info("stopping: open runs stay in the store and resume at the next start")
+    logger.info("cxprobe stopped")
+
+
+@app.command()
+def once(
+    config: ConfigOption,
+    check_id: Annotated[str, typer.Argument(help="The id of the check to run now.")],
+) -> None:
+    """Run one check now, wait for its outcome and print what was measured."""
+    console = Console()
+    loaded = _load(config, Console(stderr=True))
+    check = next((c for c in loaded.checks if c.id == check_id), None)
+    if check is None:
+        Console(stderr=True).print(
+            f"[red]no check {check_id!r} in {config}[/]; checks: "
+            + ", ".join(c.id for c in loaded.checks),
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    logger = logs.configure(loaded.monitor.log_format)
+
+    async def execute() -> tuple[RunResult | None, list[str]]:
+        async with open_monitor(loaded, logger, serve_http=False) as monitor:
+            slot = datetime.now(UTC).replace(microsecond=0)
+            result = await monitor.runner.execute(check, slot)
+            lines = await _evidence_lines(monitor.store, result) if result else []
+            return result, lines
+
+    result, evidence = asyncio.run(execute())
+    if result is None:
+        console.print("[yellow]not run: the slot was taken or the contact budget is spent[/]")
+        raise typer.Exit(4)
+    _print_result(console, result, evidence)
+    code = EXIT_BY_OUTCOME[result.outcome or Outcome.ERROR]
+    if code == 0 and result.routing is RoutingResult.WRONG:
+        code = 1
+    raise typer.Exit(code)
+
+
+async def _evidence_lines(store: EvidenceStore, result: RunResult) -> list[str]:
+    lines = []
+    for message in await store.messages(result.run_id):
+        arrow = "→" if message.direction == "out" else "←"
+        when = message.arrived_at or message.observed_at
+        stamp = when.strftime("%H:%M:%S.%f")[:-3] if when else "?"
+        late = " (late)" if message.late else ""
+        digest = f" sha256:{message.sha256[:12]}… {message.size} B" if message.sha256 else ""
+        lines.append(
+            f"{arrow} {stamp} {message.responder or 'customer':<8} {message.sender}"
+            f" — {message.subject}{late}{digest}"
+        )
+    return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}s ({format_duration(value)})"
+
+
+def _print_result(console: Console, result: RunResult, evidence: list[str]) -> None:
+    colour = {"met": "green", "breached": "yellow"}.get(str(result.outcome), "red")
+    table = Table(show_header=False, box=None)
+    table.add_row("check", result.check_id)
+    table.add_row("run", result.run_id)
+    table.add_row("token", result.token)
+    table.add_row("period", str(result.period))
+    table.add_row("outcome", f"[{colour}]{result.outcome}[/] {result.reason}")
+    table.add_row("sent at", result.sent_at.isoformat() if result.sent_at else "—")
+    table.add_row(
+        "first answer",
+        _seconds(result.first_response_seconds)
+        + (f" by {result.first_response_responder}" if result.first_response_responder else ""),
+    )
+    table.add_row("first human answer", _seconds(result.first_human_seconds))
+    table.add_row(
+        "routing",
+        f"{result.routing} (expected {result.expected_queue or '—'}, "
+        f"reached {result.routed_queue or '—'})",
+    )
+    limits = ", ".join(
+        f"{name} {format_duration(value)}"
+        for name, value in result.thresholds.as_dict().items()
+        if value is not None
+    )
+    table.add_row("thresholds", limits)
+    console.print(table)
+    if evidence:
+        console.print("[bold]evidence[/]")
+        for line in evidence:
+            console.print("  " + line, highlight=False)
+
+
+@app.command()
+def runs(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+    check: Annotated[str | None, typer.Option(help="Only this check.")] = None,
+) -> None:
+    """Recent runs from the evidence store, newest first."""
+    loaded = _load(config, Console(stderr=True))
+
+    async def fetch() -> list[RunResult]:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            return await store.recent_runs(limit, check_id=check)
+
+    table = Table("slot (UTC)", "check", "period", "outcome", "first", "human", "routing")
+    for result in asyncio.run(fetch()):
+        table.add_row(
+            result.slot.strftime("%Y-%m-%d %H:%M:%S"),
+            result.check_id,
+            str(result.period),
+            str(result.outcome or "open"),
+            _short(result.first_response_seconds),
+            _short(result.first_human_seconds),
+            str(result.routing),
+        )
+    Console().print(table)
+
+
+def _short(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}s"
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        app()

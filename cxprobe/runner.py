@@ -1,0 +1,318 @@
+"""The runner: executes runs of checks and turns everything that happens into a recorded outcome.
+
+It owns the per-channel concurrency limits, the timeouts and the translation of exceptions into
+outcomes; probes and the engine never see the store or the metrics. A run is claimed in the
+store (check, slot) before anything is sent, its contact and every reply are persisted as they
+happen, and runs left open by a previous process are resumed (or marked ``interrupted`` when
+there is nothing to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cxprobe.settings import Check, Config
+from exporters.metrics import MonitorMetrics
+from exporters.store import EvidenceStore, OpenRun
+from probes import CHANNEL_TYPES
+from probes.base import Channel, ChannelServices, Conversation, Reply, Sent, new_token
+from probes.errors import ProbeError
+from scenarios.engine import (
+    RESUME_SETTLE_SECONDS,
+    Clock,
+    build_contact,
+    converse,
+    listen,
+    utc_now,
+)
+from scenarios.hours import BusinessCalendar
+from scenarios.model import ObservedReply, Outcome, RunResult
+from scenarios.verdicts import Judge, slo_events
+
+#: Default runs in progress at once per channel, when the config does not say.
+DEFAULT_CONCURRENCY = 8
+
+
+@dataclass
+class _Hooks:
+    """Persists what the engine reports (the engine's RunHooks)."""
+
+    store: EvidenceStore
+
+    async def sent(self, result: RunResult, sent: Sent) -> None:
+        await self.store.record_sent(result.run_id, sent, result.expected_queue)
+
+    async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None:
+        await self.store.record_reply(result.run_id, reply, observed)
+
+
+@dataclass
+class Runner:
+    """Runs checks of one configuration against the channels it configures."""
+
+    config: Config
+    store: EvidenceStore
+    metrics: MonitorMetrics
+    logger: logging.Logger
+    clock: Clock = utc_now
+    channels: dict[str, Channel] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[RunResult | None]] = field(default_factory=set)
+    _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _open: Counter[str] = field(default_factory=Counter)
+    _calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Create and start the channels the configuration uses; resume open runs."""
+        used = {check.channel for check in self.config.checks_here()}
+        for kind in sorted(used):
+            services = ChannelServices(
+                logger=self.logger.getChild(f"probes.{kind}"),
+                on_unmatched=functools.partial(self._unmatched, kind),
+            )
+            channel = CHANNEL_TYPES[kind].create(self.config.channel_settings(kind), services)
+            await channel.start(stack)
+            self.channels[kind] = channel
+            limit = self.config.monitor.concurrency.get(kind, DEFAULT_CONCURRENCY)
+            self._limits[kind] = asyncio.Semaphore(limit)
+            self.metrics.set_open_runs(kind, 0)
+        for target_id, target in self.config.targets.items():
+            self._calendars[target_id] = BusinessCalendar(target.business_hours)
+        stack.push_async_callback(self.stop)
+
+    # -- starting runs ---------------------------------------------------------------------
+
+    async def start_slot(self, check: Check, slot: datetime) -> asyncio.Task[RunResult | None]:
+        """Start the run of ``check`` for ``slot`` in the background."""
+        task = asyncio.create_task(self.execute(check, slot), name=f"run:{check.id}:{slot:%FT%T}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def execute(self, check: Check, slot: datetime) -> RunResult | None:
+        """Run ``check`` for ``slot`` to its end. None when the slot was already taken or the
+        target's contact budget is spent. Never raises for a probe's failure."""
+        target = self.config.targets[check.target]
+        since = self.clock() - timedelta(hours=1)
+        contacts = await self.store.count_contacts_since(check.target, check.channel, since)
+        if contacts >= target.rate_limit.max_contacts_per_hour:
+            self.logger.warning(
+                "slot skipped: contact budget spent",
+                extra={"check": check.id, "slot": slot.isoformat(), "contacts_last_hour": contacts},
+            )
+            return None
+        result = self._new_result(check, slot)
+        if not await self.store.claim_slot(result):
+            self.logger.info(
+                "slot already claimed", extra={"check": check.id, "slot": slot.isoformat()}
+            )
+            return None
+        self.logger.info(
+            "run started",
+            extra={"check": check.id, "run_id": result.run_id, "period": str(result.period)},
+        )
+        return await self._drive(check, result, resume=None)
+
+    def _new_result(self, check: Check, slot: datetime) -> RunResult:
+        scenario = self.config.scenarios[check.scenario]
+        return RunResult(
+            run_id=str(uuid.uuid4()),
+            check_id=check.id,
+            target=check.target,
+            channel=check.channel,
+            scenario=check.scenario,
+            location=self.config.monitor.location,
+            slot=slot,
+            token=new_token(),
+            period=self._calendars[check.target].period_at(self.clock()),
+            thresholds=self.config.thresholds(check),
+            expected_queue=check.expected_queue or scenario.expected_queue,
+        )
+
+    # -- driving a run ---------------------------------------------------------------------
+
+    async def _drive(self, check: Check, result: RunResult, resume: OpenRun | None) -> RunResult:
+        channel = self.channels[check.channel]
+        target = self.config.targets[check.target]
+        scenario = self.config.scenarios[check.scenario]
+        judge = Judge(scenario, target.queues, target.responders, result)
+        hooks = _Hooks(self.store)
+        address = target.address(check.channel)
+        self._count_open(check.channel, +1)
+        try:
+            if resume is None:
+                contact = build_contact(
+                    scenario,
+                    token=result.token,
+                    customer_name=self.config.monitor.customer_name,
+                    target_name=target.name,
+                    disclosure=self.config.monitor.disclosure,
+                )
+                async with self._active(check.channel):
+                    conversation = await channel.open(address, result.token)
+                    async with _closing(conversation):
+                        await converse(
+                            conversation,
+                            contact,
+                            judge,
+                            hooks,
+                            send_timeout=self.config.monitor.send_timeout,
+                            clock=self.clock,
+                        )
+            else:
+                judge.restore(resume.result.replies)
+                result.replies = sorted(result.replies, key=lambda reply: reply.arrived_at)
+                sent = Sent(
+                    at=result.sent_at or self.clock(),
+                    external_id=resume.sent_external_id or "",
+                    resume_state=resume.resume_state,
+                )
+                conversation = await channel.resume(address, result.token, sent)
+                async with _closing(conversation):
+                    await listen(
+                        conversation,
+                        judge,
+                        hooks,
+                        clock=self.clock,
+                        settle=RESUME_SETTLE_SECONDS,
+                    )
+                judge.conclude()
+        except asyncio.CancelledError:
+            # Shutdown. A sent contact stays open in the store and is resumed by the next
+            # process; one that was never sent cannot be, and is recorded as interrupted.
+            if result.sent_at is None:
+                result.outcome = Outcome.INTERRUPTED
+                result.reason = "the monitor stopped before the contact was sent"
+                await asyncio.shield(self._finish(result))
+            raise
+        except ProbeError as exc:
+            result.outcome = Outcome(exc.outcome)
+            result.reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            # A probe bug must never kill the scheduler: record it as the run's outcome.
+            self.logger.exception("run crashed", extra={"check": check.id})
+            result.outcome = Outcome.ERROR
+            result.reason = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            self._count_open(check.channel, -1)
+        if result.outcome is None:
+            judge.conclude()
+        await self._finish(result)
+        return result
+
+    async def _finish(self, result: RunResult) -> None:
+        result.finished_at = self.clock()
+        await self.store.finish(result)
+        self.metrics.record_run(result, slo_events(result))
+        self.logger.info(
+            "run finished",
+            extra={
+                "check": result.check_id,
+                "run_id": result.run_id,
+                "outcome": str(result.outcome),
+                "reason": result.reason,
+                "first_response_seconds": result.first_response_seconds,
+                "first_human_seconds": result.first_human_seconds,
+                "routing": str(result.routing),
+            },
+        )
+
+    @asynccontextmanager
+    async def _active(self, kind: str) -> Any:
+        async with self._limits[kind]:
+            with self.metrics.in_flight(kind):
+                yield
+
+    def _count_open(self, kind: str, delta: int) -> None:
+        self._open[kind] += delta
+        self.metrics.set_open_runs(kind, self._open[kind])
+
+    # -- restarts and late replies ---------------------------------------------------------
+
+    async def resume_open_runs(self) -> int:
+        """Continue the runs a previous process left open; return how many were resumed."""
+        checks = {check.id: check for check in self.config.checks}
+        resumed = 0
+        for open_run in await self.store.open_runs():
+            result = open_run.result
+            check = checks.get(result.check_id)
+            resumable = (
+                check is not None
+                and result.sent_at is not None
+                and check.channel in self.channels
+                and CHANNEL_TYPES[check.channel].resumable
+            )
+            if not resumable or check is None:
+                result.outcome = Outcome.INTERRUPTED
+                result.reason = (
+                    "the monitor stopped before the contact was sent"
+                    if result.sent_at is None
+                    else "the monitor stopped and this channel cannot resume a conversation"
+                    if check is not None
+                    else f"check {result.check_id!r} is no longer configured"
+                )
+                await self._finish(result)
+                continue
+            self.logger.info("run resumed", extra={"check": check.id, "run_id": result.run_id})
+            task = asyncio.create_task(self._drive(check, result, resume=open_run))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            resumed += 1
+        return resumed
+
+    async def _unmatched(self, kind: str, reply: Reply) -> None:
+        """A reply no open conversation claimed: a late reply to a finished run, or noise."""
+        result = await self.store.find_run_by_thread_keys(reply.thread_keys)
+        if result is None or result.sent_at is None:
+            self.metrics.record_unmatched(kind)
+            self.logger.info("reply matched no run", extra={"sender_domain": _domain(reply)})
+            return
+        check = next((c for c in self.config.checks if c.id == result.check_id), None)
+        if check is None:
+            return
+        target = self.config.targets[check.target]
+        scenario = self.config.scenarios[check.scenario]
+        judge = Judge(
+            scenario, target.queues, target.responders, dataclasses.replace(result, replies=[])
+        )
+        judge.restore(result.replies)
+        observed = judge.observe(reply)
+        if not await self.store.record_reply(result.run_id, reply, observed):
+            return  # already recorded
+        await self.store.update_figures(judge.result)
+        self.metrics.record_late_reply(result.target, result.channel)
+        self.logger.info(
+            "late reply recorded",
+            extra={"run_id": result.run_id, "seconds": round(observed.seconds, 3)},
+        )
+
+    async def stop(self) -> None:
+        """Cancel runs in progress; sent contacts stay open in the store for the next start."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def health(self) -> Mapping[str, Any]:
+        return {"runs_in_progress": len(self._tasks), "open_runs": dict(self._open)}
+
+
+@asynccontextmanager
+async def _closing(conversation: Conversation) -> Any:
+    try:
+        yield conversation
+    finally:
+        await asyncio.shield(conversation.close())
+
+
+def _domain(reply: Reply) -> str:
+    return reply.sender.rpartition("@")[2].strip(">").lower()

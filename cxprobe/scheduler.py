@@ -1,0 +1,149 @@
+"""APScheduler wiring: one job per check, firing at its slots.
+
+A *slot* is a check's nominal scheduled time (without jitter). Interval schedules are aligned
+to a fixed epoch, so a restart produces the same slots and the store's (check, slot) claim
+stops a slot from running twice. Jitter is a per-slot offset derived from a hash of the check
+and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the same if the slot
+is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
+long email run never blocks its check's next slot.
+
+At start every check also fires once at once for its current slot, when that slot is within
+its misfire grace: a restart does not silently skip the slot it interrupted, and the store's
+claim keeps a slot that already ran from running again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from cxprobe.settings import Check, Schedule
+from scenarios.engine import Clock, utc_now
+
+#: Interval slots are multiples of the interval counted from here (stable across restarts).
+SLOT_EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, midnight UTC
+
+StartSlot = Callable[[Check, datetime], Awaitable[object]]
+
+
+def trigger_for(schedule: Schedule) -> BaseTrigger:
+    if schedule.every is not None:
+        return IntervalTrigger(seconds=schedule.every, start_date=SLOT_EPOCH, timezone=UTC)
+    assert schedule.cron is not None
+    return CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
+
+
+def latest_slot(schedule: Schedule, now: datetime) -> datetime | None:
+    """The most recent nominal slot at or before ``now``, if one lies within the misfire grace
+    (a cron slot) — None when the schedule had no slot that recently."""
+    if schedule.every is not None:
+        elapsed = (now - SLOT_EPOCH).total_seconds()
+        return SLOT_EPOCH + timedelta(seconds=(elapsed // schedule.every) * schedule.every)
+    trigger = trigger_for(schedule)
+    # Walk forward from the oldest slot still worth running; cron slots are a minute apart
+    # at least, so this takes a handful of steps.
+    lookback = timedelta(seconds=schedule.misfire_grace + 1)
+    slot: datetime | None = None
+    candidate = trigger.get_next_fire_time(None, now - lookback)
+    while candidate is not None and candidate <= now:
+        slot = candidate
+        candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
+    return slot.astimezone(UTC) if slot is not None else None
+
+
+def jitter_for(check_id: str, slot: datetime, jitter: float) -> float:
+    """A stable offset in [0, jitter) seconds for this check and slot."""
+    if jitter <= 0:
+        return 0.0
+    digest = hashlib.sha256(f"{check_id}|{slot.isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * jitter
+
+
+class CheckScheduler:
+    """Fires each check's slots and hands them to ``start_slot``."""
+
+    def __init__(
+        self,
+        checks: list[Check],
+        start_slot: StartSlot,
+        *,
+        observe_lag: Callable[[float], None],
+        logger: logging.Logger,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._checks = {check.id: check for check in checks}
+        self._start_slot = start_slot
+        self._observe_lag = observe_lag
+        self._logger = logger
+        self._clock = clock
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._fired: set[str] = set()
+
+    def start(self) -> None:
+        for check in self._checks.values():
+            self._scheduler.add_job(
+                self._fire,
+                trigger_for(check.schedule),
+                args=[check.id],
+                id=check.id,
+                name=check.id,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(check.schedule.misfire_grace)),
+                replace_existing=True,
+                next_run_time=self._clock(),  # catch up the current slot (see module doc)
+            )
+        self._scheduler.start()
+        for job in self._scheduler.get_jobs():
+            self._logger.info(
+                "check scheduled", extra={"check": job.id, "next_run": str(job.next_run_time)}
+            )
+
+    async def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    async def _fire(self, check_id: str) -> None:
+        check = self._checks[check_id]
+        now = self._clock()
+        slot = latest_slot(check.schedule, now)
+        if slot is None or (now - slot).total_seconds() > check.schedule.misfire_grace:
+            return  # the catch-up fire at start found no slot recent enough to run
+        if check.id in self._fired:
+            # The catch-up fire at start is late by design; only regular fires measure lag.
+            self._observe_lag(max(0.0, (now - slot).total_seconds()))
+        self._fired.add(check.id)
+        delay = jitter_for(check.id, slot, check.schedule.jitter)
+        # The jittered start runs as its own task so the APScheduler job returns at once and
+        # is never counted as "still running" during the jitter sleep.
+        task = asyncio.create_task(self._start_after(check, slot, delay))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _start_after(self, check: Check, slot: datetime, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await self._start_slot(check, slot)
+        except Exception:
+            # Starting a run touches the store; a failure there must not kill the job.
+            self._logger.exception("could not start run", extra={"check": check.id})

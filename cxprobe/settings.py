@@ -1,0 +1,433 @@
+"""The configuration: pydantic models, the YAML loader and cross-reference checks.
+
+``load_config(path)`` returns a validated :class:`Config` or raises :class:`ConfigError` with
+every problem, each naming the file, the line, the key path and what to do. Unknown keys are
+rejected everywhere (a misspelt key silently ignored is a probe that silently never runs).
+Secrets are written as ``${ENV_VAR}`` and held as ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from cxprobe.durations import Duration
+from cxprobe.errors import ConfigError
+from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
+from probes import CHANNEL_TYPES
+from probes.base import Responder
+from scenarios.hours import BusinessHours
+from scenarios.model import Matcher, Scenario, Thresholds
+
+#: Anchor for computing a cron schedule's nominal interval.
+_EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
+
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "library"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(Strict):
+    host: str = Field("127.0.0.1", description="Address /metrics and /healthz bind to.")
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class MonitorSettings(Strict):
+    location: str = Field("default", description="Where this monitor runs (a `locations` key).")
+    store_url: str = Field(
+        "sqlite+aiosqlite:///data/cxprobe.db", description="SQLAlchemy URL of the evidence store."
+    )
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings())
+    customer_name: str = Field("Alex Morgan", description="Name the test customer signs with.")
+    disclosure: str | None = Field(
+        "This is an automated service-quality test contact (ref {token}).",
+        description="Line appended to every contact so staff can identify test contacts; "
+        "null to omit (mystery shopping).",
+    )
+    concurrency: dict[str, int] = Field(
+        default_factory=dict, description="Per channel kind: runs in progress at once."
+    )
+    send_timeout: Duration = Field(60.0, description="Longest a channel may take to accept.")
+    shutdown_grace: Duration = Field(10.0, description="Wait this long for sends on SIGTERM.")
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("concurrency")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, limit in value.items():
+            if kind not in CHANNEL_TYPES:
+                raise ValueError(
+                    f"unknown channel kind {kind!r}; known: {', '.join(CHANNEL_TYPES)}"
+                )
+            if limit < 1:
+                raise ValueError(f"concurrency for {kind} must be at least 1")
+        return value
+
+
+class Sla(Strict):
+    """Service levels for one channel of one target (seconds; durations like 15m accepted)."""
+
+    first_response: Duration | None = Field(None, description="Any answer (auto-ack counts).")
+    human_response: Duration | None = Field(None, description="A human answer, business hours.")
+    after_hours_response: Duration | None = Field(
+        None, description="Outside business hours: an answer the scenario accepts (bot/auto)."
+    )
+    deadline: Duration | None = Field(
+        None, description="How long a run waits for answers before it is judged."
+    )
+    objective: float = Field(0.95, gt=0, lt=1, description="Share of good probes promised.")
+
+
+#: Industry-norm defaults per channel kind (DESIGN.md "SLAs and alerting").
+DEFAULT_SLAS: Mapping[str, Sla] = {
+    "email": Sla(
+        first_response=15 * 60, human_response=3600, after_hours_response=15 * 60, deadline=4 * 3600
+    ),
+}
+
+
+class Queue(Strict):
+    """A team of the target, recognised in replies by any of its matchers."""
+
+    description: str = ""
+    match: list[Matcher] = Field(min_length=1)
+
+
+class ResponderRule(Strict):
+    """Re-classify replies the channel could not tell apart (e.g. a bot signing as a person)."""
+
+    responder: Responder
+    match: Matcher
+
+
+class RateLimit(Strict):
+    max_contacts_per_hour: int = Field(
+        6, ge=1, description="Per channel; slots beyond it are skipped and logged."
+    )
+
+
+def _target_channels_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        kind: (channel_type.address_model | None, None)
+        for kind, channel_type in CHANNEL_TYPES.items()
+    }
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "TargetChannels", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+def _channels_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        kind: (channel_type.settings_model | None, None)
+        for kind, channel_type in CHANNEL_TYPES.items()
+    }
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "Channels", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+TargetChannels = _target_channels_model()
+Channels = _channels_model()
+
+
+class Target(Strict):
+    name: str = Field(description="Brand name shown in reports.")
+    business_hours: BusinessHours
+    channels: TargetChannels  # type: ignore[valid-type]
+    queues: dict[str, Queue] = Field(default_factory=dict)
+    responders: list[ResponderRule] = Field(default_factory=list)
+    slas: dict[str, Sla] = Field(default_factory=dict)
+    rate_limit: RateLimit = Field(default_factory=lambda: RateLimit())
+
+    def address(self, kind: str) -> Any:
+        return getattr(self.channels, kind, None)
+
+    def sla(self, kind: str) -> Sla:
+        """This target's SLA for ``kind``, unset figures taken from the channel's defaults."""
+        default = DEFAULT_SLAS.get(kind, Sla(deadline=3600))
+        own = self.slas.get(kind)
+        if own is None:
+            return default
+        merged = default.model_dump()
+        merged.update(own.model_dump(exclude_unset=True))
+        return Sla.model_validate(merged)
+
+
+class Schedule(Strict):
+    every: Duration | None = Field(None, description="Run at this interval (aligned to epoch).")
+    cron: str | None = Field(None, description="Five-field crontab expression.")
+    timezone: str = Field("UTC", description="Zone the cron expression is read in.")
+    jitter: Duration = Field(0.0, description="Spread starts by up to this much per slot.")
+    misfire_grace: Duration = Field(300.0, description="Still run a slot this late.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError(
+                "give exactly one of 'every' (e.g. 15m) or 'cron' (e.g. '*/15 * * * *')"
+            )
+        if self.every is not None and self.every < 1:
+            raise ValueError("'every' must be at least 1s")
+        if self.cron is not None:
+            try:
+                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
+        return self
+
+    @property
+    def interval(self) -> float:
+        """Nominal seconds between slots (cron: the gap after the next slot)."""
+        if self.every is not None:
+            return self.every
+        assert self.cron is not None
+        trigger = CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        first = trigger.get_next_fire_time(None, _EPOCH)
+        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+        return (second - first).total_seconds()
+
+
+class Check(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Stable id (lowercase).")
+    target: str
+    channel: str
+    scenario: str
+    schedule: Schedule
+    locations: list[str] | None = Field(None, description="Where it runs; default everywhere.")
+    expected_queue: str | None = Field(None, description="Overrides the scenario's queue.")
+    enabled: bool = True
+
+
+class Location(Strict):
+    description: str = ""
+
+
+class Config(Strict):
+    version: Literal[1] = Field(description="Config format version; this build reads 1.")
+    monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
+    locations: dict[str, Location] = Field(default_factory=lambda: {"default": Location()})
+    channels: Channels = Field(default_factory=lambda: Channels())  # type: ignore[valid-type]
+    targets: dict[str, Target]
+    scenarios: dict[str, Scenario] = Field(default_factory=dict)
+    checks: list[Check] = Field(min_length=1)
+
+    # Filled by load_config, not read from YAML.
+    source: Path | None = Field(default=None, exclude=True)
+    sha256: str = Field(default="", exclude=True)
+
+    def channel_settings(self, kind: str) -> Any:
+        return getattr(self.channels, kind, None)
+
+    def checks_here(self) -> list[Check]:
+        """Enabled checks that run at this monitor's location."""
+        here = self.monitor.location
+        return [
+            check
+            for check in self.checks
+            if check.enabled and (check.locations is None or here in check.locations)
+        ]
+
+    def thresholds(self, check: Check) -> Thresholds:
+        sla = self.targets[check.target].sla(check.channel)
+        figures = [sla.first_response, sla.human_response, sla.after_hours_response]
+        deadline = sla.deadline or max((f for f in figures if f is not None), default=3600.0)
+        return Thresholds(
+            first_response=sla.first_response,
+            human_response=sla.human_response,
+            after_hours_response=sla.after_hours_response,
+            deadline=deadline,
+        )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute secrets, validate and cross-check ``path``."""
+    document = load_yaml(path)
+    if not isinstance(document.data, dict):
+        raise ConfigError(str(path), [f"{path}: the file must hold a mapping (key: value)"])
+    problems = substitute_env(document, environ)
+    library, library_problems = load_scenario_library()
+    problems += library_problems
+    if problems:
+        raise ConfigError(str(path), problems)
+    try:
+        config = Config.model_validate(document.data)
+    except ValidationError as exc:
+        raise ConfigError(str(path), _explain(exc, document)) from None
+    config.scenarios = {**library, **config.scenarios}
+    problems = [
+        f"{document.where(key_path)}: {message}" for key_path, message in _cross_check(config)
+    ]
+    if problems:
+        raise ConfigError(str(path), problems)
+    config.source = path
+    config.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return config
+
+
+def load_scenario_library(directory: Path = LIBRARY_DIR) -> tuple[dict[str, Scenario], list[str]]:
+    """Ready-made scenarios, one per file, keyed by file stem."""
+    scenarios: dict[str, Scenario] = {}
+    problems: list[str] = []
+    for file in sorted(directory.glob("*.yaml")):
+        try:
+            document = load_yaml(file)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        try:
+            scenarios[file.stem] = Scenario.model_validate(document.data)
+        except ValidationError as exc:
+            problems += _explain(exc, document)
+    return scenarios, problems
+
+
+def _explain(exc: ValidationError, document: YamlDocument) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        key_path: KeyPath = tuple(part for part in error["loc"] if isinstance(part, str | int))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            parent = key_path[:-1]
+            message = (
+                f"unknown key {key_path[-1]!r} under {format_path(parent)}; "
+                "check its spelling (see config/example.yaml for every option)"
+            )
+        elif error["type"] == "missing":
+            message = "this key is required but missing"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{document.where(key_path)}: {message}")
+    return lines
+
+
+def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
+    """References between sections: the problems pydantic cannot see one model at a time."""
+    problems: list[tuple[KeyPath, str]] = []
+    if config.monitor.location not in config.locations:
+        problems.append(
+            (
+                ("monitor", "location"),
+                f"location {config.monitor.location!r} is not defined "
+                f"under 'locations' (defined: {', '.join(config.locations)})",
+            )
+        )
+    for target_id, target in config.targets.items():
+        for kind in target.slas:
+            if kind not in CHANNEL_TYPES:
+                problems.append(
+                    (
+                        ("targets", target_id, "slas", kind),
+                        f"unknown channel kind {kind!r}; known: {', '.join(CHANNEL_TYPES)}",
+                    )
+                )
+        for kind in CHANNEL_TYPES:
+            address = target.address(kind)
+            check_address = getattr(address, "check_against", None)
+            if address is not None and check_address is not None:
+                message = check_address(config.channel_settings(kind))
+                if message:
+                    problems.append((("targets", target_id, "channels", kind), message))
+    seen_series: dict[tuple[str, str, str], int] = {}
+    seen_ids: dict[str, int] = {}
+    for index, check in enumerate(config.checks):
+        where: KeyPath = ("checks", index)
+        if check.id in seen_ids:
+            problems.append(
+                (
+                    (*where, "id"),
+                    f"check id {check.id!r} is already used by "
+                    f"checks[{seen_ids[check.id]}]; ids must be unique",
+                )
+            )
+        seen_ids.setdefault(check.id, index)
+        target = config.targets.get(check.target)
+        if target is None:
+            problems.append(
+                (
+                    (*where, "target"),
+                    f"unknown target {check.target!r}; defined "
+                    f"targets: {', '.join(config.targets) or '(none)'}",
+                )
+            )
+        if check.channel not in CHANNEL_TYPES:
+            problems.append(
+                (
+                    (*where, "channel"),
+                    f"unknown channel kind {check.channel!r}; known: {', '.join(CHANNEL_TYPES)}",
+                )
+            )
+        else:
+            if config.channel_settings(check.channel) is None:
+                problems.append(
+                    (
+                        (*where, "channel"),
+                        f"channel {check.channel!r} is not "
+                        f"configured: add a 'channels.{check.channel}' section",
+                    )
+                )
+            if target is not None and target.address(check.channel) is None:
+                problems.append(
+                    (
+                        (*where, "channel"),
+                        f"target {check.target!r} has no "
+                        f"'channels.{check.channel}' address to contact",
+                    )
+                )
+        scenario = config.scenarios.get(check.scenario)
+        if scenario is None:
+            problems.append(
+                (
+                    (*where, "scenario"),
+                    f"unknown scenario {check.scenario!r}; "
+                    f"available: {', '.join(sorted(config.scenarios))}",
+                )
+            )
+        queue = check.expected_queue or (scenario.expected_queue if scenario else None)
+        if (
+            target is not None
+            and queue is not None
+            and target.queues
+            and queue not in target.queues
+        ):
+            problems.append(
+                (
+                    (*where, "expected_queue" if check.expected_queue else "scenario"),
+                    f"queue {queue!r} is not one of target {check.target!r}'s queues "
+                    f"({', '.join(target.queues)})",
+                )
+            )
+        for location in check.locations or []:
+            if location not in config.locations:
+                problems.append(
+                    (
+                        (*where, "locations"),
+                        f"unknown location {location!r}; defined: {', '.join(config.locations)}",
+                    )
+                )
+        series = (check.target, check.channel, check.scenario)
+        if series in seen_series:
+            problems.append(
+                (
+                    where,
+                    f"checks[{seen_series[series]}] already probes the same "
+                    "target, channel and scenario; their metrics would collide",
+                )
+            )
+        seen_series.setdefault(series, index)
+    return problems

@@ -1,0 +1,13 @@
+"""Channel drivers. :data:`CHANNEL_TYPES` is the one place the channel kinds are listed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from probes.base import ChannelType
+from probes.email import EMAIL
+
+CHANNEL_TYPES: Mapping[str, ChannelType] = MappingProxyType({kind.kind: kind for kind in (EMAIL,)})
+
+__all__ = ["CHANNEL_TYPES", "ChannelType"]

@@ -1,0 +1,184 @@
+"""The probe contract: what every channel driver offers the scenario engine.
+
+A :class:`Channel` is created once per monitor process from its ``channels.<kind>`` settings.
+It owns the resources shared by all conversations on that channel (a browser, one IMAP watcher
+per mailbox) and opens one :class:`Conversation` per probe contact. The runner owns timeouts and
+turns exceptions into outcomes; a probe never schedules itself and never touches metrics.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from probes.errors import (
+    ChannelUnavailable,
+    ContactRejected,
+    CxprobeError,
+    ProbeError,
+    ProbeTimeout,
+    ProviderError,
+)
+
+#: Every contact carries a reference token; replies are matched to runs by it when a channel
+#: has no better thread key. Crockford base32 avoids look-alike characters.
+TOKEN_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+TOKEN_PATTERN = re.compile(r"\bCXP-[0-9A-HJKMNP-TV-Z]{10}\b")
+
+
+def new_token() -> str:
+    """A fresh reference token such as ``CXP-7F3K9Q2M1Z`` (50 bits of randomness)."""
+    return "CXP-" + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10))
+
+
+class Responder(enum.StrEnum):
+    """Who produced a reply, as far as the channel can tell."""
+
+    HUMAN = "human"
+    BOT = "bot"
+    AUTO = "auto"
+    IVR = "ivr"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of raw evidence kept with a run (raw email, transcript, screenshot)."""
+
+    kind: str  # "email", "transcript", "screenshot", ...
+    media_type: str  # "message/rfc822", "text/plain", "image/png", ...
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What the scenario engine asks a channel to send."""
+
+    token: str
+    subject: str  # channels without subjects ignore it
+    text: str  # already carries the token
+    sender_name: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The channel accepted the contact at ``at``: t0 of every timing of the run."""
+
+    at: datetime  # UTC
+    external_id: str  # e.g. the email's Message-ID, a call SID
+    evidence: Evidence | None = None
+    #: Channel-specific, JSON-serialisable state needed to resume after a restart.
+    resume_state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply observed on a conversation."""
+
+    observed_at: datetime  # UTC: when cxprobe saw it
+    arrived_at: datetime  # UTC: best estimate of when it reached the customer; used for timing
+    timing_method: str  # how arrived_at was measured, e.g. "imap-internaldate"
+    sender: str
+    text: str  # the reply's own text (quoted history removed where the channel can tell)
+    responder: Responder
+    external_id: str  # unique per channel (e.g. the reply's Message-ID); deduplicates
+    subject: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    evidence: Evidence | None = None
+    #: Keys tying the reply to a contact: referenced message ids and tokens found in it.
+    thread_keys: frozenset[str] = frozenset()
+
+
+class Conversation(Protocol):
+    """One probe contact on one channel."""
+
+    async def send(self, contact: Contact) -> Sent:
+        """Send the opening contact; return when the channel accepted it."""
+        ...
+
+    def replies(self) -> AsyncIterator[Reply]:
+        """Replies in arrival order; never ends by itself (the runner owns the deadline).
+
+        Raises a :class:`ProbeError` subclass if the contact turns out to have failed
+        (e.g. a bounce arrives).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Stop listening; later replies go to the channel's ``on_unmatched`` sink."""
+        ...
+
+
+#: Receives replies no open conversation claimed (late replies to closed runs, strangers).
+UnmatchedSink = Callable[[Reply], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ChannelServices:
+    """What the application hands every channel driver."""
+
+    logger: logging.Logger
+    on_unmatched: UnmatchedSink
+
+
+class Channel(Protocol):
+    """A channel driver, created once per process by its :class:`ChannelType`."""
+
+    kind: ClassVar[str]
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Acquire shared resources lazily or now; register their clean-up on ``stack``."""
+        ...
+
+    async def open(self, address: Any, token: str) -> Conversation:
+        """A new conversation with a target; ``address`` is its ``address_model`` instance."""
+        ...
+
+    async def resume(self, address: Any, token: str, sent: Sent) -> Conversation:
+        """Re-attach to a conversation a previous process started (after a restart).
+
+        Replies that arrived while no process was listening must be delivered too.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ChannelType:
+    """One entry of the channel registry: how to configure and build a channel driver."""
+
+    kind: str
+    settings_model: type[BaseModel]  # the ``channels.<kind>`` section of the config
+    address_model: type[BaseModel]  # the ``targets.<id>.channels.<kind>`` section
+    create: Callable[[Any, ChannelServices], Channel]
+    #: Whether conversations may stay open for hours (persisted, resumed after restarts).
+    resumable: bool = False
+
+
+__all__ = [
+    "Channel",
+    "ChannelServices",
+    "ChannelType",
+    "ChannelUnavailable",
+    "Contact",
+    "ContactRejected",
+    "Conversation",
+    "CxprobeError",
+    "Evidence",
+    "ProbeError",
+    "ProbeTimeout",
+    "ProviderError",
+    "Reply",
+    "Responder",
+    "Sent",
+    "UnmatchedSink",
+    "new_token",
+]

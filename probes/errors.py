@@ -1,0 +1,44 @@
+"""The cxprobe exception tree, in one place.
+
+    CxprobeError                 base of everything cxprobe raises on purpose
+    ├── ConfigError              a configuration file is wrong (cxprobe.errors)
+    └── ProbeError               a probe could not complete a contact; maps to a run outcome
+        ├── ContactRejected      the channel refused the contact (bounce, 5xx)      -> "failed"
+        ├── ChannelUnavailable   the channel or its provider could not be reached   -> "error"
+        ├── ProbeTimeout         a step the runner timed out (connect, send)        -> "error"
+        └── ProviderError        the provider answered with an error                -> "error"
+
+Probes are the bottom layer, so the tree is rooted here; :mod:`cxprobe.errors` re-exports it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class CxprobeError(Exception):
+    """Base class for errors cxprobe reports to its user."""
+
+
+class ProbeError(CxprobeError):
+    """A probe could not complete a contact. Each subclass maps to one run outcome."""
+
+    outcome: ClassVar[str] = "error"
+
+
+class ContactRejected(ProbeError):
+    """The channel refused the contact (a bounce, an SMTP 5xx, an API refusal)."""
+
+    outcome = "failed"
+
+
+class ChannelUnavailable(ProbeError):
+    """The channel or its provider could not be reached."""
+
+
+class ProbeTimeout(ProbeError):
+    """A step of the probe took longer than the runner allowed."""
+
+
+class ProviderError(ProbeError):
+    """The provider answered with an error that is not a refusal of the contact."""

@@ -1,0 +1,211 @@
+"""Scenario definitions (config) and run results (what every sink receives).
+
+A scenario is a customer contact script that does not depend on the channel: the same
+scenario runs on email, chat, phone and messaging so their answers can be compared.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+import string
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from probes.base import Responder
+
+
+class Period(enum.StrEnum):
+    """Where a contact fell in the target's calendar."""
+
+    BUSINESS = "business"
+    AFTER_HOURS = "after_hours"
+    HOLIDAY = "holiday"
+
+    @property
+    def is_open(self) -> bool:
+        return self is Period.BUSINESS
+
+
+class Outcome(enum.StrEnum):
+    """How a run ended. One per run; the metric label ``outcome``."""
+
+    MET = "met"  # answered as the scenario expects, within its SLA
+    BREACHED = "breached"  # no qualifying answer within the SLA (late answers are still kept)
+    FAILED = "failed"  # the channel refused the contact (bounce, 5xx)
+    ERROR = "error"  # the probe could not run (unreachable, provider error, crash)
+    INTERRUPTED = "interrupted"  # the monitor stopped before the contact was sent
+
+
+class RoutingResult(enum.StrEnum):
+    CORRECT = "correct"
+    WRONG = "wrong"
+    UNKNOWN = "unknown"
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+
+
+#: Placeholders a scenario's texts may use.
+TEMPLATE_FIELDS = frozenset({"token", "customer_name", "target"})
+
+Regex = Annotated[str, Field(description="A regular expression (case-insensitive, searched).")]
+
+
+class Matcher(BaseModel):
+    """Matches a reply when every given field matches (regular expressions, searched)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sender: Regex | None = None
+    subject: Regex | None = None
+    text: Regex | None = None
+    headers: dict[str, Regex] = Field(default_factory=dict)
+
+    @field_validator("sender", "subject", "text")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            _compile(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_header_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern in value.values():
+            _compile(pattern)
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.sender is None and self.subject is None and self.text is None and not self.headers:
+            raise ValueError("a matcher needs at least one of: sender, subject, text, headers")
+
+    def matches(self, sender: str, subject: str, text: str, headers: dict[str, str]) -> bool:
+        checks = [(self.sender, sender), (self.subject, subject), (self.text, text)]
+        for pattern, value in checks:
+            if pattern is not None and not _compile(pattern).search(value):
+                return False
+        lowered = {name.lower(): value for name, value in headers.items()}
+        for name, pattern in self.headers.items():
+            header_value = lowered.get(name.lower())
+            if header_value is None or not _compile(pattern).search(header_value):
+                return False
+        return True
+
+
+class Scenario(BaseModel):
+    """A channel-agnostic customer contact script."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intent: str = Field(description="What the customer wants, e.g. billing-question.")
+    description: str = ""
+    subject: str = Field(description="Subject line where the channel has one ({token} allowed).")
+    opening: str = Field(
+        description="The opening message; {token}, {customer_name} and {target} are filled in."
+    )
+    expected_queue: str | None = Field(
+        default=None, description="The team this contact should reach (a target queue id)."
+    )
+    after_hours_accepts: list[Responder] = Field(
+        default_factory=lambda: [Responder.BOT, Responder.AUTO, Responder.HUMAN],
+        description="Responders that count as an answer outside business hours.",
+    )
+    closed_notice: Matcher | None = Field(
+        default=None,
+        description="After hours, an answer must also match this (e.g. states opening hours).",
+    )
+
+    @field_validator("subject", "opening")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        for _, name, _, _ in string.Formatter().parse(value):
+            if name is not None and name not in TEMPLATE_FIELDS:
+                raise ValueError(
+                    f"unknown placeholder {{{name}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
+                    " (write {{ and }} for literal braces)"
+                )
+        return value
+
+    def render(self, text: str, **values: str) -> str:
+        return text.format_map({name: values.get(name, "") for name in TEMPLATE_FIELDS})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The SLA figures that applied to one run (seconds)."""
+
+    first_response: float | None
+    human_response: float | None
+    after_hours_response: float | None
+    deadline: float
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            "first_response": self.first_response,
+            "human_response": self.human_response,
+            "after_hours_response": self.after_hours_response,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class ObservedReply:
+    """A reply as the engine judged it."""
+
+    arrived_at: datetime
+    observed_at: datetime
+    seconds: float  # arrived_at - sent_at
+    responder: Responder
+    sender: str
+    queue: str | None
+    late: bool
+
+
+@dataclass
+class RunResult:
+    """Everything known about one run; what the store, metrics and CLI receive."""
+
+    run_id: str
+    check_id: str
+    target: str
+    channel: str
+    scenario: str
+    location: str
+    slot: datetime
+    token: str
+    period: Period
+    thresholds: Thresholds
+    outcome: Outcome | None = None  # None while the run is open
+    reason: str = ""
+    sent_at: datetime | None = None
+    first_response_seconds: float | None = None
+    first_response_responder: Responder | None = None
+    first_human_seconds: float | None = None
+    routed_queue: str | None = None
+    expected_queue: str | None = None
+    routing: RoutingResult = RoutingResult.UNKNOWN
+    replies: list[ObservedReply] = field(default_factory=list)
+    finished_at: datetime | None = None
+
+    @property
+    def deadline_at(self) -> datetime | None:
+        if self.sent_at is None:
+            return None
+        return self.sent_at + timedelta(seconds=self.thresholds.deadline)
+
+    def first_by_responder(self) -> dict[Responder, float]:
+        """Seconds to the first reply of each responder kind (on-time or late)."""
+        firsts: dict[Responder, float] = {}
+        for reply in self.replies:
+            firsts.setdefault(reply.responder, reply.seconds)
+        return firsts

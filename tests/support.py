@@ -1,0 +1,157 @@
+"""Helpers shared by the integration and end-to-end tests: configs for the sandbox desk."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ALL_DAY = ["00:00-24:00"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PROBE_ADDRESS = "probe@cxprobe.test"
+PROBE_PASSWORD = "probe-secret"
+SUPPORT_ADDRESS = "support@acme.test"
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; fails (never skips) when a real peer is missing."""
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+    )
+    if path is None:
+        raise AssertionError(
+            f"{name} is not installed: run scripts/install-system-deps.sh (make test does)"
+        )
+    return path
+
+
+def weekly(open_now: bool) -> dict[str, list[str]]:
+    """Hours that are open all week, or closed all week (so every contact is after hours)."""
+    return {day: ALL_DAY for day in DAYS} if open_now else {}
+
+
+def desk_profile(open_now: bool = True, **mail: Any) -> dict[str, Any]:
+    """A sandbox profile (as data) with fast, fixed latencies and free ports."""
+    profile_mail: dict[str, Any] = {
+        "support_address": SUPPORT_ADDRESS,
+        "probe_mailboxes": [{"address": PROBE_ADDRESS, "password": PROBE_PASSWORD}],
+        "auto_ack": {
+            "enabled": True,
+            "delay": {"distribution": "fixed", "seconds": 0.3},
+            "sender": "noreply@acme.test",
+        },
+        "after_hours": {"auto_reply": True, "delay": {"distribution": "fixed", "seconds": 0.3}},
+        "queues": {
+            "billing": {
+                "keywords": ["invoice", "refund", "charge"],
+                "sender": "billing@acme.test",
+                "signature": "-- \nAcme Billing Team",
+                "latency": {"distribution": "fixed", "seconds": 1.5},
+            },
+            "tech": {
+                "keywords": ["error", "login", "fault"],
+                "sender": "tech@acme.test",
+                "signature": "-- \nAcme Technical Support",
+                "latency": {"distribution": "fixed", "seconds": 1.5},
+            },
+            "sales": {
+                "keywords": [],
+                "sender": "sales@acme.test",
+                "signature": "-- \nAcme Sales",
+                "latency": {"distribution": "fixed", "seconds": 1.5},
+            },
+        },
+        "default_queue": "sales",
+    }
+    profile_mail.update(mail)
+    return {
+        "seed": 1,
+        "timezone": "Europe/London",
+        "business_hours": weekly(open_now),
+        "mail": profile_mail,
+    }
+
+
+def monitor_config(
+    tmp_path: Path,
+    *,
+    smtp_port: int,
+    imap_port: int,
+    open_now: bool = True,
+    sla: dict[str, Any] | None = None,
+    checks: list[dict[str, Any]] | None = None,
+    http_port: int = 0,
+    imap: dict[str, Any] | None = None,
+    smtp: dict[str, Any] | None = None,
+) -> Path:
+    """A cxprobe config probing the sandbox desk; written to ``tmp_path/cxprobe.yaml``."""
+    config = {
+        "version": 1,
+        "monitor": {
+            "location": "test",
+            "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
+            "http": {"host": "127.0.0.1", "port": http_port},
+            "log_format": "json",
+        },
+        "locations": {"test": {}},
+        "channels": {
+            "email": {
+                "mailboxes": {
+                    "probe": {
+                        "address": PROBE_ADDRESS,
+                        "smtp": {
+                            "host": "127.0.0.1",
+                            "port": smtp_port,
+                            "tls": "none",
+                            **(smtp or {}),
+                        },
+                        "imap": {
+                            "host": "127.0.0.1",
+                            "port": imap_port,
+                            "tls": "none",
+                            "username": PROBE_ADDRESS,
+                            "password": "${CXPROBE_TEST_IMAP_PASSWORD}",
+                            **(imap or {}),
+                        },
+                    }
+                }
+            }
+        },
+        "targets": {
+            "acme": {
+                "name": "Acme (sandbox)",
+                "business_hours": {"timezone": "Europe/London", "weekly": weekly(open_now)},
+                "channels": {"email": {"to": SUPPORT_ADDRESS, "mailbox": "probe"}},
+                "queues": {
+                    "billing": {"match": [{"sender": r"^billing@acme\.test$"}]},
+                    "tech": {"match": [{"sender": r"^tech@acme\.test$"}]},
+                    "sales": {"match": [{"text": "Acme Sales"}]},
+                },
+                "slas": {
+                    "email": sla
+                    or {
+                        "first_response": "5s",
+                        "human_response": "10s",
+                        "after_hours_response": "5s",
+                        "deadline": "15s",
+                    }
+                },
+                "rate_limit": {"max_contacts_per_hour": 1000},
+            }
+        },
+        "checks": checks
+        or [
+            {
+                "id": "acme-email-billing",
+                "target": "acme",
+                "channel": "email",
+                "scenario": "billing-question",
+                "schedule": {"every": "1h"},
+            }
+        ],
+    }
+    path = tmp_path / "cxprobe.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

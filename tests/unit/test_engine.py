@@ -1,0 +1,148 @@
+"""The engine against a scripted in-memory conversation: it tests the engine's own logic
+(sending, deadlines, early decision, hooks); the real channels are tested in integration."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from probes.base import Contact, Reply, Responder, Sent
+from probes.errors import ProbeTimeout
+from scenarios.engine import build_contact, converse
+from scenarios.model import ObservedReply, Outcome, Period, RunResult, Scenario, Thresholds
+from scenarios.verdicts import Judge
+
+
+@dataclass
+class ScriptedConversation:
+    """Replies ``(delay_seconds, responder)`` after send; optional slow send."""
+
+    script: list[tuple[float, Responder]]
+    send_delay: float = 0.0
+    sent_contact: Contact | None = None
+    closed: bool = False
+
+    async def send(self, contact: Contact) -> Sent:
+        await asyncio.sleep(self.send_delay)
+        self.sent_contact = contact
+        self.sent_at = datetime.now(UTC)
+        return Sent(at=self.sent_at, external_id="<m1@test>")
+
+    async def replies(self) -> AsyncIterator[Reply]:
+        for index, (delay, responder) in enumerate(self.script):
+            await asyncio.sleep(delay)
+            at = datetime.now(UTC)
+            yield Reply(
+                observed_at=at,
+                arrived_at=at,
+                timing_method="test",
+                sender="desk@acme.test",
+                text="hi",
+                responder=responder,
+                external_id=f"r{index}",
+            )
+        await asyncio.Event().wait()  # a real channel never ends the stream by itself
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class RecordingHooks:
+    sent_ids: list[str] = field(default_factory=list)
+    replies: list[ObservedReply] = field(default_factory=list)
+
+    async def sent(self, result: RunResult, sent: Sent) -> None:
+        self.sent_ids.append(sent.external_id)
+
+    async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None:
+        self.replies.append(observed)
+
+
+SCENARIO = Scenario(intent="t", subject="Help {token}", opening="Hello from {customer_name}")
+
+
+def judge(human: float = 5, deadline: float = 0.5) -> Judge:
+    result = RunResult(
+        run_id="r",
+        check_id="c",
+        target="t",
+        channel="test",
+        scenario="s",
+        location="l",
+        slot=datetime.now(UTC),
+        token="CXP-ABCDEFGHJK",
+        period=Period.BUSINESS,
+        thresholds=Thresholds(None, human, None, deadline),
+    )
+    return Judge(SCENARIO, {}, [], result)
+
+
+def test_contact_carries_token_and_disclosure() -> None:
+    contact = build_contact(
+        SCENARIO,
+        token="CXP-ABCDEFGHJK",
+        customer_name="Alex",
+        target_name="Acme",
+        disclosure="Test contact {token}",
+    )
+    assert contact.subject == "Help CXP-ABCDEFGHJK"
+    assert contact.text.startswith("Hello from Alex")
+    assert contact.text.rstrip().endswith("Test contact CXP-ABCDEFGHJK")
+
+
+async def test_stops_listening_once_decided() -> None:
+    conversation = ScriptedConversation(
+        [(0.01, Responder.AUTO), (0.01, Responder.HUMAN), (10, Responder.HUMAN)]
+    )
+    hooks = RecordingHooks()
+    j = judge(deadline=5)
+    started = asyncio.get_running_loop().time()
+    result = await converse(
+        conversation,
+        build_contact(
+            SCENARIO, token="CXP-ABCDEFGHJK", customer_name="A", target_name="T", disclosure=None
+        ),
+        j,
+        hooks,
+        send_timeout=1,
+    )
+    assert asyncio.get_running_loop().time() - started < 2  # did not wait for the deadline
+    assert result.outcome is Outcome.MET
+    assert hooks.sent_ids == ["<m1@test>"]
+    assert [r.responder for r in hooks.replies] == [Responder.AUTO, Responder.HUMAN]
+
+
+async def test_silence_ends_at_the_deadline_as_breached() -> None:
+    j = judge(deadline=0.3)
+    result = await converse(
+        ScriptedConversation([]),
+        build_contact(
+            SCENARIO, token="CXP-ABCDEFGHJK", customer_name="A", target_name="T", disclosure=None
+        ),
+        j,
+        RecordingHooks(),
+        send_timeout=1,
+    )
+    assert result.outcome is Outcome.BREACHED
+    assert result.deadline_at is not None
+    assert datetime.now(UTC) >= result.deadline_at - timedelta(milliseconds=50)
+
+
+async def test_slow_send_is_a_probe_timeout() -> None:
+    with pytest.raises(ProbeTimeout, match="did not accept"):
+        await converse(
+            ScriptedConversation([], send_delay=5),
+            build_contact(
+                SCENARIO,
+                token="CXP-ABCDEFGHJK",
+                customer_name="A",
+                target_name="T",
+                disclosure=None,
+            ),
+            judge(),
+            RecordingHooks(),
+            send_timeout=0.05,
+        )
