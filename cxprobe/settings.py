@@ -127,7 +127,7 @@ def _target_channels_model() -> type[BaseModel]:
         kind: (channel_type.address_model | None, None)
         for kind, channel_type in CHANNEL_TYPES.items()
     }
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "TargetChannels", __config__=ConfigDict(extra="forbid"), **fields
     )
 
@@ -137,7 +137,7 @@ def _channels_model() -> type[BaseModel]:
         kind: (channel_type.settings_model | None, None)
         for kind, channel_type in CHANNEL_TYPES.items()
     }
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "Channels", __config__=ConfigDict(extra="forbid"), **fields
     )
 
@@ -200,7 +200,8 @@ class Schedule(Strict):
         trigger = CronTrigger.from_crontab(self.cron, timezone=self.timezone)
         first = trigger.get_next_fire_time(None, _EPOCH)
         second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
-        return (second - first).total_seconds()
+        gap: timedelta = second - first
+        return gap.total_seconds()
 
 
 class Check(Strict):
@@ -310,6 +311,11 @@ def _explain(exc: ValidationError, document: YamlDocument) -> list[str]:
             )
         elif error["type"] == "missing":
             message = "this key is required but missing"
+        elif error["type"] == "too_short":
+            minimum = (error.get("ctx") or {}).get("min_length", 1)
+            message = f"needs at least {minimum} item{'s' if minimum != 1 else ''}; add one"
+        elif key_path == ("version",):
+            message = "this build reads config version 1; convert the file or upgrade cxprobe"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         lines.append(f"{document.where(key_path)}: {message}")
@@ -327,8 +333,8 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                 f"under 'locations' (defined: {', '.join(config.locations)})",
             )
         )
-    for target_id, target in config.targets.items():
-        for kind in target.slas:
+    for target_id, each_target in config.targets.items():
+        for kind in each_target.slas:
             if kind not in CHANNEL_TYPES:
                 problems.append(
                     (
@@ -337,7 +343,7 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                     )
                 )
         for kind in CHANNEL_TYPES:
-            address = target.address(kind)
+            address = each_target.address(kind)
             check_address = getattr(address, "check_against", None)
             if address is not None and check_address is not None:
                 message = check_address(config.channel_settings(kind))
@@ -356,7 +362,7 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                 )
             )
         seen_ids.setdefault(check.id, index)
-        target = config.targets.get(check.target)
+        target: Target | None = config.targets.get(check.target)
         if target is None:
             problems.append(
                 (

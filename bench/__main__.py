@@ -1,0 +1,37 @@
+"""Run every benchmark and print the figures as JSON (copy them into BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+
+from bench import accuracy, capacity
+
+
+def machine() -> dict[str, object]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--runs", type=int, default=30, help="accuracy: runs against the desk")
+    parser.add_argument("--open-runs", type=int, default=1000, help="capacity: open runs")
+    parser.add_argument("--only", choices=["accuracy", "capacity"], default=None)
+    args = parser.parse_args()
+    figures: dict[str, object] = {"machine": machine()}
+    if args.only in (None, "accuracy"):
+        figures["accuracy"] = asyncio.run(accuracy.measure(args.runs))
+    if args.only in (None, "capacity"):
+        figures["capacity"] = asyncio.run(capacity.measure(args.open_runs))
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""First-answer accuracy: cxprobe's measured reply times against the sandbox desk's log.
+
+The desk logs the instant LMTP accepted each reply into the probe mailbox (ground truth). For
+every reply of every run, the error is ``arrived_at - truth`` (what cxprobe reports, from
+IMAP INTERNALDATE) and ``observed_at - truth`` (when the IDLE watcher saw it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import statistics
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cxprobe.app import open_monitor
+from cxprobe.settings import load_config
+from sandbox.desk import MailDesk
+from sandbox.profile import Profile
+from tests.support import desk_profile, monitor_config
+
+
+def _summary(errors: list[float]) -> dict[str, float]:
+    ordered = sorted(errors)
+    return {
+        "n": len(ordered),
+        "mean": statistics.fmean(ordered),
+        "p50": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+        "max_abs": max(abs(value) for value in ordered),
+    }
+
+
+async def measure(runs: int = 30) -> dict[str, Any]:
+    os.environ["CXPROBE_TEST_IMAP_PASSWORD"] = "probe-secret"
+    latency = {"distribution": "lognormal", "median": 2.0, "p95": 6.0}
+    profile_data = desk_profile()
+    for queue in profile_data["mail"]["queues"].values():
+        queue["latency"] = latency
+    profile_data["mail"]["auto_ack"]["delay"] = {"distribution": "uniform", "low": 0.2, "high": 1.5}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        async with MailDesk(Profile.model_validate(profile_data), workdir / "desk") as desk:
+            path = monitor_config(
+                workdir,
+                smtp_port=desk.smtp_port,
+                imap_port=desk.imap_port,
+                sla={"human_response": "60s", "first_response": "30s", "deadline": "60s"},
+            )
+            config = load_config(path)
+            logger = logging.getLogger("bench")
+            logger.addHandler(logging.NullHandler())
+            logger.propagate = False
+            check = config.checks[0]
+            async with open_monitor(config, logger, serve_http=False) as monitor:
+                base = datetime(2030, 1, 1, tzinfo=UTC)
+                results = await asyncio.gather(
+                    *(
+                        monitor.runner.execute(check, base + timedelta(hours=index))
+                        for index in range(runs)
+                    )
+                )
+                messages = {}
+                for result in results:
+                    assert result is not None
+                    for message in await monitor.store.messages(result.run_id):
+                        if message.direction == "in":
+                            messages[message.external_id] = message
+            truth = {
+                event["message_id"]: event
+                for event in desk.ground_truth()
+                if event["event"] == "reply_sent"
+            }
+    arrived: dict[str, list[float]] = {"auto_ack": [], "human": []}
+    observed: dict[str, list[float]] = {"auto_ack": [], "human": []}
+    for message_id, message in messages.items():
+        event = truth.get(message_id)
+        if event is None:
+            continue
+        at = datetime.fromisoformat(event["at"])
+        kind = "human" if event["kind"] == "human" else "auto_ack"
+        arrived[kind].append((message.arrived_at - at).total_seconds())
+        observed[kind].append((message.observed_at - at).total_seconds())
+    outcomes: dict[str, int] = {}
+    for result in results:
+        assert result is not None
+        outcomes[str(result.outcome)] = outcomes.get(str(result.outcome), 0) + 1
+    return {
+        "runs": runs,
+        "outcomes": outcomes,
+        "replies_matched_to_truth": sum(len(v) for v in arrived.values()),
+        "arrived_error": {kind: _summary(v) for kind, v in arrived.items() if v},
+        "observed_error": {kind: _summary(v) for kind, v in observed.items() if v},
+    }

@@ -1,0 +1,289 @@
+"""Prometheus metrics: the only module that imports ``prometheus_client``.
+
+Names and labels are a contract with dashboards and alert rules (``docs/metrics.md``): prefix
+``cxprobe_``, base units, counters end in ``_total``, and label values come only from bounded
+config values (target, channel, scenario, location ids and enum values), never from addresses,
+message ids or error text.
+
+:class:`MonitorMetrics` registers everything on the :class:`CollectorRegistry` it is given (never
+the global one), so tests and several monitors in one process do not share state. Series of
+configured checks are created at zero up front (``declare_checks``): a counter that appears
+only with its first increment hides that increment from ``rate()``/``increase()``. A reload
+removes the series of checks that are no longer configured.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from scenarios.model import Outcome, Period, RoutingResult, RunResult, Thresholds
+
+#: Time to first answer spans a chat bot (sub-second) to an email desk (a day).
+RESPONSE_BUCKETS = (
+    0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400,
+)  # fmt: skip
+
+#: A slot normally starts within milliseconds; seconds mean an overloaded event loop and
+#: minutes a process that was stopped or suspended.
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+#: SLOs whose events a run can produce (``scenarios.verdicts.slo_events``).
+SLO_NAMES = ("first_response", "human_response", "after_hours_response")
+
+_CHECK_LABELS = ("target", "channel", "scenario", "location")
+_Series = tuple[MetricWrapperBase, tuple[str, ...]]
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+
+@dataclass(frozen=True)
+class CheckSeries:
+    """What the metrics need to know about one configured check."""
+
+    check_id: str
+    target: str
+    channel: str
+    scenario: str
+    location: str
+    thresholds: Thresholds
+    objective: float  # share of good probes the target's SLA promises on this channel
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.target, self.channel, self.scenario, self.location)
+
+    def slos(self) -> list[tuple[str, float]]:
+        """The SLOs this check can produce events for, with their thresholds (seconds)."""
+        figures = self.thresholds.as_dict()
+        return [(name, limit) for name in SLO_NAMES if (limit := figures[name]) is not None]
+
+
+class MonitorMetrics:
+    """Every metric cxprobe exports, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        check = _CHECK_LABELS
+        self.runs = Counter(
+            "cxprobe_runs_total",
+            "Finished runs by business-hours period and outcome.",
+            [*check, "period", "outcome"],
+            registry=registry,
+        )
+        self.first_response = Histogram(
+            "cxprobe_first_response_seconds",
+            "Seconds from the contact being accepted to the first reply of each responder kind.",
+            [*check, "period", "responder"],
+            buckets=RESPONSE_BUCKETS,
+            registry=registry,
+        )
+        self.routing = Counter(
+            "cxprobe_routing_total",
+            "Runs whose contact was sent, by routing verdict.",
+            [*check, "result"],
+            registry=registry,
+        )
+        self.slo_events = Counter(
+            "cxprobe_slo_events_total",
+            "SLO events (one per run and applicable SLO), good or bad.",
+            ["target", "channel", "slo", "result"],
+            registry=registry,
+        )
+        self.last_run_timestamp = Gauge(
+            "cxprobe_last_run_timestamp_seconds",
+            "Unix time the last run of the check finished.",
+            check,
+            registry=registry,
+        )
+        self.last_run_success = Gauge(
+            "cxprobe_last_run_success",
+            "1 if the last run of the check met its expectations, else 0.",
+            check,
+            registry=registry,
+        )
+        self.open_runs = Gauge(
+            "cxprobe_open_runs",
+            "Runs whose contact was sent and that are still waiting for answers.",
+            ["channel"],
+            registry=registry,
+        )
+        self.probes_in_flight = Gauge(
+            "cxprobe_probes_in_flight",
+            "Probes currently executing (holding a concurrency slot).",
+            ["channel"],
+            registry=registry,
+        )
+        self.check_info = Gauge(
+            "cxprobe_check_info",
+            "Configured checks (value 1); joins a check id to its series labels.",
+            [*check, "check"],
+            registry=registry,
+        )
+        self.slo_threshold = Gauge(
+            "cxprobe_slo_threshold_seconds",
+            "Configured time limits of a check: first_response, human_response, "
+            "after_hours_response and deadline.",
+            [*check, "slo"],
+            registry=registry,
+        )
+        self.slo_objective = Gauge(
+            "cxprobe_slo_objective_ratio",
+            "Share of good SLO events the target promises on the channel.",
+            ["target", "channel", "slo"],
+            registry=registry,
+        )
+        self.scheduler_lag = Histogram(
+            "cxprobe_scheduler_lag_seconds",
+            "Seconds between a slot's scheduled time (plus jitter) and the run's start.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.reload_successful = Gauge(
+            "cxprobe_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, else 0.",
+            registry=registry,
+        )
+        self.reload_timestamp = Gauge(
+            "cxprobe_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "cxprobe_build_info",
+            "cxprobe version and Python version (value 1).",
+            ["version", "python"],
+            registry=registry,
+        )
+        self.unmatched_replies = Counter(
+            "cxprobe_unmatched_replies_total",
+            "Replies no open run claimed (late replies to closed runs, or strangers).",
+            ["channel"],
+            registry=registry,
+        )
+        self.late_replies = Counter(
+            "cxprobe_late_replies_total",
+            "Replies to runs that had already been judged (after the deadline).",
+            ["target", "channel"],
+            registry=registry,
+        )
+        self.build_info.labels(version, platform.python_version()).set(1)
+        # Series that follow the configuration, and which configuration object owns the
+        # series created by recording, so a reload can remove exactly what became stale.
+        self._declared: set[_Series] = set()
+        self._owned: dict[Hashable, set[_Series]] = {}
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def declare_checks(self, checks: Sequence[CheckSeries]) -> None:
+        """Create the series of ``checks`` at zero and drop those of checks no longer listed.
+
+        Call at start and after every successful reload, with the full list of checks.
+        """
+        wanted: dict[_Series, float | None] = {}  # gauges get a value; counters stay as they are
+
+        def want(metric: MetricWrapperBase, labels: tuple[str, ...], value: float | None) -> None:
+            wanted[(metric, tuple(str(label) for label in labels))] = value
+
+        owners: set[Hashable] = set()
+        for check in checks:
+            owners |= {("check", *check.key), ("pair", check.target, check.channel)}
+            owners.add(("channel", check.channel))
+            want(self.check_info, (*check.key, check.check_id), 1)
+            for period in Period:
+                for outcome in Outcome:
+                    want(self.runs, (*check.key, period, outcome), None)
+            for routing in RoutingResult:
+                want(self.routing, (*check.key, routing), None)
+            for name, limit in [*check.slos(), ("deadline", check.thresholds.deadline)]:
+                want(self.slo_threshold, (*check.key, name), limit)
+            for name, _ in check.slos():
+                want(self.slo_objective, (check.target, check.channel, name), check.objective)
+                for result in ("good", "bad"):
+                    want(self.slo_events, (check.target, check.channel, name, result), None)
+            want(self.late_replies, (check.target, check.channel), None)
+            for per_channel in (self.open_runs, self.probes_in_flight, self.unmatched_replies):
+                want(per_channel, (check.channel,), None)
+
+        for metric, labels in self._declared - wanted.keys():
+            metric.remove(*labels)
+        for owner in self._owned.keys() - owners:
+            for metric, labels in self._owned.pop(owner):
+                metric.remove(*labels)  # a no-op when it went with the declared ones
+        for (metric, labels), value in wanted.items():
+            child = metric.labels(*labels)
+            if value is not None and isinstance(child, Gauge):
+                child.set(value)
+        self._declared = set(wanted)
+
+    def config_reloaded(self, success: bool) -> None:
+        """Record the outcome of loading the configuration (at start or on reload)."""
+        self.reload_successful.set(1 if success else 0)
+        if success:
+            self.reload_timestamp.set(time.time())
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def record_run(self, result: RunResult, slo_events: Sequence[tuple[str, bool]]) -> None:
+        """Count a finished run: outcome, time to first answer per responder kind, routing,
+        the SLO events it produced (``(slo, good)`` pairs) and the check's last-run gauges."""
+        if result.outcome is None:
+            raise ValueError(f"run {result.run_id} is still open; record it once it is judged")
+        key = (result.target, result.channel, result.scenario, result.location)
+        owner = ("check", *key)
+        self._child(owner, self.runs, *key, result.period, result.outcome).inc()
+        for responder, seconds in result.first_by_responder().items():
+            histogram = self._child(owner, self.first_response, *key, result.period, responder)
+            histogram.observe(seconds)
+        # Routing says something only about contacts that reached the service.
+        if result.sent_at is not None:
+            self._child(owner, self.routing, *key, result.routing).inc()
+        pair = ("pair", result.target, result.channel)
+        for slo, good in slo_events:
+            verdict = "good" if good else "bad"
+            self._child(pair, self.slo_events, result.target, result.channel, slo, verdict).inc()
+        finished = result.finished_at.timestamp() if result.finished_at else time.time()
+        self._child(owner, self.last_run_timestamp, *key).set(finished)
+        self._child(owner, self.last_run_success, *key).set(
+            1 if result.outcome is Outcome.MET else 0
+        )
+
+    def record_late_reply(self, target: str, channel: str) -> None:
+        """A reply arrived for a run that had already been judged."""
+        self._child(("pair", target, channel), self.late_replies, target, channel).inc()
+
+    def record_unmatched(self, channel: str) -> None:
+        """A reply arrived that no run claimed."""
+        self._child(("channel", channel), self.unmatched_replies, channel).inc()
+
+    def set_open_runs(self, channel: str, count: int) -> None:
+        """How many runs on ``channel`` are waiting for answers now."""
+        self._child(("channel", channel), self.open_runs, channel).set(count)
+
+    @contextmanager
+    def in_flight(self, channel: str) -> Iterator[None]:
+        """Counts a probe as executing on ``channel`` for the duration of the block."""
+        gauge = self._child(("channel", channel), self.probes_in_flight, channel)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+    def observe_scheduler_lag(self, seconds: float) -> None:
+        """How late a slot started compared with its scheduled time."""
+        # A slot started early (clock step, coarse timer) is on time, not negative lag: a
+        # negative observation would corrupt the histogram's _sum.
+        self.scheduler_lag.observe(max(0.0, seconds))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _child(self, owner: Hashable, metric: _M, *labels: str) -> _M:
+        """``metric.labels(*labels)``, remembered as owned by ``owner`` for removal."""
+        self._owned.setdefault(owner, set()).add((metric, tuple(str(v) for v in labels)))
+        return metric.labels(*labels)

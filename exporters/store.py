@@ -1,0 +1,782 @@
+"""The evidence store: every run, its contact, its replies and their raw evidence, in SQL.
+
+SQLAlchemy Core over an async engine; SQLite (the default, one file) or PostgreSQL by URL.
+Every write is one transaction, committed before the call returns, so a crash loses at most
+the call in progress. The store records what it is told and decides nothing: outcomes, timings
+and routing verdicts come from the scenario engine.
+
+SQLite specifics: WAL (readers never block the writer), ``synchronous=FULL`` (a committed run
+survives power loss), foreign keys on, and a busy timeout. Writes of one store are serialised
+by an asyncio lock and take the database's write lock up front (``BEGIN IMMEDIATE``), so two
+processes (or two stores) on one file wait for each other instead of failing with "database is
+locked". PostgreSQL relies on its own row locking and on the same unique constraints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.parser
+import email.policy
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Row,
+    case,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    InvalidRequestError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from exporters.store_schema import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    StoreError,
+    UnknownRunError,
+    artifacts,
+    messages,
+    prepare_schema,
+    runs,
+    slots,
+)
+from probes.base import Evidence, Reply, Responder, Sent
+from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+
+#: The default store: one SQLite file under the working directory.
+DEFAULT_URL = "sqlite+aiosqlite:///data/cxprobe.db"
+
+#: How long a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: How many ids go into one ``IN (...)`` list (well under SQLite's and asyncpg's limits).
+_IN_CHUNK = 500
+
+#: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
+_WRITES = "cxprobe_writes"
+
+OPEN = "open"
+CLOSED = "closed"
+OUT = "out"
+IN = "in"
+
+#: ``timing_method`` of an outgoing message: its time is when the channel accepted it.
+SENT_TIMING = "channel-accepted"
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run a previous process left open, with what is needed to resume it."""
+
+    result: RunResult  # replies loaded, in arrival order
+    sent_external_id: str | None
+    resume_state: dict[str, Any]
+    sent_evidence_present: bool
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """One piece of raw evidence as stored (without its content; see ``artifact_content``)."""
+
+    id: int
+    run_id: str
+    message_id: int | None
+    kind: str
+    media_type: str
+    sha256: str
+    size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message of a run as stored: the contact (``out``) or a reply (``in``)."""
+
+    id: int
+    run_id: str
+    direction: str  # "out" | "in"
+    external_id: str
+    observed_at: datetime
+    arrived_at: datetime
+    timing_method: str
+    seconds: float | None
+    sender: str
+    responder: str | None  # None for the contact
+    channel_responder: str | None
+    subject: str
+    text: str
+    headers: dict[str, str]
+    late: bool | None
+    queue: str | None
+    artifacts: tuple[StoredArtifact, ...] = ()
+
+    @property
+    def sha256(self) -> str | None:
+        return self.artifacts[0].sha256 if self.artifacts else None
+
+    @property
+    def size(self) -> int | None:
+        return self.artifacts[0].size if self.artifacts else None
+
+
+class EvidenceStore:
+    """Runs, messages and raw evidence in a SQL database; use as ``async with``."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, logger: logging.Logger | None = None) -> None:
+        try:
+            self.url: URL = make_url(url)
+        except ArgumentError as exc:
+            raise StoreError(
+                f"monitor.store_url {url!r} is not a database URL ({exc}); use e.g. "
+                f"{DEFAULT_URL} or postgresql+asyncpg://user:password@host/dbname"
+            ) from exc
+        self._logger = logger or logging.getLogger(__name__)
+        self._sqlite = self.url.get_backend_name() == "sqlite"
+        #: Where the store is, for messages: the file, or the URL without its password.
+        self.where = self._describe()
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+        self._write_lock: AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self._sqlite else contextlib.nullcontext()
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> EvidenceStore:
+        engine = self._create_engine()
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITES: True})
+        try:
+            async with self._write() as conn:
+                found, version = await conn.run_sync(prepare_schema, self.where)
+        except BaseException as exc:
+            self._engine = self._writer = None
+            await engine.dispose()
+            if isinstance(exc, OperationalError | OSError):
+                raise StoreError(
+                    f"cannot open the evidence store {self.where}: {exc}. Check that the "
+                    "location exists and is writable (monitor.store_url)."
+                ) from exc
+            raise
+        if found == 0:
+            self._logger.info(
+                "evidence store created", extra={"store": self.where, "schema_version": version}
+            )
+        elif found < version:
+            self._logger.info(
+                "evidence store migrated",
+                extra={"store": self.where, "from_version": found, "schema_version": version},
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        engine, self._engine, self._writer = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    def _sqlite_file(self) -> Path | None:
+        """The database file of a SQLite URL; None for in-memory databases and other servers."""
+        database = self.url.database
+        if not self._sqlite or not database or database == ":memory:":
+            return None
+        return None if database.startswith("file:") else Path(database)
+
+    def _describe(self) -> str:
+        path = self._sqlite_file()
+        if path is not None:
+            return str(path.resolve())
+        return self.url.render_as_string(hide_password=True)
+
+    def _create_engine(self) -> AsyncEngine:
+        path = self._sqlite_file()
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the directory of the evidence store {self.where}: {exc}. "
+                    "Point monitor.store_url at a writable location."
+                ) from exc
+        try:
+            engine = create_async_engine(self.url)
+        except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:
+            raise StoreError(
+                f"monitor.store_url {self.where}: {exc}. Use an async driver, e.g. "
+                "sqlite+aiosqlite:///path/cxprobe.db or postgresql+asyncpg://host/dbname "
+                "(with asyncpg installed)."
+            ) from exc
+        if self._sqlite:
+            _configure_sqlite(engine)
+        return engine
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._writer is None:
+            raise StoreError("the evidence store is not open: use it as `async with`")
+        async with self._write_lock, self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._engine is None:
+            raise StoreError("the evidence store is not open: use it as `async with`")
+        async with self._engine.connect() as conn:
+            yield conn
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def claim_slot(self, result: RunResult) -> bool:
+        """Record the slot and the open run in one transaction; False if the slot was taken
+        (then nothing is written)."""
+        now = _now()
+        row = _figures(result) | {
+            "run_id": result.run_id,
+            "check_id": result.check_id,
+            "target": result.target,
+            "channel": result.channel,
+            "scenario": result.scenario,
+            "location": result.location,
+            "slot_at": result.slot,
+            "token": result.token,
+            "status": OPEN,
+            "period": str(result.period),
+            "thresholds": result.thresholds.as_dict(),
+            "sent_at": result.sent_at,
+            "outcome": None,
+            "reason": "",
+            "created_at": now,
+        }
+        try:
+            async with self._write() as conn:
+                await conn.execute(insert(runs).values(row))
+                await conn.execute(
+                    insert(slots).values(
+                        check_id=result.check_id,
+                        slot_at=result.slot,
+                        claimed_at=now,
+                        run_id=result.run_id,
+                    )
+                )
+        except IntegrityError:
+            # The unique (check, slot) key is the arbiter, also between processes; any other
+            # violation (a reused run id or token) is a bug and is raised.
+            if await self._slot_claimed(result.check_id, result.slot):
+                self._logger.debug(
+                    "slot already claimed",
+                    extra={"check": result.check_id, "slot": result.slot.isoformat()},
+                )
+                return False
+            raise
+        return True
+
+    async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
+        """The channel accepted the contact: t0, its external id, resume state, evidence."""
+        headers = _rfc822_headers(sent.evidence)
+        async with self._write() as conn:
+            updated = await conn.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(
+                    sent_at=sent.at,
+                    sent_external_id=sent.external_id,
+                    resume_state=dict(sent.resume_state),
+                    expected_queue=expected_queue,
+                )
+            )
+            if updated.rowcount == 0:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            if await _message_id(conn, run_id, OUT, sent.external_id) is not None:
+                return  # recorded already (the call is idempotent)
+            inserted = await conn.execute(
+                insert(messages).values(
+                    run_id=run_id,
+                    direction=OUT,
+                    external_id=sent.external_id,
+                    observed_at=sent.at,
+                    arrived_at=sent.at,
+                    timing_method=SENT_TIMING,
+                    seconds=None,
+                    sender=headers.get("from", ""),
+                    responder=None,
+                    channel_responder=None,
+                    subject=headers.get("subject", ""),
+                    text="",
+                    headers=headers,
+                    late=None,
+                    queue=None,
+                )
+            )
+            if sent.evidence is not None:
+                await _insert_artifact(conn, run_id, _inserted_id(inserted), sent.evidence)
+
+    async def record_reply(self, run_id: str, reply: Reply, observed: ObservedReply) -> bool:
+        """Store a reply and its raw evidence; False if this reply was stored before."""
+        external_id = reply.external_id or _content_key(reply)
+        try:
+            async with self._write() as conn:
+                known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+                if known.first() is None:
+                    raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+                if await _message_id(conn, run_id, IN, external_id) is not None:
+                    return False
+                inserted = await conn.execute(
+                    insert(messages).values(
+                        run_id=run_id,
+                        direction=IN,
+                        external_id=external_id,
+                        observed_at=observed.observed_at,
+                        arrived_at=observed.arrived_at,
+                        timing_method=reply.timing_method,
+                        seconds=observed.seconds,
+                        sender=observed.sender,
+                        responder=str(observed.responder),
+                        channel_responder=str(reply.responder),
+                        subject=reply.subject,
+                        text=reply.text,
+                        headers=dict(reply.headers),
+                        late=observed.late,
+                        queue=observed.queue,
+                    )
+                )
+                if reply.evidence is not None:
+                    message_id = _inserted_id(inserted)
+                    await _insert_artifact(conn, run_id, message_id, reply.evidence)
+        except IntegrityError:
+            # Another process stored the same reply between our check and insert (PostgreSQL).
+            if await self._message_stored(run_id, IN, external_id):
+                return False
+            raise
+        return True
+
+    async def record_evidence(self, run_id: str, evidence: Evidence) -> int:
+        """Keep evidence that belongs to the run as a whole (a transcript, a recording)."""
+        async with self._write() as conn:
+            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+            if known.first() is None:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            return await _insert_artifact(conn, run_id, None, evidence)
+
+    async def finish(self, result: RunResult) -> None:
+        """Close the run with its final figures, outcome and reason."""
+        if result.outcome is None:
+            raise ValueError(f"run {result.run_id}: finish() needs an outcome")
+        await self._update(
+            result,
+            outcome=str(result.outcome),
+            reason=result.reason,
+            finished_at=result.finished_at or _now(),
+            status=CLOSED,
+        )
+
+    async def update_figures(self, result: RunResult) -> None:
+        """Rewrite the run's figures (a late reply to a closed run); status and outcome stay."""
+        await self._update(result)
+
+    async def _update(self, result: RunResult, **values: Any) -> None:
+        async with self._write() as conn:
+            updated = await conn.execute(
+                update(runs).where(runs.c.run_id == result.run_id).values(_figures(result) | values)
+            )
+            if updated.rowcount == 0:
+                raise UnknownRunError(
+                    f"no run {result.run_id!r} in the evidence store {self.where}"
+                )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def open_runs(self) -> list[OpenRun]:
+        """Runs not closed yet (left by a previous process), oldest slot first."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(runs)
+                    .where(runs.c.status == OPEN)
+                    .order_by(runs.c.slot_at, runs.c.created_at)
+                )
+            ).all()
+            results = await _with_replies(conn, rows)
+            ids = [row.run_id for row in rows]
+            with_evidence: set[str] = set()
+            for chunk in _chunks(ids):
+                found = await conn.execute(
+                    select(messages.c.run_id)
+                    .join(artifacts, artifacts.c.message_id == messages.c.id)
+                    .where(messages.c.direction == OUT, messages.c.run_id.in_(chunk))
+                    .distinct()
+                )
+                with_evidence.update(found.scalars())
+        return [
+            OpenRun(
+                result=result,
+                sent_external_id=row.sent_external_id,
+                resume_state=dict(row.resume_state or {}),
+                sent_evidence_present=row.run_id in with_evidence,
+            )
+            for row, result in zip(rows, results, strict=True)
+        ]
+
+    async def find_run_by_thread_keys(self, keys: Iterable[str]) -> RunResult | None:
+        """The run whose contact's external id or token is among ``keys`` (exact match);
+        an external-id match wins over a token match, then the newest slot."""
+        wanted = [key for key in dict.fromkeys(keys) if key]
+        if not wanted:
+            return None
+        async with self._read() as conn:
+            by_id = or_(*(runs.c.sent_external_id.in_(chunk) for chunk in _chunks(wanted)))
+            by_token = or_(*(runs.c.token.in_(chunk) for chunk in _chunks(wanted)))
+            row = (
+                await conn.execute(
+                    select(runs)
+                    .where(or_(by_id, by_token))
+                    .order_by(case((by_id, 0), else_=1), runs.c.slot_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            return None if row is None else (await _with_replies(conn, [row]))[0]
+
+    async def load_run(self, run_id: str) -> RunResult | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+            return None if row is None else (await _with_replies(conn, [row]))[0]
+
+    async def recent_runs(
+        self, limit: int = 50, *, check_id: str | None = None, target: str | None = None
+    ) -> list[RunResult]:
+        """The latest runs, newest slot first (open runs included, with outcome None)."""
+        query = select(runs).order_by(runs.c.slot_at.desc(), runs.c.created_at.desc())
+        if check_id is not None:
+            query = query.where(runs.c.check_id == check_id)
+        if target is not None:
+            query = query.where(runs.c.target == target)
+        async with self._read() as conn:
+            rows = (await conn.execute(query.limit(limit))).all()
+            return await _with_replies(conn, rows)
+
+    async def count_contacts_since(self, target: str, channel: str, since: datetime) -> int:
+        """Contacts sent to ``target`` on ``channel`` at or after ``since``."""
+        async with self._read() as conn:
+            count = await conn.execute(
+                select(func.count())
+                .select_from(runs)
+                .where(
+                    runs.c.target == target,
+                    runs.c.channel == channel,
+                    runs.c.sent_at >= since,
+                )
+            )
+            return int(count.scalar_one())
+
+    async def messages(self, run_id: str) -> list[StoredMessage]:
+        """The run's contact and replies in arrival order, each with its evidence's digest."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(messages)
+                    .where(messages.c.run_id == run_id)
+                    .order_by(messages.c.arrived_at, messages.c.id)
+                )
+            ).all()
+            stored = await self._artifacts(conn, run_id)
+        by_message: dict[int | None, list[StoredArtifact]] = {}
+        for artifact in stored:
+            by_message.setdefault(artifact.message_id, []).append(artifact)
+        return [
+            StoredMessage(
+                id=row.id,
+                run_id=row.run_id,
+                direction=row.direction,
+                external_id=row.external_id,
+                observed_at=row.observed_at,
+                arrived_at=row.arrived_at,
+                timing_method=row.timing_method,
+                seconds=row.seconds,
+                sender=row.sender,
+                responder=row.responder,
+                channel_responder=row.channel_responder,
+                subject=row.subject,
+                text=row.text,
+                headers=row.headers,
+                late=row.late,
+                queue=row.queue,
+                artifacts=tuple(by_message.get(row.id, ())),
+            )
+            for row in rows
+        ]
+
+    async def artifacts(self, run_id: str) -> list[StoredArtifact]:
+        """Every piece of evidence of the run (of its messages and of the run as a whole)."""
+        async with self._read() as conn:
+            return await self._artifacts(conn, run_id)
+
+    async def artifact_content(self, artifact_id: int) -> bytes | None:
+        async with self._read() as conn:
+            found = await conn.execute(
+                select(artifacts.c.content).where(artifacts.c.id == artifact_id)
+            )
+            content: bytes | None = found.scalar_one_or_none()
+            return content
+
+    async def ping(self) -> bool:
+        """Whether the database answers (for /healthz)."""
+        try:
+            async with self._read() as conn:
+                await conn.execute(select(1))
+        except (SQLAlchemyError, StoreError, OSError) as exc:
+            self._logger.warning(
+                "evidence store unreachable", extra={"store": self.where, "error": str(exc)}
+            )
+            return False
+        return True
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _artifacts(self, conn: AsyncConnection, run_id: str) -> list[StoredArtifact]:
+        rows = await conn.execute(
+            select(
+                artifacts.c.id,
+                artifacts.c.run_id,
+                artifacts.c.message_id,
+                artifacts.c.kind,
+                artifacts.c.media_type,
+                artifacts.c.sha256,
+                artifacts.c.size,
+                artifacts.c.created_at,
+            )
+            .where(artifacts.c.run_id == run_id)
+            .order_by(artifacts.c.id)
+        )
+        return [StoredArtifact(**row._asdict()) for row in rows]
+
+    async def _slot_claimed(self, check_id: str, slot: datetime) -> bool:
+        async with self._read() as conn:
+            found = await conn.execute(
+                select(slots.c.check_id).where(
+                    slots.c.check_id == check_id, slots.c.slot_at == slot
+                )
+            )
+            return found.first() is not None
+
+    async def _message_stored(self, run_id: str, direction: str, external_id: str) -> bool:
+        async with self._read() as conn:
+            return await _message_id(conn, run_id, direction, external_id) is not None
+
+
+# -- module helpers (no state) -----------------------------------------------------------------
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, durability, foreign keys and a busy timeout on every connection; and BEGIN issued
+    by SQLAlchemy (IMMEDIATE for writers) instead of by the sqlite3 module, which would start
+    transactions late and turn a read-then-write into a "database is locked" error."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        writes = conn.get_execution_options().get(_WRITES, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _figures(result: RunResult) -> dict[str, Any]:
+    """The columns the engine may revise while a run is open or after it closed."""
+    return {
+        "expected_queue": result.expected_queue,
+        "first_response_seconds": result.first_response_seconds,
+        "first_response_responder": (
+            None
+            if result.first_response_responder is None
+            else str(result.first_response_responder)
+        ),
+        "first_human_seconds": result.first_human_seconds,
+        "routed_queue": result.routed_queue,
+        "routing": str(result.routing),
+    }
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[start : start + _IN_CHUNK] for start in range(0, len(values), _IN_CHUNK)] or [
+        values
+    ]
+
+
+async def _message_id(
+    conn: AsyncConnection, run_id: str, direction: str, external_id: str
+) -> int | None:
+    found = await conn.execute(
+        select(messages.c.id).where(
+            messages.c.run_id == run_id,
+            messages.c.direction == direction,
+            messages.c.external_id == external_id,
+        )
+    )
+    message_id: int | None = found.scalar_one_or_none()
+    return message_id
+
+
+async def _insert_artifact(
+    conn: AsyncConnection, run_id: str, message_id: int | None, evidence: Evidence
+) -> int:
+    inserted = await conn.execute(
+        insert(artifacts).values(
+            run_id=run_id,
+            message_id=message_id,
+            kind=evidence.kind,
+            media_type=evidence.media_type,
+            sha256=hashlib.sha256(evidence.content).hexdigest(),
+            size=len(evidence.content),
+            content=evidence.content,
+            created_at=_now(),
+        )
+    )
+    artifact_id: int = _inserted_id(inserted)
+    return artifact_id
+
+
+def _inserted_id(inserted: CursorResult[Any]) -> int:
+    key = inserted.inserted_primary_key
+    if key is None:  # pragma: no cover - every table here has an autoincrement key
+        raise StoreError("the database did not report the new row's id")
+    new_id: int = key[0]
+    return new_id
+
+
+async def _with_replies(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[RunResult]:
+    """Run rows as results, each with its replies (incoming messages) in arrival order."""
+    results = [_result(row) for row in rows]
+    by_id = {result.run_id: result for result in results}
+    for chunk in _chunks(list(by_id)):
+        replies = await conn.execute(
+            select(messages)
+            .where(messages.c.direction == IN, messages.c.run_id.in_(chunk))
+            .order_by(messages.c.arrived_at, messages.c.id)
+        )
+        for reply in replies:
+            by_id[reply.run_id].replies.append(
+                ObservedReply(
+                    arrived_at=reply.arrived_at,
+                    observed_at=reply.observed_at,
+                    seconds=reply.seconds,
+                    responder=Responder(reply.responder),
+                    sender=reply.sender,
+                    queue=reply.queue,
+                    late=bool(reply.late),
+                )
+            )
+    return results
+
+
+def _result(row: Row[Any]) -> RunResult:
+    thresholds: Mapping[str, Any] = row.thresholds
+    return RunResult(
+        run_id=row.run_id,
+        check_id=row.check_id,
+        target=row.target,
+        channel=row.channel,
+        scenario=row.scenario,
+        location=row.location,
+        slot=row.slot_at,
+        token=row.token,
+        period=Period(row.period),
+        thresholds=Thresholds(
+            first_response=thresholds.get("first_response"),
+            human_response=thresholds.get("human_response"),
+            after_hours_response=thresholds.get("after_hours_response"),
+            deadline=thresholds["deadline"],
+        ),
+        outcome=None if row.outcome is None else Outcome(row.outcome),
+        reason=row.reason,
+        sent_at=row.sent_at,
+        first_response_seconds=row.first_response_seconds,
+        first_response_responder=(
+            None
+            if row.first_response_responder is None
+            else Responder(row.first_response_responder)
+        ),
+        first_human_seconds=row.first_human_seconds,
+        routed_queue=row.routed_queue,
+        expected_queue=row.expected_queue,
+        routing=RoutingResult(row.routing),
+        finished_at=row.finished_at,
+    )
+
+
+def _rfc822_headers(evidence: Evidence | None) -> dict[str, str]:
+    """The header fields of a raw email (lower-case names, first occurrence), for the evidence
+    summary; empty for other evidence. The raw bytes are stored untouched either way."""
+    if evidence is None or evidence.media_type != "message/rfc822":
+        return {}
+    headers: dict[str, str] = {}
+    try:
+        parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+            evidence.content
+        )
+        for name, value in parsed.items():
+            headers.setdefault(name.lower(), str(value))
+    except Exception:  # a malformed header must never cost the evidence itself
+        return headers
+    return headers
+
+
+def _content_key(reply: Reply) -> str:
+    """A stand-in external id for a channel that gave none: the reply's content digest."""
+    if reply.evidence is not None:
+        content = reply.evidence.content
+    else:
+        content = f"{reply.arrived_at.isoformat()}\n{reply.sender}\n{reply.text}".encode()
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "SCHEMA_VERSION",
+    "EvidenceStore",
+    "OpenRun",
+    "SchemaVersionError",
+    "StoreError",
+    "StoredArtifact",
+    "StoredMessage",
+    "UnknownRunError",
+]

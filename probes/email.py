@@ -1,0 +1,334 @@
+"""The email channel: contacts go out over SMTP, replies come back through one IMAP watcher per
+probe mailbox (:mod:`probes.mailwatch`), classified by :mod:`probes.mailparse`.
+
+Timing (DESIGN.md "Timing semantics"):
+
+* ``Sent.at`` (t0) is the UTC time right after the server's 250 reply to DATA.
+* ``Reply.observed_at`` is the UTC time the watcher fetched the reply (with IDLE on Dovecot this
+  trails delivery by Dovecot's ~0.5 s notification batching; with polling, by up to
+  ``poll_interval``).
+* ``Reply.arrived_at`` is the mailbox's IMAP INTERNALDATE, which has second resolution, plus
+  half a second (the middle of that second), clamped to ``[Sent.at, observed_at]``;
+  ``timing_method`` is ``"imap-internaldate"``. The raw INTERNALDATE (ISO 8601) is kept in the
+  reply's headers as ``X-Cxprobe-Internaldate`` so both figures survive.
+
+Errors: a refused recipient or any other 5xx answer is :class:`ContactRejected` (the run
+``failed``), as is a delivery-status notification (bounce) for the contact, raised from
+:meth:`EmailConversation.replies`. Connection, TLS, login, 4xx and timeouts are
+:class:`ChannelUnavailable`. Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+from typing import Any, ClassVar
+
+import aiosmtplib
+
+from probes.base import (
+    ChannelServices,
+    ChannelType,
+    ChannelUnavailable,
+    Contact,
+    ContactRejected,
+    Evidence,
+    Reply,
+    Sent,
+)
+from probes.mailparse import TOKEN_HEADER
+from probes.mailsettings import (
+    EmailAddress,
+    EmailChannelSettings,
+    ImapSettings,
+    Mailbox,
+    SmtpSettings,
+    tls_context,
+)
+from probes.mailwatch import FetchedMail, MailboxWatcher, Registration, WatcherStats
+
+__all__ = [
+    "EMAIL",
+    "EmailAddress",
+    "EmailChannel",
+    "EmailChannelSettings",
+    "EmailConversation",
+    "ImapSettings",
+    "Mailbox",
+    "SmtpSettings",
+    "build_message",
+    "send_message",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_message_id(domain: str) -> str:
+    """A fresh ``<...@domain>`` Message-ID: time plus 80 random bits."""
+    return f"<cxp.{time.time_ns():x}.{secrets.token_hex(10)}@{domain}>"
+
+
+def build_message(
+    mailbox: Mailbox, address: EmailAddress, contact: Contact, message_id: str
+) -> EmailMessage:
+    """The contact as a MIME message (``Subject: <subject> [<token>]``)."""
+    message = EmailMessage(policy=SMTP_POLICY)
+    sender_name = contact.sender_name or mailbox.display_name
+    username, _, domain = mailbox.address.rpartition("@")
+    message["From"] = Address(display_name=sender_name, username=username, domain=domain)
+    message["To"] = address.to
+    if address.cc:
+        message["Cc"] = ", ".join(address.cc)
+    message["Subject"] = f"{contact.subject} [{contact.token}]"
+    message["Date"] = format_datetime(utc_now())
+    message["Message-ID"] = message_id
+    message[TOKEN_HEADER] = contact.token
+    message.set_content(contact.text)
+    return message
+
+
+async def send_message(
+    settings: SmtpSettings, sender: str, recipients: list[str], raw: bytes
+) -> datetime:
+    """Submit ``raw``; return the UTC time right after the 250 reply to DATA.
+
+    Raises :class:`ContactRejected` for refusals (5xx), :class:`ChannelUnavailable` otherwise.
+    """
+    client = aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        use_tls=settings.tls == "implicit",
+        start_tls=settings.tls == "starttls",
+        tls_context=tls_context(settings.ca_file) if settings.tls != "none" else None,
+        timeout=settings.timeout,
+        # The mailbox's domain: avoids a blocking socket.getfqdn() in the event loop.
+        local_hostname=sender.rpartition("@")[2],
+    )
+    where = f"SMTP server {settings.host}:{settings.port}"
+    try:
+        await client.connect()
+        try:
+            errors, _ = await client.sendmail(sender, recipients, raw)
+            accepted_at = utc_now()
+        finally:
+            await _quit(client)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        refusals = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        raise ContactRejected(f"{where} refused every recipient ({refusals})") from None
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise ChannelUnavailable(
+            f"{where} refused the login of {settings.username!r} ({exc.code} {exc.message}); "
+            "check the mailbox's smtp username and password"
+        ) from None
+    except aiosmtplib.SMTPResponseException as exc:
+        text = f"{where} answered {exc.code} {exc.message}"
+        if exc.code >= 500:
+            raise ContactRejected(text) from None
+        raise ChannelUnavailable(text) from None
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+        raise ChannelUnavailable(f"{where} could not be used: {_describe(exc)}") from None
+    refused_primary = [r for r in recipients[:1] if r in errors]
+    if refused_primary:
+        response = errors[refused_primary[0]]
+        raise ContactRejected(
+            f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
+        )
+    return accepted_at
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class EmailConversation:
+    """One contact: sent once, then a stream of the replies routed to it."""
+
+    def __init__(
+        self,
+        channel: EmailChannel,
+        mailbox_name: str,
+        address: EmailAddress,
+        token: str,
+        sent: Sent | None = None,
+    ) -> None:
+        self._channel = channel
+        self._mailbox_name = mailbox_name
+        self._mailbox = channel.settings.mailboxes[mailbox_name]
+        self._address = address
+        self._token = token
+        self._sent = sent
+        self._queue: asyncio.Queue[FetchedMail] = asyncio.Queue()
+        self._seen: set[str] = set()
+        self._registration: Registration | None = None
+        self._closed = False
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    @property
+    def message_id(self) -> str | None:
+        return self._sent.external_id if self._sent else None
+
+    async def send(self, contact: Contact) -> Sent:
+        if self._sent is not None or self._registration is not None:
+            raise RuntimeError("an email conversation sends exactly one contact")
+        message_id = new_message_id(self._mailbox.domain)
+        raw = build_message(self._mailbox, self._address, contact, message_id).as_bytes()
+        # Listen before sending, so even an instant auto-reply cannot be missed.
+        self._listen({message_id, contact.token}, since=utc_now(), backfill=False)
+        recipients = [self._address.to, *self._address.cc]
+        at = await send_message(self._mailbox.smtp, self._mailbox.address, recipients, raw)
+        self._sent = Sent(
+            at=at,
+            external_id=message_id,
+            evidence=Evidence("email", "message/rfc822", raw),
+            resume_state={"mailbox": self._mailbox_name, "token": contact.token},
+        )
+        return self._sent
+
+    def reattach(self) -> None:
+        """Listen for replies to the contact sent by an earlier process, old ones included."""
+        assert self._sent is not None
+        keys = {self._token}
+        if self._sent.external_id:
+            keys.add(self._sent.external_id)
+        self._listen(keys, since=self._sent.at, backfill=True)
+
+    def _listen(self, keys: set[str], *, since: datetime, backfill: bool) -> None:
+        watcher = self._channel.watcher(self._mailbox_name)
+        self._registration = watcher.register(keys, self._deliver, since=since, backfill=backfill)
+
+    def _deliver(self, fetched: FetchedMail) -> None:
+        if fetched.external_id in self._seen or self._closed:
+            return
+        self._seen.add(fetched.external_id)
+        self._queue.put_nowait(fetched)
+
+    async def replies(self) -> AsyncIterator[Reply]:
+        while True:
+            fetched = await self._queue.get()
+            status = fetched.mail.delivery_status
+            if status is not None and status.failed:
+                raise ContactRejected(
+                    f"the contact bounced: {status.describe()}, reported by "
+                    f"{fetched.mail.sender or 'an unnamed sender'}"
+                )
+            yield fetched.reply(sent_at=self._sent.at if self._sent else None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._registration is not None:
+            self._channel.watcher(self._mailbox_name).unregister(self._registration)
+        # Replies routed here but never consumed are late replies now: hand them on.
+        while not self._queue.empty():
+            fetched = self._queue.get_nowait()
+            await self._channel.unmatched(fetched.reply(sent_at=None))
+
+
+class EmailChannel:
+    """The email channel driver; one per process."""
+
+    kind: ClassVar[str] = "email"
+
+    def __init__(self, settings: EmailChannelSettings, services: ChannelServices) -> None:
+        self.settings = settings
+        self.services = services
+        self._watchers: dict[str, MailboxWatcher] = {}
+        self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: Any, services: ChannelServices) -> EmailChannel:
+        if not isinstance(settings, EmailChannelSettings):
+            settings = EmailChannelSettings.model_validate(settings)
+        return cls(settings, services)
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Watchers start on first use (a mailbox no check uses is never connected)."""
+        self._started = True
+        stack.push_async_callback(self._stop)
+
+    async def _stop(self) -> None:
+        watchers, self._watchers = list(self._watchers.values()), {}
+        await asyncio.gather(*(watcher.stop() for watcher in watchers))
+        self._started = False
+
+    def watcher(self, mailbox_name: str) -> MailboxWatcher:
+        """The (running) watcher of ``mailbox_name``."""
+        watcher = self._watchers.get(mailbox_name)
+        if watcher is None:
+            if not self._started:
+                raise RuntimeError("EmailChannel.start() must be called before use")
+            watcher = MailboxWatcher(
+                name=mailbox_name,
+                settings=self.settings.mailboxes[mailbox_name].imap,
+                logger=self.services.logger,
+                on_unmatched=self.unmatched,
+            )
+            self._watchers[mailbox_name] = watcher
+            watcher.start()
+        return watcher
+
+    def stats(self) -> list[WatcherStats]:
+        return [watcher.stats for watcher in self._watchers.values()]
+
+    async def unmatched(self, reply: Reply) -> None:
+        await self.services.on_unmatched(reply)
+
+    def _mailbox_name(self, address: Any) -> tuple[EmailAddress, str]:
+        if not isinstance(address, EmailAddress):
+            address = EmailAddress.model_validate(address)
+        if address.mailbox not in self.settings.mailboxes:
+            raise ChannelUnavailable(
+                f"mailbox {address.mailbox!r} is not configured under channels.email.mailboxes "
+                f"(configured: {', '.join(sorted(self.settings.mailboxes))})"
+            )
+        return address, address.mailbox
+
+    async def open(self, address: Any, token: str) -> EmailConversation:
+        address, name = self._mailbox_name(address)
+        self.watcher(name)  # connect now: the watcher is ready by the time replies come
+        return EmailConversation(self, name, address, token)
+
+    async def resume(self, address: Any, token: str, sent: Sent) -> EmailConversation:
+        address, name = self._mailbox_name(address)
+        state_mailbox = sent.resume_state.get("mailbox")
+        if isinstance(state_mailbox, str) and state_mailbox in self.settings.mailboxes:
+            name = state_mailbox  # the contact went out from this mailbox; replies land there
+        state_token = sent.resume_state.get("token")
+        conversation = EmailConversation(
+            self, name, address, state_token if isinstance(state_token, str) else token, sent
+        )
+        conversation.reattach()
+        return conversation
+
+
+EMAIL = ChannelType(
+    kind="email",
+    settings_model=EmailChannelSettings,
+    address_model=EmailAddress,
+    create=EmailChannel.from_settings,
+    resumable=True,
+)

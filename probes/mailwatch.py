@@ -1,0 +1,611 @@
+"""One IMAP watcher per probe mailbox: routes every received message to the open conversation
+it answers, never a connection per contact.
+
+The watcher logs in, SELECTs the folder, remembers UIDVALIDITY and the highest UID seen, then
+waits for new mail with IDLE (re-issued every ``idle_renew`` seconds) when the server offers it
+and ``idle`` is set, else polls every ``poll_interval`` seconds. New messages are fetched with
+``UID FETCH <uids> (UID INTERNALDATE BODY.PEEK[])`` (PEEK: the probe never marks mail read),
+parsed once, and routed by ``In-Reply-To``/``References`` (any id) or else by the reference
+tokens in subject and body. Messages no registration claims go to the ``on_unmatched`` sink.
+
+Gaps are closed, never skipped:
+
+* on reconnect with the same UIDVALIDITY, everything above the last UID seen is fetched;
+* when UIDVALIDITY changed, every message ``SINCE`` the oldest registration's day is searched and
+  handed to the registrations it matches (strangers are dropped: they may have been seen);
+* on the first connection, and whenever a conversation is resumed, a targeted ``UID SEARCH``
+  (``HEADER In-Reply-To``/``HEADER References``/``TEXT <token>``) finds replies that arrived
+  while nobody listened. Such searches are queued and run by interrupting IDLE.
+
+Duplicates are left to the registrations (they deduplicate by Message-ID), so overlapping
+back-fills are harmless. Any error — a refused login, a lost connection, a server bug — is
+logged (never with the password) and followed by a reconnect with exponential back-off and
+jitter capped at ``reconnect_max_backoff``; the watcher task itself never dies of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import aioimaplib
+
+from probes.base import Reply
+from probes.mailparse import ParsedMail, parse_internaldate, parse_mail, to_reply
+from probes.mailsettings import ImapSettings, tls_context
+
+#: UIDs fetched per command: bounds memory when a back-fill finds many messages.
+FETCH_BATCH = 100
+#: Registrations combined into one targeted search (each adds three criteria).
+SEARCH_BATCH = 25
+#: First reconnect delay; doubles per failed attempt up to ``reconnect_max_backoff``.
+BACKOFF_START_SECONDS = 0.5
+#: How long a polite LOGOUT may take when the watcher stops.
+LOGOUT_SECONDS = 2.0
+_UID = re.compile(rb"\bUID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_FETCH_START = re.compile(rb"^\d+ FETCH \(")
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
+_T = TypeVar("_T")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class ImapError(Exception):
+    """The IMAP server refused a command; the watcher logs it and reconnects."""
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    """A message as the watcher fetched it."""
+
+    mail: ParsedMail
+    uid: int
+    uidvalidity: int
+    mailbox: str
+    internaldate: datetime | None
+    observed_at: datetime  # UTC, right after the FETCH response
+
+    @property
+    def external_id(self) -> str:
+        """The reply's Message-ID, or a stable IMAP identity when it has none."""
+        return self.mail.message_id or f"imap:{self.mailbox}:{self.uidvalidity}:{self.uid}"
+
+    def reply(self, sent_at: datetime | None) -> Reply:
+        return to_reply(
+            self.mail,
+            external_id=self.external_id,
+            internaldate=self.internaldate,
+            observed_at=self.observed_at,
+            sent_at=sent_at,
+        )
+
+
+@dataclass(eq=False)
+class Registration:
+    """A conversation listening on a watcher: its thread keys and where its mail goes."""
+
+    keys: frozenset[str]  # its Message-ID (``<...>``) and token
+    deliver: Callable[[FetchedMail], None]
+    since: datetime  # when the contact was (or is about to be) sent; bounds back-fills
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class WatcherStats:
+    """The watcher's health, for /healthz and metrics."""
+
+    mailbox: str
+    connected: bool
+    registered: int
+    last_uid: int
+    uidvalidity: int | None
+    idle: bool  # True while the session uses IDLE (False: polling)
+
+
+UnmatchedMail = Callable[[Reply], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class MailboxWatcher:
+    """Watches one mailbox folder; start with :meth:`start`, stop with :meth:`stop`."""
+
+    name: str
+    settings: ImapSettings
+    logger: logging.Logger
+    on_unmatched: UnmatchedMail
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _by_key: dict[str, set[Registration]] = field(default_factory=dict)
+    _registrations: set[Registration] = field(default_factory=set)
+    _searches: set[Registration] = field(default_factory=set)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _uidvalidity: int | None = None
+    _last_uid: int = 0
+    _connected: bool = False
+    _idling: bool = False
+    _session_was_healthy: bool = False
+    _connected_once: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def stats(self) -> WatcherStats:
+        return WatcherStats(
+            mailbox=self.name,
+            connected=self._connected,
+            registered=len(self._registrations),
+            last_uid=self._last_uid,
+            uidvalidity=self._uidvalidity,
+            idle=self._idling,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start watching in the background (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"imap-watcher:{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wait_connected(self) -> None:
+        """Until the first session has selected the folder (for tests and health checks)."""
+        await self._connected_once.wait()
+
+    def register(
+        self,
+        keys: Iterable[str],
+        deliver: Callable[[FetchedMail], None],
+        *,
+        since: datetime,
+        backfill: bool = False,
+    ) -> Registration:
+        """Route mail carrying any of ``keys`` to ``deliver`` from now on.
+
+        ``backfill``: also search the folder for such mail already there (a resumed contact).
+        """
+        registration = Registration(frozenset(keys), deliver, since)
+        self._registrations.add(registration)
+        for key in registration.keys:
+            self._by_key.setdefault(key, set()).add(registration)
+        if backfill or self._uidvalidity is None:
+            # Before the first SELECT there is no baseline: a reply may land before it.
+            self._searches.add(registration)
+            self._wake.set()
+        return registration
+
+    def unregister(self, registration: Registration) -> None:
+        registration.active = False
+        self._registrations.discard(registration)
+        self._searches.discard(registration)
+        for key in registration.keys:
+            holders = self._by_key.get(key)
+            if holders is not None:
+                holders.discard(registration)
+                if not holders:
+                    del self._by_key[key]
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._guarded_session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the watcher must outlive every failure
+                self.logger.warning(
+                    "imap watcher session failed; reconnecting",
+                    extra={"mailbox": self.name, "error": _describe(exc)},
+                )
+            finally:
+                self._connected = False
+                self._idling = False
+            if self._session_was_healthy:
+                attempt = 0
+            delay = _backoff(attempt, self.settings.reconnect_max_backoff)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _guarded_session(self) -> None:
+        """One session; ends with an exception as soon as the connection is lost."""
+        self._session_was_healthy = False
+        lost = asyncio.Event()
+        session = asyncio.create_task(self._session(lambda _exc: lost.set()))
+        watch_lost = asyncio.create_task(lost.wait())
+        try:
+            await asyncio.wait({session, watch_lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch_lost.cancel()
+            if not session.done():
+                session.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await session
+        if session.cancelled():
+            raise ConnectionError("connection to the IMAP server was lost")
+        session.result()  # re-raises the session's error
+
+    async def _session(self, on_lost: Callable[[Exception | None], None]) -> None:
+        client = await self._connect(on_lost)
+        try:
+            await self._select(client)
+            self._connected = True
+            self._session_was_healthy = True
+            self._connected_once.set()
+            use_idle = self.settings.idle and client.has_capability("IDLE")
+            self._idling = use_idle
+            self.logger.info(
+                "imap watcher connected",
+                extra={"mailbox": self.name, "idle": use_idle, "last_uid": self._last_uid},
+            )
+            while True:
+                await self._drain(client)
+                if use_idle:
+                    await self._idle(client)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        finally:
+            self._connected = False
+            await _close(client)
+
+    async def _connect(self, on_lost: Callable[[Exception | None], None]) -> Any:
+        settings = self.settings
+        context = tls_context(settings.ca_file) if settings.tls == "implicit" else None
+        # IMAP4 rather than IMAP4_SSL: only IMAP4 passes conn_lost_cb on.
+        client = aioimaplib.IMAP4(
+            settings.host,
+            settings.port,
+            timeout=settings.timeout,
+            conn_lost_cb=on_lost,
+            ssl_context=context,
+        )
+        try:
+            await client.wait_hello_from_server()
+            if settings.tls == "starttls":
+                await _starttls(client, settings)
+            response = await client.login(settings.username, settings.password.get_secret_value())
+            if response.result != "OK":
+                raise ImapError(f"login as {settings.username!r} refused: {_text(response)}")
+        except BaseException:
+            await _close(client)
+            raise
+        return client
+
+    async def _select(self, client: Any) -> None:
+        response = await client.select(_quote(self.settings.folder))
+        if response.result != "OK":
+            raise ImapError(f"SELECT {self.settings.folder!r} refused: {_text(response)}")
+        uidvalidity = _first_int(_UIDVALIDITY, response.lines)
+        uidnext = _first_int(_UIDNEXT, response.lines)
+        if uidvalidity is None:
+            raise ImapError(f"SELECT {self.settings.folder!r} returned no UIDVALIDITY")
+        if uidnext is None:
+            uidnext = max(await self._search(client, "UID", "1:*"), default=0) + 1
+        previous = self._uidvalidity
+        self._uidvalidity = uidvalidity
+        if previous is None:
+            # First connection: start from now; registrations made before were queued for a
+            # targeted search by register().
+            self._last_uid = uidnext - 1
+        elif previous != uidvalidity:
+            self.logger.warning(
+                "imap UIDVALIDITY changed; back-filling by date",
+                extra={"mailbox": self.name, "old": previous, "new": uidvalidity},
+            )
+            self._last_uid = uidnext - 1
+            await self._backfill_since(client)
+        # Same UIDVALIDITY: _drain() fetches everything above _last_uid.
+
+    async def _drain(self, client: Any) -> None:
+        """Run queued targeted searches, then fetch everything new."""
+        self._wake.clear()
+        searches = [r for r in self._searches if r.active]
+        self._searches.clear()
+        try:
+            for batch in _batches(searches, SEARCH_BATCH):
+                await self._targeted_search(client, batch)
+        except BaseException:
+            self._searches.update(searches)  # retried after the reconnect
+            raise
+        await self._fetch_new(client)
+
+    async def _fetch_new(self, client: Any) -> None:
+        uids = [uid for uid in await self._search(client, "UID", f"{self._last_uid + 1}:*")]
+        # "n:*" also matches the highest UID when it is below n (RFC 3501 6.4.8).
+        fresh = sorted(uid for uid in uids if uid > self._last_uid)
+        for batch in _batches(fresh, FETCH_BATCH):
+            for fetched in await self._fetch(client, batch):
+                await self._route(fetched, unmatched=True)
+            self._last_uid = max(self._last_uid, batch[-1])
+
+    async def _targeted_search(self, client: Any, registrations: Sequence[Registration]) -> None:
+        criteria = _or_all(
+            [c for registration in registrations for c in _key_criteria(registration.keys)]
+        )
+        if not criteria:
+            return
+        uids = await self._search(client, *criteria)
+        await self._route_found(client, uids)
+
+    async def _backfill_since(self, client: Any) -> None:
+        if not self._registrations:
+            return
+        oldest = min(r.since for r in self._registrations) - timedelta(days=1)
+        day = f"{oldest.day}-{_MONTHS[oldest.month - 1]}-{oldest.year}"
+        await self._route_found(client, await self._search(client, "SINCE", day))
+
+    async def _route_found(self, client: Any, uids: Iterable[int]) -> None:
+        """Hand searched messages to the registrations they match; strangers are dropped."""
+        for batch in _batches(sorted(set(uids)), FETCH_BATCH):
+            for fetched in await self._fetch(client, batch):
+                await self._route(fetched, unmatched=False)
+
+    async def _idle(self, client: Any) -> None:
+        """One IDLE round: until new mail, a queued request, or ``idle_renew`` seconds."""
+        # Our own deadline renews IDLE; aioimaplib's only needs to be later.
+        idle = await client.idle_start(timeout=self.settings.idle_renew + 60)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.idle_renew
+        wake = asyncio.create_task(self._wake.wait())
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                push = asyncio.create_task(client.wait_server_push(timeout=remaining))
+                done, _ = await asyncio.wait(
+                    {push, wake}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if push not in done:
+                    push.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                        await push
+                    break
+                if push.exception() is not None or _has_new_mail(push.result()):
+                    break
+        finally:
+            wake.cancel()
+            client.idle_done()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(idle, self.settings.timeout)
+            _drain_queue(client.protocol.idle_queue)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def _search(self, client: Any, *criteria: str) -> list[int]:
+        response = await client.uid_search(*criteria, charset=None)
+        if response.result != "OK":
+            raise ImapError(f"UID SEARCH refused: {_text(response)}")
+        found: list[int] = []
+        for line in response.lines[:-1]:
+            if isinstance(line, bytes | bytearray):
+                words = bytes(line).split()
+                if words and words[0].upper() == b"SEARCH":
+                    words = words[1:]
+                found.extend(int(word) for word in words if word.isdigit())
+        return found
+
+    async def _fetch(self, client: Any, uids: Sequence[int]) -> list[FetchedMail]:
+        uid_set = ",".join(str(uid) for uid in uids)
+        response = await client.uid("fetch", uid_set, "(UID INTERNALDATE BODY.PEEK[])")
+        observed_at = self.clock()
+        if response.result != "OK":
+            raise ImapError(f"UID FETCH refused: {_text(response)}")
+        assert self._uidvalidity is not None
+        fetched: list[FetchedMail] = []
+        wanted = set(uids)
+        for meta, body in _fetch_items(response.lines[:-1]):
+            uid = _first_int(_UID, [meta])
+            if uid is None or uid not in wanted or body is None:
+                continue  # an unsolicited FETCH (flags changed by another client)
+            internaldate_match = _INTERNALDATE.search(meta)
+            internaldate = (
+                parse_internaldate(internaldate_match.group(1).decode())
+                if internaldate_match
+                else None
+            )
+            try:
+                mail = parse_mail(body)
+            except Exception as exc:  # a message we cannot read must not stop the others
+                self.logger.warning(
+                    "unreadable message skipped",
+                    extra={"mailbox": self.name, "uid": uid, "error": _describe(exc)},
+                )
+                continue
+            fetched.append(
+                FetchedMail(mail, uid, self._uidvalidity, self.name, internaldate, observed_at)
+            )
+        return sorted(fetched, key=lambda item: item.uid)
+
+    # -- routing --------------------------------------------------------------------------
+
+    async def _route(self, fetched: FetchedMail, *, unmatched: bool) -> None:
+        mail = fetched.mail
+        if mail.delivery_status is not None and not mail.delivery_status.failed:
+            self.logger.info(
+                "delivery-status notification without failure ignored",
+                extra={"mailbox": self.name, "status": mail.delivery_status.status},
+            )
+            return
+        targets = self._matching(mail)
+        for registration in targets:
+            try:
+                registration.deliver(fetched)
+            except Exception as exc:
+                self.logger.warning(
+                    "reply delivery failed", extra={"mailbox": self.name, "error": _describe(exc)}
+                )
+        if not targets and unmatched:
+            try:
+                await self.on_unmatched(fetched.reply(sent_at=None))
+            except Exception as exc:  # the sink is the application's; keep watching
+                self.logger.warning(
+                    "unmatched reply sink failed",
+                    extra={"mailbox": self.name, "error": _describe(exc)},
+                )
+
+    def _matching(self, mail: ParsedMail) -> list[Registration]:
+        """Registrations the mail answers: by referenced Message-ID, else by token."""
+        for keys in (mail.referenced_ids, sorted(mail.tokens)):
+            found: dict[int, Registration] = {}
+            for key in keys:
+                for registration in self._by_key.get(key, ()):
+                    found[id(registration)] = registration
+            if found:
+                return list(found.values())
+        return []
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+async def _starttls(client: Any, settings: ImapSettings) -> None:
+    """STARTTLS (RFC 3501 6.2.1), which aioimaplib lacks: upgrade the transport in place."""
+    protocol = client.protocol
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    response = await asyncio.wait_for(protocol.execute(command), settings.timeout)
+    if response.result != "OK":
+        raise ImapError(f"STARTTLS refused: {_text(response)}")
+    loop = asyncio.get_running_loop()
+    transport = await asyncio.wait_for(
+        loop.start_tls(
+            protocol.transport,
+            protocol,
+            tls_context(settings.ca_file),
+            server_hostname=settings.host,
+        ),
+        settings.timeout,
+    )
+    protocol.transport = transport
+    # Capabilities learnt before TLS must be discarded (RFC 3501 6.2.1).
+    await asyncio.wait_for(protocol.capability(), settings.timeout)
+
+
+async def _close(client: Any) -> None:
+    """LOGOUT politely if the connection still works, then drop it."""
+    protocol = client.protocol
+    try:
+        if protocol.transport is not None and not protocol.transport.is_closing():
+            async with asyncio.timeout(LOGOUT_SECONDS):
+                if client.has_pending_idle():
+                    client.idle_done()
+                    await protocol.wait("SELECTED|AUTH")
+                if protocol.state in ("AUTH", "SELECTED", "NONAUTH"):
+                    await client.logout()
+    except (Exception, asyncio.CancelledError):
+        pass
+    finally:
+        if protocol.transport is not None:
+            protocol.transport.close()
+
+
+def _has_new_mail(lines: Any) -> bool:
+    if lines is aioimaplib.STOP_WAIT_SERVER_PUSH or lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
+        return True  # aioimaplib's own IDLE deadline: renew
+    return any(
+        isinstance(line, bytes | bytearray) and (b"EXISTS" in line or b"RECENT" in line)
+        for line in lines
+    )
+
+
+def _drain_queue(queue: asyncio.Queue[Any]) -> None:
+    while True:
+        try:
+            queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+
+
+def _fetch_items(lines: Sequence[Any]) -> Iterator[tuple[bytes, bytes | None]]:
+    """(metadata, body) per ``n FETCH (...)`` item of an aioimaplib FETCH response.
+
+    aioimaplib gives the line opening the item, the literal as a bytearray, then the rest of
+    the item (``)``, or e.g. `` UID 5)`` when the server puts attributes after the body).
+    """
+    meta: bytes | None = None
+    body: bytes | None = None
+    for line in lines:
+        if isinstance(line, bytearray):
+            if meta is not None and body is None:
+                body = bytes(line)
+            continue
+        if isinstance(line, bytes) and _FETCH_START.match(line):
+            if meta is not None:
+                yield meta, body
+            meta, body = line, None
+        elif meta is not None and isinstance(line, bytes):
+            meta += b" " + line
+    if meta is not None:
+        yield meta, body
+
+
+def _key_criteria(keys: Iterable[str]) -> list[list[str]]:
+    """SEARCH criteria (each a list of atoms) finding mail that carries any of ``keys``."""
+    criteria: list[list[str]] = []
+    for key in sorted(keys):
+        if key.startswith("<"):
+            criteria.append(["HEADER", "In-Reply-To", _quote(key)])
+            criteria.append(["HEADER", "References", _quote(key)])
+        else:
+            criteria.append(["TEXT", _quote(key)])
+    return criteria
+
+
+def _or_all(criteria: list[list[str]]) -> list[str]:
+    """``OR a OR b c`` for any number of criteria (IMAP's OR takes exactly two)."""
+    if not criteria:
+        return []
+    result = criteria[-1]
+    for criterion in reversed(criteria[:-1]):
+        result = ["OR", *criterion, *result]
+    return result
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _first_int(pattern: re.Pattern[bytes], lines: Iterable[Any]) -> int | None:
+    for line in lines:
+        if isinstance(line, bytes | bytearray):
+            match = pattern.search(bytes(line))
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def _text(response: Any) -> str:
+    lines = [bytes(line) for line in response.lines if isinstance(line, bytes | bytearray)]
+    return (lines[-1] if lines else b"").decode(errors="replace")[:200]
+
+
+def _describe(exc: BaseException) -> str:
+    """Error text safe to log: aioimaplib never echoes the password; keep it short anyway."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _backoff(attempt: int, cap: float) -> float:
+    """Exponential back-off with jitter in [d/2, d], d = min(cap, start * 2**attempt)."""
+    ceiling = min(cap, BACKOFF_START_SECONDS * 2 ** min(attempt, 30))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

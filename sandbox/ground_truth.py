@@ -1,0 +1,47 @@
+"""The desk's record of what really happened, one JSON object per line.
+
+The monitor's measurements are checked against this file, so every line is flushed as soon as
+it is written, and waiters are woken by a push rather than by re-reading the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+EventName = Literal["received", "rejected", "reply_sent", "reply_dropped"]
+Event = dict[str, Any]
+
+
+class GroundTruthLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._events: list[Event] = []
+        # Replaced on every append: waiters hold the current one and are woken when it is set.
+        self._appended = asyncio.Event()
+        # One file per desk run: a reused workdir must not mix in an earlier run's truth.
+        self._file = path.open("w", encoding="utf-8")
+
+    def append(self, event: Event) -> None:
+        self._file.write(json.dumps(event, sort_keys=True) + "\n")
+        self._file.flush()
+        self._events.append(event)
+        appended, self._appended = self._appended, asyncio.Event()
+        appended.set()
+
+    def events(self) -> list[Event]:
+        return list(self._events)
+
+    async def wait_for(self, predicate: Callable[[Event], bool], count: int = 1) -> list[Event]:
+        """Wait until `count` events satisfy predicate; bound it with asyncio.timeout."""
+        while True:
+            matching = [e for e in self._events if predicate(e)]
+            if len(matching) >= count:
+                return matching
+            await self._appended.wait()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,138 @@
+"""The sandbox profile: how the reference contact centre behaves, loaded from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+
+from sandbox.clock import WeeklyHours
+from sandbox.latency import FixedLatency, Latency
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, is not YAML, or does not match the schema."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mailbox(_Model):
+    address: str
+    password: str
+
+
+class SmtpAuth(_Model):
+    username: str
+    password: str
+
+
+class SmtpSettings(_Model):
+    port: int = Field(default=0, ge=0, le=65535)
+    tls: Literal["none", "starttls", "implicit"] = "none"
+    auth: SmtpAuth | None = None
+
+
+class PortSettings(_Model):
+    port: int = Field(default=0, ge=0, le=65535)
+
+
+class AutoAck(_Model):
+    enabled: bool = True
+    delay: Latency = FixedLatency(seconds=0)
+    sender: str
+    text: str = (
+        "Thank you for contacting us. We have received your message and a member of our "
+        "team will reply as soon as possible. Please keep the reference in the subject line."
+    )
+
+
+class AfterHours(_Model):
+    auto_reply: bool = True
+    delay: Latency = FixedLatency(seconds=0)
+    text: str = "Our office is closed. We will answer your message on the next business day."
+    # None: the auto-acknowledgement sender answers after hours too.
+    sender: str | None = None
+
+
+class Queue(_Model):
+    keywords: list[str] = []
+    sender: str
+    signature: str
+    latency: Latency
+    text: str = "Thank you for your message. I have looked into this for you."
+
+
+class MailSettings(_Model):
+    support_address: str
+    probe_mailboxes: list[Mailbox] = Field(min_length=1)
+    smtp: SmtpSettings = SmtpSettings()
+    imap: PortSettings = PortSettings()
+    lmtp: PortSettings = PortSettings()
+    auto_ack: AutoAck
+    after_hours: AfterHours = AfterHours()
+    queues: dict[str, Queue] = Field(min_length=1)
+    default_queue: str
+    misroute_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    outage: bool = False
+    reject: bool = False
+
+    @_model_validator(mode="after")
+    def _default_queue_exists(self) -> MailSettings:
+        if self.default_queue not in self.queues:
+            raise ValueError(
+                f"default_queue {self.default_queue!r} is not one of the queues "
+                f"{sorted(self.queues)}"
+            )
+        return self
+
+
+class ClockSettings(_Model):
+    offset_seconds: float = 0.0
+
+
+class Profile(_Model):
+    seed: int = 0
+    timezone: str = "UTC"
+    business_hours: WeeklyHours = WeeklyHours()
+    clock: ClockSettings = ClockSettings()
+    mail: MailSettings
+    control: PortSettings = PortSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown IANA time zone {value!r}") from err
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile; ProfileError names the file and every offending key."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ProfileError(f"cannot read sandbox profile {path}: {err}") from err
+    except yaml.YAMLError as err:
+        raise ProfileError(f"{path} is not valid YAML: {err}") from err
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as err:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise ProfileError(f"{path} is not a valid sandbox profile:\n{problems}") from err

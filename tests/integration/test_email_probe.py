@@ -1,0 +1,681 @@
+"""The email channel against real peers: aiosmtpd for sending (plain, STARTTLS, implicit TLS,
+AUTH, refusals) and a real Dovecot (IMAP IDLE, LMTP delivery) for replies.
+
+No mocks. Dovecot must be installed: the fixtures fail with install advice, never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import logging
+import shutil
+import ssl
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from probes.base import (
+    ChannelServices,
+    ChannelUnavailable,
+    Contact,
+    ContactRejected,
+    Reply,
+    Responder,
+    Sent,
+    new_token,
+)
+from probes.email import EMAIL, EmailAddress, EmailChannel, EmailChannelSettings, EmailConversation
+from sandbox.dovecot import Dovecot, MailUser
+from sandbox.tls import ServerCertificate, make_certificate
+from tests.support import require_binary
+
+PROBE = MailUser("probe@cxprobe.test", "probe-secret")
+SUPPORT = "support@acme.test"
+AGENT = "jane@acme.test"
+SMTP_USER, SMTP_PASSWORD = "probe-smtp", "smtp-hunter2"
+EVENT_TIMEOUT = 10.0
+#: Long enough for a duplicate (IDLE push ~0.5 s + fetch) to have shown up.
+QUIET = 1.5
+
+
+# -- peers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd handler: keeps what it accepts; optionally refuses recipients or hands every
+    message to a hook before answering DATA (a desk that replies instantly)."""
+
+    refuse_rcpt: str | None = None
+    on_data: Callable[[Envelope], Awaitable[None]] | None = None
+    received: list[Envelope] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.refuse_rcpt:
+            return self.refuse_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.on_data is not None:
+            await self.on_data(envelope)
+        self.received.append(envelope)
+        return "250 Message accepted"
+
+
+def _authenticate(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        SMTP_USER.encode(),
+        SMTP_PASSWORD.encode(),
+    )
+    return AuthResult(success=ok)
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    sink: SmtpSink
+
+
+async def start_smtp(
+    stack: AsyncExitStack,
+    sink: SmtpSink,
+    *,
+    tls: str = "none",
+    cert: ServerCertificate | None = None,
+    auth: bool = False,
+) -> SmtpServer:
+    loop = asyncio.get_running_loop()
+    context = cert.server_context() if cert else None
+
+    def factory() -> SMTP:
+        with warnings.catch_warnings():
+            # aiosmtpd warns about AUTH over plain text; the probe must still support it.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return _smtp()
+
+    def _smtp() -> SMTP:
+        return SMTP(
+            sink,
+            hostname="smtp.localhost",
+            loop=loop,
+            tls_context=context if tls == "starttls" else None,
+            require_starttls=tls == "starttls",
+            authenticator=_authenticate if auth else None,
+            auth_required=auth,
+            # aiosmtpd 1.4 only counts STARTTLS as TLS; on implicit TLS it would hide AUTH.
+            auth_require_tls=tls == "starttls",
+        )
+
+    server = await loop.create_server(
+        factory, "127.0.0.1", 0, ssl=context if tls == "implicit" else None
+    )
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    stack.push_async_callback(close)
+    return SmtpServer(server.sockets[0].getsockname()[1], sink)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as exit_stack:
+        yield exit_stack
+
+
+@pytest.fixture
+async def dovecot(tmp_path: Path) -> AsyncIterator[Dovecot]:
+    require_binary("dovecot")
+    async with Dovecot(tmp_path / "dovecot", [PROBE]) as server:
+        yield server
+
+
+@pytest.fixture
+async def smtp(stack: AsyncExitStack) -> SmtpServer:
+    return await start_smtp(stack, SmtpSink())
+
+
+# -- the channel under test ---------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """An EmailChannel with its unmatched sink, as the runner would build it."""
+
+    channel: EmailChannel
+    unmatched: asyncio.Queue[Reply]
+
+    async def contact(self, token: str | None = None) -> tuple[EmailConversation, Sent]:
+        token = token or new_token()
+        conversation = await self.channel.open(ADDRESS, token)
+        sent = await conversation.send(
+            Contact(token, "Refund please", f"Where is my refund? Ref {token}", "Alex Morgan")
+        )
+        return conversation, sent
+
+
+ADDRESS = EmailAddress(to=SUPPORT, mailbox="probe")
+
+
+def channel_settings(
+    imap_port: int, smtp_port: int, *, imap: dict[str, Any] | None = None, **smtp: Any
+) -> EmailChannelSettings:
+    return EmailChannelSettings.model_validate(
+        {
+            "mailboxes": {
+                "probe": {
+                    "address": PROBE.address,
+                    "smtp": {"host": "127.0.0.1", "port": smtp_port, "tls": "none", **smtp},
+                    "imap": {
+                        "host": "127.0.0.1",
+                        "port": imap_port,
+                        "tls": "none",
+                        "username": PROBE.address,
+                        "password": PROBE.password,
+                        "reconnect_max_backoff": 0.5,
+                        **(imap or {}),
+                    },
+                }
+            }
+        }
+    )
+
+
+async def start_probe(
+    stack: AsyncExitStack, settings: EmailChannelSettings, *, connect: bool = True
+) -> Probe:
+    unmatched: asyncio.Queue[Reply] = asyncio.Queue()
+
+    async def on_unmatched(reply: Reply) -> None:
+        unmatched.put_nowait(reply)
+
+    services = ChannelServices(logging.getLogger("test.email"), on_unmatched)
+    channel = EMAIL.create(settings, services)
+    assert isinstance(channel, EmailChannel)
+    await channel.start(stack)
+    if connect:
+        async with asyncio.timeout(EVENT_TIMEOUT):
+            await channel.watcher("probe").wait_connected()
+    return Probe(channel, unmatched)
+
+
+@pytest.fixture
+async def probe(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> Probe:
+    return await start_probe(stack, channel_settings(dovecot.imap_port, smtp.port))
+
+
+def reply_mail(
+    subject: str,
+    *,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    body: str = "Hello Alex,\n\nYour refund is on its way.\n\n-- \nAcme Billing Team\n",
+    sender: str = AGENT,
+    extra: dict[str, str] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Jane <{sender}>"
+    message["To"] = PROBE.address
+    message["Subject"] = subject
+    message["Message-ID"] = email.utils.make_msgid(domain="acme.test")
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    if references:
+        message["References"] = references
+    for name, value in (extra or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message.as_bytes()
+
+
+async def next_reply(conversation: EmailConversation) -> Reply:
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        async for reply in conversation.replies():
+            return reply
+    raise AssertionError("replies() ended")
+
+
+async def assert_no_more(conversation: EmailConversation) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(next_reply(conversation), QUIET)
+
+
+# -- sending ------------------------------------------------------------------------------------
+
+
+async def test_send_builds_the_contact_and_times_the_data_reply(
+    dovecot: Dovecot, smtp: SmtpServer, probe: Probe
+) -> None:
+    token = new_token()
+    before = datetime.now(UTC)
+    conversation, sent = await probe.contact(token)
+    after = datetime.now(UTC)
+
+    assert before <= sent.at <= after
+    [envelope] = smtp.sink.received
+    assert envelope.mail_from == PROBE.address and envelope.rcpt_tos == [SUPPORT]
+    assert isinstance(envelope.content, bytes)
+    message = email.message_from_bytes(envelope.content, policy=default_policy)
+    assert message["From"] == f"Alex Morgan <{PROBE.address}>"
+    assert message["To"] == SUPPORT
+    assert message["Subject"] == f"Refund please [{token}]"
+    assert message["X-Cxprobe-Token"] == token
+    assert message["Message-ID"] == sent.external_id
+    assert sent.external_id.endswith("@cxprobe.test>")
+    assert message["Date"] is not None
+    assert message.get_content().strip() == f"Where is my refund? Ref {token}"
+    assert sent.evidence is not None and sent.evidence.media_type == "message/rfc822"
+    assert sent.evidence.content.replace(b"\r\n", b"\n") == envelope.content.replace(b"\r\n", b"\n")
+    assert dict(sent.resume_state) == {"mailbox": "probe", "token": token}
+    await conversation.close()
+
+
+@pytest.mark.parametrize("tls", ["none", "starttls", "implicit"])
+async def test_send_over_each_tls_mode_with_auth(
+    tmp_path: Path, stack: AsyncExitStack, dovecot: Dovecot, tls: str
+) -> None:
+    cert = await make_certificate(tmp_path / "tls")
+    sink = SmtpSink()
+    server = await start_smtp(stack, sink, tls=tls, cert=cert, auth=True)
+    settings = channel_settings(
+        dovecot.imap_port,
+        server.port,
+        tls=tls,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        ca_file=str(cert.ca_file),
+    )
+    probe = await start_probe(stack, settings)
+    _, sent = await probe.contact()
+    assert len(sink.received) == 1 and sent.external_id
+
+
+async def test_untrusted_certificate_is_channel_unavailable(
+    tmp_path: Path, stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
+    cert = await make_certificate(tmp_path / "tls")
+    server = await start_smtp(stack, SmtpSink(), tls="implicit", cert=cert)
+    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port, tls="implicit"))
+    with pytest.raises(ChannelUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        await probe.contact()
+
+
+async def test_wrong_smtp_password_is_unavailable_and_never_echoed(
+    tmp_path: Path, stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
+    cert = await make_certificate(tmp_path / "tls")
+    server = await start_smtp(stack, SmtpSink(), tls="starttls", cert=cert, auth=True)
+    settings = channel_settings(
+        dovecot.imap_port,
+        server.port,
+        tls="starttls",
+        username=SMTP_USER,
+        password="not-the-password",
+        ca_file=str(cert.ca_file),
+    )
+    probe = await start_probe(stack, settings)
+    with pytest.raises(ChannelUnavailable, match="refused the login") as caught:
+        await probe.contact()
+    assert "not-the-password" not in str(caught.value)
+
+
+async def test_refused_recipient_is_contact_rejected(stack: AsyncExitStack, dovecot: Dovecot) -> None:
+    server = await start_smtp(stack, SmtpSink(refuse_rcpt="550 5.1.1 <support@acme.test>: no such user"))
+    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
+    with pytest.raises(ContactRejected, match="550") as caught:
+        await probe.contact()
+    assert "no such user" in str(caught.value)
+
+
+async def test_temporary_refusal_is_channel_unavailable(stack: AsyncExitStack, dovecot: Dovecot) -> None:
+    server = await start_smtp(stack, SmtpSink(refuse_rcpt="451 4.3.0 try again later"))
+    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
+    with pytest.raises((ChannelUnavailable, ContactRejected)) as caught:
+        await probe.contact()
+    assert isinstance(caught.value, ChannelUnavailable) and "451" in str(caught.value)
+
+
+async def test_unreachable_smtp_server_is_channel_unavailable(
+    stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
+    server = await start_smtp(stack, SmtpSink())
+    port = server.port
+    await stack.aclose()  # the SMTP server is gone; nothing listens on its port
+    async with AsyncExitStack() as again:
+        probe = await start_probe(again, channel_settings(dovecot.imap_port, port))
+        with pytest.raises(ChannelUnavailable, match=f"127.0.0.1:{port}"):
+            await probe.contact()
+
+
+# -- routing replies ----------------------------------------------------------------------------
+
+
+async def test_reply_routed_by_in_reply_to(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, sent = await probe.contact()
+    delivered_at = datetime.now(UTC)
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re: Refund", in_reply_to=sent.external_id))
+
+    reply = await next_reply(conversation)
+    assert reply.sender == AGENT and reply.responder is Responder.HUMAN
+    assert reply.text == "Hello Alex,\n\nYour refund is on its way.\n\n--\nAcme Billing Team"
+    assert sent.external_id in reply.thread_keys
+    assert reply.timing_method == "imap-internaldate"
+    assert abs((reply.arrived_at - delivered_at).total_seconds()) <= 1.5
+    assert sent.at <= reply.arrived_at <= reply.observed_at
+    internaldate = datetime.fromisoformat(reply.headers["X-Cxprobe-Internaldate"])
+    assert reply.arrived_at == min(internaldate + timedelta(seconds=0.5), reply.observed_at)
+    assert reply.evidence is not None and b"Acme Billing Team" in reply.evidence.content
+    await assert_no_more(conversation)
+    assert probe.unmatched.empty()
+
+
+async def test_reply_routed_by_references_only(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, sent = await probe.contact()
+    other, _ = await probe.contact()
+    references = f"<thread-root@acme.test> {sent.external_id}"
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Your case", references=references))
+
+    reply = await next_reply(conversation)
+    assert sent.external_id in reply.thread_keys
+    await assert_no_more(other)
+
+
+async def test_reply_routed_by_token_only(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, sent = await probe.contact()
+    token = sent.resume_state["token"]
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Case opened", body=f"About {token}: done."))
+
+    reply = await next_reply(conversation)
+    assert token in reply.thread_keys and reply.text == f"About {token}: done."
+
+
+async def test_unrelated_message_goes_to_unmatched(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, _ = await probe.contact()
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Newsletter", body="Big sale!"))
+
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        stranger = await probe.unmatched.get()
+    assert stranger.subject == "Newsletter" and stranger.thread_keys == frozenset()
+    await assert_no_more(conversation)
+
+
+async def test_reply_to_a_closed_conversation_goes_to_unmatched(
+    dovecot: Dovecot, probe: Probe
+) -> None:
+    conversation, sent = await probe.contact()
+    await conversation.close()
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re: late", in_reply_to=sent.external_id))
+
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        late = await probe.unmatched.get()
+    assert sent.external_id in late.thread_keys
+    assert probe.channel.watcher("probe").stats.registered == 0
+
+
+async def test_reply_arriving_before_the_250_is_not_missed(
+    stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
+    """The desk auto-acknowledges before it even answers DATA: registration comes first."""
+
+    async def instant_ack(envelope: Envelope) -> None:
+        assert isinstance(envelope.content, bytes)
+        contact = email.message_from_bytes(envelope.content, policy=default_policy)
+        ack = reply_mail(
+            f"Re: {contact['Subject']}",
+            in_reply_to=str(contact["Message-ID"]),
+            sender="noreply@acme.test",
+            extra={"Auto-Submitted": "auto-replied"},
+        )
+        await dovecot.deliver("noreply@acme.test", PROBE.address, ack)
+
+    server = await start_smtp(stack, SmtpSink(on_data=instant_ack))
+    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
+    conversation, sent = await probe.contact()
+
+    reply = await next_reply(conversation)
+    assert reply.responder is Responder.AUTO
+    assert reply.arrived_at >= sent.at  # clamped: INTERNALDATE + 0.5 s may be later than t0
+
+
+async def test_auto_and_human_replies_are_told_apart(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, sent = await probe.contact()
+    msgid = sent.external_id
+    deliveries = [
+        ("noreply@acme.test", {"Auto-Submitted": "auto-replied"}, Responder.AUTO),
+        ("", {}, Responder.AUTO),  # null return path
+        (AGENT, {"X-Autoreply": "yes"}, Responder.AUTO),
+        (AGENT, {"Precedence": "bulk"}, Responder.AUTO),
+        (AGENT, {"X-Auto-Response-Suppress": "All"}, Responder.HUMAN),
+        (AGENT, {"Auto-Submitted": "no"}, Responder.HUMAN),
+    ]
+    for envelope_from, headers, _ in deliveries:
+        mail = reply_mail("Re: x", in_reply_to=msgid, extra=headers)
+        await dovecot.deliver(envelope_from, PROBE.address, mail)
+
+    seen = [await next_reply(conversation) for _ in deliveries]
+    assert [reply.responder for reply in seen] == [expected for _, _, expected in deliveries]
+
+
+async def test_bounce_fails_the_contact(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, sent = await probe.contact()
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.acme.test>\r\n"
+        f"To: {PROBE.address}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <dsn-1@mx.acme.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        "--r\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        "--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        f"Final-Recipient: rfc822; {SUPPORT}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 mailbox unknown\r\n\r\n"
+        "--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {sent.external_id}\r\nSubject: Refund please\r\n\r\n--r--\r\n"
+    ).encode()
+    await dovecot.deliver("", PROBE.address, dsn)
+
+    with pytest.raises(ContactRejected, match=r"5\.1\.1.*mailbox unknown"):
+        await next_reply(conversation)
+
+
+async def test_polling_mode(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> None:
+    settings = channel_settings(
+        dovecot.imap_port, smtp.port, imap={"idle": False, "poll_interval": 0.2}
+    )
+    probe = await start_probe(stack, settings)
+    assert probe.channel.watcher("probe").stats.idle is False
+    conversation, sent = await probe.contact()
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+    reply = await next_reply(conversation)
+    assert reply.observed_at - reply.arrived_at < timedelta(seconds=1.5)
+    await assert_no_more(conversation)
+
+
+async def test_idle_is_renewed(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> None:
+    probe = await start_probe(
+        stack, channel_settings(dovecot.imap_port, smtp.port, imap={"idle_renew": 0.3})
+    )
+    conversation, sent = await probe.contact()
+    await asyncio.sleep(1.0)  # several IDLE rounds pass
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+    await next_reply(conversation)
+    assert probe.channel.watcher("probe").stats.connected
+
+
+# -- gaps: reconnects, restarts, scale ------------------------------------------------------------
+
+
+async def test_reconnect_after_the_server_restarts(
+    tmp_path: Path, stack: AsyncExitStack, smtp: SmtpServer
+) -> None:
+    require_binary("dovecot")
+    workdir = tmp_path / "dovecot"
+    first = Dovecot(workdir, [PROBE])
+    await first.__aenter__()
+    try:
+        probe = await start_probe(stack, channel_settings(first.imap_port, smtp.port))
+        conversation, sent = await probe.contact()
+    finally:
+        await first.__aexit__(None, None, None)
+    watcher = probe.channel.watcher("probe")
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while watcher.stats.connected:
+            await asyncio.sleep(0.02)
+
+    async with Dovecot(
+        workdir, [PROBE], imap_port=first.imap_port, lmtp_port=first.lmtp_port
+    ) as second:
+        # Delivered right away: most likely before the watcher's back-off lets it reconnect.
+        await second.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+        reply = await next_reply(conversation)
+        assert sent.external_id in reply.thread_keys
+        await assert_no_more(conversation)
+        assert watcher.stats.connected
+        # ...and IDLE works on the new connection.
+        await second.deliver(AGENT, PROBE.address, reply_mail("Re 2", in_reply_to=sent.external_id))
+        assert (await next_reply(conversation)).subject == "Re 2"
+    assert probe.unmatched.empty()
+
+
+async def test_uidvalidity_change_backfills_by_date(
+    tmp_path: Path, stack: AsyncExitStack, smtp: SmtpServer
+) -> None:
+    require_binary("dovecot")
+    workdir = tmp_path / "dovecot"
+    first = Dovecot(workdir, [PROBE])
+    await first.__aenter__()
+    try:
+        probe = await start_probe(stack, channel_settings(first.imap_port, smtp.port))
+        conversation, sent = await probe.contact()
+        await first.deliver(AGENT, PROBE.address, reply_mail("Old", body="unrelated"))
+        await probe.unmatched.get()
+        old_validity = probe.channel.watcher("probe").stats.uidvalidity
+        await asyncio.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock's seconds
+    finally:
+        await first.__aexit__(None, None, None)
+    shutil.rmtree(first.mail_home(PROBE.address) / "Maildir")  # a rebuilt mailbox
+
+    async with Dovecot(
+        workdir, [PROBE], imap_port=first.imap_port, lmtp_port=first.lmtp_port
+    ) as second:
+        await second.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+        reply = await next_reply(conversation)
+        assert reply.subject == "Re"
+        await assert_no_more(conversation)
+        assert probe.channel.watcher("probe").stats.uidvalidity != old_validity
+
+
+async def test_resume_after_a_restart_gets_replies_sent_meanwhile(
+    dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    settings = channel_settings(dovecot.imap_port, smtp.port)
+    async with AsyncExitStack() as first_process:
+        probe = await start_probe(first_process, settings)
+        _, sent = await probe.contact()
+        token = sent.resume_state["token"]
+    # Nobody listens now; the desk answers twice (by thread and by token).
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re 1", in_reply_to=sent.external_id))
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re 2", body=f"Ref {token}"))
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Unrelated", body="noise"))
+
+    async with AsyncExitStack() as second_process:
+        probe = await start_probe(second_process, settings)
+        stored = Sent(at=sent.at, external_id=sent.external_id, resume_state=sent.resume_state)
+        conversation = await probe.channel.resume(ADDRESS, str(token), stored)
+        subjects = {(await next_reply(conversation)).subject for _ in range(2)}
+        assert subjects == {"Re 1", "Re 2"}
+        await assert_no_more(conversation)
+        # A reply after the resume still arrives, once.
+        await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re 3", in_reply_to=sent.external_id))
+        assert (await next_reply(conversation)).subject == "Re 3"
+        await assert_no_more(conversation)
+        # Old mail found by the targeted search is not reported as a stranger.
+        assert probe.unmatched.empty()
+
+
+async def test_resume_before_the_watcher_connected(dovecot: Dovecot, smtp: SmtpServer) -> None:
+    settings = channel_settings(dovecot.imap_port, smtp.port)
+    async with AsyncExitStack() as first_process:
+        probe = await start_probe(first_process, settings)
+        _, sent = await probe.contact()
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+    async with AsyncExitStack() as second_process:
+        probe = await start_probe(second_process, settings, connect=False)
+        conversation = await probe.channel.resume(ADDRESS, "CXP-0000000000", sent)
+        assert (await next_reply(conversation)).subject == "Re"
+
+
+async def test_a_thousand_conversations_share_one_watcher(
+    dovecot: Dovecot, smtp: SmtpServer, probe: Probe
+) -> None:
+    count = 1000
+    started = time.monotonic()
+    limit = asyncio.Semaphore(25)
+
+    async def contact() -> tuple[EmailConversation, Sent]:
+        async with limit:
+            return await probe.contact()
+
+    contacts = await asyncio.gather(*(contact() for _ in range(count)))
+    assert probe.channel.watcher("probe").stats.registered == count
+
+    async def answer(index: int, sent: Sent) -> None:
+        async with limit:
+            if index % 2:
+                mail = reply_mail(f"Re {index}", in_reply_to=sent.external_id)
+            else:
+                mail = reply_mail(f"Re {index}", body=f"Ref {sent.resume_state['token']}")
+            await dovecot.deliver(AGENT, PROBE.address, mail)
+
+    await asyncio.gather(*(answer(i, sent) for i, (_, sent) in enumerate(contacts)))
+    replies = await asyncio.gather(*(next_reply(conversation) for conversation, _ in contacts))
+    assert [reply.subject for reply in replies] == [f"Re {i}" for i in range(count)]
+    assert probe.unmatched.empty()
+    stats = probe.channel.watcher("probe").stats
+    assert stats.connected and stats.last_uid == count
+    assert time.monotonic() - started < 60
+
+
+async def test_imap_login_failure_is_retried_without_leaking_the_password(
+    stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = channel_settings(dovecot.imap_port, smtp.port, imap={"password": "wrong-secret"})
+    caplog.set_level(logging.DEBUG)
+    probe = await start_probe(stack, settings, connect=False)
+    watcher = probe.channel.watcher("probe")
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while sum("reconnecting" in r.getMessage() for r in caplog.records) < 2:
+            await asyncio.sleep(0.05)
+    assert watcher.running and not watcher.stats.connected
+    assert "wrong-secret" not in caplog.text
+    assert all("wrong-secret" not in str(r.__dict__) for r in caplog.records)
+
+
+async def test_settings_reject_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        channel_settings(1, 1, imap={"idel": False})
+    with pytest.raises(ValueError, match="tls"):
+        channel_settings(1, 1, tls="ssl")
+
+
+def test_implicit_tls_context_trusts_the_extra_ca(tmp_path: Path) -> None:
+    # A guard for the ca_file wiring: system CAs stay trusted as well.
+    from probes.mailsettings import tls_context
+
+    context = tls_context(None)
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname

@@ -1,0 +1,170 @@
+"""Whole email runs: the runner, engine, email probe and store against the sandbox desk
+(real Dovecot behind a real SMTP front). Timings are compared with the desk's ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxprobe.app import Monitor, open_monitor
+from cxprobe.settings import load_config
+from probes.base import Responder
+from sandbox.desk import MailDesk
+from sandbox.profile import Profile
+from scenarios.model import Outcome, Period, RoutingResult
+from tests.support import desk_profile, monitor_config, require_binary
+
+#: The issue's accuracy bound for first-answer times against the desk's log.
+ACCURACY_SECONDS = 1.5
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_binary("dovecot")
+    monkeypatch.setenv("CXPROBE_TEST_IMAP_PASSWORD", "probe-secret")
+
+
+@asynccontextmanager
+async def sandbox(
+    tmp_path: Path, *, open_now: bool = True, mail: dict[str, Any] | None = None, **config: Any
+) -> AsyncIterator[tuple[MailDesk, Monitor]]:
+    profile = Profile.model_validate(desk_profile(open_now, **(mail or {})))
+    async with MailDesk(profile, tmp_path / "desk") as desk:
+        path = monitor_config(
+            tmp_path,
+            smtp_port=desk.smtp_port,
+            imap_port=desk.imap_port,
+            open_now=open_now,
+            **config,
+        )
+        logger = logging.getLogger("cxprobe.test")
+        async with open_monitor(load_config(path), logger, serve_http=False) as monitor:
+            yield desk, monitor
+
+
+def truth(desk: MailDesk, kind: str) -> list[dict[str, Any]]:
+    return [e for e in desk.ground_truth() if e["event"] == "reply_sent" and e["kind"] == kind]
+
+
+def seconds_after(sent_at: datetime, event: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(event["at"]) - sent_at).total_seconds()
+
+
+async def run_once(monitor: Monitor) -> Any:
+    check = monitor.config.checks[0]
+    result = await monitor.runner.execute(check, datetime.now(UTC).replace(microsecond=0))
+    assert result is not None
+    return result
+
+
+async def test_business_hours_auto_ack_and_human_reply_timed_against_ground_truth(
+    tmp_path: Path,
+) -> None:
+    async with sandbox(tmp_path) as (desk, monitor):
+        result = await run_once(monitor)
+        stored = await monitor.store.messages(result.run_id)
+    assert result.period is Period.BUSINESS
+    assert result.outcome is Outcome.MET, result.reason
+    assert [r.responder for r in result.replies] == [Responder.AUTO, Responder.HUMAN]
+    (ack,), (human,) = truth(desk, "auto_ack"), truth(desk, "human")
+    assert (
+        abs(result.first_response_seconds - seconds_after(result.sent_at, ack)) < ACCURACY_SECONDS
+    )
+    assert abs(result.first_human_seconds - seconds_after(result.sent_at, human)) < ACCURACY_SECONDS
+    assert result.first_response_responder is Responder.AUTO
+    assert (result.routed_queue, result.routing) == ("billing", RoutingResult.CORRECT)
+    # Evidence: the sent email and both replies, raw, with hashes.
+    assert [m.direction for m in stored] == ["out", "in", "in"]
+    assert all(m.sha256 and m.size > 200 for m in stored)
+
+
+async def test_misrouted_reply_gives_a_wrong_verdict(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, mail={"misroute_rate": 1.0}) as (desk, monitor):
+        result = await run_once(monitor)
+    (human,) = truth(desk, "human")
+    assert human["queue"] != "billing"
+    assert result.routing is RoutingResult.WRONG
+    assert result.routed_queue == human["queue"]
+
+
+async def test_after_hours_expects_and_gets_the_auto_reply(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, open_now=False) as (desk, monitor):
+        result = await run_once(monitor)
+    assert result.period is Period.AFTER_HOURS
+    assert result.outcome is Outcome.MET, result.reason
+    (auto,) = truth(desk, "after_hours")
+    assert [r.responder for r in result.replies] == [Responder.AUTO]
+    assert (
+        abs(result.first_response_seconds - seconds_after(result.sent_at, auto)) < ACCURACY_SECONDS
+    )
+    assert result.first_human_seconds is None
+
+
+async def test_outage_is_breached_at_the_deadline_not_a_hang(tmp_path: Path) -> None:
+    sla = {"human_response": "2s", "first_response": "1s", "deadline": "3s"}
+    async with sandbox(tmp_path, mail={"outage": True}, sla=sla) as (_, monitor):
+        async with asyncio.timeout(20):
+            result = await run_once(monitor)
+    assert result.outcome is Outcome.BREACHED
+    assert result.reason == "no human answer within 2s"
+    assert result.replies == []
+    assert (result.finished_at - result.sent_at).total_seconds() >= 3
+
+
+async def test_refused_contact_is_failed_with_the_servers_reason(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, mail={"reject": True}) as (_, monitor):
+        result = await run_once(monitor)
+    assert result.outcome is Outcome.FAILED
+    assert "550" in result.reason
+
+
+async def test_unreachable_smtp_is_an_error_and_the_next_run_works(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as (_, monitor):
+        mailbox = monitor.config.channel_settings("email").mailboxes["probe"]
+        good_port = mailbox.smtp.port
+        mailbox.smtp.port = 1  # nothing listens on port 1
+        failed = await run_once(monitor)
+        mailbox.smtp.port = good_port
+        await asyncio.sleep(1.1)  # a new slot
+        recovered = await run_once(monitor)
+    assert failed.outcome is Outcome.ERROR
+    assert "ChannelUnavailable" in failed.reason
+    assert recovered.outcome is Outcome.MET, recovered.reason
+
+
+async def test_late_reply_is_recorded_on_the_finished_run(tmp_path: Path) -> None:
+    # The human answers after 1.5 s but the run gives up at 1 s: breached, then the reply is
+    # still attributed to the run, flagged late.
+    sla = {"human_response": "1s", "first_response": "1s", "deadline": "1s"}
+    async with sandbox(tmp_path, sla=sla) as (desk, monitor):
+        result = await run_once(monitor)
+        assert result.outcome is Outcome.BREACHED
+        async with asyncio.timeout(15):
+            while True:
+                stored = await monitor.store.load_run(result.run_id)
+                if stored and stored.first_human_seconds is not None:
+                    break
+                await asyncio.sleep(0.2)
+        messages = await monitor.store.messages(result.run_id)
+    assert stored.outcome is Outcome.BREACHED  # a late answer does not change the outcome
+    (human,) = truth(desk, "human")
+    assert abs(stored.first_human_seconds - seconds_after(result.sent_at, human)) < ACCURACY_SECONDS
+    assert any(m.late and m.responder == Responder.HUMAN for m in messages)
+
+
+async def test_slot_is_claimed_once(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as (_, monitor):
+        check = monitor.config.checks[0]
+        slot = datetime(2030, 1, 1, tzinfo=UTC)
+        first, second = await asyncio.gather(
+            monitor.runner.execute(check, slot), monitor.runner.execute(check, slot)
+        )
+    assert sorted([first is None, second is None]) == [False, True]
+

@@ -1,0 +1,73 @@
+"""Configuration: every file of the invalid corpus fails with the message a user must see,
+and the shipped configs are valid."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cxprobe.cli import app
+from cxprobe.settings import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = sorted((ROOT / "tests" / "config").glob("invalid-*.yaml"))
+
+
+def expectations(path: Path) -> list[str]:
+    """The ``# expect:`` lines at the top of a corpus file; ``{file}`` is the file's path."""
+    found = re.findall(r"^# expect: (.+)$", path.read_text(), flags=re.MULTILINE)
+    return [line.replace("{file}", str(path)) for line in found]
+
+
+def test_corpus_is_not_empty() -> None:
+    assert len(CORPUS) >= 20
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda path: path.stem)
+def test_invalid_config_exits_2_with_its_message(path: Path) -> None:
+    expected = expectations(path)
+    assert expected and "TODO" not in expected[0], f"{path.name} has no '# expect:' line"
+    result = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())  # rich may wrap long lines
+    for message in expected:
+        assert " ".join(message.split()) in output
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "sandbox.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    env = {
+        "PROBE_SMTP_PASSWORD": "x",
+        "PROBE_IMAP_PASSWORD": "x",
+        "CXPROBE_SANDBOX_IMAP_PASSWORD": "x",
+    }
+    config = load_config(ROOT / "config" / name, environ=env)
+    assert config.checks_here()
+    result = CliRunner().invoke(app, ["validate", str(ROOT / "config" / name)], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK")
+
+
+def test_secrets_are_held_as_secret_strings() -> None:
+    config = load_config(
+        ROOT / "config" / "example.yaml",
+        environ={"PROBE_SMTP_PASSWORD": "hunter2", "PROBE_IMAP_PASSWORD": "hunter3"},
+    )
+    mailbox = config.channel_settings("email").mailboxes["probe"]
+    assert mailbox.imap.password.get_secret_value() == "hunter3"
+    assert "hunter3" not in repr(config) and "hunter2" not in str(config.model_dump())
+
+
+def test_every_error_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    source = (ROOT / "tests" / "config" / "invalid-bad-duration.yaml").read_text()
+    broken = source.replace("target: acme", "target: nobody").replace(
+        "version: 1", "version: 1\nextra: 1"
+    )
+    path = tmp_path / "two-errors.yaml"
+    path.write_text(broken)
+    result = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert "invalid duration" in result.output and "unknown key 'extra'" in result.output
