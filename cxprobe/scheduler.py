@@ -7,9 +7,9 @@ and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the sa
 is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
 long email run never blocks its check's next slot.
 
-At start every check also fires once at once for its current slot, when that slot is within
-its misfire grace: a restart does not silently skip the slot it interrupted, and the store's
-claim keeps a slot that already ran from running again.
+At start every check also fires at once for its current slot, when that slot is within its
+misfire grace (by default: until the next slot is due): a restart does not silently skip the
+slot it interrupted, and the store's claim keeps a slot that already ran from running again.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def latest_slot(schedule: Schedule, now: datetime) -> datetime | None:
     trigger = trigger_for(schedule)
     # Walk forward from the oldest slot still worth running; cron slots are a minute apart
     # at least, so this takes a handful of steps.
-    lookback = timedelta(seconds=schedule.misfire_grace + 1)
+    lookback = timedelta(seconds=schedule.grace + 1)
     slot: datetime | None = None
     candidate = trigger.get_next_fire_time(None, now - lookback)
     while candidate is not None and candidate <= now:
@@ -98,7 +98,7 @@ class CheckScheduler:
                 name=check.id,
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(check.schedule.misfire_grace)),
+                misfire_grace_time=max(1, int(check.schedule.grace)),
                 replace_existing=True,
                 next_run_time=self._clock(),  # catch up the current slot (see module doc)
             )
@@ -126,7 +126,7 @@ class CheckScheduler:
         check = self._checks[check_id]
         now = self._clock()
         slot = latest_slot(check.schedule, now)
-        if slot is None or (now - slot).total_seconds() > check.schedule.misfire_grace:
+        if slot is None or (now - slot).total_seconds() > check.schedule.grace:
             return  # the catch-up fire at start found no slot recent enough to run
         if check.id in self._fired:
             # The catch-up fire at start is late by design; only regular fires measure lag.

@@ -174,7 +174,11 @@ class Schedule(Strict):
     cron: str | None = Field(None, description="Five-field crontab expression.")
     timezone: str = Field("UTC", description="Zone the cron expression is read in.")
     jitter: Duration = Field(0.0, description="Spread starts by up to this much per slot.")
-    misfire_grace: Duration = Field(300.0, description="Still run a slot this late.")
+    misfire_grace: Duration | None = Field(
+        None,
+        description="Still run a slot this late (after downtime or a restart); "
+        "default: until the next slot is due.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Schedule:
@@ -190,6 +194,11 @@ class Schedule(Strict):
             except (ValueError, KeyError) as exc:
                 raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
         return self
+
+    @property
+    def grace(self) -> float:
+        """Seconds after its time that a slot may still start."""
+        return self.misfire_grace if self.misfire_grace is not None else self.interval
 
     @property
     def interval(self) -> float:

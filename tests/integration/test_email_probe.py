@@ -312,7 +312,9 @@ async def test_untrusted_certificate_is_channel_unavailable(
 ) -> None:
     cert = await make_certificate(tmp_path / "tls")
     server = await start_smtp(stack, SmtpSink(), tls="implicit", cert=cert)
-    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port, tls="implicit"))
+    probe = await start_probe(
+        stack, channel_settings(dovecot.imap_port, server.port, tls="implicit")
+    )
     with pytest.raises(ChannelUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate"):
         await probe.contact()
 
@@ -336,15 +338,21 @@ async def test_wrong_smtp_password_is_unavailable_and_never_echoed(
     assert "not-the-password" not in str(caught.value)
 
 
-async def test_refused_recipient_is_contact_rejected(stack: AsyncExitStack, dovecot: Dovecot) -> None:
-    server = await start_smtp(stack, SmtpSink(refuse_rcpt="550 5.1.1 <support@acme.test>: no such user"))
+async def test_refused_recipient_is_contact_rejected(
+    stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
+    server = await start_smtp(
+        stack, SmtpSink(refuse_rcpt="550 5.1.1 <support@acme.test>: no such user")
+    )
     probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
     with pytest.raises(ContactRejected, match="550") as caught:
         await probe.contact()
     assert "no such user" in str(caught.value)
 
 
-async def test_temporary_refusal_is_channel_unavailable(stack: AsyncExitStack, dovecot: Dovecot) -> None:
+async def test_temporary_refusal_is_channel_unavailable(
+    stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
     server = await start_smtp(stack, SmtpSink(refuse_rcpt="451 4.3.0 try again later"))
     probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
     with pytest.raises((ChannelUnavailable, ContactRejected)) as caught:
@@ -370,7 +378,9 @@ async def test_unreachable_smtp_server_is_channel_unavailable(
 async def test_reply_routed_by_in_reply_to(dovecot: Dovecot, probe: Probe) -> None:
     conversation, sent = await probe.contact()
     delivered_at = datetime.now(UTC)
-    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re: Refund", in_reply_to=sent.external_id))
+    await dovecot.deliver(
+        AGENT, PROBE.address, reply_mail("Re: Refund", in_reply_to=sent.external_id)
+    )
 
     reply = await next_reply(conversation)
     assert reply.sender == AGENT and reply.responder is Responder.HUMAN
@@ -400,7 +410,9 @@ async def test_reply_routed_by_references_only(dovecot: Dovecot, probe: Probe) -
 async def test_reply_routed_by_token_only(dovecot: Dovecot, probe: Probe) -> None:
     conversation, sent = await probe.contact()
     token = sent.resume_state["token"]
-    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Case opened", body=f"About {token}: done."))
+    await dovecot.deliver(
+        AGENT, PROBE.address, reply_mail("Case opened", body=f"About {token}: done.")
+    )
 
     reply = await next_reply(conversation)
     assert token in reply.thread_keys and reply.text == f"About {token}: done."
@@ -421,7 +433,9 @@ async def test_reply_to_a_closed_conversation_goes_to_unmatched(
 ) -> None:
     conversation, sent = await probe.contact()
     await conversation.close()
-    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re: late", in_reply_to=sent.external_id))
+    await dovecot.deliver(
+        AGENT, PROBE.address, reply_mail("Re: late", in_reply_to=sent.external_id)
+    )
 
     async with asyncio.timeout(EVENT_TIMEOUT):
         late = await probe.unmatched.get()
@@ -601,7 +615,9 @@ async def test_resume_after_a_restart_gets_replies_sent_meanwhile(
         assert subjects == {"Re 1", "Re 2"}
         await assert_no_more(conversation)
         # A reply after the resume still arrives, once.
-        await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re 3", in_reply_to=sent.external_id))
+        await dovecot.deliver(
+            AGENT, PROBE.address, reply_mail("Re 3", in_reply_to=sent.external_id)
+        )
         assert (await next_reply(conversation)).subject == "Re 3"
         await assert_no_more(conversation)
         # Old mail found by the targeted search is not reported as a stranger.

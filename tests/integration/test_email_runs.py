@@ -167,4 +167,3 @@ async def test_slot_is_claimed_once(tmp_path: Path) -> None:
             monitor.runner.execute(check, slot), monitor.runner.execute(check, slot)
         )
     assert sorted([first is None, second is None]) == [False, True]
-

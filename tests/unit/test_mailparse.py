@@ -142,9 +142,7 @@ def test_quoted_history_is_removed() -> None:
         "On Mon, 3 Mar 2025 at 10:00, Alex Morgan <probe@cxprobe.test> wrote:\n"
         "> Where is my refund?\n> Thanks\n"
     )
-    assert strip_quoted(body) == (
-        "Hello Alex,\n\nYour refund was issued.\n\n--\nAcme Billing Team"
-    )
+    assert strip_quoted(body) == ("Hello Alex,\n\nYour refund was issued.\n\n--\nAcme Billing Team")
 
 
 def test_inline_quotes_and_wrapped_attribution() -> None:
@@ -202,7 +200,9 @@ def test_bounce_is_recognised_and_keyed_to_the_contact() -> None:
 
 def test_bounce_with_the_whole_original_attached() -> None:
     raw = bounce().replace(b"text/rfc822-headers", b"message/rfc822")
-    raw = raw.replace(b"[" + TOKEN.encode() + b"]\r\n\r\n", b"[" + TOKEN.encode() + b"]\r\n\r\nhi\r\n")
+    raw = raw.replace(
+        b"[" + TOKEN.encode() + b"]\r\n\r\n", b"[" + TOKEN.encode() + b"]\r\n\r\nhi\r\n"
+    )
     mail = parse_mail(raw)
     assert mail.is_bounce and CONTACT_ID in mail.referenced_ids
 
