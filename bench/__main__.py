@@ -8,7 +8,8 @@ import json
 import os
 import platform
 
-from bench import accuracy, capacity
+from bench.accuracy import measure as measure_accuracy
+from bench.capacity import measure as measure_capacity
 
 
 def machine() -> dict[str, object]:
@@ -27,9 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, object] = {"machine": machine()}
     if args.only in (None, "accuracy"):
-        figures["accuracy"] = asyncio.run(accuracy.measure(args.runs))
+        figures["accuracy"] = asyncio.run(measure_accuracy(args.runs))
     if args.only in (None, "capacity"):
-        figures["capacity"] = asyncio.run(capacity.measure(args.open_runs))
+        figures["capacity"] = asyncio.run(measure_capacity(args.open_runs))
     print(json.dumps(figures, indent=2))
 
 

@@ -99,6 +99,17 @@ class EmailAddress(_Strict):
     mailbox: str = Field(description="Name of the probe mailbox (a `channels.email` key).")
     cc: list[str] = Field(default_factory=list, description="Extra recipients, rarely needed.")
 
+    def check_against(self, settings: EmailChannelSettings | None) -> str | None:
+        """A problem with this address given the ``channels.email`` section, if any."""
+        if settings is None:
+            return "the target has an email address but there is no 'channels.email' section"
+        if self.mailbox not in settings.mailboxes:
+            return (
+                f"mailbox {self.mailbox!r} is not defined under channels.email.mailboxes "
+                f"(defined: {', '.join(sorted(settings.mailboxes))})"
+            )
+        return None
+
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """A verifying client context trusting the system CAs plus ``ca_file``."""
