@@ -169,8 +169,8 @@ class Runner:
                             clock=self.clock,
                         )
             else:
-                judge.restore(resume.result.replies)
-                result.replies = sorted(result.replies, key=lambda reply: reply.arrived_at)
+                persisted, result.replies = result.replies, []
+                judge.restore(persisted)
                 sent = Sent(
                     at=result.sent_at or self.clock(),
                     external_id=resume.sent_external_id or "",

@@ -127,9 +127,7 @@ def _target_channels_model() -> type[BaseModel]:
         kind: (channel_type.address_model | None, None)
         for kind, channel_type in CHANNEL_TYPES.items()
     }
-    return create_model(
-        "TargetChannels", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    return create_model("TargetChannels", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def _channels_model() -> type[BaseModel]:
@@ -137,9 +135,7 @@ def _channels_model() -> type[BaseModel]:
         kind: (channel_type.settings_model | None, None)
         for kind, channel_type in CHANNEL_TYPES.items()
     }
-    return create_model(
-        "Channels", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    return create_model("Channels", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 TargetChannels = _target_channels_model()

@@ -41,12 +41,16 @@ async def test_sigkill_with_an_open_run_then_restart(tmp_path: Path) -> None:
         try:
             async with EvidenceStore(store_url) as store:
 
-                async def sent_and_open() -> bool:
+                async def acknowledged_and_open() -> bool:
                     runs = await store.recent_runs(10)
-                    return len(runs) == 1 and runs[0].sent_at is not None
+                    if len(runs) != 1 or runs[0].sent_at is None:
+                        return False
+                    messages = await store.messages(runs[0].run_id)
+                    return [m.direction for m in messages] == ["out", "in"]
 
                 first.start()  # catches up the current slot at once: one email goes out
-                await wait_until(sent_and_open, 30, "the first run to be sent")
+                # Killed between the auto-ack (recorded) and the human reply (not yet sent).
+                await wait_until(acknowledged_and_open, 30, "the run's auto-ack to be stored")
                 first.kill()
                 (run,) = await store.recent_runs(10)
                 assert run.outcome is None, "the run must still be open when killed"
@@ -84,5 +88,8 @@ async def test_sigkill_with_an_open_run_then_restart(tmp_path: Path) -> None:
     assert final.first_human_seconds is not None
     assert abs(final.first_human_seconds - truth) < 1.5
     assert [m.direction for m in messages] == ["out", "in", "in"]  # no reply stored twice
+    assert [r.responder for r in final.replies] == ["auto", "human"]
+    assert final.first_response_seconds is not None
+    assert final.first_response_seconds < final.first_human_seconds
     assert "run resumed" in second.log
     assert "probe-secret" not in first.log + second.log

@@ -106,23 +106,23 @@ def test_thread_keys_from_in_reply_to_references_and_tokens() -> None:
 
 def test_plain_text_wins_over_html() -> None:
     raw = (
-        "From: a@acme.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlain words\r\n"
-        "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Html words</p>\r\n--b--\r\n"
-    ).encode()
+        b"From: a@acme.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlain words\r\n"
+        b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Html words</p>\r\n--b--\r\n"
+    )
     assert parse_mail(raw).text == "Plain words"
 
 
 def test_html_only_is_stripped_of_tags() -> None:
     raw = (
-        "From: a@acme.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
-        "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
-        "\r\n<html><head><style>p {color: red}</style><title>T</title></head><body>"
-        "<p>Hello&nbsp;Alex,</p><p>Your refund is <b>on its way</b>.</p>"
-        "<div>Acme&amp;Co Billing<br>Team</div>"
-        "<blockquote>On Mon, you wrote:<br>Where is my refund?</blockquote></body></html>\r\n"
-    ).encode()
+        b"From: a@acme.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+        b"\r\n<html><head><style>p {color: red}</style><title>T</title></head><body>"
+        b"<p>Hello&nbsp;Alex,</p><p>Your refund is <b>on its way</b>.</p>"
+        b"<div>Acme&amp;Co Billing<br>Team</div>"
+        b"<blockquote>On Mon, you wrote:<br>Where is my refund?</blockquote></body></html>\r\n"
+    )
     text = parse_mail(raw).text
     assert text == "Hello Alex,\n\nYour refund is on its way.\n\nAcme&Co Billing\nTeam"
     assert "color" not in text and "Where is my refund" not in text
