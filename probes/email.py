@@ -119,15 +119,19 @@ async def send_message(
     )
     where = f"SMTP server {settings.host}:{settings.port}"
     try:
-        await client.connect()
         try:
+            await client.connect()
             errors, _ = await client.sendmail(sender, recipients, raw)
             accepted_at = utc_now()
         finally:
+            # Also after a failed connect (e.g. refused login): never leave the socket open.
             await _quit(client)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         refusals = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        raise ContactRejected(f"{where} refused every recipient ({refusals})") from None
+        text = f"{where} refused every recipient ({refusals})"
+        if all(r.code >= 500 for r in exc.recipients):
+            raise ContactRejected(text) from None
+        raise ChannelUnavailable(text) from None  # 4xx: try again later
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise ChannelUnavailable(
             f"{where} refused the login of {settings.username!r} ({exc.code} {exc.message}); "
@@ -143,16 +147,19 @@ async def send_message(
     refused_primary = [r for r in recipients[:1] if r in errors]
     if refused_primary:
         response = errors[refused_primary[0]]
-        raise ContactRejected(
-            f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
-        )
+        refusal = ContactRejected if response.code >= 500 else ChannelUnavailable
+        raise refusal(f"{where} refused {refused_primary[0]}: {response.code} {response.message}")
     return accepted_at
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
+    if not client.is_connected:
+        return
     try:
         await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
         client.close()
 
 

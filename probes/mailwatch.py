@@ -47,6 +47,8 @@ FETCH_BATCH = 100
 SEARCH_BATCH = 25
 #: First reconnect delay; doubles per failed attempt up to ``reconnect_max_backoff``.
 BACKOFF_START_SECONDS = 0.5
+#: How often a cancellation is repeated until the cancelled task ends.
+CANCEL_RETRY_SECONDS = 0.5
 #: How long a polite LOGOUT may take when the watcher stops.
 LOGOUT_SECONDS = 2.0
 _UID = re.compile(rb"\bUID (\d+)")
@@ -132,6 +134,7 @@ class MailboxWatcher:
     _connected: bool = False
     _idling: bool = False
     _session_was_healthy: bool = False
+    _stopping: bool = False
     _connected_once: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- public surface -------------------------------------------------------------------
@@ -160,9 +163,9 @@ class MailboxWatcher:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        self._stopping = True
+        self._wake.set()
+        await _cancel_and_wait(task)
 
     async def wait_connected(self) -> None:
         """Until the first session has selected the folder (for tests and health checks)."""
@@ -205,7 +208,7 @@ class MailboxWatcher:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 await self._guarded_session()
             except asyncio.CancelledError:
@@ -222,7 +225,8 @@ class MailboxWatcher:
                 attempt = 0
             delay = _backoff(attempt, self.settings.reconnect_max_backoff)
             attempt += 1
-            await asyncio.sleep(delay)
+            if not self._stopping:
+                await asyncio.sleep(delay)
 
     async def _guarded_session(self) -> None:
         """One session; ends with an exception as soon as the connection is lost."""
@@ -235,9 +239,7 @@ class MailboxWatcher:
         finally:
             watch_lost.cancel()
             if not session.done():
-                session.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await session
+                await _cancel_and_wait(session)
         if session.cancelled():
             raise ConnectionError("connection to the IMAP server was lost")
         session.result()  # re-raises the session's error
@@ -255,7 +257,7 @@ class MailboxWatcher:
                 "imap watcher connected",
                 extra={"mailbox": self.name, "idle": use_idle, "last_uid": self._last_uid},
             )
-            while True:
+            while not self._stopping:
                 await self._drain(client)
                 if use_idle:
                     await self._idle(client)
@@ -316,7 +318,8 @@ class MailboxWatcher:
 
     async def _drain(self, client: Any) -> None:
         """Run queued targeted searches, then fetch everything new."""
-        self._wake.clear()
+        if not self._stopping:
+            self._wake.clear()
         searches = [r for r in self._searches if r.active]
         self._searches.clear()
         try:
@@ -372,17 +375,22 @@ class MailboxWatcher:
                     {push, wake}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
                 if push not in done:
-                    push.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                        await push
+                    await _cancel_and_wait(push)
                     break
+                if push.exception() is None and _says_bye(push.result()):
+                    raise ConnectionError("the IMAP server ended the session (BYE)")
                 if push.exception() is not None or _has_new_mail(push.result()):
                     break
         finally:
             wake.cancel()
             client.idle_done()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(idle, self.settings.timeout)
+            # Not wait_for(): a CancelledError here must be ours, never idle's.
+            await asyncio.wait({idle}, timeout=self.settings.timeout)
+            if not idle.done():
+                await _cancel_and_wait(idle)
+                raise ImapError("the server did not end IDLE after DONE")
+            if not idle.cancelled() and idle.exception() is not None:
+                raise ImapError(f"IDLE failed: {_describe(idle.exception())}")
             _drain_queue(client.protocol.idle_queue)
 
     # -- commands -------------------------------------------------------------------------
@@ -507,11 +515,30 @@ async def _close(client: Any) -> None:
                     await protocol.wait("SELECTED|AUTH")
                 if protocol.state in ("AUTH", "SELECTED", "NONAUTH"):
                     await client.logout()
-    except (Exception, asyncio.CancelledError):
+    except Exception:  # TimeoutError included; a CancelledError (ours) propagates
         pass
     finally:
         if protocol.transport is not None:
             protocol.transport.close()
+
+
+async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, without swallowing our own cancellation
+    (``with suppress(CancelledError): await task`` would, if we are cancelled meanwhile).
+
+    The cancellation is repeated: Python 3.11's ``asyncio.wait_for`` (used throughout
+    aioimaplib) loses a cancellation that races with the awaited result.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_RETRY_SECONDS)
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure while stopping is of no interest
+
+
+def _says_bye(lines: Any) -> bool:
+    """An untagged BYE (e.g. Dovecot shutting down): the connection is about to close."""
+    return any(isinstance(line, bytes | bytearray) and line.startswith(b"BYE") for line in lines)
 
 
 def _has_new_mail(lines: Any) -> bool:

@@ -1,0 +1,54 @@
+"""The IMAP watcher's pure helpers: search criteria, FETCH response splitting, back-off."""
+
+from __future__ import annotations
+
+import pytest
+
+from probes import mailwatch
+
+
+def test_or_chains_any_number_of_criteria() -> None:
+    assert mailwatch._or_all([]) == []
+    assert mailwatch._or_all([["TEXT", "a"]]) == ["TEXT", "a"]
+    assert mailwatch._or_all([["A"], ["B"], ["C"]]) == ["OR", "A", "OR", "B", "C"]
+
+
+def test_key_criteria_search_headers_for_ids_and_text_for_tokens() -> None:
+    criteria = mailwatch._key_criteria({"<m@x.test>", "CXP-0123456789"})
+    assert criteria == [
+        ["HEADER", "In-Reply-To", '"<m@x.test>"'],
+        ["HEADER", "References", '"<m@x.test>"'],
+        ["TEXT", '"CXP-0123456789"'],
+    ]
+
+
+def test_fetch_items_pair_metadata_with_literals() -> None:
+    lines = [
+        b'1 FETCH (UID 7 INTERNALDATE "22-Nov-2026 08:06:38 +0000" BODY[] {5}',
+        bytearray(b"hello"),
+        b")",
+        b"2 FETCH (FLAGS (\\Seen))",  # unsolicited: no body
+        b"3 FETCH (BODY[] {3}",
+        bytearray(b"bye"),
+        b' UID 9 INTERNALDATE "22-Nov-2026 08:06:39 +0000")',
+    ]
+    items = list(mailwatch._fetch_items(lines))
+    assert [body for _, body in items] == [b"hello", None, b"bye"]
+    assert mailwatch._first_int(mailwatch._UID, [items[0][0]]) == 7
+    assert mailwatch._first_int(mailwatch._UID, [items[2][0]]) == 9
+    assert mailwatch._INTERNALDATE.search(items[2][0]) is not None
+
+
+@pytest.mark.parametrize("attempt", range(12))
+def test_backoff_grows_with_jitter_and_is_capped(attempt: int) -> None:
+    cap = 5.0
+    ceiling = min(cap, mailwatch.BACKOFF_START_SECONDS * 2**attempt)
+    for _ in range(20):
+        assert ceiling / 2 <= mailwatch._backoff(attempt, cap) <= ceiling <= cap
+
+
+def test_server_pushes() -> None:
+    assert mailwatch._has_new_mail([b"3 EXISTS", b"1 RECENT"])
+    assert not mailwatch._has_new_mail([b"OK Still here"])
+    assert mailwatch._says_bye([b"BYE Server shutting down."])
+    assert not mailwatch._says_bye([b"3 EXISTS"])
