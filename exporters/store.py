@@ -20,6 +20,7 @@ import email.parser
 import email.policy
 import hashlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -165,6 +166,9 @@ class EvidenceStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> EvidenceStore:
+        path = self._sqlite_file()
+        if path is not None:
+            await asyncio.to_thread(self._check_sqlite_file, path)
         engine = self._create_engine()
         self._engine = engine
         self._writer = engine.execution_options(**{_WRITES: True})
@@ -214,16 +218,30 @@ class EvidenceStore:
             return str(path.resolve())
         return self.url.render_as_string(hide_password=True)
 
+    def _check_sqlite_file(self, path: Path) -> None:
+        """Create the file's directory and open the file once, synchronously.
+
+        An unusable location is reported here rather than by aiosqlite, whose failed connect
+        leaves its worker thread to report back to an event loop that may be gone by then.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory of the evidence store {self.where}: {exc}. "
+                "Point monitor.store_url at a writable location."
+            ) from exc
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as probe:
+                probe.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the evidence store {self.where}: {exc}. Check that the "
+                "location is a SQLite file (or does not exist yet) and is writable "
+                "(monitor.store_url)."
+            ) from exc
+
     def _create_engine(self) -> AsyncEngine:
-        path = self._sqlite_file()
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the directory of the evidence store {self.where}: {exc}. "
-                    "Point monitor.store_url at a writable location."
-                ) from exc
         try:
             engine = create_async_engine(self.url)
         except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:

@@ -135,6 +135,7 @@ class MailboxWatcher:
     _idling: bool = False
     _session_was_healthy: bool = False
     _stopping: bool = False
+    _mail_announced: bool = False
     _connected_once: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- public surface -------------------------------------------------------------------
@@ -258,7 +259,10 @@ class MailboxWatcher:
                 extra={"mailbox": self.name, "idle": use_idle, "last_uid": self._last_uid},
             )
             while not self._stopping:
+                self._mail_announced = False
                 await self._drain(client)
+                if self._mail_announced:
+                    continue  # announced while we searched: it may have missed the search
                 if use_idle:
                     await self._idle(client)
                 else:
@@ -279,6 +283,7 @@ class MailboxWatcher:
             conn_lost_cb=on_lost,
             ssl_context=context,
         )
+        _note_announcements(client, self._note_new_mail)
         try:
             await client.wait_hello_from_server()
             if settings.tls == "starttls":
@@ -290,6 +295,9 @@ class MailboxWatcher:
             await _close(client)
             raise
         return client
+
+    def _note_new_mail(self) -> None:
+        self._mail_announced = True
 
     async def _select(self, client: Any) -> None:
         response = await client.select(_quote(self.settings.folder))
@@ -534,6 +542,25 @@ async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:
         await asyncio.wait({task}, timeout=CANCEL_RETRY_SECONDS)
     if not task.cancelled():
         task.exception()  # retrieved: a failure while stopping is of no interest
+
+
+def _note_announcements(client: Any, on_new_mail: Callable[[], None]) -> None:
+    """Call ``on_new_mail`` for every untagged EXISTS or RECENT the server sends.
+
+    aioimaplib drops an untagged EXISTS that arrives while an asynchronous command (UID SEARCH,
+    UID FETCH) is pending ("ignored untagged response"), and the server, having announced the
+    message once, does not repeat it when IDLE starts. Without this, mail delivered between our
+    last search and IDLE would wait for the next IDLE renewal.
+    """
+    protocol = client.protocol
+    handle_untagged = protocol._untagged_response
+
+    def noting(line: bytes) -> Any:
+        if _has_new_mail([line]):
+            on_new_mail()
+        return handle_untagged(line)
+
+    protocol._untagged_response = noting
 
 
 def _says_bye(lines: Any) -> bool:

@@ -7,6 +7,7 @@ and mail under `workdir`, listens on 127.0.0.1 only, and is stopped by the PID w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -293,13 +294,16 @@ class Dovecot:
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        # The whole process group: an imap process outlives its master by seconds otherwise,
+        # still serving its client, which is not what a stopped server does.
+        _signal_group(process.pid, signal.SIGTERM)
         try:
             async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
                 await process.wait()
         except TimeoutError:
             process.kill()
             await process.wait()
+        _signal_group(process.pid, signal.SIGKILL)
 
     def _make_traversable(self) -> None:
         """Let the mail processes (running as nobody) reach homes under workdir.
@@ -333,3 +337,9 @@ class Dovecot:
         tmp.write_text("".join(lines))
         tmp.chmod(0o644)
         tmp.replace(users_file)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    """Signal every process of the group Dovecot's master leads; none left is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
+import aioimaplib
 import pytest
 
 from probes import mailwatch
@@ -52,3 +56,21 @@ def test_server_pushes() -> None:
     assert not mailwatch._has_new_mail([b"OK Still here"])
     assert mailwatch._says_bye([b"BYE Server shutting down."])
     assert not mailwatch._says_bye([b"3 EXISTS"])
+
+
+async def test_new_mail_announced_during_an_async_command_is_noted() -> None:
+    """aioimaplib drops an untagged EXISTS that arrives while UID SEARCH is pending; the
+    watcher must still learn of it, or the message waits for the next IDLE renewal."""
+    protocol = aioimaplib.IMAP4ClientProtocol(asyncio.get_running_loop())
+    protocol.state = "SELECTED"
+    search = aioimaplib.Command("SEARCH", "A1", "UID", "1:*", prefix="UID", loop=protocol.loop)
+    protocol.pending_async_commands["SEARCH"] = search
+    announced: list[bool] = []
+    client = SimpleNamespace(protocol=protocol)
+    mailwatch._note_announcements(client, lambda: announced.append(True))
+
+    protocol._handle_line(b"* SEARCH 4", None)
+    assert announced == []
+    protocol._handle_line(b"* 5 EXISTS", None)
+    assert announced == [True]
+    assert search.response.lines == [b"4"]  # aioimaplib dropped the EXISTS itself
