@@ -62,6 +62,7 @@ async def open_monitor(
     *,
     serve_http: bool = True,
     clock: Clock = utc_now,
+    calendar_clock: Clock | None = None,
 ) -> AsyncIterator[Monitor]:
     """A ready monitor (channels started, HTTP listening); the scheduler is not started."""
     async with AsyncExitStack() as stack:
@@ -72,7 +73,14 @@ async def open_monitor(
         store = await stack.enter_async_context(
             EvidenceStore(config.monitor.store_url, logger=logger.getChild("store"))
         )
-        runner = Runner(config, store, metrics, logger.getChild("runner"), clock=clock)
+        runner = Runner(
+            config,
+            store,
+            metrics,
+            logger.getChild("runner"),
+            clock=clock,
+            calendar_clock=calendar_clock,
+        )
         await runner.start(stack)
         scheduler = CheckScheduler(
             config.checks_here(),

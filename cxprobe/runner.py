@@ -65,6 +65,9 @@ class Runner:
     metrics: MonitorMetrics
     logger: logging.Logger
     clock: Clock = utc_now
+    #: The clock business hours are judged by; None means ``clock``. Shifting it (and only it)
+    #: simulates a night or a weekend while every timing stays on the real clock.
+    calendar_clock: Clock | None = None
     channels: dict[str, Channel] = field(default_factory=dict)
     _tasks: set[asyncio.Task[RunResult | None]] = field(default_factory=set)
     _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
@@ -133,7 +136,7 @@ class Runner:
             location=self.config.monitor.location,
             slot=slot,
             token=new_token(),
-            period=self._calendars[check.target].period_at(self.clock()),
+            period=self._calendars[check.target].period_at((self.calendar_clock or self.clock)()),
             thresholds=self.config.thresholds(check),
             expected_queue=check.expected_queue or scenario.expected_queue,
         )

@@ -32,7 +32,9 @@ def weekly(open_now: bool) -> dict[str, list[str]]:
     return {day: ALL_DAY for day in DAYS} if open_now else {}
 
 
-def desk_profile(open_now: bool = True, **mail: Any) -> dict[str, Any]:
+def desk_profile(
+    open_now: bool = True, *, hours: dict[str, list[str]] | None = None, **mail: Any
+) -> dict[str, Any]:
     """A sandbox profile (as data) with fast, fixed latencies and free ports."""
     profile_mail: dict[str, Any] = {
         "support_address": SUPPORT_ADDRESS,
@@ -69,7 +71,7 @@ def desk_profile(open_now: bool = True, **mail: Any) -> dict[str, Any]:
     return {
         "seed": 1,
         "timezone": "Europe/London",
-        "business_hours": weekly(open_now),
+        "business_hours": weekly(open_now) if hours is None else hours,
         "mail": profile_mail,
     }
 
@@ -80,6 +82,7 @@ def monitor_config(
     smtp_port: int,
     imap_port: int,
     open_now: bool = True,
+    hours: dict[str, list[str]] | None = None,
     sla: dict[str, Any] | None = None,
     checks: list[dict[str, Any]] | None = None,
     http_port: int = 0,
@@ -122,7 +125,10 @@ def monitor_config(
         "targets": {
             "acme": {
                 "name": "Acme (sandbox)",
-                "business_hours": {"timezone": "Europe/London", "weekly": weekly(open_now)},
+                "business_hours": {
+                    "timezone": "Europe/London",
+                    "weekly": weekly(open_now) if hours is None else hours,
+                },
                 "channels": {"email": {"to": SUPPORT_ADDRESS, "mailbox": "probe"}},
                 "queues": {
                     "billing": {"match": [{"sender": r"^billing@acme\.test$"}]},

@@ -7,9 +7,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -33,19 +34,35 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def sandbox(
-    tmp_path: Path, *, open_now: bool = True, mail: dict[str, Any] | None = None, **config: Any
+    tmp_path: Path,
+    *,
+    open_now: bool = True,
+    mail: dict[str, Any] | None = None,
+    hours: dict[str, list[str]] | None = None,
+    simulated: datetime | None = None,
+    **config: Any,
 ) -> AsyncIterator[tuple[MailDesk, Monitor]]:
-    profile = Profile.model_validate(desk_profile(open_now, **(mail or {})))
+    """The desk and a monitor probing it; ``simulated`` moves both calendars to that instant."""
+    profile_data = desk_profile(open_now, hours=hours, **(mail or {}))
+    shift = timedelta(0) if simulated is None else simulated - datetime.now(UTC)
+    profile_data["clock"] = {"offset_seconds": shift.total_seconds()}
+    profile = Profile.model_validate(profile_data)
     async with MailDesk(profile, tmp_path / "desk") as desk:
         path = monitor_config(
             tmp_path,
             smtp_port=desk.smtp_port,
             imap_port=desk.imap_port,
             open_now=open_now,
+            hours=hours,
             **config,
         )
         logger = logging.getLogger("cxprobe.test")
-        async with open_monitor(load_config(path), logger, serve_http=False) as monitor:
+        async with open_monitor(
+            load_config(path),
+            logger,
+            serve_http=False,
+            calendar_clock=lambda: datetime.now(UTC) + shift,
+        ) as monitor:
             yield desk, monitor
 
 
@@ -105,6 +122,38 @@ async def test_after_hours_expects_and_gets_the_auto_reply(tmp_path: Path) -> No
         abs(result.first_response_seconds - seconds_after(result.sent_at, auto)) < ACCURACY_SECONDS
     )
     assert result.first_human_seconds is None
+
+
+OFFICE_HOURS = {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def next_local(weekday: int, hour: int) -> datetime:
+    """The next instant that is ``weekday`` (Monday is 0) at ``hour``:00 in London."""
+    london = datetime.now(ZoneInfo("Europe/London"))
+    day = london + timedelta(days=(weekday - london.weekday()) % 7 or 7)
+    return day.replace(hour=hour, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("weekday", "hour", "period", "responders"),
+    [
+        (5, 3, Period.AFTER_HOURS, [Responder.AUTO]),  # Saturday 03:00
+        (0, 8, Period.AFTER_HOURS, [Responder.AUTO]),  # Monday 08:00, before opening
+        (2, 11, Period.BUSINESS, [Responder.AUTO, Responder.HUMAN]),  # Wednesday 11:00
+    ],
+)
+async def test_simulated_clock_puts_desk_and_monitor_in_the_same_period(
+    tmp_path: Path, weekday: int, hour: int, period: Period, responders: list[Responder]
+) -> None:
+    at = next_local(weekday, hour)
+    async with sandbox(tmp_path, hours=OFFICE_HOURS, simulated=at) as (desk, monitor):
+        result = await run_once(monitor)
+    received = desk.ground_truth()[0]
+    assert received["event"] == "received"
+    assert received["period"] == ("business" if period is Period.BUSINESS else "after_hours")
+    assert result.period is period
+    assert result.outcome is Outcome.MET, result.reason
+    assert [r.responder for r in result.replies] == responders
 
 
 async def test_outage_is_breached_at_the_deadline_not_a_hang(tmp_path: Path) -> None:
