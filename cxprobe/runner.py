@@ -306,7 +306,11 @@ class Runner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def health(self) -> Mapping[str, Any]:
-        return {"runs_in_progress": len(self._tasks), "open_runs": dict(self._open)}
+        return {
+            "runs_in_progress": len(self._tasks),
+            "open_runs": dict(self._open),
+            "channels": {kind: channel.health() for kind, channel in self.channels.items()},
+        }
 
 
 @asynccontextmanager

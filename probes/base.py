@@ -150,6 +150,10 @@ class Channel(Protocol):
         """
         ...
 
+    def health(self) -> Mapping[str, Any]:
+        """The driver's connections as JSON-ready data, for ``/healthz``."""
+        ...
+
 
 @dataclass(frozen=True)
 class ChannelType:

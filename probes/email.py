@@ -24,7 +24,7 @@ import asyncio
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -300,6 +300,19 @@ class EmailChannel:
 
     def stats(self) -> list[WatcherStats]:
         return [watcher.stats for watcher in self._watchers.values()]
+
+    def health(self) -> Mapping[str, Any]:
+        """Per watched mailbox: connected, IDLE or polling, open runs it routes for."""
+        return {
+            "mailboxes": {
+                stats.mailbox: {
+                    "connected": stats.connected,
+                    "idle": stats.idle,
+                    "registered": stats.registered,
+                }
+                for stats in self.stats()
+            }
+        }
 
     async def unmatched(self, reply: Reply) -> None:
         await self.services.on_unmatched(reply)

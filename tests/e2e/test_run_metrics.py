@@ -4,9 +4,11 @@ series are present with plausible values, and `promtool check metrics` is clean.
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from asyncio.subprocess import PIPE, STDOUT
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -77,6 +79,7 @@ async def test_run_for_a_minute_and_scrape(tmp_path: Path) -> None:
             await wait_until(lambda: monitor.alive() and _healthy(port), 30, "/healthz to be 200")
             await asyncio.sleep(RUN_SECONDS)
             body = await asyncio.to_thread(scrape, port)
+            health = await asyncio.to_thread(_health, port)
             assert monitor.terminate() == 0, monitor.log
         finally:
             monitor.ensure_stopped()
@@ -107,6 +110,12 @@ async def test_run_for_a_minute_and_scrape(tmp_path: Path) -> None:
     assert total(found, "cxprobe_config_last_reload_successful") == 1
     assert "probe-secret" not in body and "probe-secret" not in monitor.log
     assert "cxprobe stopped" in monitor.log
+    # One IMAP watcher for the probe mailbox, connected and idling, whatever the open runs.
+    assert health["channels"]["email"]["mailboxes"]["probe"] | {"registered": 0} == {
+        "connected": True,
+        "idle": True,
+        "registered": 0,
+    }
 
 
 def _healthy(port: int) -> bool:
@@ -115,3 +124,9 @@ def _healthy(port: int) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _health(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+        health: dict[str, Any] = json.load(response)
+        return health
