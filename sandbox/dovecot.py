@@ -20,6 +20,7 @@ from types import TracebackType
 
 from sandbox import lmtp
 from sandbox.net import LOOPBACK, free_port, greets
+from sandbox.tls import ServerCertificate
 
 DOVECOT_BINARY = "/usr/sbin/dovecot"
 START_TIMEOUT_SECONDS = 20.0
@@ -59,9 +60,19 @@ def find_dovecot() -> str:
 
 
 def _render_config(
-    workdir: Path, imap_port: int, lmtp_port: int, *, sieve: bool, submission_port: int | None
+    workdir: Path,
+    imap_port: int,
+    lmtp_port: int,
+    *,
+    sieve: bool,
+    submission_port: int | None,
+    tls: ServerCertificate | None = None,
+    imaps_port: int = 0,
 ) -> str:
     run = workdir / "run"
+    # With a certificate: STARTTLS on the imap port and implicit TLS on imaps_port.
+    ssl = f"yes\nssl_cert = <{tls.cert_file}\nssl_key = <{tls.key_file}" if tls else "no"
+    imaps_address = f"address = {LOOPBACK}\n    " if tls else ""
     # Sieve is loaded only when a user has a script, so the common path needs no pigeonhole.
     lmtp_plugins = "mail_plugins = $mail_plugins sieve" if sieve else ""
     # Where Sieve sends vacation replies; without it Pigeonhole needs a local sendmail.
@@ -73,7 +84,7 @@ state_dir = {workdir / "state"}
 instance_name = sandbox-{imap_port}
 listen = {LOOPBACK}
 protocols = imap lmtp
-ssl = no
+ssl = {ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_username_format = %Lu
@@ -106,7 +117,7 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    {imaps_address}port = {imaps_port if tls else 0}
   }}
   # One login process serving many clients: a process per connection would not reach 1200.
   service_count = 0
@@ -162,9 +173,14 @@ class Dovecot:
         imap_port: int = 0,
         lmtp_port: int = 0,
         submission_port: int | None = None,
+        tls: ServerCertificate | None = None,
     ) -> None:
-        """submission_port: an SMTP server on 127.0.0.1 that Sieve hands its replies to."""
+        """submission_port: an SMTP server on 127.0.0.1 that Sieve hands its replies to.
+        tls: serve IMAP with this certificate, by STARTTLS on ``imap_port`` and implicit TLS on
+        ``imaps_port``."""
         self.submission_port = submission_port
+        self.tls = tls
+        self.imaps_port = free_port() if tls else 0
         self.workdir = Path(workdir).resolve()
         self.imap_port = imap_port or free_port()
         self.lmtp_port = lmtp_port or free_port()
@@ -214,6 +230,8 @@ class Dovecot:
                 self.lmtp_port,
                 sieve=sieve,
                 submission_port=self.submission_port,
+                tls=self.tls,
+                imaps_port=self.imaps_port,
             )
         )
         stderr_path = self.workdir / "dovecot.stderr"

@@ -319,6 +319,46 @@ async def test_untrusted_certificate_is_channel_unavailable(
         await probe.contact()
 
 
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+async def test_watch_over_imap_tls(
+    tmp_path: Path, stack: AsyncExitStack, smtp: SmtpServer, tls: str
+) -> None:
+    require_binary("dovecot")
+    cert = await make_certificate(tmp_path / "tls")
+    async with Dovecot(tmp_path / "dovecot", [PROBE], tls=cert) as server:
+        port = server.imaps_port if tls == "implicit" else server.imap_port
+        imap = {"tls": tls, "ca_file": str(cert.ca_file)}
+        probe = await start_probe(stack, channel_settings(port, smtp.port, imap=imap))
+        conversation, sent = await probe.contact()
+        await server.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+        assert (await next_reply(conversation)).subject == "Re"
+        logins = [
+            line
+            for line in (server.workdir / "dovecot-info.log").read_text().splitlines()
+            if "imap-login: Info: Login:" in line
+        ]
+    assert logins and all(", TLS" in line for line in logins), logins
+
+
+async def test_untrusted_imap_certificate_is_retried_and_logged(
+    tmp_path: Path, stack: AsyncExitStack, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_binary("dovecot")
+    cert = await make_certificate(tmp_path / "tls")
+    async with Dovecot(tmp_path / "dovecot", [PROBE], tls=cert) as server:
+        imap = {"tls": "implicit"}  # no ca_file: the private CA is not trusted
+        probe = await start_probe(
+            stack, channel_settings(server.imaps_port, smtp.port, imap=imap), connect=False
+        )
+        watcher = probe.channel.watcher("probe")
+        async with asyncio.timeout(EVENT_TIMEOUT):
+            while sum("reconnecting" in r.getMessage() for r in caplog.records) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert watcher.running and not watcher.stats.connected
+    errors = [str(getattr(r, "error", "")) for r in caplog.records]
+    assert any("CERTIFICATE_VERIFY_FAILED" in error for error in errors), errors
+
+
 async def test_wrong_smtp_password_is_unavailable_and_never_echoed(
     tmp_path: Path, stack: AsyncExitStack, dovecot: Dovecot
 ) -> None:
