@@ -56,6 +56,20 @@ class _Hooks:
         await self.store.record_reply(result.run_id, reply, observed)
 
 
+@dataclass(frozen=True)
+class StoredChannelState:
+    """A channel's durable state, kept in the evidence store under the channel's kind."""
+
+    store: EvidenceStore
+    channel: str
+
+    async def load(self, key: str) -> Mapping[str, Any] | None:
+        return await self.store.load_channel_state(self.channel, key)
+
+    async def save(self, key: str, value: Mapping[str, Any]) -> None:
+        await self.store.save_channel_state(self.channel, key, value)
+
+
 @dataclass
 class Runner:
     """Runs checks of one configuration against the channels it configures."""
@@ -81,9 +95,15 @@ class Runner:
             services = ChannelServices(
                 logger=self.logger.getChild(f"probes.{kind}"),
                 on_unmatched=functools.partial(self._unmatched, kind),
+                state=StoredChannelState(self.store, kind),
             )
             channel = CHANNEL_TYPES[kind].create(self.config.channel_settings(kind), services)
-            await channel.start(stack)
+            addresses = [
+                self.config.targets[check.target].address(kind)
+                for check in self.config.checks_here()
+                if check.channel == kind
+            ]
+            await channel.start(stack, addresses)
             self.channels[kind] = channel
             limit = self.config.monitor.concurrency.get(kind, DEFAULT_CONCURRENCY)
             self._limits[kind] = asyncio.Semaphore(limit)
@@ -278,6 +298,10 @@ class Runner:
         if result is None or result.sent_at is None:
             self.metrics.record_unmatched(kind)
             self.logger.info("reply matched no run", extra={"sender_domain": _domain(reply)})
+            return
+        if result.finished_at is None:
+            # Still open: its conversation (live or about to be resumed) collects this reply
+            # by its own search; recording it here too would judge it twice.
             return
         check = next((c for c in self.config.checks if c.id == result.check_id), None)
         if check is None:

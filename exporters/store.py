@@ -58,6 +58,7 @@ from exporters.store_schema import (
     StoreError,
     UnknownRunError,
     artifacts,
+    channel_state,
     messages,
     prepare_schema,
     runs,
@@ -355,6 +356,21 @@ class EvidenceStore:
             )
             if sent.evidence is not None:
                 await _insert_artifact(conn, run_id, _inserted_id(inserted), sent.evidence)
+
+    async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
+        """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
+        row = {"value": dict(value), "updated_at": datetime.now(UTC)}
+        where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
+        async with self._write() as conn:
+            updated = await conn.execute(update(channel_state).where(where).values(**row))
+            if updated.rowcount == 0:
+                await conn.execute(insert(channel_state).values(channel=channel, key=key, **row))
+
+    async def load_channel_state(self, channel: str, key: str) -> dict[str, Any] | None:
+        where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
+        async with self._read() as conn:
+            value = (await conn.execute(select(channel_state.c.value).where(where))).scalar()
+        return None if value is None else dict(value)
 
     async def record_reply(self, run_id: str, reply: Reply, observed: ObservedReply) -> bool:
         """Store a reply and its raw evidence; False if this reply was stored before."""

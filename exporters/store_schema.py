@@ -198,8 +198,18 @@ artifacts = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+#: What a channel driver keeps across restarts, e.g. how far it has read a mailbox.
+channel_state = Table(
+    "channel_state",
+    metadata,
+    Column("channel", Name, primary_key=True),
+    Column("key", Name, primary_key=True),
+    Column("value", JsonText, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 #: Tables that belong to the store (schema_version aside), to recognise an unversioned store.
-STORE_TABLES = ("runs", "slots", "messages", "artifacts")
+STORE_TABLES = ("runs", "slots", "messages", "artifacts", "channel_state")
 
 #: One step of the schema: upgrades an open transaction's database by one version.
 Migration = Callable[[Connection], None]

@@ -12,7 +12,7 @@ import enum
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,12 +122,35 @@ class Conversation(Protocol):
 UnmatchedSink = Callable[[Reply], Awaitable[None]]
 
 
+class ChannelState(Protocol):
+    """Small durable state a channel driver keeps across restarts (JSON-ready mappings)."""
+
+    async def load(self, key: str) -> Mapping[str, Any] | None: ...
+
+    async def save(self, key: str, value: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class MemoryChannelState:
+    """Channel state kept for the life of the process only (embedding, tests)."""
+
+    values: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    async def load(self, key: str) -> Mapping[str, Any] | None:
+        return self.values.get(key)
+
+    async def save(self, key: str, value: Mapping[str, Any]) -> None:
+        self.values[key] = dict(value)
+
+
 @dataclass(frozen=True)
 class ChannelServices:
     """What the application hands every channel driver."""
 
     logger: logging.Logger
     on_unmatched: UnmatchedSink
+    #: Where the driver keeps what must survive a restart (the monitor's evidence store).
+    state: ChannelState = field(default_factory=MemoryChannelState)
 
 
 class Channel(Protocol):
@@ -135,8 +158,12 @@ class Channel(Protocol):
 
     kind: ClassVar[str]
 
-    async def start(self, stack: AsyncExitStack) -> None:
-        """Acquire shared resources lazily or now; register their clean-up on ``stack``."""
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+        """Acquire shared resources lazily or now; register their clean-up on ``stack``.
+
+        ``addresses`` (``address_model`` instances) are those the configured checks contact; a
+        channel whose replies can arrive between runs (email) starts listening for them now.
+        """
         ...
 
     async def open(self, address: Any, token: str) -> Conversation:

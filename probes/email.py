@@ -24,7 +24,7 @@ import asyncio
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -272,10 +272,14 @@ class EmailChannel:
             settings = EmailChannelSettings.model_validate(settings)
         return cls(settings, services)
 
-    async def start(self, stack: AsyncExitStack) -> None:
-        """Watchers start on first use (a mailbox no check uses is never connected)."""
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+        """Watch the mailboxes of ``addresses`` from now on (late replies to finished runs
+        arrive between runs); others start on first use, and a mailbox no check uses is never
+        connected."""
         self._started = True
         stack.push_async_callback(self._stop)
+        for address in addresses:
+            self.watcher(EmailAddress.model_validate(address).mailbox)
 
     async def _stop(self) -> None:
         watchers, self._watchers = list(self._watchers.values()), {}
@@ -293,6 +297,7 @@ class EmailChannel:
                 settings=self.settings.mailboxes[mailbox_name].imap,
                 logger=self.services.logger,
                 on_unmatched=self.unmatched,
+                state=self.services.state,
             )
             self._watchers[mailbox_name] = watcher
             watcher.start()

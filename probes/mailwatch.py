@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import aioimaplib
 
-from probes.base import Reply
+from probes.base import ChannelState, MemoryChannelState, Reply
 from probes.mailparse import ParsedMail, parse_internaldate, parse_mail, to_reply
 from probes.mailsettings import ImapSettings, tls_context
 
@@ -124,6 +124,10 @@ class MailboxWatcher:
     logger: logging.Logger
     on_unmatched: UnmatchedMail
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Where the read position is kept, so mail that arrives while no process watches (a late
+    #: reply to a finished run, say) is still read after a restart.
+    state: ChannelState = field(default_factory=MemoryChannelState)
+    _saved_position_at: tuple[int, int] | None = None  # (UIDVALIDITY, last UID) last saved
     _by_key: dict[str, set[Registration]] = field(default_factory=dict)
     _registrations: set[Registration] = field(default_factory=set)
     _searches: set[Registration] = field(default_factory=set)
@@ -312,9 +316,11 @@ class MailboxWatcher:
         previous = self._uidvalidity
         self._uidvalidity = uidvalidity
         if previous is None:
-            # First connection: start from now; registrations made before were queued for a
-            # targeted search by register().
-            self._last_uid = uidnext - 1
+            # First connection: go on from where the last process stopped reading, or start
+            # from now; registrations made before were queued for a targeted search.
+            saved = await self._saved_position(uidvalidity, uidnext)
+            self._last_uid = uidnext - 1 if saved is None else saved
+            await self._save_position()
         elif previous != uidvalidity:
             self.logger.warning(
                 "imap UIDVALIDITY changed; back-filling by date",
@@ -322,7 +328,63 @@ class MailboxWatcher:
             )
             self._last_uid = uidnext - 1
             await self._backfill_since(client)
+            await self._save_position()
         # Same UIDVALIDITY: _drain() fetches everything above _last_uid.
+
+    def _position_key(self) -> str:
+        return f"imap:{self.name}"
+
+    async def _saved_position(self, uidvalidity: int, uidnext: int) -> int | None:
+        """The last UID a previous process read in this folder, if it still applies."""
+        try:
+            saved = await self.state.load(self._position_key())
+        except Exception as exc:  # no saved position is a degraded start, not a dead watcher
+            self.logger.warning(
+                "imap read position unavailable; starting from new mail",
+                extra={"mailbox": self.name, "error": _describe(exc)},
+            )
+            return None
+        settings = self.settings
+        if (
+            saved is None
+            or saved.get("host") != settings.host
+            or saved.get("username") != settings.username
+            or saved.get("folder") != settings.folder
+            or saved.get("uidvalidity") != uidvalidity
+        ):
+            return None
+        last_uid = saved.get("last_uid")
+        if not isinstance(last_uid, int) or not 0 <= last_uid < uidnext:
+            return None
+        if last_uid < uidnext - 1:
+            self.logger.info(
+                "imap reading mail that arrived while stopped",
+                extra={"mailbox": self.name, "after_uid": last_uid, "uidnext": uidnext},
+            )
+        return last_uid
+
+    async def _save_position(self) -> None:
+        if self._uidvalidity is None:
+            return
+        at = (self._uidvalidity, self._last_uid)
+        if at == self._saved_position_at:
+            return
+        position = {
+            "host": self.settings.host,
+            "username": self.settings.username,
+            "folder": self.settings.folder,
+            "uidvalidity": self._uidvalidity,
+            "last_uid": self._last_uid,
+        }
+        try:
+            await self.state.save(self._position_key(), position)
+        except Exception as exc:  # retried after the next fetch
+            self.logger.warning(
+                "imap read position not saved",
+                extra={"mailbox": self.name, "error": _describe(exc)},
+            )
+            return
+        self._saved_position_at = at
 
     async def _drain(self, client: Any) -> None:
         """Run queued targeted searches, then fetch everything new."""
@@ -346,6 +408,7 @@ class MailboxWatcher:
             for fetched in await self._fetch(client, batch):
                 await self._route(fetched, unmatched=True)
             self._last_uid = max(self._last_uid, batch[-1])
+            await self._save_position()
 
     async def _targeted_search(self, client: Any, registrations: Sequence[Registration]) -> None:
         criteria = _or_all(

@@ -30,6 +30,7 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    MemoryChannelState,
     Reply,
     Responder,
     Sent,
@@ -199,14 +200,21 @@ def channel_settings(
 
 
 async def start_probe(
-    stack: AsyncExitStack, settings: EmailChannelSettings, *, connect: bool = True
+    stack: AsyncExitStack,
+    settings: EmailChannelSettings,
+    *,
+    connect: bool = True,
+    state: MemoryChannelState | None = None,
 ) -> Probe:
+    """The email channel, started; ``state`` is what survives a restart (fresh by default)."""
     unmatched: asyncio.Queue[Reply] = asyncio.Queue()
 
     async def on_unmatched(reply: Reply) -> None:
         unmatched.put_nowait(reply)
 
-    services = ChannelServices(logging.getLogger("test.email"), on_unmatched)
+    services = ChannelServices(
+        logging.getLogger("test.email"), on_unmatched, state or MemoryChannelState()
+    )
     channel = EMAIL.create(settings, services)
     assert isinstance(channel, EmailChannel)
     await channel.start(stack)
@@ -664,6 +672,42 @@ async def test_resume_after_a_restart_gets_replies_sent_meanwhile(
         await assert_no_more(conversation)
         # Old mail found by the targeted search is not reported as a stranger.
         assert probe.unmatched.empty()
+
+
+async def test_mail_that_arrived_while_stopped_is_read_after_a_restart(
+    dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    settings = channel_settings(dovecot.imap_port, smtp.port)
+    state = MemoryChannelState()
+    async with AsyncExitStack() as first_process:
+        await start_probe(first_process, settings, state=state)
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("While down", body="late"))
+    async with AsyncExitStack() as second_process:
+        probe = await start_probe(second_process, settings, state=state)
+        async with asyncio.timeout(EVENT_TIMEOUT):
+            assert (await probe.unmatched.get()).subject == "While down"
+    saved = state.values["imap:probe"]
+    assert saved["last_uid"] == 1 and saved["folder"] == "INBOX"
+    # Without the saved position a watcher starts from new mail: nothing old is replayed.
+    async with AsyncExitStack() as fresh_process:
+        probe = await start_probe(fresh_process, settings)
+        await asyncio.sleep(QUIET)
+        assert probe.unmatched.empty()
+
+
+async def test_a_saved_position_for_another_folder_generation_is_ignored(
+    dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    settings = channel_settings(dovecot.imap_port, smtp.port)
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Old", body="old"))
+    state = MemoryChannelState()
+    position = {"host": "127.0.0.1", "username": PROBE.address, "folder": "INBOX", "last_uid": 0}
+    state.values["imap:probe"] = {**position, "uidvalidity": 1}  # not this folder's
+    async with AsyncExitStack() as process:
+        probe = await start_probe(process, settings, state=state)
+        await asyncio.sleep(QUIET)
+        assert probe.unmatched.empty()
+        assert state.values["imap:probe"]["uidvalidity"] != 1
 
 
 async def test_resume_before_the_watcher_connected(dovecot: Dovecot, smtp: SmtpServer) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,14 +56,18 @@ async def sandbox(
             hours=hours,
             **config,
         )
-        logger = logging.getLogger("cxprobe.test")
-        async with open_monitor(
-            load_config(path),
-            logger,
-            serve_http=False,
-            calendar_clock=lambda: datetime.now(UTC) + shift,
-        ) as monitor:
+        async with monitoring(path, shift) as monitor:
             yield desk, monitor
+
+
+def monitoring(path: Path, shift: timedelta = timedelta(0)) -> AbstractAsyncContextManager[Monitor]:
+    """A monitor process (without HTTP) of the config at ``path``."""
+    return open_monitor(
+        load_config(path),
+        logging.getLogger("cxprobe.test"),
+        serve_http=False,
+        calendar_clock=lambda: datetime.now(UTC) + shift,
+    )
 
 
 def truth(desk: MailDesk, kind: str) -> list[dict[str, Any]]:
@@ -206,6 +210,35 @@ async def test_late_reply_is_recorded_on_the_finished_run(tmp_path: Path) -> Non
     (human,) = truth(desk, "human")
     assert abs(stored.first_human_seconds - seconds_after(result.sent_at, human)) < ACCURACY_SECONDS
     assert any(m.late and m.responder == Responder.HUMAN for m in messages)
+
+
+async def test_late_reply_arriving_while_the_monitor_is_down_is_recorded_at_restart(
+    tmp_path: Path,
+) -> None:
+    # The run gives up at 1 s and the monitor stops; the human answers at 1.5 s, while nothing
+    # watches the mailbox. The next monitor reads on from where the last one stopped.
+    sla = {"human_response": "1s", "first_response": "1s", "deadline": "1s"}
+    profile = Profile.model_validate(desk_profile())
+    async with MailDesk(profile, tmp_path / "desk") as desk:
+        path = monitor_config(tmp_path, smtp_port=desk.smtp_port, imap_port=desk.imap_port, sla=sla)
+        async with monitoring(path) as monitor:
+            result = await run_once(monitor)
+        assert result.outcome is Outcome.BREACHED
+        assert result.first_human_seconds is None
+        async with asyncio.timeout(15):
+            while not truth(desk, "human"):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        async with monitoring(path) as restarted, asyncio.timeout(15):
+            while True:
+                stored = await restarted.store.load_run(result.run_id)
+                if stored and stored.first_human_seconds is not None:
+                    break
+                await asyncio.sleep(0.2)
+            messages = await restarted.store.messages(result.run_id)
+    assert stored.outcome is Outcome.BREACHED
+    (human,) = truth(desk, "human")
+    assert abs(stored.first_human_seconds - seconds_after(result.sent_at, human)) < ACCURACY_SECONDS
+    assert [m.late for m in messages if m.responder == Responder.HUMAN] == [True]
 
 
 async def test_slot_is_claimed_once(tmp_path: Path) -> None:

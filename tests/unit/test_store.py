@@ -461,3 +461,14 @@ async def test_an_unusable_location_is_explained(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the evidence store"):
         async with EvidenceStore(sqlite_url(tmp_path)):  # a directory, not a database file
             pass
+
+
+async def test_channel_state_is_saved_replaced_and_kept_per_channel(db_path: Path) -> None:
+    async with EvidenceStore(sqlite_url(db_path)) as store:
+        assert await store.load_channel_state("email", "imap:probe") is None
+        await store.save_channel_state("email", "imap:probe", {"last_uid": 3})
+        await store.save_channel_state("email", "imap:probe", {"last_uid": 7})
+        await store.save_channel_state("sms", "imap:probe", {"other": True})
+    async with EvidenceStore(sqlite_url(db_path)) as restarted:
+        assert await restarted.load_channel_state("email", "imap:probe") == {"last_uid": 7}
+        assert await restarted.load_channel_state("sms", "imap:probe") == {"other": True}
