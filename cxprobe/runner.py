@@ -87,6 +87,9 @@ class Runner:
     _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _open: Counter[str] = field(default_factory=Counter)
     _calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+    #: Runs this process drives (or is about to resume), each set once it is finished.
+    _driven: dict[str, asyncio.Event] = field(default_factory=dict)
+    _late_replies: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Create and start the channels the configuration uses; resume open runs."""
@@ -164,6 +167,16 @@ class Runner:
     # -- driving a run ---------------------------------------------------------------------
 
     async def _drive(self, check: Check, result: RunResult, resume: OpenRun | None) -> RunResult:
+        finished = self._driven.setdefault(result.run_id, asyncio.Event())
+        try:
+            return await self._drive_to_the_end(check, result, resume)
+        finally:
+            del self._driven[result.run_id]
+            finished.set()
+
+    async def _drive_to_the_end(
+        self, check: Check, result: RunResult, resume: OpenRun | None
+    ) -> RunResult:
         channel = self.channels[check.channel]
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
@@ -286,6 +299,7 @@ class Runner:
                 await self._finish(result)
                 continue
             self.logger.info("run resumed", extra={"check": check.id, "run_id": result.run_id})
+            self._driven[result.run_id] = asyncio.Event()  # before a reply can reach _unmatched
             task = asyncio.create_task(self._drive(check, result, resume=open_run))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -300,9 +314,26 @@ class Runner:
             self.logger.info("reply matched no run", extra={"sender_domain": _domain(reply)})
             return
         if result.finished_at is None:
-            # Still open: its conversation (live or about to be resumed) collects this reply
-            # by its own search; recording it here too would judge it twice.
+            finished = self._driven.get(result.run_id)
+            if finished is None:
+                # Open and not yet resumed: the resumed conversation's own search collects it.
+                return
+            # Its conversation has just closed and the run is being stored: record the reply
+            # once it is, without holding up the watcher that handed it over.
+            task = asyncio.create_task(self._after_finish(kind, reply, finished))
+            self._late_replies.add(task)
+            task.add_done_callback(self._late_replies.discard)
             return
+        await self._record_late(result, reply)
+
+    async def _after_finish(self, kind: str, reply: Reply, finished: asyncio.Event) -> None:
+        await finished.wait()
+        result = await self.store.find_run_by_thread_keys(reply.thread_keys)
+        if result is not None and result.finished_at is not None:
+            await self._record_late(result, reply)
+
+    async def _record_late(self, result: RunResult, reply: Reply) -> None:
+        """Attribute a reply to its finished run, flagged late; a reply seen before is kept once."""
         check = next((c for c in self.config.checks if c.id == result.check_id), None)
         if check is None:
             return
@@ -324,7 +355,7 @@ class Runner:
 
     async def stop(self) -> None:
         """Cancel runs in progress; sent contacts stay open in the store for the next start."""
-        tasks = list(self._tasks)
+        tasks = [*self._tasks, *self._late_replies]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -241,6 +241,23 @@ async def test_late_reply_arriving_while_the_monitor_is_down_is_recorded_at_rest
     assert [m.late for m in messages if m.responder == Responder.HUMAN] == [True]
 
 
+async def test_auto_ack_after_the_human_answer_is_still_kept(tmp_path: Path) -> None:
+    # The human (1.5 s) beats the auto-acknowledgement (2.5 s): the run is met and closes on
+    # the human answer, and the acknowledgement, arriving after the run closed, is kept on it.
+    ack = {"enabled": True, "delay": {"distribution": "fixed", "seconds": 2.5}}
+    mail = {"auto_ack": {**ack, "sender": "noreply@acme.test"}}
+    async with sandbox(tmp_path, mail=mail) as (_, monitor):
+        result = await run_once(monitor)
+        assert [r.responder for r in result.replies] == [Responder.HUMAN]
+        async with asyncio.timeout(15):
+            while len(await monitor.store.messages(result.run_id)) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        messages = await monitor.store.messages(result.run_id)
+    assert result.outcome is Outcome.MET, result.reason
+    replies = [(m.responder, m.late) for m in messages if m.direction == "in"]
+    assert replies == [(Responder.HUMAN, False), (Responder.AUTO, False)]
+
+
 async def test_slot_is_claimed_once(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as (_, monitor):
         check = monitor.config.checks[0]
