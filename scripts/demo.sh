@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# `make demo`: the sandbox contact centre, cxprobe probing it, and Prometheus scraping cxprobe.
+# `make demo`: the sandbox contact centre, cxprobe probing it, Prometheus scraping cxprobe and
+# Alertmanager behind Prometheus, all on loopback.
 # Stops cleanly on Ctrl-C, or after DEMO_SECONDS seconds when that is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 workdir=data/demo
-mkdir -p "$workdir/prometheus"
+mkdir -p "$workdir/prometheus" "$workdir/alertmanager"
 export CXPROBE_SANDBOX_IMAP_PASSWORD=probe-secret
 pids=()
 
@@ -42,8 +43,21 @@ cxprobe run -c config/sandbox.yaml 2> >(tee "$workdir/cxprobe.log" >&2) &
 pids+=($!)
 wait_for_url http://127.0.0.1:9464/healthz
 
+# Alerts go nowhere yet: the SLA alert rules and their receivers come with prometheus/rules.
+cat >"$workdir/alertmanager/alertmanager.yml" <<YAML
+route: {receiver: demo-log, group_by: [alertname, target, channel]}
+receivers: [{name: demo-log}]
+YAML
+prometheus-alertmanager --config.file="$workdir/alertmanager/alertmanager.yml" \
+  --storage.path="$workdir/alertmanager/data" --web.listen-address=127.0.0.1:9093 \
+  --cluster.listen-address= >"$workdir/alertmanager.log" 2>&1 &
+pids+=($!)
+wait_for_url http://127.0.0.1:9093/-/ready
+
 cat >"$workdir/prometheus/prometheus.yml" <<YAML
 global: {scrape_interval: 5s, evaluation_interval: 5s}
+alerting:
+  alertmanagers: [{static_configs: [{targets: ["127.0.0.1:9093"]}]}]
 scrape_configs:
   - job_name: cxprobe
     static_configs: [{targets: ["127.0.0.1:9464"]}]
@@ -58,6 +72,7 @@ cat <<MSG
   cxprobe demo is running — the monitor emails the sandbox support desk around the clock.
     metrics      http://127.0.0.1:9464/metrics   (health: /healthz)
     Prometheus   http://127.0.0.1:9090/graph?g0.expr=cxprobe_runs_total
+    Alertmanager http://127.0.0.1:9093
     sandbox desk http://127.0.0.1:8025/state     (ground truth: /ground-truth)
     runs         cxprobe runs -c config/sandbox.yaml
     logs         $workdir/*.log
