@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from cxprobe.durations import format_duration
 from cxprobe.errors import ConfigError
 from cxprobe.settings import Config, load_config
 from exporters.store import EvidenceStore
+from probes.errors import CxprobeError
 from scenarios.model import Outcome, RoutingResult, RunResult
 
 EXIT_BY_OUTCOME = {
@@ -115,6 +117,14 @@ def once(
         Console(stderr=True).print(
             f"[red]no check {check_id!r} in {config}[/]; checks: "
             + ", ".join(c.id for c in loaded.checks),
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if check not in loaded.checks_here():
+        Console(stderr=True).print(
+            f"[red]check {check_id!r} does not run here[/]: it is disabled or not listed for "
+            f"location {loaded.monitor.location!r} (monitor.location). Enable it, or run "
+            "cxprobe where it belongs.",
             highlight=False,
         )
         raise typer.Exit(2)
@@ -229,4 +239,9 @@ def version() -> None:
 
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        app()
+        try:
+            app()
+        except CxprobeError as exc:
+            # E.g. an evidence store that cannot be opened: the message says what to do.
+            Console(stderr=True).print(f"[red]cxprobe:[/] {exc}", highlight=False)
+            sys.exit(2)

@@ -23,7 +23,7 @@ from typing import Any
 
 from cxprobe.settings import Check, Config
 from exporters.metrics import MonitorMetrics
-from exporters.store import EvidenceStore, OpenRun
+from exporters.store import Claim, EvidenceStore, OpenRun
 from probes import CHANNEL_TYPES
 from probes.base import Channel, ChannelServices, Conversation, Reply, Sent, new_token
 from probes.errors import ProbeError
@@ -31,8 +31,8 @@ from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
     Clock,
     build_contact,
-    converse,
     listen,
+    send_contact,
     utc_now,
 )
 from scenarios.hours import BusinessCalendar
@@ -122,22 +122,40 @@ class Runner:
         task = asyncio.create_task(self.execute(check, slot), name=f"run:{check.id}:{slot:%FT%T}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._log_start_failure, check, slot))
         return task
+
+    def _log_start_failure(
+        self, check: Check, slot: datetime, task: asyncio.Task[RunResult | None]
+    ) -> None:
+        """A run that could not even start (the store failed while claiming its slot): the
+        slot has no run to record it in, so say so in the log and the metrics."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self.logger.error(
+            "run could not start",
+            extra={"check": check.id, "slot": slot.isoformat(), "error": repr(error)},
+        )
+        self.metrics.record_start_failure(check.target, check.channel)
 
     async def execute(self, check: Check, slot: datetime) -> RunResult | None:
         """Run ``check`` for ``slot`` to its end. None when the slot was already taken or the
         target's contact budget is spent. Never raises for a probe's failure."""
         target = self.config.targets[check.target]
+        result = self._new_result(check, slot)
+        # The budget and the claim are one transaction: checks firing together cannot all
+        # slip under the limit.
         since = self.clock() - timedelta(hours=1)
-        contacts = await self.store.count_contacts_since(check.target, check.channel, since)
-        if contacts >= target.rate_limit.max_contacts_per_hour:
+        limit = target.rate_limit.max_contacts_per_hour
+        claim = await self.store.claim_slot(result, max_contacts=limit, since=since)
+        if claim is Claim.OVER_BUDGET:
             self.logger.warning(
                 "slot skipped: contact budget spent",
-                extra={"check": check.id, "slot": slot.isoformat(), "contacts_last_hour": contacts},
+                extra={"check": check.id, "slot": slot.isoformat(), "max_contacts_per_hour": limit},
             )
             return None
-        result = self._new_result(check, slot)
-        if not await self.store.claim_slot(result):
+        if claim is not Claim.CLAIMED:
             self.logger.info(
                 "slot already claimed", extra={"check": check.id, "slot": slot.isoformat()}
             )
@@ -193,17 +211,21 @@ class Runner:
                     target_name=target.name,
                     disclosure=self.config.monitor.disclosure,
                 )
-                async with self._active(check.channel):
-                    conversation = await channel.open(address, result.token)
-                    async with _closing(conversation):
-                        await converse(
+                async with AsyncExitStack() as conversation_scope:
+                    # The channel's concurrency limit covers opening and sending; a run then
+                    # waits for its replies (hours, for email) without holding a slot.
+                    async with self._active(check.channel):
+                        conversation = await channel.open(address, result.token)
+                        await conversation_scope.enter_async_context(_closing(conversation))
+                        await send_contact(
                             conversation,
                             contact,
                             judge,
                             hooks,
                             send_timeout=self.config.monitor.send_timeout,
-                            clock=self.clock,
+                            shutdown_grace=self.config.monitor.shutdown_grace,
                         )
+                    await listen(conversation, judge, hooks, clock=self.clock)
             else:
                 persisted, result.replies = result.replies, []
                 judge.restore(persisted)
@@ -221,7 +243,6 @@ class Runner:
                         clock=self.clock,
                         settle=RESUME_SETTLE_SECONDS,
                     )
-                judge.conclude()
         except asyncio.CancelledError:
             # Shutdown. A sent contact stays open in the store and is resumed by the next
             # process; one that was never sent cannot be, and is recorded as interrupted.
@@ -278,7 +299,7 @@ class Runner:
         """Continue the runs a previous process left open; return how many were resumed."""
         checks = {check.id: check for check in self.config.checks}
         resumed = 0
-        for open_run in await self.store.open_runs():
+        for open_run in await self.store.open_runs(location=self.config.monitor.location):
             result = open_run.result
             check = checks.get(result.check_id)
             resumable = (
@@ -324,18 +345,27 @@ class Runner:
             self._late_replies.add(task)
             task.add_done_callback(self._late_replies.discard)
             return
-        await self._record_late(result, reply)
+        await self._record_late(kind, result, reply)
 
     async def _after_finish(self, kind: str, reply: Reply, finished: asyncio.Event) -> None:
         await finished.wait()
         result = await self.store.find_run_by_thread_keys(reply.thread_keys)
         if result is not None and result.finished_at is not None:
-            await self._record_late(result, reply)
+            await self._record_late(kind, result, reply)
 
-    async def _record_late(self, result: RunResult, reply: Reply) -> None:
-        """Attribute a reply to its finished run, flagged late; a reply seen before is kept once."""
+    async def _record_late(self, kind: str, result: RunResult, reply: Reply) -> None:
+        """Attribute a reply to its already judged run; a reply seen before is kept once.
+
+        The outcome stands (it was judged at the time); the figures, the evidence and, for a
+        reply after the deadline, the late-reply count take it in.
+        """
         check = next((c for c in self.config.checks if c.id == result.check_id), None)
         if check is None:
+            self.metrics.record_unmatched(kind)
+            self.logger.info(
+                "reply to a run of a check no longer configured",
+                extra={"run_id": result.run_id, "check": result.check_id},
+            )
             return
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
@@ -343,13 +373,17 @@ class Runner:
             scenario, target.queues, target.responders, dataclasses.replace(result, replies=[])
         )
         judge.restore(result.replies)
+        answered_before = judge.result.first_by_responder()
         observed = judge.observe(reply)
         if not await self.store.record_reply(result.run_id, reply, observed):
             return  # already recorded
         await self.store.update_figures(judge.result)
-        self.metrics.record_late_reply(result.target, result.channel)
+        if observed.responder not in answered_before:
+            self.metrics.observe_first_response(result, observed.responder, observed.seconds)
+        if observed.late:
+            self.metrics.record_late_reply(result.target, result.channel)
         self.logger.info(
-            "late reply recorded",
+            "late reply recorded" if observed.late else "reply after the run was judged recorded",
             extra={"run_id": result.run_id, "seconds": round(observed.seconds, 3)},
         )
 

@@ -7,9 +7,15 @@ and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the sa
 is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
 long email run never blocks its check's next slot.
 
-At start every check also fires at once for its current slot, when that slot is within its
-misfire grace (by default: until the next slot is due): a restart does not silently skip the
-slot it interrupted, and the store's claim keeps a slot that already ran from running again.
+At start every check also catches up its current slot, when that slot is within its misfire
+grace (by default: until the next slot is due): a restart does not silently skip the slot it
+interrupted, and the store's claim keeps a slot that already ran from running again. The
+catch-up is a one-off start beside the APScheduler job, not an early first run of the job:
+APScheduler counts each fire from the previous one, so an early first run would shift every
+later fire off its slot by however far into the slot the process started.
+
+A slot's run starts at the slot plus its jitter; the scheduler lag is how late it actually
+started compared with that. The catch-up is late by design and is not observed as lag.
 """
 
 from __future__ import annotations
@@ -86,10 +92,14 @@ class CheckScheduler:
         self._clock = clock
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._pending: set[asyncio.Task[None]] = set()
-        self._fired: set[str] = set()
+        #: Each check's latest slot handed on, so no slot starts twice from this process.
+        self._last_slot: dict[str, datetime] = {}
+        self._stopping = False
 
     def start(self) -> None:
         for check in self._checks.values():
+            # No next_run_time: APScheduler then starts from the trigger's own next fire, which
+            # is on a slot, and counts every later fire from there.
             self._scheduler.add_job(
                 self._fire,
                 trigger_for(check.schedule),
@@ -100,15 +110,23 @@ class CheckScheduler:
                 coalesce=True,
                 misfire_grace_time=max(1, int(check.schedule.grace)),
                 replace_existing=True,
-                next_run_time=self._clock(),  # catch up the current slot (see module doc)
             )
         self._scheduler.start()
         for job in self._scheduler.get_jobs():
             self._logger.info(
                 "check scheduled", extra={"check": job.id, "next_run": str(job.next_run_time)}
             )
+        now = self._clock()
+        for check in self._checks.values():
+            if (slot := self._slot_in_grace(check, now)) is not None:
+                self._logger.info(
+                    "catching up the current slot",
+                    extra={"check": check.id, "slot": slot.isoformat()},
+                )
+                self._launch(check, slot, catch_up=True)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         for task in list(self._pending):
@@ -124,24 +142,40 @@ class CheckScheduler:
 
     async def _fire(self, check_id: str) -> None:
         check = self._checks[check_id]
-        now = self._clock()
+        slot = self._slot_in_grace(check, self._clock())
+        if slot is None:
+            return  # fired too late (a suspended process): the next slot runs in its turn
+        self._launch(check, slot, catch_up=False)
+
+    @staticmethod
+    def _slot_in_grace(check: Check, now: datetime) -> datetime | None:
+        """The check's latest slot, if it may still start at ``now``."""
         slot = latest_slot(check.schedule, now)
         if slot is None or (now - slot).total_seconds() > check.schedule.grace:
-            return  # the catch-up fire at start found no slot recent enough to run
-        if check.id in self._fired:
-            # The catch-up fire at start is late by design; only regular fires measure lag.
-            self._observe_lag(max(0.0, (now - slot).total_seconds()))
-        self._fired.add(check.id)
-        delay = jitter_for(check.id, slot, check.schedule.jitter)
+            return None
+        return slot
+
+    def _launch(self, check: Check, slot: datetime, *, catch_up: bool) -> None:
+        last = self._last_slot.get(check.id)
+        if self._stopping or (last is not None and slot <= last):
+            # Already handed on: a start on a slot's boundary both catches that slot up and
+            # has the job fire it.
+            return
+        self._last_slot[check.id] = slot
         # The jittered start runs as its own task so the APScheduler job returns at once and
         # is never counted as "still running" during the jitter sleep.
-        task = asyncio.create_task(self._start_after(check, slot, delay))
+        task = asyncio.create_task(self._start_at(check, slot, observe_lag=not catch_up))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _start_after(self, check: Check, slot: datetime, delay: float) -> None:
-        if delay:
+    async def _start_at(self, check: Check, slot: datetime, *, observe_lag: bool) -> None:
+        """Start ``slot``'s run at the slot plus its jitter (at once if that has passed)."""
+        due = slot + timedelta(seconds=jitter_for(check.id, slot, check.schedule.jitter))
+        delay = (due - self._clock()).total_seconds()
+        if delay > 0:
             await asyncio.sleep(delay)
+        if observe_lag:
+            self._observe_lag(max(0.0, (self._clock() - due).total_seconds()))
         try:
             await self._start_slot(check, slot)
         except Exception:

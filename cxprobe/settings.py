@@ -354,7 +354,7 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                 message = check_address(config.channel_settings(kind))
                 if message:
                     problems.append((("targets", target_id, "channels", kind), message))
-    seen_series: dict[tuple[str, str, str], int] = {}
+    seen_series: dict[tuple[str, str, str], list[tuple[int, set[str]]]] = {}
     seen_ids: dict[str, int] = {}
     for index, check in enumerate(config.checks):
         where: KeyPath = ("checks", index)
@@ -431,14 +431,21 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                         f"unknown location {location!r}; defined: {', '.join(config.locations)}",
                     )
                 )
+        # Metrics are labelled by target, channel, scenario and location: two enabled checks
+        # that share the first three and can run at one location would count as one.
         series = (check.target, check.channel, check.scenario)
-        if series in seen_series:
-            problems.append(
-                (
-                    where,
-                    f"checks[{seen_series[series]}] already probes the same "
-                    "target, channel and scenario; their metrics would collide",
+        places = set(check.locations) if check.locations is not None else set(config.locations)
+        for other, other_places in seen_series.get(series, []) if check.enabled else []:
+            if places & other_places:
+                problems.append(
+                    (
+                        where,
+                        f"checks[{other}] already probes the same target, channel and scenario "
+                        f"at {', '.join(sorted(places & other_places))}; their metrics would "
+                        "collide (give them different locations, or disable one)",
+                    )
                 )
-            )
-        seen_series.setdefault(series, index)
+                break
+        if check.enabled:
+            seen_series.setdefault(series, []).append((index, places))
     return problems

@@ -172,6 +172,12 @@ class MonitorMetrics:
             ["target", "channel"],
             registry=registry,
         )
+        self.start_failures = Counter(
+            "cxprobe_run_start_failures_total",
+            "Scheduled runs that could not start (the store failed while claiming the slot).",
+            ["target", "channel"],
+            registry=registry,
+        )
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -207,6 +213,7 @@ class MonitorMetrics:
                 for result in ("good", "bad"):
                     want(self.slo_events, (check.target, check.channel, name, result), None)
             want(self.late_replies, (check.target, check.channel), None)
+            want(self.start_failures, (check.target, check.channel), None)
             for per_channel in (self.open_runs, self.probes_in_flight, self.unmatched_replies):
                 want(per_channel, (check.channel,), None)
 
@@ -238,8 +245,7 @@ class MonitorMetrics:
         owner = ("check", *key)
         self._child(owner, self.runs, *key, result.period, result.outcome).inc()
         for responder, seconds in result.first_by_responder().items():
-            histogram = self._child(owner, self.first_response, *key, result.period, responder)
-            histogram.observe(seconds)
+            self.observe_first_response(result, responder, seconds)
         # Routing says something only about contacts that reached the service.
         if result.sent_at is not None:
             self._child(owner, self.routing, *key, result.routing).inc()
@@ -253,9 +259,21 @@ class MonitorMetrics:
             1 if result.outcome is Outcome.MET else 0
         )
 
+    def observe_first_response(self, result: RunResult, responder: str, seconds: float) -> None:
+        """The run's first reply of ``responder``'s kind: at judgement, or later if it was late."""
+        key = (result.target, result.channel, result.scenario, result.location)
+        histogram = self._child(
+            ("check", *key), self.first_response, *key, result.period, responder
+        )
+        histogram.observe(seconds)
+
     def record_late_reply(self, target: str, channel: str) -> None:
         """A reply arrived for a run that had already been judged."""
         self._child(("pair", target, channel), self.late_replies, target, channel).inc()
+
+    def record_start_failure(self, target: str, channel: str) -> None:
+        """A scheduled run could not start; its slot has no run to show for it."""
+        self._child(("pair", target, channel), self.start_failures, target, channel).inc()
 
     def record_unmatched(self, channel: str) -> None:
         """A reply arrived that no run claimed."""

@@ -9,7 +9,8 @@ SQLite specifics: WAL (readers never block the writer), ``synchronous=FULL`` (a 
 survives power loss), foreign keys on, and a busy timeout. Writes of one store are serialised
 by an asyncio lock and take the database's write lock up front (``BEGIN IMMEDIATE``), so two
 processes (or two stores) on one file wait for each other instead of failing with "database is
-locked". PostgreSQL relies on its own row locking and on the same unique constraints.
+locked". PostgreSQL relies on its own row locking and on the same unique constraints, plus a
+transaction-level advisory lock per target and channel while a contact budget is checked.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import asyncio
 import contextlib
 import email.parser
 import email.policy
+import enum
 import hashlib
 import logging
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,6 +36,8 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Row,
+    Select,
+    and_,
     case,
     event,
     func,
@@ -48,7 +53,6 @@ from sqlalchemy.exc import (
     InvalidRequestError,
     NoSuchModuleError,
     OperationalError,
-    SQLAlchemyError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -87,6 +91,23 @@ IN = "in"
 #: ``timing_method`` of an outgoing message: its time is when the channel accepted it.
 SENT_TIMING = "channel-accepted"
 
+#: Userinfo in URL text that may not parse: from the user name's ':' (not a scheme's '://') to
+#: the last '@', greedily, so a password holding ':', '/' or '@' is masked whole.
+_URL_PASSWORD = re.compile(r"(?P<user>[^:/@\s]*):(?!//).*@", re.DOTALL)
+
+#: URL query parameters whose values are secrets (e.g. ``?password=``, ``?sslpassword=``).
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+
+_MASK = "***"
+
+
+class Claim(enum.StrEnum):
+    """What :meth:`EvidenceStore.claim_slot` did. Every member is truthy: compare, do not test."""
+
+    CLAIMED = "claimed"  # the slot and its open run are recorded: go ahead and send
+    TAKEN = "taken"  # the slot was claimed before (by this or another monitor process)
+    OVER_BUDGET = "over_budget"  # the target's contact budget on the channel is spent
+
 
 @dataclass(frozen=True)
 class OpenRun:
@@ -95,7 +116,6 @@ class OpenRun:
     result: RunResult  # replies loaded, in arrival order
     sent_external_id: str | None
     resume_state: dict[str, Any]
-    sent_evidence_present: bool
 
 
 @dataclass(frozen=True)
@@ -149,13 +169,17 @@ class EvidenceStore:
     def __init__(self, url: str = DEFAULT_URL, *, logger: logging.Logger | None = None) -> None:
         try:
             self.url: URL = make_url(url)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:
+            # Neither the raw URL nor the parser's message is quoted: either may hold a password.
             raise StoreError(
-                f"monitor.store_url {url!r} is not a database URL ({exc}); use e.g. "
+                f"monitor.store_url {_redact_url_text(url)!r} is not a database URL: it cannot "
+                "be parsed. Check the form dialect+driver://user:password@host:port/dbname (the "
+                "port a number, special characters in the password %-encoded), e.g. "
                 f"{DEFAULT_URL} or postgresql+asyncpg://user:password@host/dbname"
             ) from exc
         self._logger = logger or logging.getLogger(__name__)
         self._sqlite = self.url.get_backend_name() == "sqlite"
+        self._postgresql = self.url.get_backend_name() == "postgresql"
         #: Where the store is, for messages: the file, or the URL without its password.
         self.where = self._describe()
         self._engine: AsyncEngine | None = None
@@ -181,8 +205,8 @@ class EvidenceStore:
             await engine.dispose()
             if isinstance(exc, OperationalError | OSError):
                 raise StoreError(
-                    f"cannot open the evidence store {self.where}: {exc}. Check that the "
-                    "location exists and is writable (monitor.store_url)."
+                    f"cannot open the evidence store {self.where}: {self._scrub(exc)}. Check "
+                    "that the location exists and is writable (monitor.store_url)."
                 ) from exc
             raise
         if found == 0:
@@ -217,7 +241,25 @@ class EvidenceStore:
         path = self._sqlite_file()
         if path is not None:
             return str(path.resolve())
-        return self.url.render_as_string(hide_password=True)
+        query = {
+            name: _MASK if _SECRET_PARAMETER.search(name) else value
+            for name, value in self.url.query.items()
+        }
+        return self.url.set(query=query).render_as_string(hide_password=True)
+
+    def _scrub(self, exc: BaseException) -> str:
+        """A driver's error text for a message, with the URL's secrets masked in case it
+        quotes them."""
+        text = str(exc)
+        secrets = [self.url.password or ""] + [
+            value
+            for name, values in self.url.query.items()
+            if _SECRET_PARAMETER.search(name)
+            for value in ([values] if isinstance(values, str) else values)
+        ]
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            text = text.replace(secret, _MASK)
+        return text
 
     def _check_sqlite_file(self, path: Path) -> None:
         """Create the file's directory and open the file once, synchronously.
@@ -247,7 +289,7 @@ class EvidenceStore:
             engine = create_async_engine(self.url)
         except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:
             raise StoreError(
-                f"monitor.store_url {self.where}: {exc}. Use an async driver, e.g. "
+                f"monitor.store_url {self.where}: {self._scrub(exc)}. Use an async driver, e.g. "
                 "sqlite+aiosqlite:///path/cxprobe.db or postgresql+asyncpg://host/dbname "
                 "(with asyncpg installed)."
             ) from exc
@@ -273,9 +315,24 @@ class EvidenceStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def claim_slot(self, result: RunResult) -> bool:
-        """Record the slot and the open run in one transaction; False if the slot was taken
-        (then nothing is written)."""
+    async def claim_slot(
+        self,
+        result: RunResult,
+        *,
+        max_contacts: int | None = None,
+        since: datetime | None = None,
+    ) -> Claim:
+        """Record the slot (of the run's check at the run's location) and the open run.
+
+        Nothing is written when the slot was claimed before (``TAKEN``, which wins), or when
+        ``max_contacts`` is given and that many contacts to the run's target on its channel,
+        from any location, were sent at or after ``since`` or are in flight
+        (``OVER_BUDGET``; see :meth:`count_contacts_since`). Check, count and insert are one
+        write transaction, serialised with every other claim on the database, so claims made
+        at once cannot all see the same count and all send.
+        """
+        if max_contacts is not None and since is None:
+            raise ValueError("claim_slot(max_contacts=...) needs since= (the budget's start)")
         now = _now()
         row = _figures(result) | {
             "run_id": result.run_id,
@@ -296,26 +353,41 @@ class EvidenceStore:
         }
         try:
             async with self._write() as conn:
-                await conn.execute(insert(runs).values(row))
-                await conn.execute(
-                    insert(slots).values(
-                        check_id=result.check_id,
-                        slot_at=result.slot,
-                        claimed_at=now,
-                        run_id=result.run_id,
+                if max_contacts is not None and self._postgresql:
+                    # SQLite's writes are serialised already (BEGIN IMMEDIATE); PostgreSQL's
+                    # are not, and a count cannot lock rows that do not exist yet.
+                    lock = _budget_lock_key(result.target, result.channel)
+                    await conn.execute(select(func.pg_advisory_xact_lock(lock)))
+                claim = await _claim_in(conn, result, max_contacts, since)
+                if claim is Claim.CLAIMED:
+                    await conn.execute(insert(runs).values(row))
+                    await conn.execute(
+                        insert(slots).values(
+                            check_id=result.check_id,
+                            location=result.location,
+                            slot_at=result.slot,
+                            claimed_at=now,
+                            run_id=result.run_id,
+                        )
                     )
-                )
         except IntegrityError:
-            # The unique (check, slot) key is the arbiter, also between processes; any other
-            # violation (a reused run id or token) is a bug and is raised.
-            if await self._slot_claimed(result.check_id, result.slot):
-                self._logger.debug(
-                    "slot already claimed",
-                    extra={"check": result.check_id, "slot": result.slot.isoformat()},
-                )
-                return False
-            raise
-        return True
+            # Without a budget, PostgreSQL claims of one slot race to the unique (check,
+            # location, slot) key, the arbiter between processes; any other violation (a reused
+            # run id or token) is a bug and is raised.
+            if not await self._slot_claimed(result.check_id, result.location, result.slot):
+                raise
+            claim = Claim.TAKEN
+        if claim is not Claim.CLAIMED:
+            self._logger.debug(
+                "slot not claimed",
+                extra={
+                    "check": result.check_id,
+                    "location": result.location,
+                    "slot": result.slot.isoformat(),
+                    "claim": str(claim),
+                },
+            )
+        return claim
 
     async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
         """The channel accepted the contact: t0, its external id, resume state, evidence."""
@@ -398,6 +470,7 @@ class EvidenceStore:
                         text=reply.text,
                         headers=dict(reply.headers),
                         late=observed.late,
+                        qualifies=observed.qualifies,
                         queue=observed.queue,
                     )
                 )
@@ -410,14 +483,6 @@ class EvidenceStore:
                 return False
             raise
         return True
-
-    async def record_evidence(self, run_id: str, evidence: Evidence) -> int:
-        """Keep evidence that belongs to the run as a whole (a transcript, a recording)."""
-        async with self._write() as conn:
-            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-            if known.first() is None:
-                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
-            return await _insert_artifact(conn, run_id, None, evidence)
 
     async def finish(self, result: RunResult) -> None:
         """Close the run with its final figures, outcome and reason."""
@@ -447,33 +512,20 @@ class EvidenceStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def open_runs(self) -> list[OpenRun]:
-        """Runs not closed yet (left by a previous process), oldest slot first."""
+    async def open_runs(self, *, location: str | None = None) -> list[OpenRun]:
+        """Runs not closed yet (left by a previous process), oldest slot first; only those of
+        ``location`` when given (another location's open runs are that monitor's, alive)."""
+        query = select(runs).where(runs.c.status == OPEN)
+        if location is not None:
+            query = query.where(runs.c.location == location)
         async with self._read() as conn:
-            rows = (
-                await conn.execute(
-                    select(runs)
-                    .where(runs.c.status == OPEN)
-                    .order_by(runs.c.slot_at, runs.c.created_at)
-                )
-            ).all()
+            rows = (await conn.execute(query.order_by(runs.c.slot_at, runs.c.created_at))).all()
             results = await _with_replies(conn, rows)
-            ids = [row.run_id for row in rows]
-            with_evidence: set[str] = set()
-            for chunk in _chunks(ids):
-                found = await conn.execute(
-                    select(messages.c.run_id)
-                    .join(artifacts, artifacts.c.message_id == messages.c.id)
-                    .where(messages.c.direction == OUT, messages.c.run_id.in_(chunk))
-                    .distinct()
-                )
-                with_evidence.update(found.scalars())
         return [
             OpenRun(
                 result=result,
                 sent_external_id=row.sent_external_id,
                 resume_state=dict(row.resume_state or {}),
-                sent_evidence_present=row.run_id in with_evidence,
             )
             for row, result in zip(rows, results, strict=True)
         ]
@@ -516,18 +568,11 @@ class EvidenceStore:
             return await _with_replies(conn, rows)
 
     async def count_contacts_since(self, target: str, channel: str, since: datetime) -> int:
-        """Contacts sent to ``target`` on ``channel`` at or after ``since``."""
+        """Contacts to ``target`` on ``channel`` from any location: sent at or after ``since``,
+        or in flight (claimed at or after ``since``, still open, not sent yet). The count a
+        budgeted :meth:`claim_slot` compares with ``max_contacts``."""
         async with self._read() as conn:
-            count = await conn.execute(
-                select(func.count())
-                .select_from(runs)
-                .where(
-                    runs.c.target == target,
-                    runs.c.channel == channel,
-                    runs.c.sent_at >= since,
-                )
-            )
-            return int(count.scalar_one())
+            return int((await conn.execute(_contacts_since(target, channel, since))).scalar_one())
 
     async def messages(self, run_id: str) -> list[StoredMessage]:
         """The run's contact and replies in arrival order, each with its evidence's digest."""
@@ -567,7 +612,7 @@ class EvidenceStore:
         ]
 
     async def artifacts(self, run_id: str) -> list[StoredArtifact]:
-        """Every piece of evidence of the run (of its messages and of the run as a whole)."""
+        """Every piece of evidence of the run (its contact's and its replies'), as stored."""
         async with self._read() as conn:
             return await self._artifacts(conn, run_id)
 
@@ -578,18 +623,6 @@ class EvidenceStore:
             )
             content: bytes | None = found.scalar_one_or_none()
             return content
-
-    async def ping(self) -> bool:
-        """Whether the database answers (for /healthz)."""
-        try:
-            async with self._read() as conn:
-                await conn.execute(select(1))
-        except (SQLAlchemyError, StoreError, OSError) as exc:
-            self._logger.warning(
-                "evidence store unreachable", extra={"store": self.where, "error": str(exc)}
-            )
-            return False
-        return True
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -610,14 +643,9 @@ class EvidenceStore:
         )
         return [StoredArtifact(**row._asdict()) for row in rows]
 
-    async def _slot_claimed(self, check_id: str, slot: datetime) -> bool:
+    async def _slot_claimed(self, check_id: str, location: str, slot: datetime) -> bool:
         async with self._read() as conn:
-            found = await conn.execute(
-                select(slots.c.check_id).where(
-                    slots.c.check_id == check_id, slots.c.slot_at == slot
-                )
-            )
-            return found.first() is not None
+            return await _slot_taken(conn, check_id, location, slot)
 
     async def _message_stored(self, run_id: str, direction: str, external_id: str) -> bool:
         async with self._read() as conn:
@@ -652,6 +680,58 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _redact_url_text(url: str) -> str:
+    """URL text that may not parse, with its password (and user name, when they cannot be
+    told apart from the scheme) masked; for error messages."""
+    return _URL_PASSWORD.sub(lambda found: f"{found['user']}:{_MASK}@", url)
+
+
+async def _slot_taken(conn: AsyncConnection, check_id: str, location: str, slot: datetime) -> bool:
+    found = await conn.execute(
+        select(slots.c.check_id).where(
+            slots.c.check_id == check_id, slots.c.location == location, slots.c.slot_at == slot
+        )
+    )
+    return found.first() is not None
+
+
+def _contacts_since(target: str, channel: str, since: datetime) -> Select[int]:
+    """Count contacts to ``target`` on ``channel`` sent at or after ``since``, or in flight:
+    claimed at or after ``since`` and neither sent nor closed yet (a run that died before
+    sending ages out with its claim)."""
+    in_flight = and_(runs.c.sent_at.is_(None), runs.c.status == OPEN, runs.c.created_at >= since)
+    return (
+        select(func.count())
+        .select_from(runs)
+        .where(
+            runs.c.target == target,
+            runs.c.channel == channel,
+            or_(runs.c.sent_at >= since, in_flight),
+        )
+    )
+
+
+async def _claim_in(
+    conn: AsyncConnection, result: RunResult, max_contacts: int | None, since: datetime | None
+) -> Claim:
+    """Whether ``result`` may claim its slot, read inside the claiming transaction; a taken
+    slot is reported before a spent budget."""
+    if await _slot_taken(conn, result.check_id, result.location, result.slot):
+        return Claim.TAKEN
+    if max_contacts is not None and since is not None:
+        contacts = await conn.execute(_contacts_since(result.target, result.channel, since))
+        if contacts.scalar_one() >= max_contacts:
+            return Claim.OVER_BUDGET
+    return Claim.CLAIMED
+
+
+def _budget_lock_key(target: str, channel: str) -> int:
+    """A PostgreSQL advisory lock key for one target's contact budget on one channel: a signed
+    64-bit number, the same in every process (unlike ``hash()``)."""
+    digest = hashlib.sha256(f"cxprobe contact budget\0{target}\0{channel}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _figures(result: RunResult) -> dict[str, Any]:
@@ -737,6 +817,8 @@ async def _with_replies(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list
                     sender=reply.sender,
                     queue=reply.queue,
                     late=bool(reply.late),
+                    external_id=reply.external_id,
+                    qualifies=reply.qualifies,
                 )
             )
     return results
@@ -806,6 +888,7 @@ def _content_key(reply: Reply) -> str:
 __all__ = [
     "DEFAULT_URL",
     "SCHEMA_VERSION",
+    "Claim",
     "EvidenceStore",
     "OpenRun",
     "SchemaVersionError",

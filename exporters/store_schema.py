@@ -150,11 +150,13 @@ runs = Table(
     Index(None, "sent_external_id"),
 )
 
-#: Every slot ever claimed. Kept even if its run is pruned, so gaps stay detectable.
+#: Every slot ever claimed, per location (monitors at several locations may share one store and
+#: each runs its own checks). Kept even if its run is pruned, so gaps stay detectable.
 slots = Table(
     "slots",
     metadata,
     Column("check_id", Name, primary_key=True),
+    Column("location", Name, primary_key=True),
     Column("slot_at", UtcDateTime, primary_key=True),
     Column("claimed_at", UtcDateTime, nullable=False),
     Column("run_id", ForeignKey("runs.run_id", ondelete="SET NULL"), unique=True),
@@ -178,6 +180,7 @@ messages = Table(
     Column("text", Text, nullable=False),
     Column("headers", JsonText, nullable=False),
     Column("late", Boolean),
+    Column("qualifies", Boolean),  # answers the run as its scenario asks (replies only)
     Column("queue", Name),
     CheckConstraint("direction IN ('out', 'in')", name="direction"),
     UniqueConstraint("run_id", "direction", "external_id"),

@@ -98,6 +98,8 @@ class Registration:
     deliver: Callable[[FetchedMail], None]
     since: datetime  # when the contact was (or is about to be) sent; bounds back-fills
     active: bool = True
+    #: Set once mail already in the folder has been searched for this registration.
+    searched: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class MailboxWatcher:
     _stopping: bool = False
     _mail_announced: bool = False
     _connected_once: asyncio.Event = field(default_factory=asyncio.Event)
+    _up: asyncio.Event = field(default_factory=asyncio.Event)  # set while connected
+    _last_error: str | None = None
 
     # -- public surface -------------------------------------------------------------------
 
@@ -172,6 +176,18 @@ class MailboxWatcher:
         self._wake.set()
         await _cancel_and_wait(task)
 
+    async def connected_within(self, seconds: float) -> None:
+        """Return once the watcher is connected, or raise ConnectionError after ``seconds``
+        with the reason of the last failed attempt."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._up.wait()
+        except TimeoutError:
+            reason = self._last_error or "no connection yet"
+            raise ConnectionError(
+                f"the IMAP watcher of mailbox {self.name!r} is not connected ({reason})"
+            ) from None
+
     async def wait_connected(self) -> None:
         """Until the first session has selected the folder (for tests and health checks)."""
         await self._connected_once.wait()
@@ -196,6 +212,8 @@ class MailboxWatcher:
             # Before the first SELECT there is no baseline: a reply may land before it.
             self._searches.add(registration)
             self._wake.set()
+        else:
+            registration.searched.set()
         return registration
 
     def unregister(self, registration: Registration) -> None:
@@ -219,12 +237,14 @@ class MailboxWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the watcher must outlive every failure
+                self._last_error = _describe(exc)
                 self.logger.warning(
                     "imap watcher session failed; reconnecting",
                     extra={"mailbox": self.name, "error": _describe(exc)},
                 )
             finally:
                 self._connected = False
+                self._up.clear()
                 self._idling = False
             if self._session_was_healthy:
                 attempt = 0
@@ -254,7 +274,8 @@ class MailboxWatcher:
         try:
             await self._select(client)
             self._connected = True
-            self._session_was_healthy = True
+            self._up.set()
+            self._last_error = None
             self._connected_once.set()
             use_idle = self.settings.idle and client.has_capability("IDLE")
             self._idling = use_idle
@@ -274,6 +295,7 @@ class MailboxWatcher:
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
         finally:
             self._connected = False
+            self._up.clear()
             await _close(client)
 
     async def _connect(self, on_lost: Callable[[Exception | None], None]) -> Any:
@@ -387,9 +409,14 @@ class MailboxWatcher:
         self._saved_position_at = at
 
     async def _drain(self, client: Any) -> None:
-        """Run queued targeted searches, then fetch everything new."""
+        """Fetch everything new, then run the queued targeted searches.
+
+        New mail comes first so that a search the server struggles with (a huge folder)
+        cannot hold up the replies of every other run.
+        """
         if not self._stopping:
             self._wake.clear()
+        await self._fetch_new(client)
         searches = [r for r in self._searches if r.active]
         self._searches.clear()
         try:
@@ -398,7 +425,9 @@ class MailboxWatcher:
         except BaseException:
             self._searches.update(searches)  # retried after the reconnect
             raise
-        await self._fetch_new(client)
+        # Only a session that got this far counts as healthy: one that keeps failing at the
+        # same search backs off like one that cannot log in.
+        self._session_was_healthy = True
 
     async def _fetch_new(self, client: Any) -> None:
         uids = [uid for uid in await self._search(client, "UID", f"{self._last_uid + 1}:*")]
@@ -416,15 +445,19 @@ class MailboxWatcher:
         )
         if not criteria:
             return
-        uids = await self._search(client, *criteria)
+        # Bounded by date: a body search over years of mail could outlast the command timeout.
+        uids = await self._search(
+            client, "SINCE", _imap_day(min(r.since for r in registrations)), *criteria
+        )
         await self._route_found(client, uids)
+        for registration in registrations:
+            registration.searched.set()
 
     async def _backfill_since(self, client: Any) -> None:
         if not self._registrations:
             return
-        oldest = min(r.since for r in self._registrations) - timedelta(days=1)
-        day = f"{oldest.day}-{_MONTHS[oldest.month - 1]}-{oldest.year}"
-        await self._route_found(client, await self._search(client, "SINCE", day))
+        oldest = min(r.since for r in self._registrations)
+        await self._route_found(client, await self._search(client, "SINCE", _imap_day(oldest)))
 
     async def _route_found(self, client: Any, uids: Iterable[int]) -> None:
         """Hand searched messages to the registrations they match; strangers are dropped."""
@@ -530,6 +563,14 @@ class MailboxWatcher:
                     "reply delivery failed", extra={"mailbox": self.name, "error": _describe(exc)}
                 )
         if not targets and unmatched:
+            if mail.delivery_status is not None:
+                # A failed delivery of a contact no run waits for (e.g. a bounce days later):
+                # not an answer, so not a late reply either.
+                self.logger.info(
+                    "bounce for no open run ignored",
+                    extra={"mailbox": self.name, "status": mail.delivery_status.status},
+                )
+                return
             try:
                 await self.on_unmatched(fetched.reply(sent_at=None))
             except Exception as exc:  # the sink is the application's; keep watching
@@ -721,6 +762,12 @@ def _backoff(attempt: int, cap: float) -> float:
     """Exponential back-off with jitter in [d/2, d], d = min(cap, start * 2**attempt)."""
     ceiling = min(cap, BACKOFF_START_SECONDS * 2 ** min(attempt, 30))
     return random.uniform(ceiling / 2, ceiling)
+
+
+def _imap_day(since: datetime) -> str:
+    """An IMAP SEARCH date a day before ``since`` (SINCE compares dates in the server's zone)."""
+    day = since - timedelta(days=1)
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
 def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

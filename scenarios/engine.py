@@ -60,16 +60,40 @@ def build_contact(
     )
 
 
-async def converse(
+async def send_contact(
     conversation: Conversation,
     contact: Contact,
     judge: Judge,
     hooks: RunHooks,
     *,
     send_timeout: float,
-    clock: Clock = utc_now,
-) -> RunResult:
-    """Send ``contact`` and listen until decided or the deadline; return the judged result."""
+    shutdown_grace: float = 0.0,
+) -> Sent:
+    """Send ``contact`` and record that it was sent, as one unit.
+
+    Cancelled meanwhile (a shutdown), the send and its record are given ``shutdown_grace``
+    seconds to complete, so a contact that reached the target is not later taken for one that
+    never left.
+    """
+    unit = asyncio.ensure_future(
+        _send_and_record(conversation, contact, judge, hooks, send_timeout)
+    )
+    try:
+        return await asyncio.shield(unit)
+    except asyncio.CancelledError:
+        if not unit.done():
+            await asyncio.wait({unit}, timeout=shutdown_grace)
+            unit.cancel()
+        raise
+
+
+async def _send_and_record(
+    conversation: Conversation,
+    contact: Contact,
+    judge: Judge,
+    hooks: RunHooks,
+    send_timeout: float,
+) -> Sent:
     try:
         async with asyncio.timeout(send_timeout):
             sent = await conversation.send(contact)
@@ -79,8 +103,7 @@ async def converse(
         ) from None
     judge.result.sent_at = sent.at
     await hooks.sent(judge.result, sent)
-    await listen(conversation, judge, hooks, clock=clock)
-    return judge.conclude()
+    return sent
 
 
 async def listen(

@@ -169,6 +169,10 @@ class ObservedReply:
     sender: str
     queue: str | None
     late: bool
+    #: The reply's id on its channel (e.g. its Message-ID); "" when unknown.
+    external_id: str = ""
+    #: Whether it answers the run as the scenario asks (None: not known, e.g. an old record).
+    qualifies: bool | None = None
 
 
 @dataclass

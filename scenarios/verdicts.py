@@ -17,6 +17,7 @@ Pure functions and one small stateful :class:`Judge` per run; no I/O. The rules:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -81,9 +82,6 @@ class Judge:
     responder_rules: Sequence[ResponderOverride]
     result: RunResult
 
-    def __post_init__(self) -> None:
-        self._qualifying: float | None = None
-
     def observe(self, reply: Reply) -> ObservedReply:
         """Classify ``reply``, add it to the result and update the figures."""
         result = self.result
@@ -97,25 +95,38 @@ class Judge:
             sender=reply.sender,
             queue=queue_of(reply, self.queues),
             late=seconds > result.thresholds.deadline,
+            external_id=reply.external_id or "",
         )
-        qualifies = self._qualifies(observed, reply)
+        observed = dataclasses.replace(observed, qualifies=self._qualifies(observed, reply))
+        if observed.external_id:
+            # A reply taken back from the store and now delivered again (a resumed run's
+            # back-fill) is judged afresh, from its full text, and kept once.
+            result.replies = [r for r in result.replies if r.external_id != observed.external_id]
         result.replies.append(observed)
         result.replies.sort(key=lambda item: item.arrived_at)
-        if qualifies and (self._qualifying is None or seconds < self._qualifying):
-            self._qualifying = seconds
         self._refresh_figures()
         return observed
 
     def restore(self, replies: Sequence[ObservedReply]) -> None:
-        """Take back replies persisted before a restart (their texts are not re-matched)."""
+        """Take back replies persisted before a restart.
+
+        Whether one answers the run is known only when it was recorded with that verdict, or
+        when the scenario asks nothing of the reply's text (no closed notice); otherwise it
+        counts once the back-fill delivers it again and it is judged from its text.
+        """
         for observed in replies:
-            self.result.replies.append(observed)
-            if self._qualifies(observed, None) and (
-                self._qualifying is None or observed.seconds < self._qualifying
+            if observed.qualifies is None and (
+                self.result.period.is_open or self.scenario.closed_notice is None
             ):
-                self._qualifying = observed.seconds
+                observed = dataclasses.replace(observed, qualifies=self._qualifies(observed, None))
+            self.result.replies.append(observed)
         self.result.replies.sort(key=lambda item: item.arrived_at)
         self._refresh_figures()
+
+    @property
+    def _qualifying(self) -> float | None:
+        """Seconds to the first reply that answers the run as the scenario asks."""
+        return min((r.seconds for r in self.result.replies if r.qualifies), default=None)
 
     @property
     def decided(self) -> bool:
@@ -148,8 +159,9 @@ class Judge:
         if observed.responder not in self.scenario.after_hours_accepts:
             return False
         notice = self.scenario.closed_notice
-        # Restored replies passed this check before the restart, or they would not count.
-        return notice is None or reply is None or _matches(notice, reply)
+        if notice is None:
+            return True
+        return reply is not None and _matches(notice, reply)
 
     def _refresh_figures(self) -> None:
         result = self.result

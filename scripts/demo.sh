@@ -33,6 +33,22 @@ wait_for_url() {
   return 1
 }
 
+# The demo's fixed loopback ports: something already listening (a system Prometheus, an earlier
+# demo) would answer in our place.
+python3 - <<'PY'
+import socket, sys
+ports = {2525: "sandbox SMTP", 10143: "sandbox IMAP", 10024: "sandbox LMTP", 8025: "sandbox control",
+         9464: "cxprobe", 9090: "Prometheus", 9093: "Alertmanager"}
+busy = []
+for port, what in ports.items():
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            busy.append(f"{port} ({what})")
+if busy:
+    sys.exit("make demo: ports already in use: " + ", ".join(busy)
+             + ". Stop whatever listens there (e.g. `systemctl stop prometheus`) and retry.")
+PY
+
 python -m sandbox --profile sandbox/profiles/demo.yaml --workdir "$workdir/sandbox" \
   >"$workdir/sandbox.log" 2>&1 &
 pids+=($!)

@@ -6,9 +6,13 @@
 set -euo pipefail
 
 need=()
-command -v dovecot >/dev/null 2>&1 || need+=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
+# By path: /usr/sbin is not on an ordinary user's PATH.
+[ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
 [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 [ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
+[ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || need+=(dovecot-sieve)
+# Debian's own python3 needs python3-venv for `python3 -m venv`.
+python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
@@ -28,4 +32,19 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The packages enable their system services (listening on every interface after a reboot, and
+# on the ports the demo uses). cxprobe needs none of them: disable those this script installed.
+services=()
+for package in "${need[@]}"; do
+  case "$package" in
+    dovecot-imapd) services+=(dovecot) ;;
+    prometheus) services+=(prometheus) ;;
+    prometheus-alertmanager) services+=(prometheus-alertmanager) ;;
+  esac
+done
+if command -v systemctl >/dev/null 2>&1; then
+  for service in "${services[@]}"; do
+    $SUDO systemctl disable "$service" >/dev/null 2>&1 || true
+  done
+fi
 echo "system packages ready"

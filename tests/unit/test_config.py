@@ -4,6 +4,8 @@ and the shipped configs are valid."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,56 @@ def test_every_error_is_reported_not_only_the_first(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "400"})
     assert result.exit_code == 2
     assert "invalid duration" in result.output and "unknown key 'extra'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("    locations: [london]\n", "    locations: [paris]\n"),  # their series differ
+        ("", "    enabled: false\n"),  # a disabled check makes no series
+    ],
+)
+def test_same_series_at_disjoint_locations_or_disabled_is_valid(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    source = (ROOT / "tests" / "config" / "invalid-duplicate-series.yaml").read_text()
+    source = source.replace("    locations: [london, paris]\n", second).replace(
+        "    scenario: billing-question\n    schedule: {every: 1h}\n",
+        "    scenario: billing-question\n" + first + "    schedule: {every: 1h}\n",
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(source)
+    result = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+
+
+def test_once_refuses_a_check_that_does_not_run_here(tmp_path: Path) -> None:
+    source = (ROOT / "tests" / "config" / "invalid-duplicate-series.yaml").read_text()
+    path = tmp_path / "config.yaml"
+    path.write_text(source.replace("    locations: [london, paris]\n", "    enabled: false\n"))
+    result = CliRunner().invoke(
+        app, ["once", "-c", str(path), "acme-email-billing-again"], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2
+    assert "does not run here" in result.output
+
+
+def test_an_unusable_store_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    source = (ROOT / "tests" / "config" / "invalid-duplicate-series.yaml").read_text()
+    source = source.replace("    locations: [london, paris]\n", "    enabled: false\n")
+    source = source.replace(
+        "monitor: {location: london}",
+        f"monitor: {{location: london, store_url: 'sqlite+aiosqlite:///{tmp_path}'}}",
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(source)
+    done = subprocess.run(
+        [sys.executable, "-m", "cxprobe", "runs", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot open the evidence store" in done.stderr
+    assert "Traceback" not in done.stderr

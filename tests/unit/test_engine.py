@@ -10,7 +10,7 @@ import pytest
 
 from probes.base import Contact, Reply, Responder, Sent
 from probes.errors import ProbeTimeout
-from scenarios.engine import build_contact, converse
+from scenarios.engine import build_contact, listen, send_contact
 from scenarios.model import ObservedReply, Outcome, Period, RunResult, Scenario, Thresholds
 from scenarios.verdicts import Judge
 
@@ -62,6 +62,26 @@ class RecordingHooks:
 
 
 SCENARIO = Scenario(intent="t", subject="Help {token}", opening="Hello from {customer_name}")
+
+
+async def converse(
+    conversation: ScriptedConversation,
+    contact: Contact,
+    j: Judge,
+    hooks: RecordingHooks,
+    *,
+    send_timeout: float,
+) -> RunResult:
+    """A whole run as the runner drives it: send, listen, conclude."""
+    await send_contact(conversation, contact, j, hooks, send_timeout=send_timeout)
+    await listen(conversation, j, hooks)
+    return j.conclude()
+
+
+def contact() -> Contact:
+    return build_contact(
+        SCENARIO, token="CXP-ABCDEFGHJK", customer_name="A", target_name="T", disclosure=None
+    )
 
 
 def judge(human: float = 5, deadline: float = 0.5) -> Judge:
@@ -146,3 +166,27 @@ async def test_slow_send_is_a_probe_timeout() -> None:
             RecordingHooks(),
             send_timeout=0.05,
         )
+
+
+@pytest.mark.parametrize(("grace", "recorded"), [(2.0, True), (0.0, False)])
+async def test_a_send_cancelled_by_shutdown_gets_the_grace_to_finish(
+    grace: float, recorded: bool
+) -> None:
+    hooks = RecordingHooks()
+    j = judge()
+    send = asyncio.create_task(
+        send_contact(
+            ScriptedConversation([], send_delay=0.2),
+            contact(),
+            j,
+            hooks,
+            send_timeout=5,
+            shutdown_grace=grace,
+        )
+    )
+    await asyncio.sleep(0.05)
+    send.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await send
+    assert hooks.sent_ids == (["<m1@test>"] if recorded else [])
+    assert (j.result.sent_at is not None) is recorded

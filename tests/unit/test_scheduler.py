@@ -1,7 +1,17 @@
+"""Slots, jitter and the live scheduler: the last tests run real APScheduler on 2 s slots and
+assert on the slots started (and the scheduler's next fire), not on wall-clock timings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from cxprobe.scheduler import SLOT_EPOCH, jitter_for, latest_slot
-from cxprobe.settings import Schedule
+from cxprobe.scheduler import SLOT_EPOCH, CheckScheduler, jitter_for, latest_slot
+from cxprobe.settings import Check, Schedule
+from scenarios.engine import Clock, utc_now
 
 
 def test_interval_slots_are_aligned_and_stable() -> None:
@@ -47,3 +57,107 @@ def test_jitter_is_stable_bounded_and_spread() -> None:
 def test_schedule_interval_of_cron() -> None:
     assert Schedule(cron="*/15 * * * *").interval == 900
     assert Schedule(every=120).interval == 120
+
+
+# -- the live scheduler -------------------------------------------------------------------
+
+EVERY = 2.0
+#: Where in its slot the scheduler starts: far enough from both ends that a loaded machine
+#: cannot move the start into another slot.
+OFFSET = 1.0
+#: How long a test waits for the next start: a slot, and a generous margin.
+WITHIN = EVERY + 1.5
+
+
+class Recorder:
+    """Stands in for the runner (the slots it is asked to start) and the lag histogram."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._starts: asyncio.Queue[datetime] = asyncio.Queue()
+
+    async def start_slot(self, check: Check, slot: datetime) -> None:
+        self._starts.put_nowait(slot)
+
+    async def next_starts(self, count: int) -> list[datetime]:
+        starts = []
+        for _ in range(count):
+            async with asyncio.timeout(WITHIN):
+                starts.append(await self._starts.get())
+        return starts
+
+
+@asynccontextmanager
+async def scheduling(
+    schedule: Schedule, recorder: Recorder, clock: Clock = utc_now
+) -> AsyncIterator[CheckScheduler]:
+    check = Check(id="probe", target="acme", channel="email", scenario="s", schedule=schedule)
+    scheduler = CheckScheduler(
+        [check],
+        recorder.start_slot,
+        observe_lag=recorder.lags.append,
+        logger=logging.getLogger("test.scheduler"),
+        clock=clock,
+    )
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        await scheduler.stop()
+
+
+async def into_a_slot() -> datetime:
+    """Wait until ``OFFSET`` seconds into an interval slot; return that slot."""
+    now = utc_now()
+    slot = latest_slot(Schedule(every=EVERY), now)
+    assert slot is not None
+    if (now - slot).total_seconds() > OFFSET:
+        slot += timedelta(seconds=EVERY)
+    await asyncio.sleep((slot + timedelta(seconds=OFFSET) - utc_now()).total_seconds())
+    return slot
+
+
+def slots_after(slot: datetime, *steps: int) -> list[datetime]:
+    return [slot + timedelta(seconds=EVERY * step) for step in steps]
+
+
+def is_aligned(moment: datetime | None) -> bool:
+    return moment is not None and (moment - SLOT_EPOCH).total_seconds() % EVERY == 0
+
+
+async def test_after_the_catch_up_fires_stay_on_epoch_aligned_slots() -> None:
+    recorder = Recorder()
+    slot = await into_a_slot()
+    async with scheduling(Schedule(every=EVERY), recorder) as scheduler:
+        assert is_aligned(scheduler.next_runs()["probe"]), scheduler.next_runs()
+        starts = await recorder.next_starts(3)
+        assert is_aligned(scheduler.next_runs()["probe"]), scheduler.next_runs()
+    # The slot the start interrupted is caught up once; then every slot in turn.
+    assert starts == slots_after(slot, 0, 1, 2)
+    # Only the regular fires are observed, and they start on their slot, not OFFSET late.
+    assert len(recorder.lags) == 2
+    assert all(lag < 0.5 for lag in recorder.lags), recorder.lags
+
+
+async def test_a_grace_shorter_than_the_start_offset_still_runs_every_slot() -> None:
+    recorder = Recorder()
+    slot = await into_a_slot()
+    async with scheduling(Schedule(every=EVERY, misfire_grace=OFFSET / 2), recorder):
+        starts = await recorder.next_starts(2)
+    # The interrupted slot is already past its grace at start-up, so only later slots run.
+    assert starts == slots_after(slot, 1, 2)
+
+
+async def test_a_slot_caught_up_at_start_is_not_fired_again() -> None:
+    # A start exactly on a slot's boundary, where the catch-up and the first regular fire are
+    # for the same slot. Made repeatable by a check clock running OFFSET ahead of the
+    # scheduler's timer: at start-up it already reads the next slot, which the timer fires
+    # OFFSET later.
+    def ahead() -> datetime:
+        return utc_now() + timedelta(seconds=OFFSET)
+
+    recorder = Recorder()
+    slot = await into_a_slot()
+    async with scheduling(Schedule(every=EVERY), recorder, clock=ahead):
+        starts = await recorder.next_starts(2)
+    assert starts == slots_after(slot, 1, 2)

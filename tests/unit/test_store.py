@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import sqlite3
 import uuid
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, create_engine, text
 
 from exporters.store import (
     SCHEMA_VERSION,
+    Claim,
     EvidenceStore,
     SchemaVersionError,
     StoreError,
@@ -45,14 +47,20 @@ async def store(db_path: Path) -> AsyncIterator[EvidenceStore]:
         yield opened
 
 
-def new_result(check_id: str = "acme-email-billing", slot: datetime = SLOT) -> RunResult:
+def new_result(
+    check_id: str = "acme-email-billing",
+    slot: datetime = SLOT,
+    *,
+    location: str = "test",
+    channel: str = "email",
+) -> RunResult:
     return RunResult(
         run_id=str(uuid.uuid4()),
         check_id=check_id,
         target="acme",
-        channel="email",
+        channel=channel,
         scenario="billing-question",
-        location="test",
+        location=location,
         slot=slot,
         token="CXP-" + uuid.uuid4().hex[:10].upper(),
         period=Period.BUSINESS,
@@ -98,6 +106,8 @@ def reply(
         sender="billing@acme.test",
         queue="billing",
         late=late,
+        external_id=external_id,
+        qualifies=responder is Responder.HUMAN,
     )
     return channel_reply, judged
 
@@ -112,21 +122,24 @@ async def test_new_store_creates_directories_in_wal_mode(
 ) -> None:
     assert query(db_path, "PRAGMA journal_mode") == [("wal",)]  # a new file would say "delete"
     assert query(db_path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
-    assert await store.ping()
+    assert await store.recent_runs() == []
 
 
-async def test_ping_is_false_once_closed(db_path: Path) -> None:
+async def test_a_closed_store_refuses_to_be_used(db_path: Path) -> None:
     async with EvidenceStore(sqlite_url(db_path)) as store:
         pass
-    assert not await store.ping()
+    with pytest.raises(StoreError, match="not open"):
+        await store.recent_runs()
+    with pytest.raises(StoreError, match="not open"):
+        await store.claim_slot(new_result())
 
 
 async def test_claiming_a_slot_twice_keeps_the_first_run(
     store: EvidenceStore, db_path: Path
 ) -> None:
     first, second = new_result(), new_result()
-    assert await store.claim_slot(first)
-    assert not await store.claim_slot(second)
+    assert await store.claim_slot(first) is Claim.CLAIMED
+    assert await store.claim_slot(second) is Claim.TAKEN
     runs = await store.recent_runs()
     assert [run.run_id for run in runs] == [first.run_id]
     assert runs[0].outcome is None
@@ -147,9 +160,35 @@ async def test_concurrent_claims_from_two_stores_on_one_file(db_path: Path) -> N
         ]
         won = await asyncio.gather(*(claim for _, claim in claims))
         for slot in slots:
-            assert sum(w for (s, _), w in zip(claims, won, strict=True) if s == slot) == 1
+            per_slot = [w for (s, _), w in zip(claims, won, strict=True) if s == slot]
+            assert sorted(per_slot) == [Claim.CLAIMED, Claim.TAKEN, Claim.TAKEN, Claim.TAKEN]
         assert len(await one.recent_runs(limit=1000)) == len(slots)
     assert query(db_path, "SELECT count(*) FROM slots") == [(len(slots),)]
+
+
+async def test_each_location_claims_its_own_slot(store: EvidenceStore, db_path: Path) -> None:
+    paris, tokyo = new_result(location="paris"), new_result(location="tokyo")
+    assert await store.claim_slot(paris) is Claim.CLAIMED
+    assert await store.claim_slot(tokyo) is Claim.CLAIMED
+    assert await store.claim_slot(new_result(location="tokyo")) is Claim.TAKEN
+    assert sorted(query(db_path, "SELECT location, run_id FROM slots")) == [
+        ("paris", paris.run_id),
+        ("tokyo", tokyo.run_id),
+    ]
+
+
+async def test_open_runs_of_one_location(store: EvidenceStore) -> None:
+    paris, tokyo = new_result(location="paris"), new_result(location="tokyo")
+    later = new_result(slot=SLOT + timedelta(hours=1), location="paris")
+    for result in (later, tokyo, paris):
+        await store.claim_slot(result)
+    assert [o.result.run_id for o in await store.open_runs(location="paris")] == [
+        paris.run_id,
+        later.run_id,
+    ]
+    assert [o.result.run_id for o in await store.open_runs(location="tokyo")] == [tokyo.run_id]
+    assert await store.open_runs(location="sydney") == []
+    assert len(await store.open_runs()) == 3
 
 
 async def test_contact_and_replies_are_stored_once(store: EvidenceStore) -> None:
@@ -201,21 +240,23 @@ async def test_artifacts_keep_the_bytes_and_their_sha256(store: EvidenceStore) -
     result = new_result()
     await store.claim_slot(result)
     await store.record_sent(result.run_id, sent(), None)
+    binary = b"\x00binary\xff"
     channel_reply, judged = reply("<r1@acme.test>", 4.0)
+    channel_reply = dataclasses.replace(
+        channel_reply,
+        evidence=Evidence(kind="email", media_type="application/octet-stream", content=binary),
+    )
     await store.record_reply(result.run_id, channel_reply, judged)
-    transcript = Evidence(kind="transcript", media_type="text/plain", content=b"\x00binary\xff")
-    await store.record_evidence(result.run_id, transcript)
 
-    assert channel_reply.evidence is not None
-    expected = [RAW_CONTACT, channel_reply.evidence.content, transcript.content]
+    expected = [RAW_CONTACT, binary]
     stored = await store.artifacts(result.run_id)
     assert [a.sha256 for a in stored] == [hashlib.sha256(c).hexdigest() for c in expected]
     assert [a.size for a in stored] == [len(c) for c in expected]
-    assert stored[2].message_id is None
     for artifact, content in zip(stored, expected, strict=True):
         assert await store.artifact_content(artifact.id) == content
     summary = await store.messages(result.run_id)
-    assert [m.sha256 for m in summary] == [a.sha256 for a in stored[:2]]
+    assert [m.sha256 for m in summary] == [a.sha256 for a in stored]
+    assert [m.id for m in summary] == [a.message_id for a in stored]
 
 
 async def test_finish_closes_the_run_with_its_figures(store: EvidenceStore) -> None:
@@ -284,7 +325,6 @@ async def test_open_runs_survive_a_restart(db_path: Path) -> None:
     assert resumable.result.sent_at == SENT_AT
     assert resumable.sent_external_id == "<contact-1@cxprobe.test>"
     assert resumable.resume_state == {"mailbox": "probe", "uidvalidity": 7, "last_uid": 41}
-    assert resumable.sent_evidence_present
     assert [(r.seconds, r.responder, r.late) for r in resumable.result.replies] == [
         (12.5, Responder.AUTO, False),
         (95.0, Responder.HUMAN, True),
@@ -292,7 +332,6 @@ async def test_open_runs_survive_a_restart(db_path: Path) -> None:
     assert never_sent.result.run_id == unsent.run_id
     assert never_sent.result.sent_at is None
     assert (never_sent.sent_external_id, never_sent.resume_state) == (None, {})
-    assert not never_sent.sent_evidence_present
 
 
 async def test_find_run_by_message_id_or_token(store: EvidenceStore) -> None:
@@ -328,7 +367,7 @@ async def test_timestamps_come_back_in_utc_and_equal(store: EvidenceStore) -> No
     assert loaded.sent_at == at and loaded.sent_at is not None and loaded.sent_at.tzinfo is UTC
     assert loaded.slot.hour == 21  # stored and returned in UTC
     # The slot is found again whatever zone the caller uses.
-    assert not await store.claim_slot(new_result(slot=slot.astimezone(UTC)))
+    assert await store.claim_slot(new_result(slot=slot.astimezone(UTC))) is Claim.TAKEN
 
 
 async def test_naive_timestamps_are_refused(store: EvidenceStore) -> None:
@@ -344,11 +383,98 @@ async def test_contacts_are_counted_per_target_and_channel(store: EvidenceStore)
         await store.claim_slot(result)
         at = SENT_AT + timedelta(minutes=minute)
         await store.record_sent(result.run_id, sent(f"<c{minute}@x>", at=at), None)
-    await store.claim_slot(new_result(slot=SLOT + timedelta(minutes=9)))  # claimed, not sent
-    assert await store.count_contacts_since("acme", "email", SENT_AT) == 3
-    assert await store.count_contacts_since("acme", "email", SENT_AT + timedelta(minutes=1)) == 2
+    # Claimed now and not sent yet: in flight, so it counts from any earlier start.
+    await store.claim_slot(new_result(slot=SLOT + timedelta(minutes=9), location="tokyo"))
+    given_up = new_result(slot=SLOT + timedelta(minutes=10))  # closed unsent: no contact
+    await store.claim_slot(given_up)
+    given_up.outcome, given_up.reason = Outcome.INTERRUPTED, "stopped before sending"
+    await store.finish(given_up)
+    assert await store.count_contacts_since("acme", "email", SENT_AT) == 4
+    assert await store.count_contacts_since("acme", "email", SENT_AT + timedelta(minutes=1)) == 3
     assert await store.count_contacts_since("acme", "webchat", SENT_AT) == 0
     assert await store.count_contacts_since("other", "email", SENT_AT) == 0
+    # An unsent claim older than the start (a monitor died before sending) ages out.
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert await store.count_contacts_since("acme", "email", later) == 0
+
+
+def budgeted_checks(count: int = 4) -> list[RunResult]:
+    """One slot each of ``count`` checks on the same target and channel."""
+    return [new_result(f"acme-email-{n}") for n in range(count)]
+
+
+BUDGET_SINCE = SLOT - timedelta(hours=1)
+
+
+async def test_the_contact_budget_admits_only_max_contacts(
+    store: EvidenceStore, db_path: Path
+) -> None:
+    claims = [
+        await store.claim_slot(result, max_contacts=2, since=BUDGET_SINCE)
+        for result in budgeted_checks()
+    ]
+    assert claims == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
+    assert query(db_path, "SELECT count(*) FROM runs") == [(2,)]  # a refusal writes nothing
+    assert query(db_path, "SELECT count(*) FROM slots") == [(2,)]
+    # Another channel of the same target has its own budget.
+    webchat = new_result("acme-webchat", channel="webchat")
+    assert await store.claim_slot(webchat, max_contacts=2, since=BUDGET_SINCE) is Claim.CLAIMED
+
+
+async def test_concurrent_claims_share_the_budget(store: EvidenceStore) -> None:
+    claims = await asyncio.gather(
+        *(
+            store.claim_slot(result, max_contacts=2, since=BUDGET_SINCE)
+            for result in budgeted_checks()
+        )
+    )
+    assert sorted(claims) == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
+
+
+async def test_two_stores_on_one_file_share_the_budget(db_path: Path) -> None:
+    async with (
+        EvidenceStore(sqlite_url(db_path)) as one,
+        EvidenceStore(sqlite_url(db_path)) as other,
+    ):
+        for round_ in range(5):  # several rounds (each its own channel): interleavings vary
+            results = [
+                new_result(f"acme-{round_}-{n}", channel=f"channel-{round_}") for n in range(4)
+            ]
+            claims = await asyncio.gather(
+                *(
+                    store.claim_slot(result, max_contacts=2, since=BUDGET_SINCE)
+                    for result, store in zip(results, (one, other, one, other), strict=True)
+                )
+            )
+            counted = sorted(claims)
+            assert counted == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
+    assert query(db_path, "SELECT count(*) FROM slots") == [(10,)]
+
+
+async def test_a_taken_slot_is_reported_before_a_spent_budget(store: EvidenceStore) -> None:
+    first = new_result()
+    assert await store.claim_slot(first, max_contacts=1, since=BUDGET_SINCE) is Claim.CLAIMED
+    again = new_result()  # the same check and slot, e.g. a second process at this location
+    assert await store.claim_slot(again, max_contacts=1, since=BUDGET_SINCE) is Claim.TAKEN
+    other = new_result("acme-email-tech")
+    assert await store.claim_slot(other, max_contacts=1, since=BUDGET_SINCE) is Claim.OVER_BUDGET
+
+
+async def test_contacts_in_flight_count_against_the_budget(store: EvidenceStore) -> None:
+    in_flight = new_result("acme-email-tech", location="tokyo")
+    assert await store.claim_slot(in_flight) is Claim.CLAIMED  # not sent yet
+    claim = await store.claim_slot(new_result(), max_contacts=1, since=BUDGET_SINCE)
+    assert claim is Claim.OVER_BUDGET
+    # Once sent, it counts by its send time: here before the budget's start, so no longer.
+    await store.record_sent(in_flight.run_id, sent(at=BUDGET_SINCE - timedelta(seconds=1)), None)
+    claim = await store.claim_slot(new_result(), max_contacts=1, since=BUDGET_SINCE)
+    assert claim is Claim.CLAIMED
+
+
+async def test_a_budget_needs_its_start(store: EvidenceStore) -> None:
+    with pytest.raises(ValueError, match="since"):
+        await store.claim_slot(new_result(), max_contacts=1)
+    assert await store.recent_runs() == []
 
 
 async def test_recent_runs_newest_slot_first_and_filtered(store: EvidenceStore) -> None:
@@ -366,7 +492,7 @@ async def test_five_hundred_concurrent_replies(db_path: Path) -> None:
     async with EvidenceStore(sqlite_url(db_path)) as store:
         results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(50)]
         for result in results:
-            assert await store.claim_slot(result)
+            assert await store.claim_slot(result) is Claim.CLAIMED
         writes = [
             store.record_reply(result.run_id, *reply(f"<r{n}@acme.test>", float(n)))
             for result in results
@@ -455,6 +581,37 @@ async def test_a_url_without_an_async_driver_is_explained(tmp_path: Path) -> Non
             pass
     with pytest.raises(StoreError, match="not a database URL"):
         EvidenceStore("not a url")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg//alice:S3cretPW@db/cx",  # no ':' before '//'
+        "postgresql+asyncpg:alice:S3cretPW@db/cx",
+        "postgresql+asyncpg//alice:S3c:ret/PW@more@db/cx",  # ':', '/' and '@' unencoded
+        "postgresql+asyncpg://alice:S3cretPW@db:port/cx",  # a port that is not a number
+    ],
+)
+def test_a_malformed_url_is_quoted_without_its_password(url: str) -> None:
+    with pytest.raises(StoreError, match="not a database URL") as refused:
+        EvidenceStore(url)
+    message = str(refused.value)
+    for secret in ("S3c", "ret", "PW", "more"):
+        assert secret not in message
+    assert "@db" in message  # the rest is quoted, to find the mistake
+
+
+async def test_store_messages_never_show_a_password() -> None:
+    url = "postgresql+nosuchdriver://alice:S3cretPW@db/cx?sslpassword=K3yPW&sslmode=require"
+    store = EvidenceStore(url)
+    assert store.where == (
+        "postgresql+nosuchdriver://alice:***@db/cx?sslmode=require&sslpassword=%2A%2A%2A"
+    )
+    with pytest.raises(StoreError) as refused:
+        async with store:
+            pass
+    assert "nosuchdriver" in str(refused.value)
+    assert "S3cretPW" not in str(refused.value) and "K3yPW" not in str(refused.value)
 
 
 async def test_an_unusable_location_is_explained(tmp_path: Path) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -167,6 +168,36 @@ def test_restore_keeps_decision_after_restart() -> None:
     again.restore(first.result.replies)
     assert again.decided
     assert again.conclude().first_human_seconds == 50
+
+
+def test_restore_does_not_count_an_unverifiable_closed_notice() -> None:
+    # After hours, a closed notice is required; the stored record of an auto-ack does not say
+    # whether its text was one, so it counts only once the back-fill delivers it again.
+    notice = Matcher(text=r"opening hours")
+    ack = reply(30, "noreply@acme.test", Responder.AUTO, "We received your message")
+    before = judge(Period.AFTER_HOURS, closed_notice=notice)
+    before.observe(ack)
+    assert not before.decided
+    stored = [dataclasses.replace(r, qualifies=None) for r in before.result.replies]
+
+    again = judge(Period.AFTER_HOURS, closed_notice=notice)
+    again.restore(stored)
+    assert not again.decided
+    again.observe(ack)  # the back-fill delivers the same mail again
+    assert len(again.result.replies) == 1  # judged afresh, kept once
+    assert again.conclude().outcome is Outcome.BREACHED
+
+    recorded = judge(Period.AFTER_HOURS, closed_notice=notice)
+    recorded.restore(before.result.replies)  # the verdict was recorded with the reply
+    assert not recorded.decided
+
+
+def test_a_redelivered_reply_is_kept_once() -> None:
+    j = judge()
+    human = reply(50, "billing@acme.test", Responder.HUMAN)
+    j.observe(human)
+    j.observe(human)
+    assert len(j.result.replies) == 1 and j.decided
 
 
 @pytest.mark.parametrize("outcome", [Outcome.ERROR, Outcome.INTERRUPTED])
