@@ -112,7 +112,7 @@ def once(
     """Run one check now, wait for its outcome and print what was measured."""
     console = Console()
     loaded = _load(config, Console(stderr=True))
-    check = next((c for c in loaded.checks if c.id == check_id), None)
+    check = loaded.check(check_id)
     if check is None:
         Console(stderr=True).print(
             f"[red]no check {check_id!r} in {config}[/]; checks: "

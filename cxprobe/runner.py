@@ -39,6 +39,8 @@ from scenarios.hours import BusinessCalendar
 from scenarios.model import ObservedReply, Outcome, RunResult
 from scenarios.verdicts import Judge, slo_events
 
+#: Why a run whose contact never left is ``interrupted``.
+NOT_SENT = "the monitor stopped before the contact was sent"
 #: Default runs in progress at once per channel, when the config does not say.
 DEFAULT_CONCURRENCY = 8
 
@@ -248,7 +250,7 @@ class Runner:
             # process; one that was never sent cannot be, and is recorded as interrupted.
             if result.sent_at is None:
                 result.outcome = Outcome.INTERRUPTED
-                result.reason = "the monitor stopped before the contact was sent"
+                result.reason = NOT_SENT
                 await asyncio.shield(self._finish(result))
             raise
         except ProbeError as exc:
@@ -297,11 +299,10 @@ class Runner:
 
     async def resume_open_runs(self) -> int:
         """Continue the runs a previous process left open; return how many were resumed."""
-        checks = {check.id: check for check in self.config.checks}
         resumed = 0
         for open_run in await self.store.open_runs(location=self.config.monitor.location):
             result = open_run.result
-            check = checks.get(result.check_id)
+            check = self.config.check(result.check_id)
             resumable = (
                 check is not None
                 and result.sent_at is not None
@@ -311,7 +312,7 @@ class Runner:
             if not resumable or check is None:
                 result.outcome = Outcome.INTERRUPTED
                 result.reason = (
-                    "the monitor stopped before the contact was sent"
+                    NOT_SENT
                     if result.sent_at is None
                     else "the monitor stopped and this channel cannot resume a conversation"
                     if check is not None
@@ -359,7 +360,7 @@ class Runner:
         The outcome stands (it was judged at the time); the figures, the evidence and, for a
         reply after the deadline, the late-reply count take it in.
         """
-        check = next((c for c in self.config.checks if c.id == result.check_id), None)
+        check = self.config.check(result.check_id)
         if check is None:
             self.metrics.record_unmatched(kind)
             self.logger.info(

@@ -240,6 +240,10 @@ class Config(Strict):
     def channel_settings(self, kind: str) -> Any:
         return getattr(self.channels, kind, None)
 
+    def check(self, check_id: str) -> Check | None:
+        """The check with id ``check_id``, wherever and whether or not it runs."""
+        return next((check for check in self.checks if check.id == check_id), None)
+
     def checks_here(self) -> list[Check]:
         """Enabled checks that run at this monitor's location."""
         here = self.monitor.location
