@@ -12,15 +12,20 @@ Timing (DESIGN.md "Timing semantics"):
   ``timing_method`` is ``"imap-internaldate"``. The raw INTERNALDATE (ISO 8601) is kept in the
   reply's headers as ``X-Cxprobe-Internaldate`` so both figures survive.
 
-Errors: a refused recipient or any other 5xx answer is :class:`ContactRejected` (the run
-``failed``), as is a delivery-status notification (bounce) for the contact, raised from
-:meth:`EmailConversation.replies`. Connection, TLS, login, 4xx and timeouts are
-:class:`ChannelUnavailable`. Messages never contain credentials.
+Errors: a recipient refused for good (5xx at RCPT, say 550 5.1.1 unknown user) or a 5xx answer
+to the message itself is :class:`ContactRejected` (the run ``failed``), as is a bounce for the
+contact's ``to`` address, raised from :meth:`EmailConversation.replies` (a bounce for a ``cc``
+address is logged and skipped, as a refused ``cc`` is when sending). The submission server
+refusing *the probe* is our configuration, not the target: a refused sender (MAIL FROM), a
+refused or missing login (530, 535, 538) and any 5.7.x policy refusal (554 5.7.1 relay denied)
+are :class:`ChannelUnavailable`, as are connection, TLS, 4xx answers and timeouts. Messages never
+contain credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import ssl
 import time
@@ -45,6 +50,7 @@ from probes.base import (
     Reply,
     Sent,
 )
+from probes.errors import describe_error
 from probes.mailparse import TOKEN_HEADER
 from probes.mailsettings import (
     EmailAddress,
@@ -70,6 +76,13 @@ __all__ = [
 ]
 
 
+#: Replies by which a server refuses the client rather than a message or recipient: login
+#: required (530), credentials invalid (535), encryption required (538).
+_CLIENT_REFUSED_CODES = frozenset({530, 535, 538})
+#: Enhanced status class 5.7: security or policy (relay denied, sender not allowed).
+_POLICY_STATUS = re.compile(r"^\s*5\.7\.\d{1,3}\b")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -84,7 +97,7 @@ def build_message(
 ) -> EmailMessage:
     """The contact as a MIME message (``Subject: <subject> [<token>]``)."""
     message = EmailMessage(policy=SMTP_POLICY)
-    sender_name = contact.sender_name or mailbox.display_name
+    sender_name = contact.sender_name  # the scenario's customer (monitor.customer_name)
     username, _, domain = mailbox.address.rpartition("@")
     message["From"] = Address(display_name=sender_name, username=username, domain=domain)
     message["To"] = address.to
@@ -99,11 +112,18 @@ def build_message(
 
 
 async def send_message(
-    settings: SmtpSettings, sender: str, recipients: list[str], raw: bytes
+    settings: SmtpSettings,
+    sender: str,
+    recipients: list[str],
+    raw: bytes,
+    *,
+    settings_key: str = "the probe mailbox's smtp settings",
 ) -> datetime:
     """Submit ``raw``; return the UTC time right after the 250 reply to DATA.
 
-    Raises :class:`ContactRejected` for refusals (5xx), :class:`ChannelUnavailable` otherwise.
+    Raises :class:`ContactRejected` when a recipient or the message is refused for good,
+    :class:`ChannelUnavailable` otherwise; messages about the server refusing the probe itself
+    name ``settings_key`` (where to fix it).
     """
     client = aiosmtplib.SMTP(
         hostname=settings.host,
@@ -118,6 +138,7 @@ async def send_message(
         local_hostname=sender.rpartition("@")[2],
     )
     where = f"SMTP server {settings.host}:{settings.port}"
+    fix = f"no contact was sent; check {settings_key} (login, tls, sender address)"
     try:
         try:
             await client.connect()
@@ -128,28 +149,49 @@ async def send_message(
             await _quit(client)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         refusals = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        if any(_refuses_the_client(r.code, r.message) for r in exc.recipients):
+            raise ChannelUnavailable(
+                f"{where} refused to take mail from the probe ({refusals}); {fix}"
+            ) from None
         text = f"{where} refused every recipient ({refusals})"
         if all(r.code >= 500 for r in exc.recipients):
             raise ContactRejected(text) from None
         raise ChannelUnavailable(text) from None  # 4xx: try again later
     except aiosmtplib.SMTPAuthenticationError as exc:
+        login = f"the login of {settings.username!r}"
         raise ChannelUnavailable(
-            f"{where} refused the login of {settings.username!r} ({exc.code} {exc.message}); "
-            "check the mailbox's smtp username and password"
+            f"{where} refused {login} ({exc.code} {exc.message}); {fix}"
+        ) from None
+    except aiosmtplib.SMTPSenderRefused as exc:
+        raise ChannelUnavailable(
+            f"{where} refused the sender {exc.sender} ({exc.code} {exc.message}); {fix}"
         ) from None
     except aiosmtplib.SMTPResponseException as exc:
         text = f"{where} answered {exc.code} {exc.message}"
-        if exc.code >= 500:
+        if exc.code < 500:
+            raise ChannelUnavailable(text) from None  # try again later
+        about_the_contact = isinstance(
+            exc, aiosmtplib.SMTPDataError | aiosmtplib.SMTPRecipientRefused
+        )
+        if about_the_contact and not _refuses_the_client(exc.code, exc.message):
             raise ContactRejected(text) from None
-        raise ChannelUnavailable(text) from None
+        # Greeting, HELO, login or policy: the server refused the probe, not the contact.
+        raise ChannelUnavailable(f"{text}; {fix}") from None
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-        raise ChannelUnavailable(f"{where} could not be used: {_describe(exc)}") from None
+        raise ChannelUnavailable(f"{where} could not be used: {describe_error(exc)}") from None
     refused_primary = [r for r in recipients[:1] if r in errors]
     if refused_primary:
         response = errors[refused_primary[0]]
-        refusal = ContactRejected if response.code >= 500 else ChannelUnavailable
-        raise refusal(f"{where} refused {refused_primary[0]}: {response.code} {response.message}")
+        text = f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
+        if _refuses_the_client(response.code, response.message):
+            raise ChannelUnavailable(f"{text}; {fix}")
+        raise (ContactRejected if response.code >= 500 else ChannelUnavailable)(text)
     return accepted_at
+
+
+def _refuses_the_client(code: int, message: str) -> bool:
+    """A refusal of the probe by its own submission server (login, relay, sender policy)."""
+    return code in _CLIENT_REFUSED_CODES or bool(_POLICY_STATUS.match(message))
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
@@ -161,10 +203,6 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         pass
     finally:
         client.close()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class EmailConversation:
@@ -205,7 +243,13 @@ class EmailConversation:
         # Listen before sending, so even an instant auto-reply cannot be missed.
         self._listen({message_id, contact.token}, since=utc_now(), backfill=False)
         recipients = [self._address.to, *self._address.cc]
-        at = await send_message(self._mailbox.smtp, self._mailbox.address, recipients, raw)
+        at = await send_message(
+            self._mailbox.smtp,
+            self._mailbox.address,
+            recipients,
+            raw,
+            settings_key=f"channels.email.mailboxes.{self._mailbox_name}.smtp",
+        )
         self._sent = Sent(
             at=at,
             external_id=message_id,
@@ -222,6 +266,24 @@ class EmailConversation:
             keys.add(self._sent.external_id)
         self._listen(keys, since=self._sent.at, backfill=True)
 
+    async def caught_up(self) -> None:
+        """Until the mail that arrived while no process listened has been searched for.
+
+        A resumed run is judged only after that: judging before would miss replies that are
+        in the mailbox. Bounded by the mailbox's IMAP timeout, twice (connect, then search).
+        """
+        assert self._registration is not None
+        timeout = 2 * self._channel.settings.mailboxes[self._mailbox_name].imap.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._registration.searched.wait()
+        except TimeoutError:
+            raise ChannelUnavailable(
+                f"mailbox {self._mailbox_name!r} could not be searched within {timeout:g}s of "
+                "resuming, so replies that arrived meanwhile cannot be counted; the run is not "
+                "judged"
+            ) from None
+
     def _listen(self, keys: set[str], *, since: datetime, backfill: bool) -> None:
         watcher = self._channel.watcher(self._mailbox_name)
         self._registration = watcher.register(keys, self._deliver, since=since, backfill=backfill)
@@ -235,13 +297,24 @@ class EmailConversation:
     async def replies(self) -> AsyncIterator[Reply]:
         while True:
             fetched = await self._queue.get()
-            status = fetched.mail.delivery_status
-            if status is not None and status.failed:
+            bounce = fetched.mail.bounce
+            if bounce is None:
+                yield fetched.reply(sent_at=self._sent.at if self._sent else None)
+            elif bounce.failed_for(self._address.to):
                 raise ContactRejected(
-                    f"the contact bounced: {status.describe()}, reported by "
+                    f"the contact bounced: {bounce.describe()}, reported by "
                     f"{fetched.mail.sender or 'an unnamed sender'}"
                 )
-            yield fetched.reply(sent_at=self._sent.at if self._sent else None)
+            else:
+                # Like a cc refused when sending: the support address still got the contact.
+                self._channel.services.logger.info(
+                    "bounce for a cc recipient ignored",
+                    extra={
+                        "mailbox": self._mailbox_name,
+                        "status": bounce.status,
+                        "recipients": ", ".join(bounce.failed_recipients),
+                    },
+                )
 
     async def close(self) -> None:
         if self._closed:
@@ -333,8 +406,14 @@ class EmailChannel:
         return address, address.mailbox
 
     async def open(self, address: Any, token: str) -> EmailConversation:
+        """A new conversation; refused (ChannelUnavailable) while its mailbox cannot be read,
+        because a contact whose replies nobody can see would be judged as the target's fault."""
         address, name = self._mailbox_name(address)
-        self.watcher(name)  # connect now: the watcher is ready by the time replies come
+        watcher = self.watcher(name)
+        try:
+            await watcher.connected_within(self.settings.mailboxes[name].imap.timeout)
+        except ConnectionError as exc:
+            raise ChannelUnavailable(f"{exc}; no contact was sent") from None
         return EmailConversation(self, name, address, token)
 
     async def resume(self, address: Any, token: str, sent: Sent) -> EmailConversation:
@@ -347,6 +426,11 @@ class EmailChannel:
             self, name, address, state_token if isinstance(state_token, str) else token, sent
         )
         conversation.reattach()
+        try:
+            await conversation.caught_up()
+        except BaseException:
+            await conversation.close()
+            raise
         return conversation
 
 

@@ -16,6 +16,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """Short error text, safe to log or show: the type, then the message if it has one.
+
+    Callers pass only exceptions whose text carries no secrets (the mail libraries never echo
+    passwords); the limit keeps a server's long answer from flooding the log.
+    """
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:limit]}" if text else type(exc).__name__
+
+
 class CxprobeError(Exception):
     """Base class for errors cxprobe reports to its user."""
 

@@ -5,13 +5,18 @@
   ``Precedence: auto_reply|bulk|junk|list`` or a null return path (``Return-Path: <>``).
   ``X-Auto-Response-Suppress`` asks *others* not to auto-reply and says nothing about the
   sender. Everything else is :attr:`Responder.HUMAN`.
-* **Text**: text/plain is preferred, else text/html with the tags stripped; quoted history
-  (lines starting with ``>``, and everything from an "On ... wrote:" attribution or an
-  "-----Original Message-----" separator onwards) is removed. The raw message is kept intact
-  as evidence.
+* **Text**: text/plain is preferred, else text/html with the tags stripped; quoted history is
+  removed: lines starting with ``>`` and the "On ... wrote:" attribution above them, but not
+  the unquoted lines after them (an answer written below the quote, a signature); everything
+  from an Outlook-style "-----Original Message-----" separator or "From: ... / Sent: ..."
+  header block onwards, which quotes without ``>``. The raw message is kept intact as evidence.
+* **Delivery reports**: an RFC 3464 delivery-status notification, or a plain-text bounce
+  (qmail's "failure notice", Exim's "Mail delivery failed", ...): from ``MAILER-DAEMON@`` or
+  ``postmaster@``, with a null, missing or daemon return path and a subject saying delivery
+  failed. Either becomes a :class:`DeliveryStatus`; an auto-reply (a vacation notice) is none.
 * **Thread keys**: the message ids in ``In-Reply-To`` and ``References`` (``<...>`` form, as
   in the contact's ``Message-ID``) and every reference token in the subject and body. For a
-  delivery-status notification the returned message's own ``Message-ID`` is a key too.
+  delivery report the returned message's own ``Message-ID`` is a key too.
 * **Timing**: :func:`arrival_time` turns an IMAP INTERNALDATE (second resolution) into the
   middle of its second, clamped between the contact's send time and the observation time.
 """
@@ -46,30 +51,62 @@ _ATTRIBUTION_END = re.compile(r"wrote:\s*$", re.IGNORECASE)
 _SEPARATORS = re.compile(
     r"^\s*(-{2,}\s*Original Message\s*-{2,}|_{10,})\s*$", re.IGNORECASE
 )  # Outlook's separators
-_MAILER_DAEMON = re.compile(r"^(mailer-daemon|postmaster)@", re.IGNORECASE)
+# Outlook's quoted header block ("From: ..." then "Sent: ..."), optionally in bold (*From:*).
+_HEADER_BLOCK_START = re.compile(r"^\s*\*?From:\*?\s+\S", re.IGNORECASE)
+_HEADER_BLOCK_NEXT = re.compile(r"^\s*\*?(Sent|Date):\*?\s+\S", re.IGNORECASE)
+_MAILER_DAEMON = re.compile(r"^(mailer-daemon|postmaster)(@|$)", re.IGNORECASE)
+# Subjects of plain-text bounces (failures only: "Delivery Status Notification (Delay)" and
+# "Warning: message ... delayed" are not).
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver(ed|able)|non-?deliver|failure notice|delivery (has )?failed|delivery failure"
+    r"|returned mail|delivery status notification \(failure\)",
+    re.IGNORECASE,
+)
+# Where a plain-text bounce starts quoting the returned message.
+_RETURNED_COPY = re.compile(
+    r"^\s*-{2,}.*\b(copy of (the|your) message|original message|message headers|headers of)",
+    re.IGNORECASE,
+)
+_ADDRESS = r"[^<>\s@:;,\"]+@[^<>\s@:;,\"]+"
+# A failed recipient opening its line: "<a@b>:" (qmail, Postfix), "  a@b" alone (Exim),
+# "<a@b>... User unknown" (sendmail); not an address that merely starts a sentence.
+_BOUNCED_ADDRESS = re.compile(rf"^\s*<?(?P<address>{_ADDRESS})>?(\s*$|:|\.\.\.)")
+_INLINE_RECIPIENT = re.compile(
+    rf"^\s*(final|original)-recipient:\s*(rfc822\s*;)?\s*<?(?P<address>{_ADDRESS})>?",
+    re.IGNORECASE,
+)
+_ENHANCED_STATUS = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b")
+_SMTP_FAILURE_CODE = re.compile(r"\b5\d\d\b")
+_INLINE_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _INTERNALDATE = re.compile(
     r"(?P<day>\d{1,2})-(?P<month>[A-Za-z]{3})-(?P<year>\d{4}) "
     r"(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2}) (?P<sign>[+-])(?P<oh>\d{2})(?P<om>\d{2})"
 )
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
-        start=1,
-    )
-}
+#: Month names as IMAP dates spell them (RFC 3501 ``date-month``), January first.
+IMAP_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBERS = {name.lower(): number for number, name in enumerate(IMAP_MONTHS, start=1)}
 #: The middle of INTERNALDATE's second is the unbiased estimate of the arrival instant.
 HALF_SECOND = timedelta(seconds=0.5)
 
 
 @dataclass(frozen=True)
 class DeliveryStatus:
-    """What a delivery-status notification (RFC 3464) says about the returned message."""
+    """What a delivery report (an RFC 3464 DSN or a plain-text bounce) says about the returned
+    message."""
 
     failed: bool  # some recipient's Action is "failed" (not just "delayed" or "delivered")
-    recipient: str
+    recipient: str  # the first failed recipient (else the first named), "" if none is named
     status: str  # e.g. "5.1.1"
     diagnostic: str  # e.g. "smtp; 550 5.1.1 no such user"
+    #: Every failed recipient, final and original address alike, lower case.
+    failed_recipients: tuple[str, ...] = ()
+
+    def failed_for(self, address: str) -> bool:
+        """Whether delivery to ``address`` failed; also when the report names no recipient,
+        since then it cannot be told apart from a failure for ``address``."""
+        if not self.failed:
+            return False
+        return not self.failed_recipients or _normal_address(address) in self.failed_recipients
 
     def describe(self) -> str:
         parts = [f"status {self.status or 'unknown'}"]
@@ -100,8 +137,20 @@ class ParsedMail:
         return frozenset(self.referenced_ids) | self.tokens
 
     @property
+    def is_delivery_report(self) -> bool:
+        """A delivery report of any kind: failed, delayed or delivered."""
+        return self.delivery_status is not None
+
+    @property
+    def bounce(self) -> DeliveryStatus | None:
+        """The delivery report if it says delivery failed (for some recipient), else None."""
+        status = self.delivery_status
+        return status if status is not None and status.failed else None
+
+    @property
     def is_bounce(self) -> bool:
-        return self.delivery_status is not None and self.delivery_status.failed
+        """A failed delivery: not an answer, whoever it came from."""
+        return self.bounce is not None
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -118,9 +167,12 @@ def parse_mail(raw: bytes) -> ParsedMail:
     token_sources.append(headers.get(_name(headers, TOKEN_HEADER), ""))
     if status is not None:
         original = returned_headers(message)
-        referenced = (*referenced, *message_ids(original.get("message-id", "")))
+        everything = _all_text(message)
+        # A plain-text bounce quotes the returned message's headers inline, in its body.
+        returned_id = original.get("message-id") or " ".join(_INLINE_MESSAGE_ID.findall(everything))
+        referenced = (*referenced, *message_ids(returned_id))
         token_sources.extend(original.values())
-        token_sources.append(_all_text(message))
+        token_sources.append(everything)
     message_id = next(iter(message_ids(headers.get(_name(headers, "Message-ID"), ""))), None)
     return ParsedMail(
         raw=raw,
@@ -180,7 +232,7 @@ def parse_internaldate(value: str) -> datetime | None:
     match = _INTERNALDATE.search(value)
     if match is None:
         return None
-    month = _MONTHS.get(match["month"].lower())
+    month = _MONTH_NUMBERS.get(match["month"].lower())
     if month is None:
         return None
     offset = timedelta(hours=int(match["oh"]), minutes=int(match["om"]))
@@ -349,37 +401,63 @@ def html_to_text(html: str) -> str:
 
 
 def strip_quoted(text: str) -> str:
-    """``text`` without quoted history: ``>`` lines and everything from an attribution on."""
+    """``text`` without quoted history (see the module docstring).
+
+    Lines after a quote are kept: a reply written below the quote and the signature after it
+    are the sender's own words. Only an Outlook-style separator or header block ends the text,
+    because Outlook quotes what follows it without ``>``.
+    """
     lines = text.replace("\r\n", "\n").split("\n")
     kept: list[str] = []
-    for index, line in enumerate(lines):
-        if _SEPARATORS.match(line) or _is_attribution(lines, index):
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if _SEPARATORS.match(line) or _is_header_block(lines, index):
             break
-        if line.lstrip().startswith(">"):
+        attribution = _attribution_length(lines, index)
+        if attribution:
+            index += attribution
             continue
-        kept.append(line.rstrip())
-    return "\n".join(kept).strip()
+        if not line.lstrip().startswith(">"):
+            kept.append(line.rstrip())
+        index += 1
+    # A removed quote leaves the blank lines around it; one blank line is enough.
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
-def _is_attribution(lines: list[str], index: int) -> bool:
-    """An "On <date>, <name> wrote:" line, possibly wrapped over up to three lines."""
+def _attribution_length(lines: list[str], index: int) -> int:
+    """How many lines the "On <date>, <name> wrote:" line at ``index`` takes (it may be wrapped
+    over up to three lines), or 0 if there is none or no quote follows it."""
     if not _ATTRIBUTION_START.match(lines[index]):
-        return False
+        return 0
     joined = ""
-    for line in lines[index : index + 3]:
+    for length, line in enumerate(lines[index : index + 3], start=1):
+        if not line.strip():
+            return 0
         joined = f"{joined} {line.strip()}"
         if _ATTRIBUTION_END.search(joined):
-            return True
-        if not line.strip():
-            return False
-    return False
+            following = next((rest for rest in lines[index + length :] if rest.strip()), ">")
+            return length if following.lstrip().startswith(">") else 0
+    return 0
+
+
+def _is_header_block(lines: list[str], index: int) -> bool:
+    """A quoted "From: ..." line followed within two lines by "Sent: ..." or "Date: ..."."""
+    if not _HEADER_BLOCK_START.match(lines[index]):
+        return False
+    return any(_HEADER_BLOCK_NEXT.match(line) for line in lines[index + 1 : index + 3])
 
 
 # -- delivery-status notifications ------------------------------------------------------------
 
 
 def delivery_status(message: Message) -> DeliveryStatus | None:
-    """The DSN (RFC 3464) carried by ``message``, or None if it is not one."""
+    """The delivery report carried by ``message``: an RFC 3464 DSN, else a plain-text bounce;
+    None if it is neither."""
+    return _dsn(message) or _plain_bounce(message)
+
+
+def _dsn(message: Message) -> DeliveryStatus | None:
     report = message.get_content_type() == "multipart/report"
     report_type = message.get_param("report-type", "")
     is_dsn = report and isinstance(report_type, str) and report_type.lower() == "delivery-status"
@@ -392,12 +470,61 @@ def delivery_status(message: Message) -> DeliveryStatus | None:
     failed = [f for f in recipients if f.get("action", "").lower() == "failed"]
     chosen = failed[0] if failed else recipients[0]
     recipient = chosen.get("final-recipient", "") or chosen.get("original-recipient", "")
+    failed_addresses = (
+        _normal_address(block[name].split(";", 1)[-1])
+        for block in failed
+        for name in ("final-recipient", "original-recipient")
+        if block.get(name)
+    )
     return DeliveryStatus(
         failed=bool(failed),
         recipient=recipient.split(";", 1)[-1].strip(),
         status=chosen.get("status", ""),
         diagnostic=chosen.get("diagnostic-code", ""),
+        failed_recipients=tuple(dict.fromkeys(a for a in failed_addresses if a)),
     )
+
+
+def _plain_bounce(message: Message) -> DeliveryStatus | None:
+    """A bounce without a delivery-status part, told by its sender, return path and subject.
+
+    All three must agree: a vacation notice has an ordinary sender, and a daemon's other
+    mail (a delay warning, a quota notice) has another subject.
+    """
+    if not _MAILER_DAEMON.match(parseaddr(str(message.get("From", "")))[1]):
+        return None
+    return_path = message.get("Return-Path")
+    if return_path is not None:
+        path = parseaddr(str(return_path))[1]
+        if path and not _MAILER_DAEMON.match(path):
+            return None
+    if not _BOUNCE_SUBJECT.search(_decode_header(str(message.get("Subject", "")))):
+        return None
+    report: list[str] = []
+    for line in body_text(message).splitlines():
+        if _RETURNED_COPY.match(line):
+            break  # the rest is the returned message: its addresses are not the failed ones
+        report.append(line)
+    recipients: list[str] = []
+    for line in report:
+        match = _INLINE_RECIPIENT.match(line) or _BOUNCED_ADDRESS.match(line)
+        if match is not None:
+            recipients.append(_normal_address(match["address"]))
+    failures = [line.strip() for line in report if _SMTP_FAILURE_CODE.search(line)]
+    status = next((m[0] for line in report if (m := _ENHANCED_STATUS.search(line))), "")
+    unique = tuple(dict.fromkeys(recipients))
+    return DeliveryStatus(
+        failed=True,
+        recipient=unique[0] if unique else "",
+        status=status,
+        diagnostic=failures[0][:200] if failures else "",
+        failed_recipients=unique,
+    )
+
+
+def _normal_address(value: str) -> str:
+    """``value`` (``a@b``, ``<a@b>``, ``Name <a@b>``) as a bare lower-case address."""
+    return parseaddr(value.strip())[1].lower()
 
 
 def _status_fields(part: Message) -> list[dict[str, str]]:

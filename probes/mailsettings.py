@@ -71,9 +71,6 @@ class Mailbox(_Strict):
     """One probe mailbox: the test customer's address and its servers."""
 
     address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="The probe's own email address.")
-    display_name: str = Field(
-        default="cxprobe test customer", description="Display name used when a contact gives none."
-    )
     smtp: SmtpSettings = Field(description="Outgoing mail (submission) server.")
     imap: ImapSettings = Field(description="Incoming mail server watched for replies.")
 

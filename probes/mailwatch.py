@@ -38,7 +38,8 @@ from typing import Any, TypeVar
 import aioimaplib
 
 from probes.base import ChannelState, MemoryChannelState, Reply
-from probes.mailparse import ParsedMail, parse_internaldate, parse_mail, to_reply
+from probes.errors import describe_error
+from probes.mailparse import IMAP_MONTHS, ParsedMail, parse_internaldate, parse_mail, to_reply
 from probes.mailsettings import ImapSettings, tls_context
 
 #: UIDs fetched per command: bounds memory when a back-fill finds many messages.
@@ -57,7 +58,6 @@ _FETCH_START = re.compile(rb"^\d+ FETCH \(")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _T = TypeVar("_T")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class ImapError(Exception):
@@ -237,10 +237,10 @@ class MailboxWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the watcher must outlive every failure
-                self._last_error = _describe(exc)
+                self._last_error = describe_error(exc)
                 self.logger.warning(
                     "imap watcher session failed; reconnecting",
-                    extra={"mailbox": self.name, "error": _describe(exc)},
+                    extra={"mailbox": self.name, "error": describe_error(exc)},
                 )
             finally:
                 self._connected = False
@@ -363,7 +363,7 @@ class MailboxWatcher:
         except Exception as exc:  # no saved position is a degraded start, not a dead watcher
             self.logger.warning(
                 "imap read position unavailable; starting from new mail",
-                extra={"mailbox": self.name, "error": _describe(exc)},
+                extra={"mailbox": self.name, "error": describe_error(exc)},
             )
             return None
         settings = self.settings
@@ -403,7 +403,7 @@ class MailboxWatcher:
         except Exception as exc:  # retried after the next fetch
             self.logger.warning(
                 "imap read position not saved",
-                extra={"mailbox": self.name, "error": _describe(exc)},
+                extra={"mailbox": self.name, "error": describe_error(exc)},
             )
             return
         self._saved_position_at = at
@@ -494,7 +494,7 @@ class MailboxWatcher:
                 await _cancel_and_wait(idle)
                 raise ImapError("the server did not end IDLE after DONE")
             if not idle.cancelled() and idle.exception() is not None:
-                raise ImapError(f"IDLE failed: {_describe(idle.exception())}")
+                raise ImapError(f"IDLE failed: {describe_error(idle.exception())}")
             _drain_queue(client.protocol.idle_queue)
 
     # -- commands -------------------------------------------------------------------------
@@ -536,7 +536,7 @@ class MailboxWatcher:
             except Exception as exc:  # a message we cannot read must not stop the others
                 self.logger.warning(
                     "unreadable message skipped",
-                    extra={"mailbox": self.name, "uid": uid, "error": _describe(exc)},
+                    extra={"mailbox": self.name, "uid": uid, "error": describe_error(exc)},
                 )
                 continue
             fetched.append(
@@ -548,7 +548,7 @@ class MailboxWatcher:
 
     async def _route(self, fetched: FetchedMail, *, unmatched: bool) -> None:
         mail = fetched.mail
-        if mail.delivery_status is not None and not mail.delivery_status.failed:
+        if mail.delivery_status is not None and not mail.is_bounce:
             self.logger.info(
                 "delivery-status notification without failure ignored",
                 extra={"mailbox": self.name, "status": mail.delivery_status.status},
@@ -560,7 +560,8 @@ class MailboxWatcher:
                 registration.deliver(fetched)
             except Exception as exc:
                 self.logger.warning(
-                    "reply delivery failed", extra={"mailbox": self.name, "error": _describe(exc)}
+                    "reply delivery failed",
+                    extra={"mailbox": self.name, "error": describe_error(exc)},
                 )
         if not targets and unmatched:
             if mail.delivery_status is not None:
@@ -576,7 +577,7 @@ class MailboxWatcher:
             except Exception as exc:  # the sink is the application's; keep watching
                 self.logger.warning(
                     "unmatched reply sink failed",
-                    extra={"mailbox": self.name, "error": _describe(exc)},
+                    extra={"mailbox": self.name, "error": describe_error(exc)},
                 )
 
     def _matching(self, mail: ParsedMail) -> list[Registration]:
@@ -752,12 +753,6 @@ def _text(response: Any) -> str:
     return (lines[-1] if lines else b"").decode(errors="replace")[:200]
 
 
-def _describe(exc: BaseException) -> str:
-    """Error text safe to log: aioimaplib never echoes the password; keep it short anyway."""
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
 def _backoff(attempt: int, cap: float) -> float:
     """Exponential back-off with jitter in [d/2, d], d = min(cap, start * 2**attempt)."""
     ceiling = min(cap, BACKOFF_START_SECONDS * 2 ** min(attempt, 30))
@@ -767,7 +762,7 @@ def _backoff(attempt: int, cap: float) -> float:
 def _imap_day(since: datetime) -> str:
     """An IMAP SEARCH date a day before ``since`` (SINCE compares dates in the server's zone)."""
     day = since - timedelta(days=1)
-    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+    return f"{day.day}-{IMAP_MONTHS[day.month - 1]}-{day.year}"
 
 
 def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

@@ -10,6 +10,7 @@ import asyncio
 import email
 import logging
 import shutil
+import socket
 import ssl
 import time
 import warnings
@@ -59,8 +60,18 @@ class SmtpSink:
     message to a hook before answering DATA (a desk that replies instantly)."""
 
     refuse_rcpt: str | None = None
+    refuse_mail: str | None = None
     on_data: Callable[[Envelope], Awaitable[None]] | None = None
     received: list[Envelope] = field(default_factory=list)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.refuse_mail:
+            return self.refuse_mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -163,9 +174,11 @@ class Probe:
     channel: EmailChannel
     unmatched: asyncio.Queue[Reply]
 
-    async def contact(self, token: str | None = None) -> tuple[EmailConversation, Sent]:
+    async def contact(
+        self, token: str | None = None, address: EmailAddress | None = None
+    ) -> tuple[EmailConversation, Sent]:
         token = token or new_token()
-        conversation = await self.channel.open(ADDRESS, token)
+        conversation = await self.channel.open(address or ADDRESS, token)
         sent = await conversation.send(
             Contact(token, "Refund please", f"Where is my refund? Ref {token}", "Alex Morgan")
         )
@@ -386,6 +399,40 @@ async def test_wrong_smtp_password_is_unavailable_and_never_echoed(
     assert "not-the-password" not in str(caught.value)
 
 
+async def test_login_required_but_not_configured_is_unavailable(
+    stack: AsyncExitStack, dovecot: Dovecot
+) -> None:
+    """Our submission server refusing the probe (530 at MAIL FROM) is not the target's doing."""
+    sink = SmtpSink()
+    server = await start_smtp(stack, sink, auth=True)
+    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
+    with pytest.raises(ChannelUnavailable, match="530") as caught:
+        await probe.contact()
+    assert "check channels.email.mailboxes.probe.smtp" in str(caught.value)
+    assert sink.received == []
+
+
+@pytest.mark.parametrize(
+    ("refusal", "where"),
+    [
+        ("553 5.1.8 <probe@cxprobe.test>: Sender address rejected: not owned by user", "mail"),
+        ("554 5.7.1 <support@acme.test>: Relay access denied", "rcpt"),
+    ],
+    ids=["sender-refused", "relay-denied"],
+)
+async def test_submission_server_refusing_the_probe_is_unavailable(
+    stack: AsyncExitStack, dovecot: Dovecot, refusal: str, where: str
+) -> None:
+    sink = SmtpSink(refuse_mail=refusal) if where == "mail" else SmtpSink(refuse_rcpt=refusal)
+    server = await start_smtp(stack, sink)
+    probe = await start_probe(stack, channel_settings(dovecot.imap_port, server.port))
+    with pytest.raises((ChannelUnavailable, ContactRejected)) as caught:
+        await probe.contact()
+    assert isinstance(caught.value, ChannelUnavailable), caught.value
+    assert refusal.split()[1] in str(caught.value)
+    assert "check channels.email.mailboxes.probe.smtp" in str(caught.value)
+
+
 async def test_refused_recipient_is_contact_rejected(
     stack: AsyncExitStack, dovecot: Dovecot
 ) -> None:
@@ -406,6 +453,22 @@ async def test_temporary_refusal_is_channel_unavailable(
     with pytest.raises((ChannelUnavailable, ContactRejected)) as caught:
         await probe.contact()
     assert isinstance(caught.value, ChannelUnavailable) and "451" in str(caught.value)
+
+
+async def test_no_contact_is_sent_while_the_mailbox_cannot_be_watched(
+    stack: AsyncExitStack, smtp: SmtpServer
+) -> None:
+    # Bound but not listening: every IMAP connection attempt is refused.
+    closed = stack.enter_context(socket.socket())
+    closed.bind(("127.0.0.1", 0))
+    settings = channel_settings(closed.getsockname()[1], smtp.port, imap={"timeout": 1})
+    probe = await start_probe(stack, settings, connect=False)
+    started = time.monotonic()
+    with pytest.raises(ChannelUnavailable, match="no contact was sent") as caught:
+        await probe.contact()
+    assert 0.9 <= time.monotonic() - started < EVENT_TIMEOUT
+    assert "'probe'" in str(caught.value)  # names the mailbox to look at
+    assert smtp.sink.received == []
 
 
 async def test_unreachable_smtp_server_is_channel_unavailable(
@@ -536,24 +599,67 @@ async def test_auto_and_human_replies_are_told_apart(dovecot: Dovecot, probe: Pr
     assert [reply.responder for reply in seen] == [expected for _, _, expected in deliveries]
 
 
-async def test_bounce_fails_the_contact(dovecot: Dovecot, probe: Probe) -> None:
-    conversation, sent = await probe.contact()
-    dsn = (
+def dsn(sent: Sent, recipient: str) -> bytes:
+    """An RFC 3464 bounce of the contact ``sent``: delivery to ``recipient`` failed."""
+    return (
         "From: Mail Delivery System <MAILER-DAEMON@mx.acme.test>\r\n"
         f"To: {PROBE.address}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-        "Message-ID: <dsn-1@mx.acme.test>\r\nMIME-Version: 1.0\r\n"
+        f"Message-ID: {email.utils.make_msgid(domain='mx.acme.test')}\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
         "--r\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
         "--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
-        f"Final-Recipient: rfc822; {SUPPORT}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
         "Diagnostic-Code: smtp; 550 5.1.1 mailbox unknown\r\n\r\n"
         "--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"Message-ID: {sent.external_id}\r\nSubject: Refund please\r\n\r\n--r--\r\n"
     ).encode()
-    await dovecot.deliver("", PROBE.address, dsn)
+
+
+async def test_bounce_fails_the_contact(dovecot: Dovecot, probe: Probe) -> None:
+    conversation, sent = await probe.contact()
+    await dovecot.deliver("", PROBE.address, dsn(sent, SUPPORT))
 
     with pytest.raises(ContactRejected, match=r"5\.1\.1.*mailbox unknown"):
         await next_reply(conversation)
+
+
+async def test_plain_text_bounce_fails_the_contact(dovecot: Dovecot, probe: Probe) -> None:
+    """qmail's "failure notice" has no delivery-status part; it is a bounce all the same."""
+    conversation, sent = await probe.contact()
+    failure_notice = (
+        "From: MAILER-DAEMON@mx.acme.test\r\n"
+        f"To: {PROBE.address}\r\nSubject: failure notice\r\n"
+        "Message-ID: <qmail-1@mx.acme.test>\r\n\r\n"
+        "Hi. This is the qmail-send program at mx.acme.test.\r\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        f"<{SUPPORT}>:\r\nRemote host said: 550 5.1.1 no mailbox here by that name\r\n\r\n"
+        "--- Below this line is a copy of the message.\r\n\r\n"
+        f"From: Alex Morgan <{PROBE.address}>\r\nTo: {SUPPORT}\r\n"
+        f"Message-ID: {sent.external_id}\r\nSubject: Refund please\r\n\r\nWhere?\r\n"
+    ).encode()
+    await dovecot.deliver("", PROBE.address, failure_notice)
+
+    with pytest.raises(ContactRejected, match=r"5\.1\.1.*no mailbox here"):
+        await next_reply(conversation)
+
+
+async def test_bounce_for_a_cc_does_not_fail_the_contact(
+    dovecot: Dovecot, probe: Probe, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    boss = "boss@acme.test"
+    address = EmailAddress(to=SUPPORT, mailbox="probe", cc=[boss])
+    conversation, sent = await probe.contact(address=address)
+    assert smtp.sink.received[0].rcpt_tos == [SUPPORT, boss]
+    await dovecot.deliver("", PROBE.address, dsn(sent, boss))
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+
+    reply = await next_reply(conversation)  # the bounce is skipped, the answer counts
+    assert reply.subject == "Re" and reply.sender == AGENT
+    assert any("bounce for a cc recipient" in r.getMessage() for r in caplog.records)
+    await assert_no_more(conversation)
+    assert probe.unmatched.empty()
 
 
 async def test_polling_mode(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> None:

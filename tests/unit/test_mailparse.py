@@ -8,6 +8,7 @@ import pytest
 
 from probes.base import Responder
 from probes.mailparse import (
+    IMAP_MONTHS,
     INTERNALDATE_HEADER,
     TIMING_METHOD,
     arrival_time,
@@ -153,9 +154,50 @@ def test_inline_quotes_and_wrapped_attribution() -> None:
     assert strip_quoted(body) == "It was issued today."
 
 
+def test_top_posted_reply_keeps_the_signature_below_the_quote() -> None:
+    # The sandbox desk's layout (and many desks'): answer, quote, then the queue's signature.
+    body = (
+        "Hello,\n\nYour refund was issued.\n\n"
+        "On Mon, 03 Mar 2025 10:00:00 +0000, Alex Morgan <probe@cxprobe.test> wrote:\n"
+        "> Where is my refund?\n>\n> Ref CXP-7F3K9Q2M1Z\n\n-- \nAcme Billing Team\n"
+    )
+    assert strip_quoted(body) == "Hello,\n\nYour refund was issued.\n\n--\nAcme Billing Team"
+
+
+def test_bottom_posted_answer_is_kept() -> None:
+    body = (
+        "On Mon, 3 Mar 2025 at 10:00, Alex Morgan <probe@cxprobe.test> wrote:\n"
+        "> Where is my refund?\n\nIt was issued today.\n\n"
+        "> And when will it arrive?\n\nWithin three days.\nJane\n"
+    )
+    assert strip_quoted(body) == "It was issued today.\n\nWithin three days.\nJane"
+
+
+def test_attribution_like_line_without_a_quote_is_kept() -> None:
+    body = "On Monday our billing team wrote:\nyour refund is on its way.\n"
+    assert strip_quoted(body) == body.strip()
+
+
 def test_outlook_separator_ends_the_reply() -> None:
     body = "Done.\r\n\r\n-----Original Message-----\r\nFrom: Alex\r\nWhere is it?\r\n"
     assert strip_quoted(body) == "Done."
+
+
+def test_outlook_header_block_ends_the_reply() -> None:
+    body = (
+        "Done.\n\nJane\n\nFrom: Alex Morgan <probe@cxprobe.test>\n"
+        "Sent: Monday, March 3, 2025 10:00 AM\nTo: Support\nSubject: Refund\n\n"
+        "Where is it?\n-- \nAlex\n"
+    )
+    assert strip_quoted(body) == "Done.\n\nJane"
+
+
+def test_signature_reaches_the_parsed_text() -> None:
+    body = (
+        "Hello,\r\n\r\nDone.\r\n\r\nOn Mon, 3 Mar 2025, Alex wrote:\r\n> Help\r\n\r\n"
+        "-- \r\nAcme Billing Team\r\n"
+    )
+    assert parse_mail(message(body=body)).text.endswith("Acme Billing Team")
 
 
 def test_a_line_starting_with_on_is_not_an_attribution() -> None:
@@ -213,7 +255,139 @@ def test_delay_notification_is_not_a_bounce() -> None:
 
 
 def test_ordinary_mail_is_no_delivery_status() -> None:
-    assert parse_mail(message()).delivery_status is None
+    mail = parse_mail(message())
+    assert mail.delivery_status is None and not mail.is_delivery_report and mail.bounce is None
+
+
+def dsn_for(*recipients: str) -> bytes:
+    """A DSN in which delivery failed for each of ``recipients`` (none: no recipient named)."""
+    blocks = "".join(
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        for recipient in recipients
+    )
+    blocks = blocks or "Action: failed\r\nStatus: 5.0.0\r\n\r\n"
+    return bounce().replace(
+        b"Final-Recipient: rfc822; support@acme.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n",
+        blocks.encode(),
+    )
+
+
+def test_bounce_says_for_which_recipients_delivery_failed() -> None:
+    both = parse_mail(dsn_for("boss@acme.test", "Support@Acme.test")).bounce
+    assert both is not None
+    assert both.failed_recipients == ("boss@acme.test", "support@acme.test")
+    assert both.failed_for("support@acme.test") and both.failed_for("boss@acme.test")
+
+    cc_only = parse_mail(dsn_for("boss@acme.test")).bounce
+    assert cc_only is not None and not cc_only.failed_for("support@acme.test")
+
+    # Naming no recipient, it may be for anyone: the contact's address included.
+    unnamed = parse_mail(dsn_for()).bounce
+    assert unnamed is not None and unnamed.failed_recipients == ()
+    assert unnamed.failed_for("support@acme.test")
+
+
+def test_original_recipient_counts_as_the_bounced_address() -> None:
+    # The support address forwarded to an agent whose mailbox is gone.
+    raw = bounce().replace(
+        b"Final-Recipient: rfc822; support@acme.test\r\n",
+        b"Original-Recipient: rfc822;support@acme.test\r\n"
+        b"Final-Recipient: rfc822; jane@internal.acme.test\r\n",
+    )
+    status = parse_mail(raw).bounce
+    assert status is not None and status.failed_for("support@acme.test")
+    assert status.recipient == "jane@internal.acme.test"
+
+
+QMAIL_FAILURE = (
+    "Return-Path: <>\r\n"
+    "From: MAILER-DAEMON@mx.acme.test\r\nTo: probe@cxprobe.test\r\n"
+    "Subject: failure notice\r\nMessage-ID: <q1@mx.acme.test>\r\n\r\n"
+    "Hi. This is the qmail-send program at mx.acme.test.\r\n"
+    "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+    "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+    "<support@acme.test>:\r\n"
+    "Remote host said: 550 5.1.1 <support@acme.test>: Recipient address rejected\r\n\r\n"
+    "--- Below this line is a copy of the message.\r\n\r\n"
+    "Return-Path: <probe@cxprobe.test>\r\nFrom: Alex <probe@cxprobe.test>\r\n"
+    f"To: support@acme.test\r\nCc: boss@acme.test\r\nMessage-ID: {CONTACT_ID}\r\n"
+    f"Subject: Refund please [{TOKEN}]\r\n\r\nWhere is my refund?\r\n"
+)
+
+EXIM_FAILURE = (
+    "Return-Path: <>\r\n"
+    "From: Mail Delivery System <Mailer-Daemon@mx.acme.test>\r\nTo: probe@cxprobe.test\r\n"
+    "Subject: Mail delivery failed: returning message to sender\r\n"
+    "Auto-Submitted: auto-replied\r\nMessage-ID: <e1@mx.acme.test>\r\n\r\n"
+    "This message was created automatically by mail delivery software.\r\n\r\n"
+    "A message that you sent could not be delivered to one or more of its\r\n"
+    "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+    "  boss@acme.test\r\n"
+    "    SMTP error from remote mail server after RCPT TO:<boss@acme.test>:\r\n"
+    "    550 5.1.1 User unknown\r\n\r\n"
+    "------ This is a copy of the message, including all the headers. ------\r\n\r\n"
+    f"From: Alex <probe@cxprobe.test>\r\nTo: support@acme.test\r\nMessage-ID: {CONTACT_ID}\r\n"
+    f"Subject: Refund please [{TOKEN}]\r\n\r\nWhere is my refund?\r\n"
+)
+
+
+def test_plain_text_bounce_without_a_status_part_is_a_bounce() -> None:
+    mail = parse_mail(QMAIL_FAILURE.encode())
+    assert mail.is_bounce and mail.bounce is not None
+    assert mail.bounce.failed_recipients == ("support@acme.test",)  # not the copy's To or Cc
+    assert mail.bounce.status == "5.1.1" and "Recipient address rejected" in mail.bounce.diagnostic
+    assert mail.bounce.failed_for("support@acme.test")
+    assert CONTACT_ID in mail.referenced_ids and TOKEN in mail.tokens
+
+
+def test_exim_bounce_names_its_failed_address() -> None:
+    # Exim marks its bounces Auto-Submitted like an auto-reply: a bounce still.
+    mail = parse_mail(EXIM_FAILURE.encode())
+    assert mail.bounce is not None and mail.bounce.failed_recipients == ("boss@acme.test",)
+    assert not mail.bounce.failed_for("support@acme.test")
+    assert CONTACT_ID in mail.referenced_ids
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Undelivered Mail Returned to Sender",
+        "Delivery Status Notification (Failure)",
+        "Mail delivery failed",
+        "Undeliverable: Refund please",
+        "Returned mail: see transcript for details",
+    ],
+)
+def test_plain_bounce_subjects(subject: str) -> None:
+    raw = QMAIL_FAILURE.replace("Subject: failure notice", f"Subject: {subject}")
+    assert parse_mail(raw.encode()).is_bounce
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # A vacation notice: an ordinary sender, whatever it says.
+        ("From: MAILER-DAEMON@mx.acme.test", "From: Jane <jane@acme.test>"),
+        ("Return-Path: <>", "Return-Path: <jane@acme.test>"),
+        # The daemon's other notices.
+        ("Subject: failure notice", "Subject: Delivery Status Notification (Delay)"),
+        ("Subject: failure notice", "Subject: Warning: message 1abc delayed 24 hours"),
+        ("Subject: failure notice", "Subject: Out of office"),
+    ],
+)
+def test_not_every_daemon_or_auto_reply_is_a_bounce(old: str, new: str) -> None:
+    raw = QMAIL_FAILURE.replace(old, new)
+    assert raw != QMAIL_FAILURE
+    mail = parse_mail(raw.encode())
+    assert mail.delivery_status is None and not mail.is_bounce
+
+
+def test_vacation_auto_reply_is_no_bounce() -> None:
+    mail = parse_mail(
+        message("Auto-Submitted: auto-replied", "Return-Path: <>", body="I am away.\r\n")
+    )
+    assert mail.responder is Responder.AUTO and not mail.is_bounce
 
 
 def test_garbage_does_not_raise() -> None:
@@ -229,6 +403,14 @@ def test_internaldate_parsing() -> None:
         2025, 2, 7, 22, 59, 59, tzinfo=UTC
     )
     assert parse_internaldate("nonsense") is None
+    assert parse_internaldate("1-Foo-2025 00:00:00 +0000") is None
+
+
+def test_imap_months_spell_every_month() -> None:
+    assert len(IMAP_MONTHS) == 12 and IMAP_MONTHS[0] == "Jan" and IMAP_MONTHS[11] == "Dec"
+    for number, name in enumerate(IMAP_MONTHS, start=1):
+        parsed = parse_internaldate(f"1-{name}-2025 12:00:00 +0000")
+        assert parsed is not None and parsed.month == number
 
 
 def test_arrival_is_mid_second_and_clamped() -> None:
