@@ -19,7 +19,7 @@ from cxprobe.settings import load_config
 from probes.base import Responder
 from sandbox.desk import MailDesk
 from sandbox.profile import Profile
-from scenarios.model import Outcome, Period, RoutingResult
+from scenarios.model import Outcome, Period, RoutingResult, RunResult
 from tests.support import desk_profile, monitor_config, require_binary
 
 #: The issue's accuracy bound for first-answer times against the desk's log.
@@ -192,6 +192,16 @@ async def test_unreachable_smtp_is_an_error_and_the_next_run_works(tmp_path: Pat
     assert recovered.outcome is Outcome.MET, recovered.reason
 
 
+async def human_answer_stored(monitor: Monitor, run_id: str) -> RunResult:
+    """The run as stored, once a human answer is part of it (the test fails after 15 s)."""
+    async with asyncio.timeout(15):
+        while True:
+            stored = await monitor.store.load_run(run_id)
+            if stored and stored.first_human_seconds is not None:
+                return stored
+            await asyncio.sleep(0.2)
+
+
 async def test_late_reply_is_recorded_on_the_finished_run(tmp_path: Path) -> None:
     # The human answers after 1.5 s but the run gives up at 1 s: breached, then the reply is
     # still attributed to the run, flagged late.
@@ -199,12 +209,7 @@ async def test_late_reply_is_recorded_on_the_finished_run(tmp_path: Path) -> Non
     async with sandbox(tmp_path, sla=sla) as (desk, monitor):
         result = await run_once(monitor)
         assert result.outcome is Outcome.BREACHED
-        async with asyncio.timeout(15):
-            while True:
-                stored = await monitor.store.load_run(result.run_id)
-                if stored and stored.first_human_seconds is not None:
-                    break
-                await asyncio.sleep(0.2)
+        stored = await human_answer_stored(monitor, result.run_id)
         messages = await monitor.store.messages(result.run_id)
     assert stored.outcome is Outcome.BREACHED  # a late answer does not change the outcome
     (human,) = truth(desk, "human")
@@ -228,12 +233,8 @@ async def test_late_reply_arriving_while_the_monitor_is_down_is_recorded_at_rest
         async with asyncio.timeout(15):
             while not truth(desk, "human"):  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
-        async with monitoring(path) as restarted, asyncio.timeout(15):
-            while True:
-                stored = await restarted.store.load_run(result.run_id)
-                if stored and stored.first_human_seconds is not None:
-                    break
-                await asyncio.sleep(0.2)
+        async with monitoring(path) as restarted:
+            stored = await human_answer_stored(restarted, result.run_id)
             messages = await restarted.store.messages(result.run_id)
     assert stored.outcome is Outcome.BREACHED
     (human,) = truth(desk, "human")
