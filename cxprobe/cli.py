@@ -22,11 +22,11 @@ from rich.table import Table
 
 from cxprobe import __version__, logs
 from cxprobe.app import open_monitor
-from cxprobe.durations import format_duration
 from cxprobe.errors import ConfigError
 from cxprobe.settings import Config, load_config
 from exporters.store import EvidenceStore
 from probes.errors import CxprobeError
+from scenarios.durations import format_duration
 from scenarios.model import Outcome, RoutingResult, RunResult
 
 EXIT_BY_OUTCOME = {

@@ -31,6 +31,7 @@ from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
     Clock,
     build_contact,
+    build_follow_ups,
     listen,
     send_contact,
     utc_now,
@@ -50,12 +51,24 @@ class _Hooks:
     """Persists what the engine reports (the engine's RunHooks)."""
 
     store: EvidenceStore
+    logger: logging.Logger
 
     async def sent(self, result: RunResult, sent: Sent) -> None:
         await self.store.record_sent(result.run_id, sent, result.expected_queue)
 
     async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None:
         await self.store.record_reply(result.run_id, reply, observed)
+
+    async def followed_up(self, result: RunResult, sent: Sent) -> None:
+        await self.store.record_follow_up(result.run_id, sent)
+        self.logger.info("follow-up sent", extra={"run_id": result.run_id})
+
+    async def follow_up_failed(self, result: RunResult, error: ProbeError) -> None:
+        # The opening contact's figures stand; the run goes on listening.
+        self.logger.warning(
+            "follow-up not sent",
+            extra={"run_id": result.run_id, "error": f"{type(error).__name__}: {error}"},
+        )
 
 
 @dataclass(frozen=True)
@@ -201,18 +214,24 @@ class Runner:
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
         judge = Judge(scenario, target.queues, target.responders, result)
-        hooks = _Hooks(self.store)
+        hooks = _Hooks(self.store, self.logger)
         address = target.address(check.channel)
+        contact = build_contact(
+            scenario,
+            token=result.token,
+            customer_name=self.config.monitor.customer_name,
+            target_name=target.name,
+            disclosure=self.config.monitor.disclosure,
+        )
+        follow_ups = build_follow_ups(
+            scenario,
+            contact,
+            customer_name=self.config.monitor.customer_name,
+            target_name=target.name,
+        )
         self._count_open(check.channel, +1)
         try:
             if resume is None:
-                contact = build_contact(
-                    scenario,
-                    token=result.token,
-                    customer_name=self.config.monitor.customer_name,
-                    target_name=target.name,
-                    disclosure=self.config.monitor.disclosure,
-                )
                 async with AsyncExitStack() as conversation_scope:
                     # The channel's concurrency limit covers opening and sending; a run then
                     # waits for its replies (hours, for email) without holding a slot.
@@ -227,7 +246,9 @@ class Runner:
                             send_timeout=self.config.monitor.send_timeout,
                             shutdown_grace=self.config.monitor.shutdown_grace,
                         )
-                    await listen(conversation, judge, hooks, clock=self.clock)
+                    await listen(
+                        conversation, judge, hooks, clock=self.clock, follow_ups=follow_ups
+                    )
             else:
                 persisted, result.replies = result.replies, []
                 judge.restore(persisted)
@@ -236,6 +257,9 @@ class Runner:
                     external_id=resume.sent_external_id or "",
                     resume_state=resume.resume_state,
                 )
+                # Follow-ups the previous process sent are not sent again.
+                stored = await self.store.messages(result.run_id)
+                already = max(0, sum(m.direction == "out" for m in stored) - 1)
                 conversation = await channel.resume(address, result.token, sent)
                 async with _closing(conversation):
                     await listen(
@@ -244,6 +268,7 @@ class Runner:
                         hooks,
                         clock=self.clock,
                         settle=RESUME_SETTLE_SECONDS,
+                        follow_ups=follow_ups[already:],
                     )
         except asyncio.CancelledError:
             # Shutdown. A sent contact stays open in the store and is resumed by the next

@@ -25,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from cxprobe.durations import Duration
 from cxprobe.errors import ConfigError
 from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
 from probes import CHANNEL_TYPES
 from probes.base import Responder
+from scenarios.durations import Duration
 from scenarios.hours import BusinessHours
 from scenarios.model import Matcher, Scenario, Thresholds
 

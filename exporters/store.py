@@ -391,7 +391,6 @@ class EvidenceStore:
 
     async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
         """The channel accepted the contact: t0, its external id, resume state, evidence."""
-        headers = _rfc822_headers(sent.evidence)
         async with self._write() as conn:
             updated = await conn.execute(
                 update(runs)
@@ -405,29 +404,15 @@ class EvidenceStore:
             )
             if updated.rowcount == 0:
                 raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
-            if await _message_id(conn, run_id, OUT, sent.external_id) is not None:
-                return  # recorded already (the call is idempotent)
-            inserted = await conn.execute(
-                insert(messages).values(
-                    run_id=run_id,
-                    direction=OUT,
-                    external_id=sent.external_id,
-                    observed_at=sent.at,
-                    arrived_at=sent.at,
-                    timing_method=SENT_TIMING,
-                    seconds=None,
-                    sender=headers.get("from", ""),
-                    responder=None,
-                    channel_responder=None,
-                    subject=headers.get("subject", ""),
-                    text="",
-                    headers=headers,
-                    late=None,
-                    queue=None,
-                )
-            )
-            if sent.evidence is not None:
-                await _insert_artifact(conn, run_id, _inserted_id(inserted), sent.evidence)
+            await _insert_outgoing(conn, run_id, sent)
+
+    async def record_follow_up(self, run_id: str, sent: Sent) -> None:
+        """A further message the probe sent in the run's conversation, with its evidence."""
+        async with self._write() as conn:
+            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+            if known.first() is None:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await _insert_outgoing(conn, run_id, sent)
 
     async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
         """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
@@ -795,6 +780,34 @@ def _inserted_id(inserted: CursorResult[Any]) -> int:
         raise StoreError("the database did not report the new row's id")
     new_id: int = key[0]
     return new_id
+
+
+async def _insert_outgoing(conn: AsyncConnection, run_id: str, sent: Sent) -> None:
+    """A message the probe sent, with its evidence; once per external id (idempotent)."""
+    if await _message_id(conn, run_id, OUT, sent.external_id) is not None:
+        return
+    headers = _rfc822_headers(sent.evidence)
+    inserted = await conn.execute(
+        insert(messages).values(
+            run_id=run_id,
+            direction=OUT,
+            external_id=sent.external_id,
+            observed_at=sent.at,
+            arrived_at=sent.at,
+            timing_method=SENT_TIMING,
+            seconds=None,
+            sender=headers.get("from", ""),
+            responder=None,
+            channel_responder=None,
+            subject=headers.get("subject", ""),
+            text="",
+            headers=headers,
+            late=None,
+            queue=None,
+        )
+    )
+    if sent.evidence is not None:
+        await _insert_artifact(conn, run_id, _inserted_id(inserted), sent.evidence)
 
 
 async def _with_replies(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[RunResult]:

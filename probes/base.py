@@ -105,8 +105,16 @@ class Conversation(Protocol):
         """Send the opening contact; return when the channel accepted it."""
         ...
 
+    async def follow_up(self, contact: Contact) -> Sent:
+        """Send another message in the same conversation (e.g. in the email's thread); replies
+        to it are replies to the conversation."""
+        ...
+
     def replies(self) -> AsyncIterator[Reply]:
         """Replies in arrival order; never ends by itself (the runner owns the deadline).
+
+        An iteration that is interrupted (cancelled while waiting) may be replaced by a new
+        call: no reply is lost between the two.
 
         Raises a :class:`ProbeError` subclass if the contact turns out to have failed
         (e.g. a bounce arrives).

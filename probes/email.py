@@ -93,9 +93,18 @@ def new_message_id(domain: str) -> str:
 
 
 def build_message(
-    mailbox: Mailbox, address: EmailAddress, contact: Contact, message_id: str
+    mailbox: Mailbox,
+    address: EmailAddress,
+    contact: Contact,
+    message_id: str,
+    *,
+    thread: Sequence[str] = (),
 ) -> EmailMessage:
-    """The contact as a MIME message (``Subject: <subject> [<token>]``)."""
+    """The contact as a MIME message (``Subject: <subject> [<token>]``).
+
+    ``thread``: the Message-IDs this one follows up, oldest first; it then answers the last
+    of them (``Re:``, ``In-Reply-To``, ``References``) so it stays in the same thread.
+    """
     message = EmailMessage(policy=SMTP_POLICY)
     sender_name = contact.sender_name  # the scenario's customer (monitor.customer_name)
     username, _, domain = mailbox.address.rpartition("@")
@@ -103,9 +112,13 @@ def build_message(
     message["To"] = address.to
     if address.cc:
         message["Cc"] = ", ".join(address.cc)
-    message["Subject"] = f"{contact.subject} [{contact.token}]"
+    subject = f"{contact.subject} [{contact.token}]"
+    message["Subject"] = f"Re: {subject}" if thread else subject
     message["Date"] = format_datetime(utc_now())
     message["Message-ID"] = message_id
+    if thread:
+        message["In-Reply-To"] = thread[-1]
+        message["References"] = " ".join(thread)
     message[TOKEN_HEADER] = contact.token
     message.set_content(contact.text)
     return message
@@ -226,6 +239,7 @@ class EmailConversation:
         self._seen: set[str] = set()
         self._registration: Registration | None = None
         self._closed = False
+        self._follow_up_ids: list[str] = []
 
     @property
     def token(self) -> str:
@@ -257,6 +271,31 @@ class EmailConversation:
             resume_state={"mailbox": self._mailbox_name, "token": contact.token},
         )
         return self._sent
+
+    async def follow_up(self, contact: Contact) -> Sent:
+        """Another message in the contact's thread; replies to it route to this conversation."""
+        if self._sent is None or self._registration is None:
+            raise RuntimeError("follow up only after the contact was sent")
+        message_id = new_message_id(self._mailbox.domain)
+        thread = [self._sent.external_id, *self._follow_up_ids]
+        message = build_message(self._mailbox, self._address, contact, message_id, thread=thread)
+        raw = message.as_bytes()
+        watcher = self._channel.watcher(self._mailbox_name)
+        watcher.add_keys(self._registration, {message_id})
+        at = await send_message(
+            self._mailbox.smtp,
+            self._mailbox.address,
+            [self._address.to, *self._address.cc],
+            raw,
+            settings_key=f"channels.email.mailboxes.{self._mailbox_name}.smtp",
+        )
+        self._follow_up_ids.append(message_id)
+        return Sent(
+            at=at,
+            external_id=message_id,
+            evidence=Evidence("email", "message/rfc822", raw),
+            resume_state=self._sent.resume_state,
+        )
 
     def reattach(self) -> None:
         """Listen for replies to the contact sent by an earlier process, old ones included."""

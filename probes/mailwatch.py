@@ -216,6 +216,13 @@ class MailboxWatcher:
             registration.searched.set()
         return registration
 
+    def add_keys(self, registration: Registration, keys: Iterable[str]) -> None:
+        """Route mail carrying any of ``keys`` to ``registration`` too (e.g. a follow-up's
+        Message-ID, which replies to the follow-up reference)."""
+        registration.keys = registration.keys | frozenset(keys)
+        for key in registration.keys:
+            self._by_key.setdefault(key, set()).add(registration)
+
     def unregister(self, registration: Registration) -> None:
         registration.active = False
         self._registrations.discard(registration)

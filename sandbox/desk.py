@@ -207,7 +207,8 @@ class MailDesk:
             "received",
             at=received_at,
             message_id=contact.message_id,
-            in_reply_to=None,
+            # A customer's follow-up answers the last message of its thread.
+            in_reply_to=(contact.references.split() or [None])[-1],
             period=period,
             to=self._support,
             intended_queue=intended,

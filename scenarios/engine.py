@@ -9,12 +9,12 @@ crash at any point loses nothing that was observed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from probes.base import Contact, Conversation, Reply, Sent
-from probes.errors import ProbeTimeout
+from probes.errors import ProbeError, ProbeTimeout
 from scenarios.model import ObservedReply, RunResult, Scenario
 from scenarios.verdicts import Judge
 
@@ -35,6 +35,10 @@ class RunHooks(Protocol):
     async def sent(self, result: RunResult, sent: Sent) -> None: ...
 
     async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None: ...
+
+    async def followed_up(self, result: RunResult, sent: Sent) -> None: ...
+
+    async def follow_up_failed(self, result: RunResult, error: ProbeError) -> None: ...
 
 
 def build_contact(
@@ -58,6 +62,30 @@ def build_contact(
         text=text + "\n",
         sender_name=customer_name,
     )
+
+
+def build_follow_ups(
+    scenario: Scenario,
+    opening: Contact,
+    *,
+    customer_name: str,
+    target_name: str,
+) -> list[tuple[float, Contact]]:
+    """The scenario's follow-ups as ``(seconds after the opening, contact)``, in time order."""
+    values = {"token": opening.token, "customer_name": customer_name, "target": target_name}
+    follow_ups = []
+    for follow_up in sorted(scenario.follow_ups, key=lambda item: item.after):
+        text = scenario.render(follow_up.text, **values).rstrip()
+        if opening.token not in text:
+            text += f"\n\nRef: {opening.token}"
+        contact = Contact(
+            token=opening.token,
+            subject=opening.subject,
+            text=text + "\n",
+            sender_name=opening.sender_name,
+        )
+        follow_ups.append((follow_up.after, contact))
+    return follow_ups
 
 
 async def send_contact(
@@ -113,23 +141,48 @@ async def listen(
     *,
     clock: Clock = utc_now,
     settle: float = 0.0,
+    follow_ups: Sequence[tuple[float, Contact]] = (),
 ) -> None:
     """Judge replies until the outcome is decided or the run's deadline passes.
 
     ``settle`` is the least time to listen even when the deadline has passed: a resumed
-    conversation delivers the replies it back-filled within it.
+    conversation delivers the replies it back-filled within it. ``follow_ups`` (seconds after
+    the contact was sent, message) are sent when due while the run is undecided; a follow-up
+    that cannot be sent is logged and skipped, as the opening contact's figures still stand.
     """
-    deadline = judge.result.deadline_at
-    assert deadline is not None, "listen() needs a sent contact"
-    remaining = max((deadline - clock()).total_seconds(), settle)
-    if judge.decided:
-        return
+    result = judge.result
+    assert result.sent_at is not None and result.deadline_at is not None, "sent first"
+    listen_until = max(result.deadline_at, clock() + timedelta(seconds=settle))
+    due_times = [(result.sent_at + timedelta(seconds=s), contact) for s, contact in follow_ups]
+    pending = [(due, contact) for due, contact in due_times if due < result.deadline_at]
+    replies = conversation.replies()
+    while not judge.decided:
+        now = clock()
+        if pending and pending[0][0] <= now:
+            _, contact = pending.pop(0)
+            await _follow_up(conversation, contact, judge, hooks)
+            continue
+        until = min(listen_until, pending[0][0]) if pending else listen_until
+        wait = (until - now).total_seconds()
+        if wait <= 0:
+            return
+        try:
+            async with asyncio.timeout(wait):
+                reply = await anext(replies)
+        except TimeoutError:
+            replies = conversation.replies()  # the interrupted iteration has ended
+            continue
+        # Outside the timeout: a reply being recorded is never cut off by the deadline.
+        observed = judge.observe(reply)
+        await hooks.reply(result, reply, observed)
+
+
+async def _follow_up(
+    conversation: Conversation, contact: Contact, judge: Judge, hooks: RunHooks
+) -> None:
     try:
-        async with asyncio.timeout(remaining):
-            async for reply in conversation.replies():
-                observed = judge.observe(reply)
-                await hooks.reply(judge.result, reply, observed)
-                if judge.decided:
-                    return
-    except TimeoutError:
+        sent = await conversation.follow_up(contact)
+    except ProbeError as exc:
+        await hooks.follow_up_failed(judge.result, exc)
         return
+    await hooks.followed_up(judge.result, sent)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes.base import Responder
+from scenarios.durations import Duration
 
 
 class Period(enum.StrEnum):
@@ -102,6 +103,39 @@ class Matcher(BaseModel):
         return True
 
 
+def _check_placeholders(value: str) -> str:
+    for _, name, _, _ in string.Formatter().parse(value):
+        if name is not None and name not in TEMPLATE_FIELDS:
+            raise ValueError(
+                f"unknown placeholder {{{name}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
+                " (write {{ and }} for literal braces)"
+            )
+    return value
+
+
+class FollowUp(BaseModel):
+    """A message the customer sends in the same thread while still waiting for an answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: Duration = Field(
+        description="Sent this long after the opening contact, if the run is still undecided."
+    )
+    text: str = Field(description="The message; {token}, {customer_name}, {target} filled in.")
+
+    @field_validator("text")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        return _check_placeholders(value)
+
+    @field_validator("after")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration, e.g. 30m")
+        return value
+
+
 class Scenario(BaseModel):
     """A channel-agnostic customer contact script."""
 
@@ -124,17 +158,15 @@ class Scenario(BaseModel):
         default=None,
         description="After hours, an answer must also match this (e.g. states opening hours).",
     )
+    follow_ups: list[FollowUp] = Field(
+        default_factory=list,
+        description="Chasers sent in the same thread while no qualifying answer has come.",
+    )
 
     @field_validator("subject", "opening")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        for _, name, _, _ in string.Formatter().parse(value):
-            if name is not None and name not in TEMPLATE_FIELDS:
-                raise ValueError(
-                    f"unknown placeholder {{{name}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
-                    " (write {{ and }} for literal braces)"
-                )
-        return value
+        return _check_placeholders(value)
 
     def render(self, text: str, **values: str) -> str:
         return text.format_map({name: values.get(name, "") for name in TEMPLATE_FIELDS})

@@ -85,6 +85,7 @@ def monitor_config(
     hours: dict[str, list[str]] | None = None,
     sla: dict[str, Any] | None = None,
     checks: list[dict[str, Any]] | None = None,
+    scenarios: dict[str, Any] | None = None,
     http_port: int = 0,
     imap: dict[str, Any] | None = None,
     smtp: dict[str, Any] | None = None,
@@ -158,6 +159,8 @@ def monitor_config(
             }
         ],
     }
+    if scenarios:
+        config["scenarios"] = scenarios
     path = tmp_path / "cxprobe.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

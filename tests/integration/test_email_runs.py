@@ -259,6 +259,45 @@ async def test_auto_ack_after_the_human_answer_is_still_kept(tmp_path: Path) -> 
     assert replies == [(Responder.HUMAN, False), (Responder.AUTO, False)]
 
 
+async def test_follow_up_goes_out_in_the_thread_while_the_run_is_undecided(
+    tmp_path: Path,
+) -> None:
+    # The desk answers in 1.5 s; the scenario chases after 0.5 s (and would again at 30 s).
+    chased = {
+        "intent": "billing-question",
+        "subject": "Invoice question",
+        "opening": "Why is my invoice higher? {token}",
+        "expected_queue": "billing",
+        "follow_ups": [
+            {"after": "500ms", "text": "Any news about my invoice?"},
+            {"after": "30s", "text": "Still waiting."},
+        ],
+    }
+    check = {
+        "id": "acme-email-chased",
+        "target": "acme",
+        "channel": "email",
+        "scenario": "chased",
+        "schedule": {"every": "1h"},
+    }
+    async with sandbox(tmp_path, scenarios={"chased": chased}, checks=[check]) as (
+        desk,
+        monitor,
+    ):
+        result = await run_once(monitor)
+        stored = await monitor.store.messages(result.run_id)
+    assert result.outcome is Outcome.MET, result.reason
+    opening, follow_up = [m for m in stored if m.direction == "out"]
+    assert follow_up.subject == f"Re: {opening.subject}"
+    assert follow_up.headers["in-reply-to"] == opening.external_id
+    received = [e for e in desk.ground_truth() if e["event"] == "received"]
+    assert [e["in_reply_to"] for e in received] == [None, opening.external_id]
+    assert result.token in follow_up.subject
+    # Timings still count from the opening contact.
+    (human, *_) = truth(desk, "human")
+    assert abs(result.first_human_seconds - seconds_after(result.sent_at, human)) < ACCURACY_SECONDS
+
+
 async def test_slot_is_claimed_once(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as (_, monitor):
         check = monitor.config.checks[0]

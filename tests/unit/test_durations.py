@@ -1,6 +1,6 @@
 import pytest
 
-from cxprobe.durations import format_duration, parse_duration
+from scenarios.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

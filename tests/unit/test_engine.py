@@ -9,56 +9,91 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from probes.base import Contact, Reply, Responder, Sent
-from probes.errors import ProbeTimeout
-from scenarios.engine import build_contact, listen, send_contact
-from scenarios.model import ObservedReply, Outcome, Period, RunResult, Scenario, Thresholds
+from probes.errors import ChannelUnavailable, ProbeError, ProbeTimeout
+from scenarios.engine import build_contact, build_follow_ups, listen, send_contact
+from scenarios.model import (
+    FollowUp,
+    ObservedReply,
+    Outcome,
+    Period,
+    RunResult,
+    Scenario,
+    Thresholds,
+)
 from scenarios.verdicts import Judge
 
 
 @dataclass
 class ScriptedConversation:
-    """Replies ``(delay_seconds, responder)`` after send; optional slow send."""
+    """Replies ``(delay_seconds, responder)`` after send, each delay after the previous reply;
+    optional slow send and failing follow-ups. Like a real channel, replies wait in a queue, so
+    an interrupted ``replies()`` iteration loses none."""
 
     script: list[tuple[float, Responder]]
     send_delay: float = 0.0
+    fail_follow_ups: bool = False
     sent_contact: Contact | None = None
+    follow_ups: list[Contact] = field(default_factory=list)
     closed: bool = False
+    _queue: asyncio.Queue[Reply] = field(default_factory=asyncio.Queue)
+    _script: asyncio.Task[None] | None = None
 
     async def send(self, contact: Contact) -> Sent:
         await asyncio.sleep(self.send_delay)
         self.sent_contact = contact
         self.sent_at = datetime.now(UTC)
+        self._script = asyncio.create_task(self._play())
         return Sent(at=self.sent_at, external_id="<m1@test>")
 
-    async def replies(self) -> AsyncIterator[Reply]:
+    async def _play(self) -> None:
         for index, (delay, responder) in enumerate(self.script):
             await asyncio.sleep(delay)
             at = datetime.now(UTC)
-            yield Reply(
-                observed_at=at,
-                arrived_at=at,
-                timing_method="test",
-                sender="desk@acme.test",
-                text="hi",
-                responder=responder,
-                external_id=f"r{index}",
+            self._queue.put_nowait(
+                Reply(
+                    observed_at=at,
+                    arrived_at=at,
+                    timing_method="test",
+                    sender="desk@acme.test",
+                    text="hi",
+                    responder=responder,
+                    external_id=f"r{index}",
+                )
             )
-        await asyncio.Event().wait()  # a real channel never ends the stream by itself
+
+    async def follow_up(self, contact: Contact) -> Sent:
+        if self.fail_follow_ups:
+            raise ChannelUnavailable("submission server down")
+        self.follow_ups.append(contact)
+        return Sent(at=datetime.now(UTC), external_id=f"<f{len(self.follow_ups)}@test>")
+
+    async def replies(self) -> AsyncIterator[Reply]:
+        while True:  # a real channel never ends the stream by itself
+            yield await self._queue.get()
 
     async def close(self) -> None:
         self.closed = True
+        if self._script is not None:
+            self._script.cancel()
 
 
 @dataclass
 class RecordingHooks:
     sent_ids: list[str] = field(default_factory=list)
     replies: list[ObservedReply] = field(default_factory=list)
+    failures: list[ProbeError] = field(default_factory=list)
 
     async def sent(self, result: RunResult, sent: Sent) -> None:
         self.sent_ids.append(sent.external_id)
 
     async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None:
         self.replies.append(observed)
+
+    async def followed_up(self, result: RunResult, sent: Sent) -> None:
+        self.sent_ids.append(sent.external_id)
+
+    async def follow_up_failed(self, result: RunResult, error: ProbeError) -> None:
+        self.failures.append(error)
 
 
 SCENARIO = Scenario(intent="t", subject="Help {token}", opening="Hello from {customer_name}")
@@ -71,11 +106,15 @@ async def converse(
     hooks: RecordingHooks,
     *,
     send_timeout: float,
+    follow_ups: list[tuple[float, Contact]] | None = None,
 ) -> RunResult:
     """A whole run as the runner drives it: send, listen, conclude."""
     await send_contact(conversation, contact, j, hooks, send_timeout=send_timeout)
-    await listen(conversation, j, hooks)
-    return j.conclude()
+    await listen(conversation, j, hooks, follow_ups=follow_ups or [])
+    try:
+        return j.conclude()
+    finally:
+        await conversation.close()
 
 
 def contact() -> Contact:
@@ -190,3 +229,66 @@ async def test_a_send_cancelled_by_shutdown_gets_the_grace_to_finish(
         await send
     assert hooks.sent_ids == (["<m1@test>"] if recorded else [])
     assert (j.result.sent_at is not None) is recorded
+
+
+def chasers(*after: float) -> list[tuple[float, Contact]]:
+    scenario = SCENARIO.model_copy(
+        update={"follow_ups": [FollowUp(after=a, text="Any news on {token}?") for a in after]}
+    )
+    return build_follow_ups(scenario, contact(), customer_name="A", target_name="T")
+
+
+async def test_follow_ups_go_out_while_the_run_is_undecided() -> None:
+    # Human answers 0.5 s after sending; chasers due at 0.1 s and 0.2 s go, the one at 2 s not.
+    conversation = ScriptedConversation([(0.5, Responder.HUMAN)])
+    hooks = RecordingHooks()
+    result = await converse(
+        conversation,
+        contact(),
+        judge(deadline=5),
+        hooks,
+        send_timeout=1,
+        follow_ups=chasers(0.2, 2, 0.1),
+    )
+    assert result.outcome is Outcome.MET
+    assert hooks.sent_ids == ["<m1@test>", "<f1@test>", "<f2@test>"]
+    assert [c.text for c in conversation.follow_ups] == ["Any news on CXP-ABCDEFGHJK?\n"] * 2
+    assert result.first_human_seconds is not None and result.first_human_seconds >= 0.5
+
+
+async def test_follow_ups_due_after_the_deadline_are_not_sent() -> None:
+    conversation = ScriptedConversation([])
+    hooks = RecordingHooks()
+    result = await converse(
+        conversation,
+        contact(),
+        judge(deadline=0.3),
+        hooks,
+        send_timeout=1,
+        follow_ups=chasers(0.1, 0.5),
+    )
+    assert result.outcome is Outcome.BREACHED
+    assert hooks.sent_ids == ["<m1@test>", "<f1@test>"]
+
+
+async def test_a_follow_up_that_fails_is_reported_and_listening_goes_on() -> None:
+    conversation = ScriptedConversation([(0.3, Responder.HUMAN)], fail_follow_ups=True)
+    hooks = RecordingHooks()
+    result = await converse(
+        conversation,
+        contact(),
+        judge(deadline=5),
+        hooks,
+        send_timeout=1,
+        follow_ups=chasers(0.1),
+    )
+    assert result.outcome is Outcome.MET
+    assert [type(e) for e in hooks.failures] == [ChannelUnavailable]
+    assert hooks.sent_ids == ["<m1@test>"]
+
+
+def test_follow_up_after_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        FollowUp(after=0, text="hi")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        FollowUp(after=60, text="{order}")
