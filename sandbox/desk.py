@@ -208,7 +208,7 @@ class MailDesk:
             at=received_at,
             message_id=contact.message_id,
             # A customer's follow-up answers the last message of its thread.
-            in_reply_to=(contact.references.split() or [None])[-1],
+            in_reply_to=next(reversed(contact.references.split()), None),
             period=period,
             to=self._support,
             intended_queue=intended,
