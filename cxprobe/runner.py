@@ -26,7 +26,7 @@ from exporters.metrics import MonitorMetrics
 from exporters.store import Claim, EvidenceStore, OpenRun
 from probes import CHANNEL_TYPES
 from probes.base import Channel, ChannelServices, Conversation, Reply, Sent, new_token
-from probes.errors import ProbeError
+from probes.errors import ProbeError, describe_error
 from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
     Clock,
@@ -67,7 +67,7 @@ class _Hooks:
         # The opening contact's figures stand; the run goes on listening.
         self.logger.warning(
             "follow-up not sent",
-            extra={"run_id": result.run_id, "error": f"{type(error).__name__}: {error}"},
+            extra={"run_id": result.run_id, "error": describe_error(error)},
         )
 
 
@@ -148,9 +148,10 @@ class Runner:
         if task.cancelled() or task.exception() is None:
             return
         error = task.exception()
+        assert error is not None
         self.logger.error(
             "run could not start",
-            extra={"check": check.id, "slot": slot.isoformat(), "error": repr(error)},
+            extra={"check": check.id, "slot": slot.isoformat(), "error": describe_error(error)},
         )
         self.metrics.record_start_failure(check.target, check.channel)
 

@@ -219,8 +219,9 @@ class MailboxWatcher:
     def add_keys(self, registration: Registration, keys: Iterable[str]) -> None:
         """Route mail carrying any of ``keys`` to ``registration`` too (e.g. a follow-up's
         Message-ID, which replies to the follow-up reference)."""
-        registration.keys = registration.keys | frozenset(keys)
-        for key in registration.keys:
+        added = frozenset(keys) - registration.keys
+        registration.keys = registration.keys | added
+        for key in added:
             self._by_key.setdefault(key, set()).add(registration)
 
     def unregister(self, registration: Registration) -> None:
