@@ -238,7 +238,9 @@ class Runner:
                     # waits for its replies (hours, for email) without holding a slot.
                     async with self._active(check.channel):
                         conversation = await channel.open(address, result.token)
-                        await conversation_scope.enter_async_context(_closing(conversation))
+                        await conversation_scope.enter_async_context(
+                            _closing(conversation, self.store, result.run_id, self.logger)
+                        )
                         await send_contact(
                             conversation,
                             contact,
@@ -262,7 +264,7 @@ class Runner:
                 stored = await self.store.messages(result.run_id)
                 already = max(0, sum(m.direction == "out" for m in stored) - 1)
                 conversation = await channel.resume(address, result.token, sent)
-                async with _closing(conversation):
+                async with _closing(conversation, self.store, result.run_id, self.logger):
                     await listen(
                         conversation,
                         judge,
@@ -430,11 +432,27 @@ class Runner:
 
 
 @asynccontextmanager
-async def _closing(conversation: Conversation) -> Any:
+async def _closing(
+    conversation: Conversation, store: EvidenceStore, run_id: str, logger: logging.Logger
+) -> Any:
+    """Close the conversation however the run ends, and keep the evidence it hands back."""
     try:
         yield conversation
     finally:
-        await asyncio.shield(conversation.close())
+        await asyncio.shield(_close_and_keep(conversation, store, run_id, logger))
+
+
+async def _close_and_keep(
+    conversation: Conversation, store: EvidenceStore, run_id: str, logger: logging.Logger
+) -> None:
+    evidence = await conversation.close()
+    try:
+        await store.record_artifacts(run_id, evidence)
+    except Exception as exc:  # the run's outcome must still be recorded
+        logger.error(
+            "conversation evidence not stored",
+            extra={"run_id": run_id, "error": describe_error(exc)},
+        )
 
 
 def _domain(reply: Reply) -> str:

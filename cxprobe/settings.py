@@ -99,6 +99,8 @@ DEFAULT_SLAS: Mapping[str, Sla] = {
     "email": Sla(
         first_response=15 * 60, human_response=3600, after_hours_response=15 * 60, deadline=4 * 3600
     ),
+    # Chat is synchronous: customers expect a bot within seconds and a person within minutes.
+    "webchat": Sla(first_response=30, human_response=180, after_hours_response=30, deadline=600),
 }
 
 

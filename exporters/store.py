@@ -414,6 +414,17 @@ class EvidenceStore:
                 raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
             await _insert_outgoing(conn, run_id, sent)
 
+    async def record_artifacts(self, run_id: str, evidence: Sequence[Evidence]) -> None:
+        """Evidence of the run as a whole (a chat transcript, a final screenshot)."""
+        if not evidence:
+            return
+        async with self._write() as conn:
+            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+            if known.first() is None:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            for piece in evidence:
+                await _insert_artifact(conn, run_id, None, piece)
+
     async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
         """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
         row = {"value": dict(value), "updated_at": datetime.now(UTC)}
@@ -800,7 +811,7 @@ async def _insert_outgoing(conn: AsyncConnection, run_id: str, sent: Sent) -> No
             responder=None,
             channel_responder=None,
             subject=headers.get("subject", ""),
-            text="",
+            text=sent.text,
             headers=headers,
             late=None,
             queue=None,

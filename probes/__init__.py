@@ -7,7 +7,10 @@ from types import MappingProxyType
 
 from probes.base import ChannelType
 from probes.email import EMAIL
+from probes.webchat import WEBCHAT
 
-CHANNEL_TYPES: Mapping[str, ChannelType] = MappingProxyType({kind.kind: kind for kind in (EMAIL,)})
+CHANNEL_TYPES: Mapping[str, ChannelType] = MappingProxyType(
+    {kind.kind: kind for kind in (EMAIL, WEBCHAT)}
+)
 
 __all__ = ["CHANNEL_TYPES", "ChannelType"]

@@ -76,6 +76,8 @@ class Sent:
     at: datetime  # UTC
     external_id: str  # e.g. the email's Message-ID, a call SID
     evidence: Evidence | None = None
+    #: The message as sent, where the evidence does not already hold it (chat).
+    text: str = ""
     #: Channel-specific, JSON-serialisable state needed to resume after a restart.
     resume_state: Mapping[str, Any] = field(default_factory=dict)
 
@@ -121,8 +123,13 @@ class Conversation(Protocol):
         """
         ...
 
-    async def close(self) -> None:
-        """Stop listening; later replies go to the channel's ``on_unmatched`` sink."""
+    async def close(self) -> Sequence[Evidence]:
+        """Stop listening (later replies go to the channel's ``on_unmatched`` sink) and leave
+        the conversation politely where the channel can.
+
+        Returns evidence of the conversation as a whole, kept with the run: a chat's transcript
+        and final screenshot, say. Called after a failure too, when it is worth most.
+        """
         ...
 
 

@@ -355,9 +355,10 @@ class EmailConversation:
                     },
                 )
 
-    async def close(self) -> None:
+    async def close(self) -> list[Evidence]:
+        """Stop listening. Email keeps its evidence per message, so nothing is returned."""
         if self._closed:
-            return
+            return []
         self._closed = True
         if self._registration is not None:
             self._channel.watcher(self._mailbox_name).unregister(self._registration)
@@ -365,6 +366,7 @@ class EmailConversation:
         while not self._queue.empty():
             fetched = self._queue.get_nowait()
             await self._channel.unmatched(fetched.reply(sent_at=None))
+        return []
 
 
 class EmailChannel:

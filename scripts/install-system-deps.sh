@@ -3,6 +3,8 @@
 #   dovecot-imapd/-lmtpd/-sieve : the sandbox mail desk's real IMAP server and LMTP delivery
 #   prometheus (promtool)       : metric linting and rule tests
 #   prometheus-alertmanager     : alert routing in the demo
+#   chromium                    : the browser the web-chat probe drives (Playwright, never its
+#                                 own downloaded browsers)
 set -euo pipefail
 
 need=()
@@ -16,6 +18,7 @@ python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -x /usr/lib/chromium/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -71,10 +71,11 @@ class ScriptedConversation:
         while True:  # a real channel never ends the stream by itself
             yield await self._queue.get()
 
-    async def close(self) -> None:
+    async def close(self) -> list[object]:
         self.closed = True
         if self._script is not None:
             self._script.cancel()
+        return []
 
 
 @dataclass
