@@ -7,8 +7,10 @@ import asyncio
 import logging
 import signal
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+from sandbox.chat import ChatSite
 from sandbox.desk import MailDesk
 from sandbox.dovecot import DovecotError
 from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
@@ -17,7 +19,8 @@ from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="Run the cxprobe sandbox contact centre (mail desk) on 127.0.0.1.",
+        description="Run the cxprobe sandbox contact centre (mail desk and, if the profile has a "
+        "chat: section, the web-chat site) on 127.0.0.1.",
     )
     parser.add_argument(
         "--profile",
@@ -29,7 +32,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--workdir",
         type=Path,
         default=Path("data/sandbox"),
-        help="where Dovecot's mail, logs, certificates and ground_truth.jsonl live "
+        help="where Dovecot's mail, logs, certificates, ground_truth.jsonl and "
+        "chat_ground_truth.jsonl live "
         "(default: %(default)s)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -42,7 +46,8 @@ async def _serve(profile_path: Path, workdir: Path) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with MailDesk(profile, workdir) as desk:
+    async with AsyncExitStack() as stack:
+        desk = await stack.enter_async_context(MailDesk(profile, workdir))
         mail = profile.mail
         tls = "" if mail.smtp.tls == "none" else f" ({mail.smtp.tls}, CA {desk.ca_file})"
         print(
@@ -53,10 +58,22 @@ async def _serve(profile_path: Path, workdir: Path) -> None:
             f"  LMTP     {desk.host}:{desk.lmtp_port}\n"
             f"  control  {desk.control_url}  (GET /state, /ground-truth)\n"
             f"  ground truth  {desk.ground_truth_path}\n"
-            f"  period now: {desk.period_now()}\n"
-            "Ctrl-C to stop.",
+            f"  period now: {desk.period_now()}",
             flush=True,
         )
+        if profile.chat is not None:
+            chat = await stack.enter_async_context(ChatSite(profile, workdir))
+            print(
+                "sandbox web chat running\n"
+                f"  support page  {chat.url('/')}\n"
+                f"  variants      {chat.url('/iframe-same')}  {chat.url('/iframe-cross')}  "
+                f"{chat.url('/shadow')}\n"
+                f"  widget alone  {chat.url('/widget')}  (second origin {chat.alt_url('/')})\n"
+                f"  control       {chat.url('/_control/state')}  (and /_control/ground-truth)\n"
+                f"  ground truth  {chat.ground_truth_path}",
+                flush=True,
+            )
+        print("Ctrl-C to stop.", flush=True)
         await stop.wait()
     print("sandbox stopped", flush=True)
 

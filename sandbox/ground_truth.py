@@ -12,7 +12,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-EventName = Literal["received", "rejected", "reply_sent", "reply_dropped"]
+EventName = Literal[
+    "received",
+    "rejected",
+    "reply_sent",
+    "reply_dropped",
+    # Web chat (sandbox/chat_desk.py).
+    "session_started",
+    "handoff",
+    "session_ended",
+    # Twilio sandbox (sandbox/twilio_*.py).
+    "call_created",
+    "ringing",
+    "answered",
+    "ivr_prompt",
+    "closed_message",
+    "digits_received",
+    "probe_said",
+    "gather_timeout",
+    "queue_entered",
+    "agent_answered",
+    "redirected",
+    "twiml_error",
+    "webhook_error",
+    "hangup",
+    "completed",
+]
 Event = dict[str, Any]
 
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
+from sandbox.chat_profile import ChatSettings
 from sandbox.clock import WeeklyHours
 from sandbox.latency import FixedLatency, Latency
 
@@ -105,6 +106,8 @@ class Profile(_Model):
     clock: ClockSettings = ClockSettings()
     mail: MailSettings
     control: PortSettings = PortSettings()
+    # The web-chat site (sandbox/chat.py); absent: the sandbox runs the mail desk only.
+    chat: ChatSettings | None = None
 
     @field_validator("timezone")
     @classmethod

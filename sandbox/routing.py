@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sandbox.profile import Queue
+
+class Keyworded(Protocol):
+    """A queue of any channel (mail or chat): routing needs only its keywords."""
+
+    @property
+    def keywords(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
@@ -16,7 +22,7 @@ class Route:
     actual: str  # who answers (differs when misrouted)
 
 
-def intended_queue(text: str, queues: Mapping[str, Queue], default: str) -> str:
+def intended_queue(text: str, queues: Mapping[str, Keyworded], default: str) -> str:
     """First queue (in profile order) with a keyword in text as a whole word, else default."""
     for name, queue in queues.items():
         for keyword in queue.keywords:
@@ -27,7 +33,7 @@ def intended_queue(text: str, queues: Mapping[str, Queue], default: str) -> str:
 
 def route(
     text: str,
-    queues: Mapping[str, Queue],
+    queues: Mapping[str, Keyworded],
     default: str,
     misroute_rate: float,
     rng: random.Random,

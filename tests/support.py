@@ -164,3 +164,120 @@ def monitor_config(
     path = tmp_path / "cxprobe.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def fixed(seconds: float) -> dict[str, Any]:
+    return {"distribution": "fixed", "seconds": seconds}
+
+
+def chat_site_profile(
+    open_now: bool = True, *, agent_seconds: float = 0.6, **chat: Any
+) -> dict[str, Any]:
+    """The default sandbox profile (as data) with its chat site on fast, fixed latencies."""
+    from sandbox.profile import PROFILES_DIR  # the sandbox is the outside world: import late
+
+    raw: dict[str, Any] = yaml.safe_load((PROFILES_DIR / "default.yaml").read_text())
+    raw["business_hours"] = weekly(open_now)
+    settings = raw["chat"]
+    settings["widget_delay"] = fixed(0.05)
+    settings["bot"]["latency"] = fixed(0.2)
+    settings["handoff_latency"] = fixed(0.3)
+    settings["typing_seconds"] = 0.2
+    for queue in settings["queues"].values():
+        queue["latency"] = fixed(agent_seconds)
+    settings.update(chat)
+    return raw
+
+
+def sandbox_widget(url: str, **overrides: Any) -> dict[str, Any]:
+    """The webchat address of the sandbox site's widget, as config/sandbox.yaml has it."""
+    widget: dict[str, Any] = {
+        "url": url,
+        "cookie_accept": "#cookie-accept",
+        "launcher": "#chat-launcher",
+        "prechat": {
+            "fields": {
+                "input[name=name]": "{customer_name}",
+                "input[name=email]": "{email}",
+                "select[name=topic]": "other",
+            },
+            "submit": "#prechat-start",
+        },
+        "email": "probe+{token}@cxprobe.test",
+        "input": "#chat-input",
+        "send": "#chat-send",
+        "messages": {
+            "list": "ol.messages",
+            "item": "li.msg",
+            "brand": ".msg--bot, .msg--agent, .msg--system",
+            "bot": ".msg--bot",
+            "system": ".msg--system",
+            "handoff": "now chatting with",
+            "ignore": ".typing",
+            "text": ".msg-text",
+            "author": ".msg-author",
+            "team_label": ".team-label",
+        },
+        "end": {"button": "#chat-end", "confirm": "#chat-end-confirm"},
+    }
+    widget.update(overrides)
+    return widget
+
+
+def webchat_config(
+    tmp_path: Path,
+    widget: dict[str, Any],
+    *,
+    open_now: bool = True,
+    sla: dict[str, Any] | None = None,
+    browser: dict[str, Any] | None = None,
+    scenario: str = "billing-question",
+    expected_queue: str | None = None,
+) -> Path:
+    """A cxprobe config probing one chat widget; written to ``tmp_path/cxprobe.yaml``."""
+    check: dict[str, Any] = {
+        "id": "acme-chat",
+        "target": "acme",
+        "channel": "webchat",
+        "scenario": scenario,
+        "schedule": {"every": "1h"},
+    }
+    if expected_queue:
+        check["expected_queue"] = expected_queue
+    config = {
+        "version": 1,
+        "monitor": {
+            "location": "test",
+            "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
+            "http": {"host": "127.0.0.1", "port": 0},
+            "log_format": "json",
+        },
+        "locations": {"test": {}},
+        "channels": {"webchat": {"browser": {"step_timeout": 5, **(browser or {})}}},
+        "targets": {
+            "acme": {
+                "name": "Acme (sandbox)",
+                "business_hours": {"timezone": "Europe/London", "weekly": weekly(open_now)},
+                "channels": {"webchat": widget},
+                "queues": {
+                    "billing": {"match": [{"headers": {"Team": "^Billing"}}]},
+                    "tech": {"match": [{"headers": {"Team": "^Technical"}}]},
+                    "sales": {"match": [{"headers": {"Team": "^Sales"}}]},
+                },
+                "slas": {
+                    "webchat": sla
+                    or {
+                        "first_response": "5s",
+                        "human_response": "10s",
+                        "after_hours_response": "5s",
+                        "deadline": "12s",
+                    }
+                },
+                "rate_limit": {"max_contacts_per_hour": 1000},
+            }
+        },
+        "checks": [check],
+    }
+    path = tmp_path / "cxprobe.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

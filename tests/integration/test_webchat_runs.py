@@ -1,0 +1,299 @@
+"""The web-chat channel in real headless Chromium (Debian's) against the sandbox chat site.
+
+Timings are checked against the site's ground truth: the instant the server received the
+customer's message and the instant it wrote each answer to the WebSocket. Faults (a page that
+answers 500, a widget that never appears, the browser killed mid-chat) must each become a
+recorded outcome with a reason, and the next run must succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from cxprobe.app import Monitor, open_monitor
+from cxprobe.settings import load_config
+from probes.base import ChannelServices, Contact, Reply, Responder
+from probes.chatsettings import DEBIAN_CHROMIUM, WebchatAddress, WebchatChannelSettings
+from probes.webchat import WEBCHAT
+from sandbox.chat import ChatSite
+from sandbox.profile import Profile
+from scenarios.model import Outcome, Period, RoutingResult, RunResult
+from tests.support import chat_site_profile, sandbox_widget, webchat_config
+
+#: The issue's bound on first-answer timing error against the ground truth, at low load.
+ACCURACY_SECONDS = 0.050
+TOKEN = "CXP-7K3M9Q2XZ4"
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    if not DEBIAN_CHROMIUM.exists():
+        raise AssertionError(
+            f"{DEBIAN_CHROMIUM} is missing: run scripts/install-system-deps.sh (make test does)"
+        )
+
+
+@asynccontextmanager
+async def chat_site(tmp_path: Path, open_now: bool = True, **chat: Any) -> AsyncIterator[ChatSite]:
+    profile = Profile.model_validate(chat_site_profile(open_now, **chat))
+    async with ChatSite(profile, tmp_path / "site") as site:
+        yield site
+
+
+@asynccontextmanager
+async def monitoring(
+    tmp_path: Path, widget: dict[str, Any], **config: Any
+) -> AsyncIterator[Monitor]:
+    path = webchat_config(tmp_path, widget, **config)
+    async with open_monitor(
+        load_config(path), logging.getLogger("cxprobe.test"), serve_http=False
+    ) as monitor:
+        yield monitor
+
+
+async def run_once(monitor: Monitor) -> RunResult:
+    check = monitor.config.checks[0]
+    result = await monitor.runner.execute(check, datetime.now(UTC))
+    assert result is not None
+    return result
+
+
+def at(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["at"])
+
+
+def session_truth(site: ChatSite, token: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The customer's message as the server received it, and the answers it wrote after."""
+    events = [e for e in site.ground_truth() if e.get("token") == token]
+    (received,) = [e for e in events if e["event"] == "received"]
+    answers = [e for e in events if e["event"] == "reply_sent" and at(e) >= at(received)]
+    return received, answers
+
+
+# -- the channel on its own: timing against the ground truth --------------------------------
+
+
+async def test_send_bot_handoff_and_human_answer_timed_within_50ms(tmp_path: Path) -> None:
+    async with chat_site(tmp_path) as site, AsyncExitStack() as stack:
+        channel = WEBCHAT.create(WebchatChannelSettings(), _services())
+        await channel.start(stack)
+        address = WebchatAddress.model_validate(sandbox_widget(site.url("/")))
+        conversation = await channel.open(address, TOKEN)
+        contact = Contact(
+            token=TOKEN,
+            subject="",
+            text=f"Why is my invoice higher this month? Ref {TOKEN}\n",
+            sender_name="Alex Morgan",
+        )
+        sent = await conversation.send(contact)
+        replies: list[Reply] = []
+        async with asyncio.timeout(10):
+            async for reply in conversation.replies():
+                replies.append(reply)
+                if reply.responder is Responder.HUMAN:
+                    break
+        evidence = await conversation.close()
+    received, answers = session_truth(site, TOKEN)
+    assert abs((sent.at - at(received)).total_seconds()) < ACCURACY_SECONDS
+    assert [r.responder for r in replies] == [Responder.BOT, Responder.AUTO, Responder.HUMAN]
+    assert [a["responder"] for a in answers[:3]] == ["bot", "system", "agent"]
+    for reply, truth in zip(replies, answers, strict=False):
+        measured = (reply.arrived_at - sent.at).total_seconds()
+        actual = (at(truth) - at(received)).total_seconds()
+        assert abs(measured - actual) < ACCURACY_SECONDS, (reply.text, measured, actual)
+        assert reply.text == truth["text"]
+        assert reply.timing_method == "page-mutation-observer"
+    bot, handoff, human = replies
+    assert bot.sender == "Acme Assistant"
+    assert handoff.headers["Chat-Event"] == "handoff"
+    assert human.headers["Team"] == "Billing team"
+    assert human.sender == answers[2]["agent"]
+    kinds = [piece.kind for piece in evidence]
+    assert kinds == ["transcript", "screenshot"]
+    transcript = evidence[0].content.decode()
+    assert TOKEN in transcript and "now chatting with" in transcript
+    assert evidence[1].content.startswith(b"\x89PNG")
+
+
+# -- whole runs -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "frame"),
+    [
+        ("/", None),
+        ("/iframe-same", "#support-chat"),
+        ("/iframe-cross", "#support-chat"),
+        ("/shadow", None),
+    ],
+    ids=["page", "same-origin-iframe", "cross-origin-iframe", "open-shadow-dom"],
+)
+async def test_widget_variants_are_driven_by_config_alone(
+    tmp_path: Path, path: str, frame: str | None
+) -> None:
+    async with chat_site(tmp_path) as site:
+        widget = sandbox_widget(site.url(path), frame=frame)
+        async with monitoring(tmp_path, widget) as monitor:
+            result = await run_once(monitor)
+            artifacts = await monitor.store.artifacts(result.run_id)
+            stored = await monitor.store.messages(result.run_id)
+    assert result.outcome is Outcome.MET, result.reason
+    assert result.period is Period.BUSINESS
+    assert [r.responder for r in result.replies] == [
+        Responder.BOT,
+        Responder.AUTO,
+        Responder.HUMAN,
+    ]
+    assert (result.routed_queue, result.routing) == ("billing", RoutingResult.CORRECT)
+    received, answers = session_truth(site, result.token)
+    human_truth = next(a for a in answers if a["responder"] == "agent")
+    expected = (at(human_truth) - at(received)).total_seconds()
+    assert result.first_human_seconds is not None
+    assert abs(result.first_human_seconds - expected) < ACCURACY_SECONDS
+    assert {a.kind for a in artifacts if a.message_id is None} == {"transcript", "screenshot"}
+    assert stored[0].direction == "out" and result.token in stored[0].text
+    # The chat was ended politely through the widget.
+    ended = [e for e in site.ground_truth() if e["event"] == "session_ended"]
+    assert [e["reason"] for e in ended] == ["customer_ended"]
+
+
+async def test_misroute_is_reported_from_the_team_label(tmp_path: Path) -> None:
+    async with (
+        chat_site(tmp_path, misroute_rate=1.0) as site,
+        monitoring(tmp_path, sandbox_widget(site.url("/"))) as monitor,
+    ):
+        result = await run_once(monitor)
+    (handoff,) = [e for e in site.ground_truth() if e["event"] == "handoff"]
+    assert handoff["intended_queue"] == "billing" and handoff["queue"] != "billing"
+    assert result.routing is RoutingResult.WRONG
+    assert result.routed_queue == handoff["queue"]
+
+
+async def test_after_hours_the_bot_must_answer_and_does(tmp_path: Path) -> None:
+    async with chat_site(tmp_path, open_now=False) as site:
+        widget = sandbox_widget(site.url("/"))
+        async with monitoring(tmp_path, widget, open_now=False) as monitor:
+            result = await run_once(monitor)
+    assert result.period is Period.AFTER_HOURS
+    assert result.outcome is Outcome.MET, result.reason
+    assert [r.responder for r in result.replies] == [Responder.BOT]
+    assert result.first_human_seconds is None
+    received, (answer,) = session_truth(site, result.token)
+    assert answer["responder"] == "bot"
+    expected = (at(answer) - at(received)).total_seconds()
+    assert result.first_response_seconds is not None
+    assert abs(result.first_response_seconds - expected) < ACCURACY_SECONDS
+
+
+async def test_after_hours_without_a_bot_is_breached(tmp_path: Path) -> None:
+    async with chat_site(tmp_path, open_now=False, outage=True) as site:
+        widget = sandbox_widget(site.url("/"))
+        sla = {"after_hours_response": "1s", "deadline": "2s"}
+        async with monitoring(tmp_path, widget, open_now=False, sla=sla) as monitor:
+            result = await run_once(monitor)
+    assert result.period is Period.AFTER_HOURS
+    assert result.outcome is Outcome.BREACHED
+    assert result.replies == []
+
+
+# -- faults: each a recorded outcome, and the next run succeeds ------------------------------
+
+
+async def test_page_500_is_an_error_and_the_next_run_succeeds(tmp_path: Path) -> None:
+    async with (
+        chat_site(tmp_path, page_error=True) as site,
+        monitoring(tmp_path, sandbox_widget(site.url("/"))) as monitor,
+    ):
+        failed = await run_once(monitor)
+        site.set_page_error(False)
+        recovered = await run_once(monitor)
+        artifacts = await monitor.store.artifacts(failed.run_id)
+    assert failed.outcome is Outcome.ERROR
+    assert "answered HTTP 500" in failed.reason
+    assert {a.kind for a in artifacts} == {"transcript", "screenshot"}
+    assert recovered.outcome is Outcome.MET, recovered.reason
+
+
+async def test_missing_widget_is_an_error_naming_the_step(tmp_path: Path) -> None:
+    async with chat_site(tmp_path, widget_missing=True) as site:
+        widget = sandbox_widget(site.url("/"))
+        async with monitoring(tmp_path, widget, browser={"step_timeout": 1}) as monitor:
+            failed = await run_once(monitor)
+            site.set_widget_missing(False)
+            recovered = await run_once(monitor)
+    assert failed.outcome is Outcome.ERROR
+    assert "launcher '#chat-launcher'" in failed.reason
+    assert "nothing matched within 1s" in failed.reason
+    assert recovered.outcome is Outcome.MET, recovered.reason
+
+
+async def test_selector_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
+    async with chat_site(tmp_path) as site:
+        widget = sandbox_widget(site.url("/"), input="#no-such-box")
+        async with monitoring(tmp_path, widget, browser={"step_timeout": 1}) as monitor:
+            result = await run_once(monitor)
+    assert result.outcome is Outcome.ERROR
+    assert "'#no-such-box'" in result.reason
+
+
+async def test_dialog_on_load_is_dismissed_and_noted(tmp_path: Path) -> None:
+    async with (
+        chat_site(tmp_path, alert_on_load=True) as site,
+        monitoring(tmp_path, sandbox_widget(site.url("/"))) as monitor,
+    ):
+        result = await run_once(monitor)
+        artifacts = await monitor.store.artifacts(result.run_id)
+        (transcript,) = [a for a in artifacts if a.kind == "transcript"]
+        text = (await monitor.store.artifact_content(transcript.id) or b"").decode()
+    assert result.outcome is Outcome.MET, result.reason
+    assert "dismissed a alert dialog: Sign up for our newsletter!" in text
+
+
+async def test_browser_killed_mid_chat_is_an_error_and_is_restarted(tmp_path: Path) -> None:
+    async with (
+        chat_site(tmp_path, agent_seconds=5.0) as site,
+        monitoring(tmp_path, sandbox_widget(site.url("/"))) as monitor,
+    ):
+        check = monitor.config.checks[0]
+        run = asyncio.create_task(monitor.runner.execute(check, datetime.now(UTC)))
+        async with asyncio.timeout(20):
+            await site.wait_for(lambda e: e["event"] == "handoff")
+        killed = _kill_own_chromium()
+        crashed = await run
+        recovered = await run_once(monitor)
+        health = monitor.runner.health()["channels"]["webchat"]
+    assert killed, "no Chromium process of this test was found to kill"
+    assert crashed is not None and crashed.outcome is Outcome.ERROR
+    assert "browser exited mid-chat" in crashed.reason
+    assert recovered.outcome is Outcome.MET, recovered.reason
+    assert health["launches"] == 2 and health["crashes"] == 1
+
+
+def _kill_own_chromium() -> list[int]:
+    """SIGKILL the Chromium processes this test process started (through Playwright)."""
+    killed = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "chromium" in process.name() or "chrome" in process.name():
+                process.send_signal(signal.SIGKILL)
+                killed.append(process.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return killed
+
+
+def _services() -> ChannelServices:
+    async def unmatched(reply: Reply) -> None:
+        raise AssertionError(f"unexpected unmatched reply {reply}")
+
+    return ChannelServices(logger=logging.getLogger("cxprobe.test.webchat"), on_unmatched=unmatched)
