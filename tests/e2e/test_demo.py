@@ -43,6 +43,10 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     assert process.returncode == 0, text
     assert "cxprobe demo is running" in text
     assert "run finished" in text and "outcome=met" in text
+    # Both channels of the demo ran: the email desk and the chat site (in its iframe).
+    finished = [line for line in text.splitlines() if "run finished" in line]
+    assert any("check=acme-email-" in line for line in finished), text
+    assert any("check=acme-chat-" in line and "outcome=met" in line for line in finished), text
     assert "cxprobe stopped" in text and "demo stopped" in text
     assert "probe-secret" not in text
     prometheus_log = (ROOT / "data" / "demo" / "prometheus.log").read_text()
