@@ -1,0 +1,253 @@
+"""Concurrent web chats on this machine: CPU per chat, memory per browser context, and the timing
+error against the chat site's ground truth as concurrency rises.
+
+For each concurrency level N, the web-chat channel (``max_contexts = N``, one Chromium) runs
+``rounds`` rounds of N simultaneous chats (their starts spread evenly over ``spread`` seconds,
+as a schedule's jitter would) against the sandbox chat site, which runs in its own
+process so its work is not counted. Each chat: load the page, accept cookies, open the widget,
+fill the pre-chat form, send, wait for the bot, the hand-off and the agent, end the chat, keep
+the transcript and a screenshot.
+
+* **CPU per chat**: user+system seconds of this process, the Playwright driver and every
+  Chromium process over the level, divided by the chats run. Processes that exited during the
+  level are counted through their parents' ``children_*`` times.
+* **Memory per context**: the PSS of the Chromium processes with N chats open, minus the PSS of
+  the idle browser, divided by N.
+* **Timing error**: for every reply, cxprobe's ``arrived_at - sent_at`` minus the site's
+  ``reply_sent - received``; the one-way errors (send: page click -> server receipt; answer:
+  server write -> page render) are reported too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import tempfile
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from probes.base import ChannelServices, Contact, Reply, Responder, Sent, new_token
+from probes.chatsettings import BrowserSettings, WebchatAddress, WebchatChannelSettings
+from probes.webchat import WebchatChannel, WebchatConversation
+from tests.support import chat_site_profile, sandbox_widget
+
+LEVELS = (1, 4, 8, 16)
+OPENING = "Hello, my latest invoice is higher than usual; can you explain the charge? Ref {token}"
+
+
+@dataclass
+class _Chat:
+    token: str
+    sent: Sent | None = None
+    replies: list[Reply] = field(default_factory=list)
+    error: str | None = None
+
+
+def _summary(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 2),
+        "max_abs_ms": round(max(abs(v) for v in ordered) * 1000, 2),
+    }
+
+
+def _tree() -> list[psutil.Process]:
+    me = psutil.Process()
+    return [me, *me.children(recursive=True)]
+
+
+def _tree_cpu() -> float:
+    total = 0.0
+    for process in _tree():
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def _chromium_pss() -> float:
+    """PSS (MiB) of the Chromium processes under this one."""
+    total = 0
+    for process in _tree()[1:]:
+        try:
+            if "chrom" in process.name():
+                total += process.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total / 2**20
+
+
+async def _chat(
+    channel: WebchatChannel,
+    address: WebchatAddress,
+    record: _Chat,
+    all_sent: _Countdown,
+    delay: float = 0.0,
+) -> None:
+    await asyncio.sleep(delay)
+    conversation: WebchatConversation | None = None
+    try:
+        conversation = await channel.open(address, record.token)
+        text = OPENING.format(token=record.token)
+        record.sent = await conversation.send(
+            Contact(token=record.token, subject="", text=text, sender_name="Bench Customer")
+        )
+        all_sent.done()
+        async with asyncio.timeout(60):
+            async for reply in conversation.replies():
+                record.replies.append(reply)
+                if reply.responder is Responder.HUMAN:
+                    break
+    except Exception as exc:  # a failed chat is a figure, not a crash of the benchmark
+        record.error = f"{type(exc).__name__}: {exc}"
+        all_sent.done()
+    finally:
+        if conversation is not None:
+            await conversation.close()
+
+
+class _Countdown:
+    def __init__(self, count: int) -> None:
+        self._left = count
+        self.reached = asyncio.Event()
+
+    def done(self) -> None:
+        self._left -= 1
+        if self._left <= 0:
+            self.reached.set()
+
+
+async def _level(
+    level: int, rounds: int, spread: float, url: str
+) -> tuple[dict[str, Any], list[_Chat]]:
+    logger = logging.getLogger("bench.webchat")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+    async def unmatched(reply: Reply) -> None:
+        return None
+
+    settings = WebchatChannelSettings(browser=BrowserSettings(max_contexts=level))
+    channel = WebchatChannel(settings, ChannelServices(logger, unmatched))
+    address = WebchatAddress.model_validate(sandbox_widget(url))
+    chats: list[_Chat] = []
+    async with AsyncExitStack() as stack:
+        await channel.start(stack)
+        await _chat(channel, address, _Chat(new_token()), _Countdown(1))  # starts the browser
+        await asyncio.sleep(1.0)
+        idle_pss = await asyncio.to_thread(_chromium_pss)
+        cpu_before = _tree_cpu()
+        open_pss: list[float] = []
+        started = asyncio.get_running_loop().time()
+        for _ in range(rounds):
+            batch = [_Chat(new_token()) for _ in range(level)]
+            all_sent = _Countdown(level)
+            tasks = [
+                asyncio.create_task(_chat(channel, address, c, all_sent, i * spread / level))
+                for i, c in enumerate(batch)
+            ]
+            await all_sent.reached.wait()
+            open_pss.append(await asyncio.to_thread(_chromium_pss))
+            await asyncio.gather(*tasks)
+            chats += batch
+        wall = asyncio.get_running_loop().time() - started
+        cpu = _tree_cpu() - cpu_before
+    figures = {
+        "chats": len(chats),
+        "failed": sum(c.error is not None for c in chats),
+        "errors": sorted({c.error for c in chats if c.error})[:3],
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds_per_chat": round(cpu / len(chats), 3),
+        "cpu_share_of_2_cores": round(cpu / wall / (psutil.cpu_count() or 1), 2),
+        "browser_idle_pss_mib": round(idle_pss, 1),
+        "pss_per_context_mib": round((statistics.fmean(open_pss) - idle_pss) / level, 1),
+    }
+    return figures, chats
+
+
+def _truth(path: Path) -> dict[str, list[dict[str, Any]]]:
+    by_token: dict[str, list[dict[str, Any]]] = {}
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("token"):
+            by_token.setdefault(event["token"], []).append(event)
+    return by_token
+
+
+def _errors(chats: list[_Chat], truth: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    total: list[float] = []
+    send: list[float] = []
+    answer: list[float] = []
+    for chat in chats:
+        events = truth.get(chat.token, [])
+        received = [e for e in events if e["event"] == "received"]
+        if chat.sent is None or not received:
+            continue
+        received_at = datetime.fromisoformat(received[0]["at"])
+        answers = [
+            e
+            for e in events
+            if e["event"] == "reply_sent" and datetime.fromisoformat(e["at"]) >= received_at
+        ]
+        send.append((chat.sent.at - received_at).total_seconds())
+        for reply, event in zip(chat.replies, answers, strict=False):
+            sent_at = datetime.fromisoformat(event["at"])
+            measured = (reply.arrived_at - chat.sent.at).total_seconds()
+            actual = (sent_at - received_at).total_seconds()
+            total.append(measured - actual)
+            answer.append((reply.arrived_at - sent_at).total_seconds())
+    return {
+        "answer_time_error": _summary(total),
+        "send_one_way": _summary(send),
+        "answer_one_way": _summary(answer),
+    }
+
+
+async def measure(
+    levels: tuple[int, ...] = LEVELS, rounds: int = 3, spread: float = 2.0
+) -> dict[str, Any]:
+    profile = chat_site_profile(True)
+    chat = profile["chat"]
+    chat["bot"]["latency"] = {"distribution": "fixed", "seconds": 0.3}
+    chat["handoff_latency"] = {"distribution": "fixed", "seconds": 0.5}
+    for queue in chat["queues"].values():
+        queue["latency"] = {"distribution": "uniform", "low": 1.0, "high": 3.0}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        site = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.chat_site",
+            json.dumps(profile),
+            tmp,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert site.stdout is not None
+            async with asyncio.timeout(30):
+                info = json.loads(await site.stdout.readline())
+            runs: dict[int, list[_Chat]] = {}
+            for level in levels:
+                results[str(level)], runs[level] = await _level(level, rounds, spread, info["url"])
+            truth = _truth(Path(info["ground_truth"]))
+            for level in levels:
+                results[str(level)].update(_errors(runs[level], truth))
+        finally:
+            site.terminate()
+            await site.wait()
+    return {"levels": results, "rounds": rounds, "spread_seconds": spread}
