@@ -82,6 +82,7 @@ async def open_monitor(
             calendar_clock=calendar_clock,
         )
         await runner.start(stack)
+        webhooks = runner.webhooks
         scheduler = CheckScheduler(
             config.checks_here(),
             runner.start_slot,
@@ -93,13 +94,14 @@ async def open_monitor(
         monitor = Monitor(config, store, metrics, registry, runner, scheduler, server=None)
         if serve_http:
             http = config.monitor.http
-            monitor.server = await stack.enter_async_context(
-                HttpServer(
-                    host=http.host,
-                    port=http.port,
-                    registry=registry,
-                    health=monitor.health,
-                    logger=logger.getChild("http"),
-                )
+            server = HttpServer(
+                host=http.host,
+                port=http.port,
+                registry=registry,
+                health=monitor.health,
+                logger=logger.getChild("http"),
             )
+            server.add_routes(webhooks.routes)
+            monitor.server = await stack.enter_async_context(server)
+            webhooks.local_url = monitor.server.url
         yield monitor

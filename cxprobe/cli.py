@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -25,6 +26,7 @@ from cxprobe.app import open_monitor
 from cxprobe.errors import ConfigError
 from cxprobe.settings import Config, load_config
 from exporters.store import EvidenceStore
+from probes import CHANNEL_TYPES
 from probes.errors import CxprobeError
 from scenarios.durations import format_duration
 from scenarios.model import Outcome, RoutingResult, RunResult
@@ -131,7 +133,9 @@ def once(
     logger = logs.configure(loaded.monitor.log_format)
 
     async def execute() -> tuple[RunResult | None, list[str]]:
-        async with open_monitor(loaded, logger, serve_http=False) as monitor:
+        # The HTTP server only for channels that need provider webhooks (phone).
+        serve_http = CHANNEL_TYPES[check.channel].needs_http
+        async with open_monitor(loaded, logger, serve_http=serve_http) as monitor:
             slot = datetime.now(UTC).replace(microsecond=0)
             result = await monitor.runner.execute(check, slot)
             lines = await _evidence_lines(monitor.store, result) if result else []
@@ -156,10 +160,36 @@ async def _evidence_lines(store: EvidenceStore, result: RunResult) -> list[str]:
         stamp = when.strftime("%H:%M:%S.%f")[:-3] if when else "?"
         late = " (late)" if message.late else ""
         digest = f" sha256:{message.sha256[:12]}… {message.size} B" if message.sha256 else ""
+        summary = message.subject or (message.text.splitlines()[0][:80] if message.text else "")
         lines.append(
             f"{arrow} {stamp} {message.responder or 'customer':<8} {message.sender}"
-            f" — {message.subject}{late}{digest}"
+            f" — {summary}{late}{digest}"
         )
+    for artifact in await store.artifacts(result.run_id):
+        if artifact.message_id is not None:
+            continue  # shown with its message above
+        lines.append(
+            f"▣ {artifact.kind} ({artifact.media_type}) sha256:{artifact.sha256[:12]}… "
+            f"{artifact.size} B"
+        )
+        if artifact.kind == "call-timeline":
+            content = await store.artifact_content(artifact.id)
+            lines += _timeline_lines(content or b"{}", result.sent_at)
+    return lines
+
+
+def _timeline_lines(content: bytes, sent_at: datetime | None) -> list[str]:
+    """A call's timeline (probes.phone evidence) as lines with offsets from the call's t0."""
+    try:
+        entries = json.loads(content).get("timeline", [])
+    except (ValueError, AttributeError):
+        return ["    (unreadable call timeline)"]
+    lines = []
+    for entry in entries:
+        at = datetime.fromisoformat(entry["at"])
+        offset = f"{(at - sent_at).total_seconds():+8.2f}s" if sent_at else ""
+        detail = f"  {entry['detail']}" if entry.get("detail") else ""
+        lines.append(f"    {at:%H:%M:%S.%f}"[:-3] + f" {offset} {entry['event']:<10}{detail}")
     return lines
 
 

@@ -25,7 +25,15 @@ from cxprobe.settings import Check, Config
 from exporters.metrics import MonitorMetrics
 from exporters.store import Claim, EvidenceStore, OpenRun
 from probes import CHANNEL_TYPES
-from probes.base import Channel, ChannelServices, Conversation, Reply, Sent, new_token
+from probes.base import (
+    Channel,
+    ChannelServices,
+    Conversation,
+    Reply,
+    Sent,
+    Webhooks,
+    new_token,
+)
 from probes.errors import ProbeError, describe_error
 from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
@@ -97,6 +105,8 @@ class Runner:
     #: The clock business hours are judged by; None means ``clock``. Shifting it (and only it)
     #: simulates a night or a weekend while every timing stays on the real clock.
     calendar_clock: Clock | None = None
+    #: Where channel drivers mount provider webhooks (the monitor's HTTP server).
+    webhooks: Webhooks = field(default_factory=Webhooks)
     channels: dict[str, Channel] = field(default_factory=dict)
     _tasks: set[asyncio.Task[RunResult | None]] = field(default_factory=set)
     _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
@@ -114,6 +124,7 @@ class Runner:
                 logger=self.logger.getChild(f"probes.{kind}"),
                 on_unmatched=functools.partial(self._unmatched, kind),
                 state=StoredChannelState(self.store, kind),
+                webhooks=self.webhooks,
             )
             channel = CHANNEL_TYPES[kind].create(self.config.channel_settings(kind), services)
             addresses = [
@@ -223,6 +234,7 @@ class Runner:
             customer_name=self.config.monitor.customer_name,
             target_name=target.name,
             disclosure=self.config.monitor.disclosure,
+            expected_queue=result.expected_queue,
         )
         follow_ups = build_follow_ups(
             scenario,

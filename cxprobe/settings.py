@@ -101,6 +101,8 @@ DEFAULT_SLAS: Mapping[str, Sla] = {
     ),
     # Chat is synchronous: customers expect a bot within seconds and a person within minutes.
     "webchat": Sla(first_response=30, human_response=180, after_hours_response=30, deadline=600),
+    # Phone: the line should pick up within a minute; the queue to a person is the long part.
+    "phone": Sla(first_response=60, human_response=600, after_hours_response=60, deadline=900),
 }
 
 
@@ -360,6 +362,22 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                 message = check_address(config.channel_settings(kind))
                 if message:
                     problems.append((("targets", target_id, "channels", kind), message))
+        phone = config.channel_settings("phone")
+        if (
+            phone is not None
+            and phone.webhook.status_only
+            and each_target.address("phone") is not None
+            and each_target.sla("phone").human_response is not None
+        ):
+            # Status-only calls cannot hear who answers: a human SLA would always be breached.
+            problems.append(
+                (
+                    ("targets", target_id, "slas"),
+                    "channels.phone.webhook.status_only measures time to answer only: set "
+                    "'phone: {human_response: null}' under this target's slas (and use "
+                    "first_response), or give the monitor a webhook URL",
+                )
+            )
     seen_series: dict[tuple[str, str, str], list[tuple[int, set[str]]]] = {}
     seen_ids: dict[str, int] = {}
     for index, check in enumerate(config.checks):

@@ -7,10 +7,11 @@ from types import MappingProxyType
 
 from probes.base import ChannelType
 from probes.email import EMAIL
+from probes.phone import PHONE
 from probes.webchat import WEBCHAT
 
 CHANNEL_TYPES: Mapping[str, ChannelType] = MappingProxyType(
-    {kind.kind: kind for kind in (EMAIL, WEBCHAT)}
+    {kind.kind: kind for kind in (EMAIL, WEBCHAT, PHONE)}
 )
 
 __all__ = ["CHANNEL_TYPES", "ChannelType"]

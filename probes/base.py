@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from aiohttp import web
 from pydantic import BaseModel
 
 from probes.errors import (
@@ -67,6 +68,9 @@ class Contact:
     subject: str  # channels without subjects ignore it
     text: str  # already carries the token
     sender_name: str
+    #: The team the contact should reach (a target queue id), for channels whose route is
+    #: chosen by the customer (a phone menu path).
+    expected_queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ class Conversation(Protocol):
         ...
 
     def replies(self) -> AsyncIterator[Reply]:
-        """Replies in arrival order; never ends by itself (the runner owns the deadline).
+        """Replies in arrival order (the runner owns the deadline). Ends only when the
+        conversation cannot produce more (a call that has hung up); the run is then judged.
 
         An iteration that is interrupted (cancelled while waiting) may be replaced by a new
         call: no reply is lost between the two.
@@ -158,6 +163,19 @@ class MemoryChannelState:
         self.values[key] = dict(value)
 
 
+@dataclass
+class Webhooks:
+    """The monitor's HTTP server as channel drivers see it.
+
+    A driver that receives provider callbacks adds its routes in ``start`` (the server starts
+    after the channels); ``local_url`` is the server's own address once it listens (None when
+    the monitor runs without one).
+    """
+
+    routes: list[web.RouteDef] = field(default_factory=list)
+    local_url: str | None = None
+
+
 @dataclass(frozen=True)
 class ChannelServices:
     """What the application hands every channel driver."""
@@ -166,6 +184,7 @@ class ChannelServices:
     on_unmatched: UnmatchedSink
     #: Where the driver keeps what must survive a restart (the monitor's evidence store).
     state: ChannelState = field(default_factory=MemoryChannelState)
+    webhooks: Webhooks = field(default_factory=Webhooks)
 
 
 class Channel(Protocol):
@@ -207,6 +226,8 @@ class ChannelType:
     create: Callable[[Any, ChannelServices], Channel]
     #: Whether conversations may stay open for hours (persisted, resumed after restarts).
     resumable: bool = False
+    #: Whether the driver needs the monitor's HTTP server (provider webhooks).
+    needs_http: bool = False
 
 
 __all__ = [
@@ -226,5 +247,6 @@ __all__ = [
     "Responder",
     "Sent",
     "UnmatchedSink",
+    "Webhooks",
     "new_token",
 ]

@@ -48,6 +48,7 @@ def build_contact(
     customer_name: str,
     target_name: str,
     disclosure: str | None,
+    expected_queue: str | None = None,
 ) -> Contact:
     """The opening contact with its placeholders filled in and the token carried in the text."""
     values = {"token": token, "customer_name": customer_name, "target": target_name}
@@ -61,6 +62,7 @@ def build_contact(
         subject=scenario.render(scenario.subject, **values),
         text=text + "\n",
         sender_name=customer_name,
+        expected_queue=expected_queue,
     )
 
 
@@ -172,6 +174,8 @@ async def listen(
         except TimeoutError:
             replies = conversation.replies()  # the interrupted iteration has ended
             continue
+        except StopAsyncIteration:
+            return  # the conversation ended (a call hung up): nothing more can arrive
         # Outside the timeout: a reply being recorded is never cut off by the deadline.
         observed = judge.observe(reply)
         await hooks.reply(result, reply, observed)

@@ -1,0 +1,161 @@
+"""Configuration models of the phone channel (``channels.phone`` and a target's phone line)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+E164 = r"^\+[1-9][0-9]{6,14}$"
+TWILIO_API = "https://api.twilio.com"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+    return value
+
+
+class TwilioAccount(_Strict):
+    """The Twilio (or Twilio-compatible) account the probe calls from."""
+
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$", description="Account SID (AC…).")
+    auth_token: SecretStr = Field(
+        description="Auth token (use ${ENV_VAR}); also verifies the webhooks' signatures."
+    )
+    api_base_url: str = Field(
+        default=TWILIO_API,
+        pattern=r"^https?://[^/]+$",
+        description="Where https://api.twilio.com requests go: a Twilio-compatible provider or "
+        "the sandbox. Scheme and host[:port] only.",
+    )
+    request_timeout: float = Field(default=15.0, gt=0, description="Seconds per API request.")
+    retry_for: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds to keep retrying 429 (Retry-After honoured) and 5xx answers, with "
+        "exponential backoff and full jitter; never past the run's deadline.",
+    )
+
+
+class WebhookSettings(_Strict):
+    """How Twilio reaches the monitor (status callbacks, speech results)."""
+
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^?#]+[^/?#]$",
+        description="The monitor's HTTP server as Twilio reaches it, e.g. "
+        "https://cxprobe.example.com (a reverse proxy in front of monitor.http); default: the "
+        "server's own address, which only a local sandbox can reach.",
+    )
+    status_only: bool = Field(
+        default=False,
+        description="No webhooks at all (sites that cannot expose one): poll the call's status "
+        "and measure time to answer only.",
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="Status-only mode: seconds between status polls."
+    )
+
+
+class PhoneChannelSettings(_Strict):
+    """The ``channels.phone`` section."""
+
+    twilio: TwilioAccount
+    from_number: str = Field(pattern=E164, description="The probe's own number (E.164).")
+    webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    max_call_seconds: int = Field(
+        default=900, ge=30, le=14400, description="Hard limit on a call's length (TimeLimit)."
+    )
+    ring_timeout: int = Field(
+        default=60, ge=5, le=600, description="Seconds to let the line ring before giving up."
+    )
+    listen_timeout: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="Seconds of silence after which one listening turn ends (and another starts).",
+    )
+    closing_line: str = Field(
+        default="Thank you, that is all I needed. This was an automated test call. Goodbye.",
+        description="Said once the probe has what it needs, before it hangs up.",
+    )
+
+
+class IvrStep(_Strict):
+    """One move through a phone menu, made once a prompt has been heard."""
+
+    digits: str | None = Field(
+        default=None,
+        pattern=r"^[0-9*#wW]+$",
+        description="Keys to press; w waits 0.5 s, W 1 s (e.g. 'w1').",
+    )
+    say: str | None = Field(default=None, description="Words to say (speech menus).")
+    when: str | None = Field(
+        default=None,
+        description="Act only once a prompt matches this regular expression (else the next "
+        "prompt heard).",
+    )
+
+    @field_validator("when")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_regex(value)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> IvrStep:
+        if (self.digits is None) == (self.say is None):
+            raise ValueError("give exactly one of 'digits' (e.g. '1') or 'say' (e.g. 'billing')")
+        return self
+
+
+#: Phrases that, in most support lines, only a person says.
+DEFAULT_HUMAN = [
+    r"\b(speaking|you'?re through to|how (can|may) I help|my name is|this is \w+ (from|in))\b"
+]
+
+
+class PhoneAddress(_Strict):
+    """A target's ``channels.phone`` section: the number, its menu, and what its voices say."""
+
+    number: str = Field(pattern=E164, description="The support line (E.164).")
+    ivr: dict[str, list[IvrStep]] = Field(
+        default_factory=dict,
+        description="The menu path to each queue (a target queue id), used for contacts expected "
+        "there; 'default' for the rest. An empty path just listens.",
+    )
+    human: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_HUMAN),
+        min_length=1,
+        description="Regular expressions on what is heard that mark a person answering.",
+    )
+    closed: list[str] = Field(
+        default_factory=lambda: [r"\b(closed|opening hours|lines are open|call back)\b"],
+        description="Regular expressions marking the after-hours closed message (auto).",
+    )
+    voicebot: list[str] = Field(
+        default_factory=list, description="Regular expressions marking a voice bot (bot)."
+    )
+
+    @field_validator("human", "closed", "voicebot")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        return [_valid_regex(pattern) for pattern in value]
+
+    def path_to(self, queue: str | None) -> list[IvrStep]:
+        if queue is not None and queue in self.ivr:
+            return self.ivr[queue]
+        return self.ivr.get("default", [])
+
+    def check_against(self, settings: PhoneChannelSettings | None) -> str | None:
+        if settings is None:
+            return "the target has a phone number but there is no 'channels.phone' section"
+        if self.number == settings.from_number:
+            return "the target's number is the probe's own number (channels.phone.from_number)"
+        return None
