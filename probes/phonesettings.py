@@ -6,12 +6,21 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-E164 = r"^\+[1-9][0-9]{6,14}$"
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 TWILIO_API = "https://api.twilio.com"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _e164(value: str) -> str:
+    if not E164.match(value):
+        raise ValueError(
+            f"{value!r} is not an E.164 phone number: write it as + and the country code and "
+            "number, digits only (e.g. +442071234567)"
+        )
+    return value
 
 
 def _valid_regex(value: str) -> str:
@@ -68,7 +77,7 @@ class PhoneChannelSettings(_Strict):
     """The ``channels.phone`` section."""
 
     twilio: TwilioAccount
-    from_number: str = Field(pattern=E164, description="The probe's own number (E.164).")
+    from_number: str = Field(description="The probe's own number (E.164).")
     webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     max_call_seconds: int = Field(
         default=900, ge=30, le=14400, description="Hard limit on a call's length (TimeLimit)."
@@ -86,6 +95,11 @@ class PhoneChannelSettings(_Strict):
         default="Thank you, that is all I needed. This was an automated test call. Goodbye.",
         description="Said once the probe has what it needs, before it hangs up.",
     )
+
+    @field_validator("from_number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        return _e164(value)
 
 
 class IvrStep(_Strict):
@@ -124,7 +138,7 @@ DEFAULT_HUMAN = [
 class PhoneAddress(_Strict):
     """A target's ``channels.phone`` section: the number, its menu, and what its voices say."""
 
-    number: str = Field(pattern=E164, description="The support line (E.164).")
+    number: str = Field(description="The support line (E.164).")
     ivr: dict[str, list[IvrStep]] = Field(
         default_factory=dict,
         description="The menu path to each queue (a target queue id), used for contacts expected "
@@ -142,6 +156,11 @@ class PhoneAddress(_Strict):
     voicebot: list[str] = Field(
         default_factory=list, description="Regular expressions marking a voice bot (bot)."
     )
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        return _e164(value)
 
     @field_validator("human", "closed", "voicebot")
     @classmethod

@@ -45,6 +45,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
         "PROBE_SMTP_PASSWORD": "x",
         "PROBE_IMAP_PASSWORD": "x",
         "CXPROBE_SANDBOX_IMAP_PASSWORD": "x",
+        "TWILIO_AUTH_TOKEN": "x",
     }
     config = load_config(ROOT / "config" / name, environ=env)
     assert config.checks_here()
@@ -56,11 +57,17 @@ def test_shipped_configs_are_valid(name: str) -> None:
 def test_secrets_are_held_as_secret_strings() -> None:
     config = load_config(
         ROOT / "config" / "example.yaml",
-        environ={"PROBE_SMTP_PASSWORD": "hunter2", "PROBE_IMAP_PASSWORD": "hunter3"},
+        environ={
+            "PROBE_SMTP_PASSWORD": "hunter2",
+            "PROBE_IMAP_PASSWORD": "hunter3",
+            "TWILIO_AUTH_TOKEN": "hunter4",
+        },
     )
     mailbox = config.channel_settings("email").mailboxes["probe"]
     assert mailbox.imap.password.get_secret_value() == "hunter3"
-    assert "hunter3" not in repr(config) and "hunter2" not in str(config.model_dump())
+    assert config.channel_settings("phone").twilio.auth_token.get_secret_value() == "hunter4"
+    for secret in ("hunter2", "hunter3", "hunter4"):
+        assert secret not in repr(config) and secret not in str(config.model_dump())
 
 
 def test_every_error_is_reported_not_only_the_first(tmp_path: Path) -> None:
