@@ -11,16 +11,19 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from sandbox.chat import ChatSite
+from sandbox.clock import DeskClock
 from sandbox.desk import MailDesk
 from sandbox.dovecot import DovecotError
 from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
+from sandbox.twilio_sandbox import TwilioSandbox
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="Run the cxprobe sandbox contact centre (mail desk and, if the profile has a "
-        "chat: section, the web-chat site) on 127.0.0.1.",
+        description="Run the cxprobe sandbox contact centre (mail desk and, if the profile has "
+        "chat: or twilio: sections, the web-chat site and the Twilio-compatible phone line) on "
+        "127.0.0.1.",
     )
     parser.add_argument(
         "--profile",
@@ -32,8 +35,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--workdir",
         type=Path,
         default=Path("data/sandbox"),
-        help="where Dovecot's mail, logs, certificates, ground_truth.jsonl and "
-        "chat_ground_truth.jsonl live "
+        help="where Dovecot's mail, logs, certificates, ground_truth.jsonl, "
+        "chat_ground_truth.jsonl and twilio_ground_truth.jsonl live "
         "(default: %(default)s)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -71,6 +74,27 @@ async def _serve(profile_path: Path, workdir: Path) -> None:
                 f"  widget alone  {chat.url('/widget')}  (second origin {chat.alt_url('/')})\n"
                 f"  control       {chat.url('/_control/state')}  (and /_control/ground-truth)\n"
                 f"  ground truth  {chat.ground_truth_path}",
+                flush=True,
+            )
+        if profile.twilio is not None:
+            phone = TwilioSandbox(
+                profile.twilio,
+                workdir=workdir,
+                hours=profile.business_hours,
+                zone=profile.zone,
+                # Its own clock, like the mail desk's and the chat site's: each control API
+                # shifts only its own channel's idea of "now".
+                clock=DeskClock(profile.clock.offset_seconds),
+                seed=profile.seed,
+            )
+            twilio = await stack.enter_async_context(phone)
+            print(
+                "sandbox phone line (Twilio-compatible) running\n"
+                f"  REST API      {twilio.base_url}  (use it in place of https://api.twilio.com; "
+                f"account {profile.twilio.account_sid})\n"
+                f"  control       {twilio.control_url}  (GET /state, /ground-truth)\n"
+                f"  ground truth  {twilio.ground_truth_path}\n"
+                f"  period now: {twilio.period_now()}",
                 flush=True,
             )
         print("Ctrl-C to stop.", flush=True)

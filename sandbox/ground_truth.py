@@ -30,6 +30,7 @@ EventName = Literal[
     "digits_received",
     "probe_said",
     "gather_timeout",
+    "partial_result",
     "queue_entered",
     "agent_answered",
     "redirected",

@@ -13,6 +13,7 @@ from pydantic import model_validator as _model_validator
 from sandbox.chat_profile import ChatSettings
 from sandbox.clock import WeeklyHours
 from sandbox.latency import FixedLatency, Latency
+from sandbox.twilio_profile import TwilioSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 
@@ -108,6 +109,8 @@ class Profile(_Model):
     control: PortSettings = PortSettings()
     # The web-chat site (sandbox/chat.py); absent: the sandbox runs the mail desk only.
     chat: ChatSettings | None = None
+    # The Twilio-compatible phone line (sandbox/twilio_sandbox.py); absent: no phone line.
+    twilio: TwilioSettings | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -76,6 +76,8 @@ class CallSimulation:
         self._line: Line | None = None
         self._probe: asyncio.Task[None] | None = None
         self._line_tasks: set[asyncio.Task[None]] = set()  # far end and TwiML
+        # Webhooks in flight (status callbacks, partial results): like Twilio's, they outlive
+        # the call; only the sandbox closing cancels them.
         self._callback_tasks: set[asyncio.Task[None]] = set()
         self._callbacks: asyncio.Task[None] | None = None  # the last one queued
         self._sequence = 0
@@ -171,7 +173,16 @@ class CallSimulation:
         self, line: Line, document: Document, send_digits: str | None
     ) -> asyncio.Task[None]:
         env = self._env
-        runner = TwimlRunner(self.call, line, env.webhooks, env.settings, self._record, env.report)
+        runner = TwimlRunner(
+            self.call,
+            line,
+            env.webhooks,
+            env.settings,
+            self._record,
+            env.report,
+            env.rng,
+            background=lambda delivery: _start(delivery, self._callback_tasks),
+        )
         return self._spawn(runner.run(document, send_digits), line, "TwiML")
 
     def _end(self, status: CallStatus) -> None:

@@ -13,6 +13,9 @@ Timing semantics (the figures a monitor measures depend on them):
   `timeout` value when it is absent; nothing more for `auto`). Nothing heard: post without a
   result if `actionOnEmptyResult`, else go on with the next verb. The far end never sends
   DTMF, so a dtmf-only Gather always times out.
+- A speech `<Gather partialResultCallback>` also posts interim results from about
+  `partial_result_delay` after the utterance it hears starts (sandbox/twilio_partials.py);
+  the ones not yet due are dropped when the Gather ends.
 - When the document runs out of verbs the call is hung up, as Twilio does.
 """
 
@@ -21,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
+import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from sandbox.twilio_line import Heard, Line, Record, Utterance
+from sandbox.twilio_partials import Background, PartialResults
 from sandbox.twilio_profile import TwilioSettings
 from sandbox.twilio_resource import CallRecord
 from sandbox.twilio_spec import Violation
@@ -75,13 +81,18 @@ class TwimlRunner:
         settings: TwilioSettings,
         record: Record,
         report: Callable[[Violation], None],
+        rng: random.Random,
+        background: Background,
     ) -> None:
+        """background starts webhook deliveries that outlive this runner (partial results)."""
         self._call = call
         self._line = line
         self._webhooks = webhooks
         self._settings = settings
         self._record = record
         self._report = report
+        self._rng = rng
+        self._background = background
 
     async def run(self, document: Document, send_digits: str | None = None) -> None:
         """Run document and whatever it leads to, then hang up; errors end the call too."""
@@ -163,6 +174,17 @@ class TwimlRunner:
     async def _gather(self, verb: Gather) -> Fetch | None:
         loop = asyncio.get_running_loop()
         listening_since = loop.time()
+        partials = self._partial_results(verb, listening_since)
+        try:
+            return await self._listen(verb, listening_since, partials)
+        finally:
+            if partials is not None:
+                partials.cancel()
+
+    async def _listen(
+        self, verb: Gather, listening_since: float, partials: asyncio.Task[None] | None
+    ) -> Fetch | None:
+        loop = asyncio.get_running_loop()
         for child in verb.children:
             await self._nested(child)
         utterance = None
@@ -176,6 +198,10 @@ class TwimlRunner:
                 return None
             return Fetch(_action(verb), verb.method)
         await utterance.ended.wait()
+        if partials is not None:
+            # It follows the same utterance, so it is past its last due time and finishes now;
+            # awaiting it keeps a partial result due right at the end from being dropped.
+            await partials
         if verb.speech_timeout is None:
             await asyncio.sleep(verb.timeout)
         elif verb.speech_timeout != "auto":
@@ -186,6 +212,30 @@ class TwimlRunner:
             verb.method,
             (("SpeechResult", utterance.text), ("Confidence", confidence)),
         )
+
+    def _partial_results(self, verb: Gather, listening_since: float) -> asyncio.Task[None] | None:
+        """Start following what the Gather hears, if it wants partial results."""
+        if verb.partial_result_callback is None or "speech" not in verb.inputs:
+            return None
+        partials = PartialResults(
+            call=self._call,
+            webhooks=self._webhooks,
+            settings=self._settings,
+            rng=self._rng,
+            record=self._record,
+            report=self._report,
+            background=self._background,
+            url=verb.partial_result_callback,
+            method=verb.partial_result_callback_method,
+        )
+
+        async def follow() -> None:
+            # No deadline of its own: the Gather cancels it when it stops listening.
+            utterance = await self._hear(listening_since, math.inf)
+            if utterance is not None:
+                await partials.follow(utterance, listening_since)
+
+        return asyncio.create_task(follow())
 
     async def _hear(self, since: float, deadline: float) -> Utterance | None:
         """The first utterance heard since loop time since that starts before deadline."""

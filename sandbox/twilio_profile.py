@@ -12,6 +12,8 @@ Example (all keys shown; most have defaults)::
       port: 0                        # REST API and /_control on 127.0.0.1 (0: a free port)
       speech_rate: 15                # characters per second, for prompts, greetings and <Say>
       speech_confidence: 0.92        # Confidence posted with every SpeechResult
+      partial_result_delay: {distribution: fixed, seconds: 0.4}  # speech start -> 1st partial
+      partial_result_interval: 1.0   # seconds between a Gather's partial results
       post_dial_delay: {distribution: fixed, seconds: 1.0}     # initiated -> ringing
       ring_time: {distribution: uniform, low: 2, high: 6}      # ringing -> answered
       max_call_seconds: 3600         # the line drops a call that lasts longer
@@ -199,6 +201,11 @@ class TwilioSettings(_Model):
     port: int = Field(default=0, ge=0, le=65535)
     speech_rate: float = Field(default=15.0, gt=0)
     speech_confidence: float = Field(default=0.92, ge=0.0, le=1.0)
+    # The recognizer's latency: a Gather's partialResultCallback gets its first interim result
+    # this long after the far end starts speaking, then one every partial_result_interval
+    # seconds while it goes on (see sandbox/twilio_partials.py).
+    partial_result_delay: Latency = FixedLatency(seconds=0.4)
+    partial_result_interval: float = Field(default=1.0, gt=0)
     post_dial_delay: Latency = FixedLatency(seconds=1.0)
     ring_time: Latency = FixedLatency(seconds=3.0)
     max_call_seconds: float = Field(default=3600.0, gt=0)

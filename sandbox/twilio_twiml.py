@@ -114,6 +114,9 @@ class Gather:
     speech_timeout: float | Literal["auto"] | None
     action_on_empty_result: bool
     children: tuple[Say | Play | Pause, ...]
+    # Where interim speech results go while the far end is still speaking (None: nowhere).
+    partial_result_callback: str | None = None
+    partial_result_callback_method: Literal["GET", "POST"] = "POST"
 
 
 Nested = Say | Play | Pause
@@ -212,6 +215,7 @@ def _gather(element: ET.Element, base: str | None) -> Gather:
     # Without action Twilio posts to the document's own URL; inline Twiml has none, which
     # is only an error once there is something to post (see the executor).
     action_url = base if action is None else _url(element, action, base)
+    partial = element.get("partialResultCallback")
     return Gather(
         inputs=inputs,
         action=action_url,
@@ -220,6 +224,8 @@ def _gather(element: ET.Element, base: str | None) -> Gather:
         speech_timeout=speech_timeout,
         action_on_empty_result=empty == "true",
         children=tuple(children),
+        partial_result_callback=None if partial is None else _url(element, partial, base),
+        partial_result_callback_method=_method(element, "partialResultCallbackMethod"),
     )
 
 

@@ -140,6 +140,7 @@ class Monitor:
 
     base_url: str = ""
     digits_for_menu: str = "w1"
+    partial_results: str | None = None  # the partialResultCallback of its Gathers, if any
     requests: list[Webhook] = field(default_factory=list)
     # Replaced on every request: a waiter holds the current one and is woken when it is set.
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -165,8 +166,9 @@ class Monitor:
         return [r.params["SpeechResult"] for r in self.seen("/heard") if "SpeechResult" in r.params]
 
 
-def listen(then: str = "") -> str:
-    gather = '<Gather input="speech" action="/heard" speechTimeout="auto" timeout="10"/>'
+def listen(then: str = "", partial_results: str | None = None) -> str:
+    partial = "" if partial_results is None else f' partialResultCallback="{partial_results}"'
+    gather = f'<Gather input="speech" action="/heard" speechTimeout="auto" timeout="10"{partial}/>'
     return f"<Response>{then}{gather}</Response>"
 
 
@@ -190,15 +192,16 @@ async def start_monitor(monitor: Monitor) -> AsyncIterator[Monitor]:
 
     async def voice(request: web.Request) -> web.Response:
         await record(request)
-        return twiml(listen())
+        return twiml(listen(partial_results=monitor.partial_results))
 
     async def heard(request: web.Request) -> web.Response:
         said = (await record(request)).get("SpeechResult", "")
         if "through to" in said:  # an agent's greeting: the probe got its human
             return twiml("<Response><Hangup/></Response>")
         if "press 1" in said:
-            return twiml(listen(f'<Play digits="{monitor.digits_for_menu}"/>'))
-        return twiml(listen())
+            digits = f'<Play digits="{monitor.digits_for_menu}"/>'
+            return twiml(listen(digits, monitor.partial_results))
+        return twiml(listen(partial_results=monitor.partial_results))
 
     async def done(request: web.Request) -> web.Response:
         await record(request)
@@ -215,6 +218,7 @@ async def start_monitor(monitor: Monitor) -> AsyncIterator[Monitor]:
             web.post("/heard", heard),
             web.route("*", "/done", done),
             web.route("*", "/status", status),
+            web.route("*", "/partial", status),
         ]
     )
     runner = web.AppRunner(app, access_log=None)
@@ -326,6 +330,7 @@ async def test_probe_walks_the_ivr_to_a_billing_agent(twilio: Twilio, monitor: M
     )
     assert greeting_post.received_at >= datetime.fromisoformat(agent["ended_at"])
     assert by_name["hangup"]["by"] == "caller"
+    assert not monitor.seen("/partial")  # no partialResultCallback, no partial results
 
     fetched = await twilio.client.calls(call.sid).fetch_async()
     assert fetched.status == "completed"
@@ -601,3 +606,134 @@ async def test_bad_twiml_is_a_violation_and_ends_the_call(twilio: Twilio) -> Non
     assert "actionOnEmptyResults" in violation.message
     hangup = next(e for e in twilio.sandbox.ground_truth() if e["event"] == "hangup")
     assert hangup["by"] == "error"
+
+
+async def test_partial_results_time_the_start_of_the_agent_greeting(
+    tmp_path: Path, monitor: Monitor
+) -> None:
+    monitor.partial_results = "/partial"  # relative: resolved against the TwiML's URL
+    delay = 0.4
+    # Slower speech than the other tests, so the greeting (1.3 s) gets several partial results.
+    profile = settings(
+        speech_rate=40,
+        partial_result_delay={"distribution": "fixed", "seconds": delay},
+        partial_result_interval=0.25,
+    )
+    async for twilio in open_twilio(tmp_path, profile):
+        call = await twilio.client.calls.create_async(
+            to=SUPPORT_LINE, from_=PROBE_NUMBER, url=monitor.url("/voice")
+        )
+        await call_ends(twilio.sandbox, call.sid)
+        truth = twilio.sandbox.ground_truth()
+        assert twilio.sandbox.violations == []
+
+    partials = monitor.seen("/partial")
+    assert partials and all(r.signature_valid for r in partials)
+    first = partials[0].params
+    assert first["CallSid"] == call.sid and first["AccountSid"] == ACCOUNT_SID
+    assert (first["From"], first["To"]) == (PROBE_NUMBER, SUPPORT_LINE)
+    assert (first["CallStatus"], first["Direction"]) == ("in-progress", "outbound-api")
+    assert first["ApiVersion"] == "2010-04-01"
+    assert all(0.0 <= float(r.params["Stability"]) <= 1.0 for r in partials)
+
+    agent = next(e for e in truth if e["event"] == "agent_answered")
+    greeting = agent["text"]
+    posted = [r for r in partials if r.params["UnstableSpeechResult"].startswith("Hi,")]
+    recorded = [
+        e
+        for e in truth
+        if e["event"] == "partial_result" and e["utterance_started_at"] == agent["started_at"]
+    ]
+    # Several results for the greeting, numbered from 1, each with more of it than the last.
+    assert len(posted) >= 3
+    assert [int(r.params["SequenceNumber"]) for r in posted] == list(range(1, len(posted) + 1))
+    texts = [r.params["UnstableSpeechResult"] for r in posted]
+    assert all(greeting.startswith(text) for text in texts)
+    assert [len(t) for t in texts] == sorted(len(t) for t in texts) and texts[0] != texts[-1]
+    assert [(e["sequence"], e["text"]) for e in recorded] == [
+        (int(r.params["SequenceNumber"]), r.params["UnstableSpeechResult"]) for r in posted
+    ]
+    assert all(e["at"] <= agent["ended_at"] for e in recorded)  # none after the greeting ends
+
+    # The first one comes a recognizer delay after the agent starts talking, not at the end.
+    started = datetime.fromisoformat(agent["at"])
+    since_start = (posted[0].received_at - started).total_seconds()
+    assert delay - 0.05 <= since_start <= delay + 0.3
+    assert posted[0].received_at < datetime.fromisoformat(agent["ended_at"])
+    # The whole greeting still goes to the action once the agent has finished.
+    assert greeting in monitor.speech()
+    greeting_post = next(
+        r for r in monitor.seen("/heard") if r.params.get("SpeechResult") == greeting
+    )
+    assert greeting_post.received_at >= datetime.fromisoformat(agent["ended_at"])
+    # An utterance shorter than the delay ("Please hold." takes 0.3 s) gets one, at its end.
+    hold = [
+        r.params["UnstableSpeechResult"]
+        for r in partials
+        if "hold" in r.params["UnstableSpeechResult"]
+    ]
+    assert hold == [HOLD]
+
+
+async def test_partial_results_by_get_and_failing_ones_leave_the_call_up(
+    twilio: Twilio, monitor: Monitor
+) -> None:
+    def gather(partial_results: str, method: str) -> str:
+        return (
+            f'<Response><Gather input="speech" speechTimeout="auto" action="{monitor.url("/done")}"'
+            f' partialResultCallback="{partial_results}" partialResultCallbackMethod="{method}"/>'
+            "</Response>"
+        )
+
+    by_get = await twilio.client.calls.create_async(
+        to=SUPPORT_LINE, from_=PROBE_NUMBER, twiml=gather(monitor.url("/partial?leg=1"), "GET")
+    )
+    failing = await twilio.client.calls.create_async(
+        to=SUPPORT_LINE, from_=PROBE_NUMBER, twiml=gather(monitor.url("/missing"), "POST")
+    )
+    await call_ends(twilio.sandbox, by_get.sid)
+    await call_ends(twilio.sandbox, failing.sid)
+
+    got = monitor.seen("/partial")
+    assert got and all(r.signature_valid and r.params["leg"] == "1" for r in got)
+    assert {r.params["CallSid"] for r in got} == {by_get.sid}
+    # Twilio ignores partial-result answers: a 404 is a violation, but the Gather goes on.
+    done = {r.params["CallSid"]: r.params.get("SpeechResult") for r in monitor.seen("/done")}
+    assert done == {by_get.sid: ROOT_PROMPT, failing.sid: ROOT_PROMPT}
+    truth = twilio.sandbox.ground_truth()
+    failed = [e for e in truth if e["event"] == "partial_result" and e["call_sid"] == failing.sid]
+    violations = twilio.sandbox.violations
+    assert failed and len(violations) == len(failed)
+    assert all(
+        (v.source, v.code, v.method, v.target)
+        == ("webhook", 11200, "POST", monitor.url("/missing"))
+        for v in violations
+    )
+    hangups = {e["call_sid"]: e["by"] for e in truth if e["event"] == "hangup"}
+    assert hangups == {by_get.sid: "caller", failing.sid: "caller"}
+
+
+async def test_partial_results_stop_when_the_call_ends(tmp_path: Path, monitor: Monitor) -> None:
+    interval = 0.5
+    # The root prompt takes 3.7 s: partial results would go on well after the hangup.
+    profile = settings(speech_rate=20, partial_result_interval=interval)
+    async for twilio in open_twilio(tmp_path, profile):
+        call = await twilio.client.calls.create_async(
+            to=SUPPORT_LINE,
+            from_=PROBE_NUMBER,
+            twiml=f'<Response><Gather input="speech" action="{monitor.url("/done")}" '
+            f'partialResultCallback="{monitor.url("/partial")}"/></Response>',
+        )
+        await monitor.wait_for("/partial")
+        await twilio.client.calls(call.sid).update_async(status="completed")
+        await call_ends(twilio.sandbox, call.sid)
+        await asyncio.sleep(2 * interval)  # past the next ones' due times: none may come
+        truth = twilio.sandbox.ground_truth()
+        assert twilio.sandbox.violations == []
+
+    hangup = next(e for e in truth if e["event"] == "hangup")
+    sent = [e for e in truth if e["event"] == "partial_result"]
+    assert hangup["by"] == "api"
+    assert sent and all(e["at"] <= hangup["at"] for e in sent)
+    assert len(monitor.seen("/partial")) == len(sent)
+    assert not monitor.seen("/done")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
+from sandbox.twilio_partials import words_begun
 from sandbox.twilio_signature import twilio_signature
 from sandbox.twilio_twiml import (
     Gather,
@@ -84,6 +85,11 @@ def test_gather_defaults_follow_twilio() -> None:
         ("<Response><Dial>+15005550006</Dial></Response>", "does not simulate"),
         ("<Response><Speak>hi</Speak></Response>", "not a TwiML voice verb"),
         ('<Response><Redirect method="PUT">/x</Redirect></Response>', "must be GET or POST"),
+        (
+            '<Response><Gather partialResultCallback="/p" partialResultCallbackMethod="PUT"/>'
+            "</Response>",
+            "must be GET or POST",
+        ),
         ("<Response><Say><prosody>hi</prosody></Say></Response>", "SSML"),
     ],
 )
@@ -103,6 +109,33 @@ def test_relative_urls_need_a_document_url() -> None:
         "<Response><Redirect>http://127.0.0.1:9/n</Redirect></Response>", None
     )
     assert redirect == Redirect("http://127.0.0.1:9/n", "POST")
+
+
+def test_partial_result_callback_resolves_like_action() -> None:
+    (gather,) = parse_twiml(
+        '<Response><Gather input="speech" partialResultCallback="partial"'
+        ' partialResultCallbackMethod="GET"/></Response>',
+        DOC,
+    )
+    assert isinstance(gather, Gather)
+    assert gather.partial_result_callback == "https://monitor.example.com/twilio/partial"
+    assert gather.partial_result_callback_method == "GET"
+    with pytest.raises(TwimlError, match="inline Twiml has no document URL"):
+        parse_twiml('<Response><Gather partialResultCallback="/p"/></Response>', None)
+
+
+@pytest.mark.parametrize(
+    ("characters", "words"),
+    [
+        (0, "Hi,"),  # the recognizer's first guess is the first word
+        (5, "Hi, you're"),  # a word counts once its first character is spoken
+        (4, "Hi,"),
+        (17, "Hi, you're through"),
+        (1000, "Hi, you're through to Sam."),
+    ],
+)
+def test_partial_results_hold_the_words_begun(characters: float, words: str) -> None:
+    assert words_begun("Hi, you're through to Sam.", characters) == words
 
 
 @pytest.mark.parametrize(
