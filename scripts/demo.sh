@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 workdir=data/demo
 mkdir -p "$workdir/prometheus" "$workdir/alertmanager"
 export CXPROBE_SANDBOX_IMAP_PASSWORD=probe-secret
+export CXPROBE_SANDBOX_TWILIO_TOKEN=sandbox-auth-token-not-a-secret
 pids=()
 
 stop_all() {
@@ -39,6 +40,7 @@ python3 - <<'PY'
 import socket, sys
 ports = {2525: "sandbox SMTP", 10143: "sandbox IMAP", 10024: "sandbox LMTP", 8025: "sandbox control",
          8088: "sandbox chat site", 8089: "sandbox chat site (second origin)",
+         8030: "sandbox Twilio API",
          9464: "cxprobe", 9090: "Prometheus", 9093: "Alertmanager"}
 busy = []
 for port, what in ports.items():
@@ -86,12 +88,13 @@ pids+=($!)
 
 cat <<MSG
 
-  cxprobe demo is running — the monitor emails and chats with the sandbox support desk.
+  cxprobe demo is running — the monitor emails, chats with and calls the sandbox support desk.
     metrics      http://127.0.0.1:9464/metrics   (health: /healthz)
     Prometheus   http://127.0.0.1:9090/graph?g0.expr=cxprobe_runs_total
     Alertmanager http://127.0.0.1:9093
     sandbox desk http://127.0.0.1:8025/state     (ground truth: /ground-truth)
     sandbox chat http://127.0.0.1:8088/          (switches and ground truth: /_control/state)
+    sandbox line http://127.0.0.1:8030/_control/state   (the Twilio-compatible API)
     runs         cxprobe runs -c config/sandbox.yaml
     logs         $workdir/*.log
   Ctrl-C stops everything.

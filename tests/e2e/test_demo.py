@@ -27,7 +27,7 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     shutil.rmtree(ROOT / "data" / "demo", ignore_errors=True)
     env = {
         **os.environ,
-        "DEMO_SECONDS": "25",
+        "DEMO_SECONDS": "45",  # a sandbox call reaches its agent in 20-30 s
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     process = await asyncio.create_subprocess_exec(
@@ -47,8 +47,10 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     finished = [line for line in text.splitlines() if "run finished" in line]
     assert any("check=acme-email-" in line for line in finished), text
     assert any("check=acme-chat-" in line and "outcome=met" in line for line in finished), text
+    assert any("check=acme-phone-" in line and "outcome=met" in line for line in finished), text
     assert "cxprobe stopped" in text and "demo stopped" in text
     assert "probe-secret" not in text
+    assert "sandbox-auth-token" not in text
     prometheus_log = (ROOT / "data" / "demo" / "prometheus.log").read_text()
     assert "Server is ready to receive web requests" in prometheus_log
 

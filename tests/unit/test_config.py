@@ -46,6 +46,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
         "PROBE_IMAP_PASSWORD": "x",
         "CXPROBE_SANDBOX_IMAP_PASSWORD": "x",
         "TWILIO_AUTH_TOKEN": "x",
+        "CXPROBE_SANDBOX_TWILIO_TOKEN": "x",
     }
     config = load_config(ROOT / "config" / name, environ=env)
     assert config.checks_here()
