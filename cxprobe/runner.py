@@ -52,6 +52,8 @@ from scenarios.verdicts import Judge, slo_events
 NOT_SENT = "the monitor stopped before the contact was sent"
 #: Default runs in progress at once per channel, when the config does not say.
 DEFAULT_CONCURRENCY = 8
+#: Longest a channel may take to end a conversation (hang up a call, leave a chat).
+CLOSE_TIMEOUT = 60.0
 
 
 @dataclass
@@ -457,7 +459,17 @@ async def _closing(
 async def _close_and_keep(
     conversation: Conversation, store: EvidenceStore, run_id: str, logger: logging.Logger
 ) -> None:
-    evidence = await conversation.close()
+    # Closing is best effort: the run's outcome is already known and must be recorded even
+    # if the channel fails (or hangs) while ending the conversation.
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            evidence = await conversation.close()
+    except Exception as exc:
+        logger.error(
+            "conversation did not close cleanly",
+            extra={"run_id": run_id, "error": describe_error(exc)},
+        )
+        return
     try:
         await store.record_artifacts(run_id, evidence)
     except Exception as exc:  # the run's outcome must still be recorded

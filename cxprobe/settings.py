@@ -103,6 +103,16 @@ DEFAULT_SLAS: Mapping[str, Sla] = {
     "webchat": Sla(first_response=30, human_response=180, after_hours_response=30, deadline=600),
     # Phone: the line should pick up within a minute; the queue to a person is the long part.
     "phone": Sla(first_response=60, human_response=600, after_hours_response=60, deadline=900),
+    # Messaging sits between chat and email: an automatic answer in minutes, a person in an hour.
+    **{
+        kind: Sla(
+            first_response=5 * 60,
+            human_response=3600,
+            after_hours_response=5 * 60,
+            deadline=4 * 3600,
+        )
+        for kind in ("sms", "whatsapp", "generic")
+    },
 }
 
 
@@ -431,6 +441,23 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                     (*where, "scenario"),
                     f"unknown scenario {check.scenario!r}; "
                     f"available: {', '.join(sorted(config.scenarios))}",
+                )
+            )
+        phone = config.channel_settings("phone")
+        if (
+            check.channel == "phone"
+            and phone is not None
+            and phone.webhook.status_only
+            and scenario is not None
+            and Responder.UNKNOWN not in scenario.after_hours_accepts
+        ):
+            # Status-only calls cannot hear who answered: after hours every run would breach.
+            problems.append(
+                (
+                    (*where, "scenario"),
+                    f"channels.phone.webhook.status_only cannot tell who answers, so scenario "
+                    f"{check.scenario!r} can never be answered after hours: give this check a "
+                    "scenario whose after_hours_accepts includes 'unknown'",
                 )
             )
         queue = check.expected_queue or (scenario.expected_queue if scenario else None)

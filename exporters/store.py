@@ -805,7 +805,7 @@ async def _insert_outgoing(conn: AsyncConnection, run_id: str, sent: Sent) -> No
             external_id=sent.external_id,
             observed_at=sent.at,
             arrived_at=sent.at,
-            timing_method=SENT_TIMING,
+            timing_method=sent.timing_method or SENT_TIMING,
             seconds=None,
             sender=headers.get("from", ""),
             responder=None,

@@ -82,6 +82,8 @@ class Sent:
     evidence: Evidence | None = None
     #: The message as sent, where the evidence does not already hold it (chat).
     text: str = ""
+    #: How ``at`` was measured, when the channel knows better than "channel-accepted".
+    timing_method: str = ""
     #: Channel-specific, JSON-serialisable state needed to resume after a restart.
     resume_state: Mapping[str, Any] = field(default_factory=dict)
 

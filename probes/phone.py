@@ -40,9 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import aiohttp
 from aiohttp import web
-from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
@@ -61,7 +59,7 @@ from probes.base import (
     Sent,
 )
 from probes.phonesettings import IvrStep, PhoneAddress, PhoneChannelSettings
-from probes.twiliohttp import RedirectingHttpClient, RefusedHost
+from probes.twiliohttp import RedirectingHttpClient, twilio_call
 
 #: Where the webhooks live on the monitor's HTTP server.
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -71,6 +69,10 @@ FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "cancele
 HANGUP_GRACE = 10.0
 #: How long to wait for the final status (and the price) once the call was ended.
 FINAL_STATUS_WAIT = 5.0
+#: After the call ended, how long a speech result for its last words may still arrive.
+END_GRACE = 2.0
+#: Status-only mode: consecutive failed polls tolerated before the run is an error.
+POLL_FAILURES = 5
 
 
 def utc_now() -> datetime:
@@ -101,6 +103,7 @@ class PhoneChannel:
         self._log = services.logger
         self._webhooks = services.webhooks
         self._calls: dict[str, PhoneConversation] = {}
+        self.lines = asyncio.Semaphore(settings.max_calls)
         self._validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
         self._http: RedirectingHttpClient | None = None
         self._client: Client | None = None
@@ -153,6 +156,8 @@ class PhoneChannel:
         return base.rstrip("/")
 
     async def open(self, address: PhoneAddress, token: str) -> PhoneConversation:
+        # A line is held from dialling to hang-up: calls in progress never exceed max_calls.
+        await self.lines.acquire()
         return PhoneConversation(self, address, token)
 
     async def resume(self, address: PhoneAddress, token: str, sent: Sent) -> PhoneConversation:
@@ -163,6 +168,7 @@ class PhoneChannel:
             "api_base_url": self.settings.twilio.api_base_url,
             "mode": "status-only" if self.settings.webhook.status_only else "webhooks",
             "calls_in_progress": len(self._calls),
+            "max_calls": self.settings.max_calls,
             "calls_placed": self.calls_placed,
             "api_retries": self._http.retries if self._http is not None else 0,
             "rejected_webhooks": self.rejected_webhooks,
@@ -212,7 +218,7 @@ class PhoneChannel:
             return _forbidden()
         conversation = self._conversation(request)
         if conversation is not None:
-            conversation.on_partial_speech(params)
+            conversation.on_partial_speech(request.query.get("turn", ""))
         return web.Response(status=204)
 
     async def _on_status(self, request: web.Request) -> web.Response:
@@ -240,6 +246,7 @@ class PhoneConversation:
         self.call_sid: str | None = None
         self._answered = False
         self._utterance_started: datetime | None = None
+        self._turn = 0  # listening turns (<Gather>s) so far; partial results name theirs
         self._heard = 0
         self._last_move_at: datetime | None = None
         self._ending = False  # the probe has said goodbye / hung up
@@ -265,8 +272,10 @@ class PhoneConversation:
             "time_limit": settings.max_call_seconds,
         }
         if settings.webhook.status_only:
-            # Nothing to say: the call is hung up as soon as it is answered.
-            options["twiml"] = f'<Response><Pause length="{settings.max_call_seconds}"/></Response>'
+            # Nothing to say: the call is hung up as soon as it is answered, and cut by Twilio
+            # within a minute should this process be gone by then.
+            options["twiml"] = '<Response><Pause length="60"/></Response>'
+            options["time_limit"] = 60
         else:
             options.update(
                 url=self._url("voice"),
@@ -308,23 +317,7 @@ class PhoneConversation:
         return f"{self._channel.webhook_base()}{WEBHOOK_PREFIX}/{kind}/{self.token}"
 
     async def _api(self, what: str, request: Any) -> Any:
-        try:
-            return await request
-        except TwilioRestException as exc:
-            detail = f"{what}: Twilio answered HTTP {exc.status}"
-            if exc.code:
-                detail += f", error {exc.code}"
-            detail += f": {exc.msg}"
-            if exc.status in (401, 403):
-                raise ChannelUnavailable(detail + " (check channels.phone.twilio)") from None
-            raise ProviderError(detail) from None
-        except RefusedHost as exc:
-            raise ChannelUnavailable(str(exc)) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ChannelUnavailable(
-                f"{what}: cannot reach {self._settings.twilio.api_base_url}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        return await twilio_call(what, request, self._settings.twilio.api_base_url)
 
     # -- what the line does (webhooks) -----------------------------------------------------
 
@@ -354,14 +347,17 @@ class PhoneConversation:
         elif status == "failed":
             self._fail(ProviderError("Twilio could not place the call (status failed)"))
         else:
-            self._events.put_nowait(None)  # nothing more will be heard
+            # Nothing more will be heard, once a result for the last words (posted after the
+            # hang-up) has had a moment to arrive.
+            asyncio.get_running_loop().call_later(END_GRACE, self._events.put_nowait, None)
 
     def on_answered(self, params: Mapping[str, str]) -> str:
         self._mark_answered()
         return self._listen()
 
-    def on_partial_speech(self, params: Mapping[str, str]) -> None:
-        if self._utterance_started is None:
+    def on_partial_speech(self, turn: str) -> None:
+        # A late partial result of an earlier turn must not start this turn's utterance.
+        if turn == str(self._turn) and self._utterance_started is None:
             self._utterance_started = utc_now()
 
     def on_speech(self, params: Mapping[str, str]) -> str:
@@ -389,21 +385,22 @@ class PhoneConversation:
         if responder is Responder.HUMAN and self._last_move_at is not None:
             wait = ((started or heard_at) - self._last_move_at).total_seconds()
             self._note("queue wait", f"{wait:.1f} s from the last menu move to the person")
-        if responder in (Responder.HUMAN, Responder.BOT):
+        if responder is Responder.HUMAN:
             return self._say_goodbye()
-        if responder is Responder.AUTO:
-            self._ending = True
-            self._note("hung up", "by the probe, after the closed message")
-            return _hang_up()
+        if responder is not Responder.IVR:
+            # A closed message or a voice bot: keep listening (a bot may hand over to a
+            # person); the run's verdict decides, and close() ends the call.
+            return self._listen()
         return self._next_move(text)
 
     def _classify(self, text: str) -> Responder:
-        if any(p.search(text) for p in self._human):
-            return Responder.HUMAN
-        if any(p.search(text) for p in self._closed_message):
-            return Responder.AUTO
+        # Bots and closed messages first: "how can I help" is a voice bot's line too.
         if any(p.search(text) for p in self._voicebot):
             return Responder.BOT
+        if any(p.search(text) for p in self._closed_message):
+            return Responder.AUTO
+        if any(p.search(text) for p in self._human):
+            return Responder.HUMAN
         return Responder.IVR
 
     def _next_move(self, heard: str) -> str:
@@ -428,6 +425,8 @@ class PhoneConversation:
         return str(response)
 
     def _gather(self, response: VoiceResponse) -> None:
+        self._turn += 1
+        self._utterance_started = None
         response.gather(
             input="speech",
             action=self._url("gather"),
@@ -435,7 +434,7 @@ class PhoneConversation:
             timeout=self._settings.listen_timeout,
             speech_timeout="auto",
             action_on_empty_result=True,
-            partial_result_callback=self._url("partial"),
+            partial_result_callback=f"{self._url('partial')}?turn={self._turn}",
             partial_result_callback_method="POST",
         )
 
@@ -491,20 +490,39 @@ class PhoneConversation:
         assert self.call_sid is not None
         call = self._channel.client.calls(self.call_sid)
         interval = self._settings.webhook.poll_interval
-        try:
-            while self._final_status is None:
-                await asyncio.sleep(interval)
+        failures = 0
+        while self._final_status is None:
+            await asyncio.sleep(interval)
+            try:
                 fetched = await self._api("poll the call", call.fetch_async())
                 status = str(fetched.status)
-                if status == "in-progress" and not self._answered:
-                    self.on_status(status, {})
+                duration = str(fetched.duration or "")
+                answered = status == "in-progress" or (
+                    status == "completed" and duration not in ("", "0")
+                )
+                if answered and not self._answered:
+                    self.on_status("in-progress", {})
+                if status == "in-progress":
                     self._ending = True
                     self._note("hung up", "by the probe: status-only mode measures the answer")
                     await self._api("hang up", call.update_async(status="completed"))
                 else:
-                    self.on_status(status, {"CallDuration": str(fetched.duration or "")})
-        except ProbeError as exc:
-            self._fail(exc)
+                    self.on_status(status, {"CallDuration": duration})
+                failures = 0
+            except ProbeError as exc:
+                failures += 1
+                if failures >= POLL_FAILURES:
+                    self._fail(exc)
+                    return
+                self._log.warning(
+                    "status poll failed; retrying",
+                    extra={"call_sid": self.call_sid, "error": str(exc)},
+                )
+            except Exception as exc:  # a bug here must end the run, not hang it
+                self._fail(
+                    ChannelUnavailable(f"status polling stopped: {type(exc).__name__}: {exc}")
+                )
+                return
 
     # -- replies and the end ---------------------------------------------------------------
 
@@ -532,6 +550,7 @@ class PhoneConversation:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._poller
             self._channel._calls.pop(self.token, None)
+            self._channel.lines.release()
         return self._evidence()
 
     async def _end_call(self) -> None:
@@ -544,9 +563,9 @@ class PhoneConversation:
                     await self._finished.wait()
         if self._final_status is None:
             self._note("hung up", "by the probe, at the end of the run")
-            status = "completed" if self._answered else "canceled"
             try:
-                await self._api("hang up", call.update_async(status=status))
+                # "completed" ends a call in any state ("canceled" only one not yet answered).
+                await self._api("hang up", call.update_async(status="completed"))
             except ProbeError as exc:
                 self._log.warning(
                     "could not hang up", extra={"call_sid": self.call_sid, "error": str(exc)}
@@ -559,8 +578,13 @@ class PhoneConversation:
         except ProbeError as exc:
             self._note("no price", str(exc))
             return
+        if str(fetched.status) not in FINAL_STATUSES:
+            self._log.error(
+                "the call is still up after hanging up; Twilio ends it at its time limit",
+                extra={"call_sid": self.call_sid, "status": str(fetched.status)},
+            )
         price = f"{fetched.price} {fetched.price_unit}" if fetched.price is not None else "unknown"
-        self._note("billed", f"{fetched.duration or 0} s, price {price}")
+        self._note("billed", f"{fetched.duration or 0} s, price {price} (Twilio may price later)")
 
     def _evidence(self) -> list[Evidence]:
         timeline = [entry.as_dict() for entry in sorted(self._timeline, key=lambda e: e.at)]

@@ -49,7 +49,7 @@ class TwilioAccount(_Strict):
         default=60.0,
         ge=0,
         description="Seconds to keep retrying 429 (Retry-After honoured) and 5xx answers, with "
-        "exponential backoff and full jitter; never past the run's deadline.",
+        "exponential backoff and full jitter (a send is also bounded by monitor.send_timeout).",
     )
 
 
@@ -81,6 +81,13 @@ class PhoneChannelSettings(_Strict):
     webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     max_call_seconds: int = Field(
         default=900, ge=30, le=14400, description="Hard limit on a call's length (TimeLimit)."
+    )
+    max_calls: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Calls in progress at once (each holds a line and an agent at the target; "
+        "keep it within the Twilio account's concurrency).",
     )
     ring_timeout: int = Field(
         default=60, ge=5, le=600, description="Seconds to let the line ring before giving up."
@@ -150,7 +157,11 @@ class PhoneAddress(_Strict):
         description="Regular expressions on what is heard that mark a person answering.",
     )
     closed: list[str] = Field(
-        default_factory=lambda: [r"\b(closed|opening hours|lines are open|call back)\b"],
+        default_factory=lambda: [
+            r"\b(we are|we're|office is|lines are) (now |currently )?closed\b",
+            r"\boutside (of )?(our )?(opening|business|office) hours\b",
+            r"\bplease call (us )?(back|again) (then|later|during|between|when|on|tomorrow)\b",
+        ],
         description="Regular expressions marking the after-hours closed message (auto).",
     )
     voicebot: list[str] = Field(

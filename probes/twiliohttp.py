@@ -6,8 +6,9 @@ refuses any other URL, so a misconfigured test can never reach the real Twilio a
 cannot leak credentials to a host nobody configured.
 
 It also retries what Twilio asks to be retried: a 429 (waiting its ``Retry-After``) and 5xx
-answers, with exponential backoff and full jitter, for at most ``retry_for`` seconds and never
-past the caller's deadline. A call *creation* is retried only on 429 and 503, the answers that
+answers, with exponential backoff and full jitter, for at most ``retry_for`` seconds (a run's
+send is further bounded by ``monitor.send_timeout``). Each attempt is bounded by the request
+timeout. A call *creation* is retried only on 429 and 503, the answers that
 say the request was not processed: a retried create after any other 5xx could ring the target
 twice.
 """
@@ -20,11 +21,17 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
+
+from probes.errors import ChannelUnavailable, ProviderError
+
+_T = TypeVar("_T")
 
 _TWILIO_URL = re.compile(r"^https://([a-z0-9-]+)\.twilio\.com(/.*)?$")
 #: First backoff step; the n-th retry waits a random time in [0, BASE * 2**n] (full jitter).
@@ -46,14 +53,13 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         timeout: float,
         retry_for: float,
         logger: logging.Logger,
-        deadline: Callable[[], float | None] = lambda: None,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(timeout=timeout, logger=logger)
         self.base_url = base_url.rstrip("/")
+        self.request_timeout = timeout
         self.retry_for = retry_for
         self._log = logger
-        self._deadline = deadline  # monotonic time after which no retry is started
         self._rng = rng or random.Random()
         self.retries = 0
 
@@ -83,27 +89,26 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         creating = method.upper() == "POST" and url.rstrip("/").endswith("/Calls.json")
         started = time.monotonic()
         attempt = 0
+        # The library passes timeout=None, which aiohttp reads as "no limit": bound each
+        # attempt here, so a stuck provider cannot hold a run (or a hang-up) forever.
+        limit = timeout if timeout is not None else self.request_timeout
         while True:
-            response: Response = await super().request(
-                method,
-                target,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=allow_redirects,
-            )
+            async with asyncio.timeout(limit):
+                response: Response = await super().request(
+                    method,
+                    target,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=limit,
+                    allow_redirects=allow_redirects,
+                )
             status = response.status_code
             retryable = status == 429 or (status >= 500 and (not creating or status == 503))
             if not retryable:
                 return response
             wait = self._backoff(attempt, response)
-            now = time.monotonic()
-            deadline = self._deadline()
-            out_of_time = now + wait > started + self.retry_for or (
-                deadline is not None and now + wait > deadline
-            )
-            if out_of_time:
+            if time.monotonic() + wait > started + self.retry_for:
                 return response  # the caller turns it into an error with Twilio's message
             self._log.warning(
                 "Twilio API answered %s; retrying in %.1fs",
@@ -123,6 +128,31 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             except ValueError:
                 pass  # an HTTP date: fall back to backoff
         return self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+async def twilio_call(what: str, request: Awaitable[_T], base_url: str) -> _T:
+    """Await a ``twilio`` client call; its failures as probe errors that say what failed.
+
+    401/403 are the probe's credentials (:class:`ChannelUnavailable`); other API errors carry
+    Twilio's status, code and message (:class:`ProviderError`); a host that cannot be reached
+    is :class:`ChannelUnavailable`. Twilio's messages never contain credentials.
+    """
+    try:
+        return await request
+    except TwilioRestException as exc:
+        detail = f"{what}: Twilio answered HTTP {exc.status}"
+        if exc.code:
+            detail += f", error {exc.code}"
+        detail += f": {exc.msg}"
+        if exc.status in (401, 403):
+            raise ChannelUnavailable(detail + " (check the twilio account settings)") from None
+        raise ProviderError(detail) from None
+    except RefusedHost as exc:
+        raise ChannelUnavailable(str(exc)) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ChannelUnavailable(
+            f"{what}: cannot reach {base_url}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _header(response: Response, name: str) -> str | None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
@@ -76,8 +77,6 @@ from probes.chatsettings import (
 )
 from probes.errors import describe_error
 
-#: The name of the function the page calls to report to Python.
-BINDING = "__cxprobeReport"
 TIMING_METHOD = "page-mutation-observer"
 #: Fallback t0 when the page did not report the send (the widget swallowed the event).
 FALLBACK_TIMING = "python-after-send"
@@ -164,7 +163,13 @@ class WebchatChannel:
                     "channels.webchat.browser.executable_path"
                 ) from None
             browser.on("disconnected", self._on_disconnected)
-            self._user_agent = await self._identifiable_user_agent(browser)
+            try:
+                self._user_agent = await self._identifiable_user_agent(browser)
+            except BaseException:
+                # Not kept: close it, or every retry would leave another Chromium running.
+                with suppress(PlaywrightError):
+                    await browser.close()
+                raise
             self._browser = browser
             self._launches += 1
             self._log.info(
@@ -209,6 +214,7 @@ class WebchatChannel:
                 f"no browser context became free within {options.context_wait:g}s "
                 f"(max_contexts is {options.max_contexts})"
             ) from None
+        context: BrowserContext | None = None
         try:
             async with asyncio.timeout(options.launch_timeout):
                 browser = await self._running_browser()
@@ -218,20 +224,23 @@ class WebchatChannel:
                     viewport={"width": options.viewport[0], "height": options.viewport[1]},
                     user_agent=self._user_agent,
                 )
-            conversation = WebchatConversation(self, address, token, context)
-            await conversation.prepare()
-        except TimeoutError:
+                conversation = WebchatConversation(self, address, token, context)
+                await conversation.prepare()
+        except BaseException as exc:
+            # Nothing of a chat that could not open may outlive it: its context, its slot.
+            if context is not None:
+                with suppress(PlaywrightError, TimeoutError):
+                    async with asyncio.timeout(CLOSING_STEP_TIMEOUT):
+                        await context.close()
             self._contexts.release()
-            raise ChannelUnavailable(
-                f"the browser did not open a new context within {options.launch_timeout:g}s"
-            ) from None
-        except PlaywrightError as exc:
-            self._contexts.release()
-            raise ChannelUnavailable(
-                f"the browser could not open a chat: {_first_line(exc)}"
-            ) from None
-        except BaseException:
-            self._contexts.release()
+            if isinstance(exc, TimeoutError):
+                raise ChannelUnavailable(
+                    f"the browser did not open a new chat within {options.launch_timeout:g}s"
+                ) from None
+            if isinstance(exc, PlaywrightError):
+                raise ChannelUnavailable(
+                    f"the browser could not open a chat: {_first_line(exc)}"
+                ) from None
             raise
         self._live.add(conversation)
         return conversation
@@ -279,6 +288,11 @@ class WebchatConversation:
         self._options = channel.browser_settings
         self._events: asyncio.Queue[Mapping[str, Any] | ProbeError] = asyncio.Queue()
         self._send_marks: list[float] = []
+        self._sends = 0
+        # The page reports through a binding only this conversation knows the name and nonce
+        # of: a script on the page cannot forge messages or timings.
+        self._binding = f"__cxprobe_{secrets.token_hex(8)}"
+        self._nonce = secrets.token_hex(16)
         self._send_marked = asyncio.Event()
         self._sent_ms: float | None = None
         self._transcript: list[TranscriptLine] = []
@@ -300,7 +314,7 @@ class WebchatConversation:
         context = self._context
         context.set_default_timeout(self._options.step_timeout * 1000)
         context.set_default_navigation_timeout(self._options.navigation_timeout * 1000)
-        await context.expose_binding(BINDING, self._on_report)
+        await context.expose_binding(self._binding, self._on_report)
         context.on("page", self._on_new_page)
         page = await context.new_page()
         page.on("dialog", self._on_dialog)
@@ -310,6 +324,8 @@ class WebchatConversation:
     # -- events from the page --------------------------------------------------------------
 
     def _on_report(self, source: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        if not isinstance(event, Mapping) or event.get("nonce") != self._nonce:
+            return  # not our observer
         kind = event.get("kind")
         at = event.get("at")
         if not isinstance(at, int | float) or not math.isfinite(at):
@@ -397,11 +413,13 @@ class WebchatConversation:
         text = _chat_text(contact.text)
         # "sent": when cxprobe sent it; the widget's rendering of it shows as "customer".
         self._transcript.append(TranscriptLine(page_time(at_ms), "sent", "cxprobe", text))
+        self._sends += 1
         return Sent(
             at=page_time(at_ms),
-            external_id=f"webchat:{self.token}:sent:{len(self._send_marks)}",
+            external_id=f"webchat:{self.token}:sent:{self._sends}",
             text=text,
-            resume_state={"timing_method": method, "url": self.address.url},
+            timing_method=method,
+            resume_state={"url": self.address.url},
         )
 
     async def _load(self, page: Page) -> None:
@@ -471,7 +489,8 @@ class WebchatConversation:
     def _observer_config(self) -> dict[str, Any]:
         selectors = self.address.messages
         return {
-            "binding": BINDING,
+            "binding": self._binding,
+            "nonce": self._nonce,
             "item": selectors.item,
             "brand": selectors.brand,
             "bot": selectors.bot,
@@ -563,8 +582,8 @@ class WebchatConversation:
     async def _leave_politely(self) -> None:
         end = self.address.end
         assert end is not None
-        scope = self._scope()
         try:
+            scope = self._scope()
             if end.message:
                 box = scope.locator(self.address.input).first
                 await box.fill(end.message, timeout=CLOSING_STEP_TIMEOUT * 1000)
@@ -581,6 +600,8 @@ class WebchatConversation:
             self._note("ended the chat")
         except PlaywrightError as exc:
             self._note(f"could not end the chat politely: {_first_line(exc)}")
+        except ProbeError as exc:  # the browser died meanwhile: the outcome stands
+            self._note(f"could not end the chat politely: {exc}")
 
     def _transcript_evidence(self) -> Evidence:
         origin = page_time(self._sent_ms) if self._sent_ms is not None else None

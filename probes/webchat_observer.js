@@ -9,7 +9,22 @@
 (list, { cfg, input, send }) => {
   const win = list.ownerDocument.defaultView;
   const root = list.getRootNode(); // the document, or the open shadow root holding the widget
-  const report = (event) => win[cfg.binding](event);
+  // Captured now: a page script replacing the global later cannot intercept the reports, and
+  // without the nonce it cannot forge them either.
+  const binding = win[cfg.binding];
+  const report = (event) => binding({ ...event, nonce: cfg.nonce });
+
+  // A selector that is not valid CSS would throw in every observer callback and lose every
+  // message silently: refuse to start instead, naming it.
+  for (const key of ["item", "brand", "bot", "bot_marker", "system", "ignore", "text", "author",
+                     "team_label"]) {
+    if (!cfg[key]) continue;
+    try {
+      list.ownerDocument.createDocumentFragment().querySelector(cfg[key]);
+    } catch (error) {
+      throw new Error(`messages.${key} is not a valid CSS selector: ${cfg[key]}`);
+    }
+  }
   const now = () => performance.timeOrigin + performance.now();
   const seen = new WeakSet();
   let index = 0;

@@ -104,6 +104,7 @@ def phone_config(
     status_only: bool = False,
     retry_for: float = 10.0,
     sla: dict[str, Any] | None = None,
+    scenarios: dict[str, Any] | None = None,
 ) -> Path:
     config: dict[str, Any] = {
         "version": 1,
@@ -165,6 +166,8 @@ def phone_config(
             }
         ],
     }
+    if scenarios:
+        config["scenarios"] = scenarios
     path = tmp_path / "cxprobe.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -318,7 +321,22 @@ async def test_status_only_mode_measures_time_to_answer_without_webhooks(
 ) -> None:
     async with phone_line(tmp_path) as sandbox:
         sla = {"first_response": "10s", "human_response": None, "deadline": "20s"}
-        path = phone_config(tmp_path, sandbox, status_only=True, sla=sla)
+        # Status-only calls cannot tell who answered: the scenario must accept "unknown".
+        answered_call = {
+            "intent": "billing-question",
+            "subject": "Billing",
+            "opening": "Billing question {token}",
+            "expected_queue": "billing",
+            "after_hours_accepts": ["unknown", "auto", "bot", "human"],
+        }
+        path = phone_config(
+            tmp_path,
+            sandbox,
+            status_only=True,
+            sla=sla,
+            scenario="answered-call",
+            scenarios={"answered-call": answered_call},
+        )
         async with monitoring(path, serve_http=False) as monitor:
             result = await run_once(monitor)
         (answered,) = events(sandbox, "answered")
