@@ -14,6 +14,8 @@ from sandbox.chat import ChatSite
 from sandbox.clock import DeskClock
 from sandbox.desk import MailDesk
 from sandbox.dovecot import DovecotError
+from sandbox.generic_peer import GenericPeer
+from sandbox.messaging_profile import MessagingSettings
 from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
 from sandbox.twilio_sandbox import TwilioSandbox
 
@@ -22,8 +24,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Run the cxprobe sandbox contact centre (mail desk and, if the profile has "
-        "chat: or twilio: sections, the web-chat site and the Twilio-compatible phone line) on "
-        "127.0.0.1.",
+        "chat:, twilio:, messaging: or generic_peer: sections, the web-chat site, the "
+        "Twilio-compatible phone line, its SMS and WhatsApp lines and the generic messaging "
+        "peer) on 127.0.0.1.",
     )
     parser.add_argument(
         "--profile",
@@ -36,8 +39,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=Path("data/sandbox"),
         help="where Dovecot's mail, logs, certificates, ground_truth.jsonl, "
-        "chat_ground_truth.jsonl and twilio_ground_truth.jsonl live "
-        "(default: %(default)s)",
+        "chat_ground_truth.jsonl, twilio_ground_truth.jsonl, messaging_ground_truth.jsonl and "
+        "generic_ground_truth.jsonl live (default: %(default)s)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
@@ -45,6 +48,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 async def _serve(profile_path: Path, workdir: Path) -> None:
     profile = load_profile(profile_path)
+    if profile.messaging is not None and profile.twilio is None:
+        raise ProfileError(
+            f"{profile_path}: messaging: runs on the Twilio sandbox (its account, token and "
+            "port); add a twilio: section or remove messaging:"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -86,6 +94,7 @@ async def _serve(profile_path: Path, workdir: Path) -> None:
                 # shifts only its own channel's idea of "now".
                 clock=DeskClock(profile.clock.offset_seconds),
                 seed=profile.seed,
+                messaging=profile.messaging,
             )
             twilio = await stack.enter_async_context(phone)
             print(
@@ -97,9 +106,47 @@ async def _serve(profile_path: Path, workdir: Path) -> None:
                 f"  period now: {twilio.period_now()}",
                 flush=True,
             )
+            if profile.messaging is not None:
+                _print_messaging(profile.messaging, twilio)
+        if profile.generic_peer is not None:
+            generic = GenericPeer(
+                profile.generic_peer,
+                workdir=workdir,
+                hours=profile.business_hours,
+                zone=profile.zone,
+                clock=DeskClock(profile.clock.offset_seconds),
+                seed=profile.seed,
+            )
+            peer = await stack.enter_async_context(generic)
+            print(
+                "sandbox generic messaging peer running\n"
+                f"  send API      POST {peer.send_url}  (Bearer token; page id "
+                f"{profile.generic_peer.page_id})\n"
+                f"  replies to    {profile.generic_peer.webhook_url or 'nowhere yet'}  "
+                "(signed X-Hub-Signature-256)\n"
+                f"  control       {peer.control_url}  (GET /state, /ground-truth; POST /webhook)\n"
+                f"  ground truth  {peer.ground_truth_path}",
+                flush=True,
+            )
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
     print("sandbox stopped", flush=True)
+
+
+def _print_messaging(messaging: MessagingSettings, twilio: TwilioSandbox) -> None:
+    lines = [line.address for line in (messaging.sms, messaging.whatsapp) if line is not None]
+    hooks = [f"{number} -> {url}" for number, url in messaging.inbound_webhooks.items()]
+    print(
+        "sandbox messaging lines (Twilio Messages API, same port) running\n"
+        f"  brand lines       {', '.join(lines)}\n"
+        f"  Messages API      {twilio.base_url}/2010-04-01/Accounts/"
+        f"{twilio.settings.account_sid}/Messages.json\n"
+        f"  inbound webhooks  {', '.join(hooks) or 'none (poll the Messages API)'}\n"
+        f"  control           {twilio.control_url}/messaging  (GET /state, /ground-truth; "
+        "POST /inbound-webhook, /outage, /session-window)\n"
+        f"  ground truth      {twilio.messaging.ground_truth_path}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,10 @@ EventName = Literal[
     "webhook_error",
     "hangup",
     "completed",
+    # Messaging: the Twilio sandbox's Messages (sandbox/twilio_brand_lines.py) and the generic
+    # messaging peer (sandbox/generic_peer.py); reply_sent and webhook_error too.
+    "message_received",
+    "message_failed",
 ]
 Event = dict[str, Any]
 

@@ -12,7 +12,9 @@ from pydantic import model_validator as _model_validator
 
 from sandbox.chat_profile import ChatSettings
 from sandbox.clock import WeeklyHours
+from sandbox.generic_peer_profile import GenericPeerSettings
 from sandbox.latency import FixedLatency, Latency
+from sandbox.messaging_profile import MessagingSettings
 from sandbox.twilio_profile import TwilioSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -111,6 +113,12 @@ class Profile(_Model):
     chat: ChatSettings | None = None
     # The Twilio-compatible phone line (sandbox/twilio_sandbox.py); absent: no phone line.
     twilio: TwilioSettings | None = None
+    # SMS and WhatsApp lines on the Twilio sandbox (sandbox/twilio_messaging.py). They run on
+    # its account and port, so they are off without twilio: (`python -m sandbox` refuses that
+    # combination; loading it stays possible so a profile can drop its phone line alone).
+    messaging: MessagingSettings | None = None
+    # A generic messaging platform: send API + reply webhook (sandbox/generic_peer.py).
+    generic_peer: GenericPeerSettings | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -1,4 +1,4 @@
-"""The HTTP face of the Twilio sandbox: the Calls REST subset and the `/_control` switches.
+"""The HTTP face of the Twilio sandbox: the Calls and Messages REST subsets and `/_control`.
 
 Every REST request goes through the same steps, in Twilio's order as far as it is visible:
 match the path and method in the spec (404/405), check the parameters (every break recorded as
@@ -12,8 +12,8 @@ import base64
 import binascii
 import hmac
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
@@ -25,6 +25,9 @@ from sandbox.twilio_faults import Faults
 from sandbox.twilio_profile import TwilioSettings
 from sandbox.twilio_resource import CallRequest
 from sandbox.twilio_spec import Matched, Problem, SpecMismatch, TwilioSpec, Violation
+
+if TYPE_CHECKING:  # it imports twilio_error from here
+    from sandbox.twilio_messages_api import MessagesApi
 
 CONTROL_PREFIX = "/_control/"
 _DEFAULT_PAGE_SIZE = 50
@@ -73,12 +76,14 @@ class RestApi:
         faults: Faults,
         calls: CallBook,
         report: Callable[[Violation], None],
+        messages: MessagesApi | None = None,
     ) -> None:
         self._spec = spec
         self._settings = settings
         self._faults = faults
         self._calls = calls
         self._report = report
+        self._messages = messages  # None: the profile has no messaging: section
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith(CONTROL_PREFIX):
@@ -178,11 +183,20 @@ class RestApi:
                 if problem is not None:
                     return problem
             return web.json_response(simulation.call.resource())
+        if self._messages is not None:
+            answer = self._messages.handle(
+                operation, account, request.path, matched.path_values, query, form
+            )
+            if answer is not None:
+                return answer
+        hint = ""
+        if operation in ("CreateMessage", "FetchMessage", "ListMessage"):
+            hint = "; add a messaging: section to the sandbox profile"
         return twilio_error(
             404,
             NOT_FOUND,
             f"{operation} ({matched.operation.method} {matched.operation.template}) is in "
-            "Twilio's API but not simulated by the sandbox",
+            f"Twilio's API but not simulated by the sandbox{hint}",
         )
 
     async def _update(
@@ -236,7 +250,11 @@ class RestApi:
         }
 
 
-def build_app(api: RestApi, controls: Controls) -> web.Application:
+def build_app(
+    api: RestApi, controls: Controls, extra_routes: Sequence[web.RouteDef] = ()
+) -> web.Application:
+    """The REST API behind `/_control/...`; extra_routes (more control endpoints) go first."""
+
     async def state(request: web.Request) -> web.Response:
         return web.json_response(controls.state())
 
@@ -295,6 +313,7 @@ def build_app(api: RestApi, controls: Controls) -> web.Application:
             web.post(f"{CONTROL_PREFIX}clock", clock),
             web.get(f"{CONTROL_PREFIX}ground-truth", ground_truth),
             web.get(f"{CONTROL_PREFIX}violations", violations),
+            *extra_routes,
             web.route("*", "/{tail:.*}", api.handle),
         ]
     )

@@ -53,7 +53,8 @@ Example (all keys shown; most have defaults)::
           Please call back then. Goodbye.
         voicebot: null               # a prompt spoken after the message; the call stays up
       faults:
-        outage: false                # every call rings until its Timeout: no-answer
+        outage: false                # every call rings until its Timeout: no-answer, and
+                                     # the messaging lines (messaging:) do not answer
         call_result: null            # busy | failed | no-answer for every call
         rate_limit: 0                # the first N API requests get 429 (Retry-After)
         server_error: 0              # the first N API requests get server_error_status

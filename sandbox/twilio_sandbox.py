@@ -1,15 +1,19 @@
-"""The Twilio sandbox: a Twilio-compatible Voice REST API whose calls reach a simulated IVR.
+"""The Twilio sandbox: a Twilio-compatible REST API whose calls reach a simulated IVR and whose
+messages (SMS, WhatsApp) reach the brand's messaging lines.
 
     async with TwilioSandbox(settings, workdir=tmp, hours=profile.business_hours,
-                             zone=profile.zone, clock=DeskClock(offset)) as twilio:
+                             zone=profile.zone, clock=DeskClock(offset),
+                             messaging=profile.messaging) as twilio:
         client = Client(sid, token, http_client=<rewrites api.twilio.com to twilio.base_url>)
         ...
         assert twilio.violations == []
 
 It owns its HTTP server (127.0.0.1 only), webhook session, random stream, call tasks and
-ground-truth log (`twilio_ground_truth.jsonl`); all of them stop when the block ends. It shares
-no code with the client it checks: requests are validated against Twilio's published OpenAPI
-description and webhooks are signed from Twilio's documented algorithm.
+ground-truth log (`twilio_ground_truth.jsonl`), and with a messaging profile the Messages part
+(`twilio.messaging`, sandbox/twilio_messaging.py, its own `messaging_ground_truth.jsonl`); all
+of them stop when the block ends. It shares no code with the client it checks: requests are
+validated against Twilio's published OpenAPI description and webhooks are signed from Twilio's
+documented algorithm.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from aiohttp import web
 
 from sandbox.clock import DeskClock, Period, WeeklyHours, iso_utc, real_now
 from sandbox.ground_truth import Event, EventName, GroundTruthLog
+from sandbox.messaging_profile import MessagingSettings
 from sandbox.net import LOOPBACK
 from sandbox.twilio_api import RestApi, build_app
 from sandbox.twilio_calls import CallBook, CallEnvironment
 from sandbox.twilio_faults import Faults
+from sandbox.twilio_messaging import TwilioMessaging
 from sandbox.twilio_profile import CallResult, TwilioSettings
 from sandbox.twilio_spec import TwilioSpec, Violation
 from sandbox.twilio_webhooks import Webhooks
@@ -53,8 +59,13 @@ class TwilioSandbox:
         clock: DeskClock | None = None,
         seed: int = 0,
         spec: TwilioSpec | None = None,
+        messaging: MessagingSettings | None = None,
     ) -> None:
-        """hours, zone and clock are the profile's top-level ones (default: always open, UTC)."""
+        """hours, zone and clock are the profile's top-level ones (default: always open, UTC).
+
+        messaging is the profile's `messaging:` section; without it the Messages API answers
+        404 (not simulated).
+        """
         self.settings = settings
         self.workdir = Path(workdir).resolve()
         all_week = ["00:00-24:00"]
@@ -64,7 +75,10 @@ class TwilioSandbox:
         self._zone = zone or ZoneInfo("UTC")
         self._clock = clock or DeskClock()
         self._rng = random.Random(seed)
+        self._seed = seed
         self._spec = spec
+        self._messaging_settings = messaging
+        self._messaging: TwilioMessaging | None = None
         self.faults = Faults(settings.faults)
         self._violations: list[Violation] = []
         self._stack = AsyncExitStack()
@@ -109,6 +123,13 @@ class TwilioSandbox:
         """Every call's REST resource, oldest first."""
         return [call.resource() for call in self._started(self._calls).records()]
 
+    @property
+    def messaging(self) -> TwilioMessaging:
+        """The Messages part: its ground truth, messages and switches (needs `messaging:`)."""
+        if self._messaging_settings is None:
+            raise RuntimeError("this Twilio sandbox has no messaging: section in its profile")
+        return self._started(self._messaging)
+
     # -- switches ----------------------------------------------------------------------
 
     def set_outage(self, on: bool) -> None:
@@ -128,6 +149,10 @@ class TwilioSandbox:
     def set_clock_offset(self, seconds: float) -> None:
         self._clock.offset_seconds = seconds
 
+    def set_inbound_webhook(self, number: str, url: str | None) -> None:
+        """Where messages to the monitor's number are POSTed; see TwilioMessaging."""
+        self.messaging.set_inbound_webhook(number, url)
+
     def period_now(self) -> Period:
         return self._hours.period_at(self._clock.now(), self._zone)
 
@@ -141,6 +166,7 @@ class TwilioSandbox:
             "calls": len(self._started(self._calls).records()),
             "violations": len(self._violations),
             "ground_truth_path": str(self.ground_truth_path),
+            "messaging": None if self._messaging is None else self._messaging.state(),
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -152,25 +178,40 @@ class TwilioSandbox:
             self._log = GroundTruthLog(self.ground_truth_path)
             self._stack.callback(self._log.close)
             session = await self._stack.enter_async_context(aiohttp.ClientSession())
+            webhooks = Webhooks(session, self.settings.auth_token)
             env = CallEnvironment(
                 settings=self.settings,
                 faults=self.faults,
-                webhooks=Webhooks(session, self.settings.auth_token),
+                webhooks=webhooks,
                 rng=self._rng,
                 period_now=self.period_now,
                 write_truth=self._write_truth,
                 report=self._violations.append,
             )
             calls = self._calls = CallBook(env)
-            api = RestApi(spec, self.settings, self.faults, calls, self._violations.append)
-            runner = web.AppRunner(build_app(api, self), access_log=None)
+            messaging = self._messaging = self._start_messaging(webhooks)
+            if messaging is not None:
+                self._stack.callback(messaging.close_log)
+            api = RestApi(
+                spec,
+                self.settings,
+                self.faults,
+                calls,
+                self._violations.append,
+                None if messaging is None else messaging.api,
+            )
+            routes = [] if messaging is None else messaging.control_routes()
+            runner = web.AppRunner(build_app(api, self, routes), access_log=None)
             await runner.setup()
             self._stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, self.host, self.settings.port)
             await site.start()
             self._port = runner.addresses[0][1]
-            # Registered last, so it runs first: calls stop before the server and session go.
+            # Registered last, so they run first: calls and messages stop before the server and
+            # the session go.
             self._stack.push_async_callback(calls.close)
+            if messaging is not None:
+                self._stack.push_async_callback(messaging.stop)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -185,6 +226,21 @@ class TwilioSandbox:
         await self._stack.aclose()
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _start_messaging(self, webhooks: Webhooks) -> TwilioMessaging | None:
+        if self._messaging_settings is None:
+            return None
+        return TwilioMessaging(
+            self._messaging_settings,
+            account_sid=self.settings.account_sid,
+            workdir=self.workdir,
+            webhooks=webhooks,
+            clock=self._clock,
+            period_now=self.period_now,
+            api_outage=lambda: self.faults.outage,
+            seed=self._seed,
+            report=self._violations.append,
+        )
 
     def _write_truth(
         self, event: EventName, *, call_sid: str | None, at: datetime | None = None, **fields: Any

@@ -16,8 +16,10 @@ is what a general one gets wrong or leaves out for this API:
 - Twilio's `x-twilio.conditional` groups (at least one of `Url`, `Twiml`, `ApplicationSid`);
 - Twilio's own formats (`endpoint`, `phone-number`, `http-method`, `twiml`, ...).
 
-One constraint the spec states only in prose is added from the spec's own components: the
-values of `StatusCallbackEvent` are the `call_enum_event` enum (see `_ITEM_ENUMS`).
+Two constraints the spec states only in prose are added: the values of `StatusCallbackEvent`
+are the spec's own `call_enum_event` enum (see `_ITEM_ENUMS`), and a Message's To and From may
+be a channel address such as `whatsapp:+15552229999` as well as a phone number (see
+`_CHANNEL_ADDRESSES`).
 """
 
 from __future__ import annotations
@@ -49,8 +51,16 @@ _ITEM_ENUMS: dict[tuple[str, str], str] = {
     ("CreateCall", "StatusCallbackEvent"): "call_enum_event",
 }
 
+# (operationId, parameter) whose `phone-number` is, per its description, "a phone number in
+# E.164 format or a channel address, e.g. whatsapp:+15552229999". Checked as the sandbox's own
+# format `channel-address`; only WhatsApp is simulated, so only that channel is accepted.
+_CHANNEL_ADDRESSES: frozenset[tuple[str, str]] = frozenset(
+    (operation, name) for operation in ("CreateMessage", "ListMessage") for name in ("To", "From")
+)
+
 _E164 = r"\+[1-9][0-9]{1,14}"
 _ENDPOINT = re.compile(rf"^(?:{_E164}|client:[A-Za-z0-9_.@-]+|sip:[^@\s]+@[^@\s]+)$")
+_CHANNEL_ADDRESS = re.compile(rf"^(?:whatsapp:)?{_E164}$")
 _INTEGER = re.compile(r"^-?[0-9]+$")
 _NUMBER = re.compile(r"^-?[0-9]+(?:\.[0-9]+)?$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -241,7 +251,10 @@ class TwilioSpec:
             if raw["in"] not in by_location:
                 continue  # header parameters: none in this spec's v2010 operations
             by_location[raw["in"]][raw["name"]] = Parameter(
-                raw["name"], raw["in"], self._resolve(raw["schema"]), bool(raw.get("required"))
+                raw["name"],
+                raw["in"],
+                _channel_address(operation_id, raw["name"], self._resolve(raw["schema"])),
+                bool(raw.get("required")),
             )
         form: dict[str, Parameter] | None = None
         body = op.get("requestBody")
@@ -254,7 +267,7 @@ class TwilioSpec:
                 form[name] = Parameter(
                     name,
                     "form",
-                    self._resolve(prop),
+                    _channel_address(operation_id, name, self._resolve(prop)),
                     name in required,
                     tuple(self.schema(component)["enum"]) if component else None,
                 )
@@ -285,6 +298,12 @@ class TwilioSpec:
         if node.get("type") == "array" and "$ref" in node.get("items", {}):
             node = {**node, "items": self._resolve(node["items"])}
         return node
+
+
+def _channel_address(operation_id: str, name: str, schema: Schema) -> Schema:
+    if (operation_id, name) in _CHANNEL_ADDRESSES and schema.get("format") == "phone-number":
+        return {**schema, "format": "channel-address"}
+    return schema
 
 
 def _param_name(snake: str, params: Mapping[str, Parameter]) -> str:
@@ -393,6 +412,13 @@ def _format_problem(value: str, fmt: str | None) -> str | None:
             return (
                 "must be an E.164 phone number (+ then up to 15 digits), "
                 "client:<identity> or sip:<user>@<host>"
+            )
+        return None
+    if fmt == "channel-address":
+        if not _CHANNEL_ADDRESS.match(value):
+            return (
+                "must be an E.164 phone number (+ then up to 15 digits) or a WhatsApp address "
+                "whatsapp:<E.164 number>"
             )
         return None
     if fmt == "twiml":

@@ -40,7 +40,7 @@ python3 - <<'PY'
 import socket, sys
 ports = {2525: "sandbox SMTP", 10143: "sandbox IMAP", 10024: "sandbox LMTP", 8025: "sandbox control",
          8088: "sandbox chat site", 8089: "sandbox chat site (second origin)",
-         8030: "sandbox Twilio API",
+         8030: "sandbox Twilio API", 8031: "sandbox generic messaging peer",
          9464: "cxprobe", 9090: "Prometheus", 9093: "Alertmanager"}
 busy = []
 for port, what in ports.items():
