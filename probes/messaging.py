@@ -275,7 +275,9 @@ class TwilioMessagingChannel:
         )
         observed = utc_now()
         replies = []
-        for message in messages:
+        # Twilio lists newest first and date_sent has one-second resolution: oldest first,
+        # keeping the provider's order within a second (a stable sort of the reversed list).
+        for message in reversed(messages):
             date_sent = message.date_sent or observed
             if date_sent < since - timedelta(seconds=1):
                 continue
@@ -290,7 +292,7 @@ class TwilioMessagingChannel:
                     method="twilio-date-sent",
                 )
             )
-        return sorted(replies, key=lambda reply: reply.arrived_at)
+        return sorted(replies, key=lambda reply: reply.arrived_at)  # stable within a second
 
     def reply(
         self,
