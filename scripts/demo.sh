@@ -9,6 +9,8 @@ workdir=data/demo
 mkdir -p "$workdir/prometheus" "$workdir/alertmanager"
 export CXPROBE_SANDBOX_IMAP_PASSWORD=probe-secret
 export CXPROBE_SANDBOX_TWILIO_TOKEN=sandbox-auth-token-not-a-secret
+export CXPROBE_SANDBOX_PEER_TOKEN=sandbox-peer-token-not-a-secret
+export CXPROBE_SANDBOX_PEER_SECRET=sandbox-peer-app-secret
 pids=()
 
 stop_all() {
@@ -88,7 +90,7 @@ pids+=($!)
 
 cat <<MSG
 
-  cxprobe demo is running — the monitor emails, chats with and calls the sandbox support desk.
+  cxprobe demo is running — the monitor emails, chats with, calls and texts the sandbox desk.
     metrics      http://127.0.0.1:9464/metrics   (health: /healthz)
     Prometheus   http://127.0.0.1:9090/graph?g0.expr=cxprobe_runs_total
     Alertmanager http://127.0.0.1:9093

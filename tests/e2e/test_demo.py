@@ -48,9 +48,14 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     assert any("check=acme-email-" in line for line in finished), text
     assert any("check=acme-chat-" in line and "outcome=met" in line for line in finished), text
     assert any("check=acme-phone-" in line and "outcome=met" in line for line in finished), text
+    for messaging in ("acme-sms-", "acme-whatsapp-", "acme-social-"):
+        assert any(f"check={messaging}" in line and "outcome=met" in line for line in finished), (
+            messaging,
+            text,
+        )
     assert "cxprobe stopped" in text and "demo stopped" in text
     assert "probe-secret" not in text
-    assert "sandbox-auth-token" not in text
+    assert "sandbox-auth-token" not in text and "sandbox-peer" not in text
     prometheus_log = (ROOT / "data" / "demo" / "prometheus.log").read_text()
     assert "Server is ready to receive web requests" in prometheus_log
 

@@ -47,6 +47,10 @@ def test_shipped_configs_are_valid(name: str) -> None:
         "CXPROBE_SANDBOX_IMAP_PASSWORD": "x",
         "TWILIO_AUTH_TOKEN": "x",
         "CXPROBE_SANDBOX_TWILIO_TOKEN": "x",
+        "CXPROBE_SANDBOX_PEER_TOKEN": "x",
+        "CXPROBE_SANDBOX_PEER_SECRET": "x",
+        "MESSENGER_PAGE_TOKEN": "x",
+        "MESSENGER_APP_SECRET": "x",
     }
     config = load_config(ROOT / "config" / name, environ=env)
     assert config.checks_here()
@@ -62,12 +66,14 @@ def test_secrets_are_held_as_secret_strings() -> None:
             "PROBE_SMTP_PASSWORD": "hunter2",
             "PROBE_IMAP_PASSWORD": "hunter3",
             "TWILIO_AUTH_TOKEN": "hunter4",
+            "MESSENGER_PAGE_TOKEN": "hunter5",
+            "MESSENGER_APP_SECRET": "hunter6",
         },
     )
     mailbox = config.channel_settings("email").mailboxes["probe"]
     assert mailbox.imap.password.get_secret_value() == "hunter3"
     assert config.channel_settings("phone").twilio.auth_token.get_secret_value() == "hunter4"
-    for secret in ("hunter2", "hunter3", "hunter4"):
+    for secret in ("hunter2", "hunter3", "hunter4", "hunter5", "hunter6"):
         assert secret not in repr(config) and secret not in str(config.model_dump())
 
 
