@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -28,8 +30,9 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -65,6 +68,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def fill_url(template: str, values: Mapping[str, str]) -> str:
+    """A URL template with its placeholders percent-encoded (a text cannot add parameters)."""
+    return str(fill(template, {name: quote(value, safe="") for name, value in values.items()}))
+
+
+def fill_headers(template: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
+    headers = {name: str(fill(value, values)) for name, value in template.items()}
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise ContactRejected(f"header {name!r} would contain a line break; not sent")
+    return headers
+
+
 def fill(template: Any, values: Mapping[str, str]) -> Any:
     """``template`` (JSON-like) with {name} placeholders replaced in every string."""
     if isinstance(template, str):
@@ -84,17 +100,24 @@ def signature_valid(signature: Signature, body: bytes, header_value: str) -> boo
     digest = hmac.new(
         signature.secret.get_secret_value().encode(), body, getattr(hashlib, signature.algorithm)
     ).digest()
-    expected = digest.hex() if signature.encoding == "hex" else base64.b64encode(digest).decode()
-    return hmac.compare_digest(expected, header_value[len(signature.prefix) :])
+    given = header_value[len(signature.prefix) :].strip().encode("utf-8", "replace")
+    if signature.encoding == "hex":
+        return hmac.compare_digest(digest.hex().encode(), given.lower())
+    return hmac.compare_digest(base64.b64encode(digest), given)
 
 
 def parse_time(value: Any) -> datetime | None:
     """Epoch seconds, epoch milliseconds or ISO 8601, as UTC; None when unreadable."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", value.strip()):
+        value = float(value)  # epoch time sent as a string (WhatsApp Cloud API, Slack's ts)
     if isinstance(value, int | float):
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -127,8 +150,16 @@ class GenericChannel:
         self.settings = settings
         self._log = services.logger
         self._webhooks = services.webhooks
+        self._auto_by_brand: dict[tuple[str, str], list[re.Pattern[str]]] = {}
+        self._own_ids: dict[str, set[str]] = {name: set() for name in settings.platforms}
         self._inboxes = {
-            name: PairedInbox(services.state, services.on_unmatched, services.logger)
+            name: PairedInbox(
+                services.state,
+                services.on_unmatched,
+                services.logger,
+                namespace=name,
+                classify=functools.partial(self._classify, name),
+            )
             for name in settings.platforms
         }
         self._mappings = {name: _Mapping(p.inbound) for name, p in settings.platforms.items()}
@@ -137,7 +168,18 @@ class GenericChannel:
         self.rejected_webhooks = 0
         self.retries = 0
 
+    def _classify(self, platform: str, reply: Reply) -> Reply:
+        """A late reply, classified as its conversation would have."""
+        patterns = self._auto_by_brand.get((platform, reply.sender), [])
+        auto = any(pattern.search(reply.text) for pattern in patterns)
+        return dataclasses.replace(reply, responder=Responder.AUTO if auto else Responder.HUMAN)
+
     async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+        for address in addresses:
+            self._own_ids[address.platform].add(address.sender)
+            self._auto_by_brand[(address.platform, address.recipient)] = [
+                re.compile(pattern, re.IGNORECASE) for pattern in address.auto
+            ]
         self._session = aiohttp.ClientSession()
         stack.push_async_callback(self._session.close)
         for name in self.settings.platforms:
@@ -162,7 +204,12 @@ class GenericChannel:
     async def resume(self, address: GenericAddress, token: str, sent: Sent) -> GenericConversation:
         conversation = GenericConversation(self, address, token)
         conversation.sent_at = sent.at
-        self._inboxes[address.platform].attach(conversation.pair, conversation)
+        try:
+            self._inboxes[address.platform].attach(conversation.pair, conversation)
+        except LookupError:
+            raise ChannelUnavailable(
+                f"{address.sender} has started a new conversation with {address.recipient}"
+            ) from None
         return conversation
 
     def health(self) -> Mapping[str, Any]:
@@ -180,9 +227,10 @@ class GenericChannel:
         """Send one message with the platform's request template; its JSON answer."""
         assert self._session is not None, "start() first"
         request = platform.send
-        url = fill(request.url, values)
-        headers = fill(request.headers, values)
+        url = fill_url(request.url, values)
+        headers = fill_headers(request.headers, values)
         body = fill(request.body, values)
+        where = _origin(url)  # never the path or query: they may carry a token
         started = time.monotonic()
         attempt = 0
         while True:
@@ -198,15 +246,15 @@ class GenericChannel:
                     status = response.status
                     retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise ChannelUnavailable(
-                    f"cannot reach {url.split('?')[0]}: {type(exc).__name__}: {exc}"
-                ) from None
+                raise ChannelUnavailable(f"cannot reach {where}: {type(exc).__name__}") from None
             if status < 400:
                 try:
                     return json.loads(text) if text.strip() else {}
                 except ValueError:
                     return {}
-            if status == 429 or status >= 500:
+            # A send that may have been processed is not repeated (the brand would get it
+            # twice): only 429 and 503 say it was not.
+            if status in (429, 503):
                 wait = _backoff(attempt, retry_after, self._rng)
                 if time.monotonic() + wait - started <= request.retry_for:
                     self.retries += 1
@@ -257,6 +305,8 @@ class GenericChannel:
             sender = mapping.sender.first(message)
             text = mapping.text.first(message)
             message_id = mapping.id.first(message)
+            if str(sender) in self._own_ids[name]:
+                continue  # our own message, echoed back by the platform
             if sender is None or text is None or message_id is None:
                 self._log.warning(
                     "webhook message without sender, text or id", extra={"platform": name}
@@ -280,6 +330,9 @@ class GenericChannel:
 
 
 class GenericConversation(InboxConversation):
+    # Replies are timed by the platform's clock, and t0 by ours after the API answered.
+    clock_tolerance = timedelta(seconds=5)
+
     def __init__(self, channel: GenericChannel, address: GenericAddress, token: str) -> None:
         super().__init__(token)
         self._channel = channel
@@ -292,14 +345,12 @@ class GenericConversation(InboxConversation):
     async def send(self, contact: Contact) -> Sent:
         platform = self._channel.settings.platforms[self.address.platform]
         text = contact.text.strip()
+        await self._channel.inbox(self.address.platform).remember(self.pair, self.token)
         answer = await self._channel.post(platform, self._values(text))
         self.sent_at = utc_now()
         message_id = None
         if platform.send.message_id is not None:
             message_id = JsonPath.parse(platform.send.message_id).first(answer)
-        await self._channel.inbox(self.address.platform).remember(
-            self.pair, self.token, self.sent_at
-        )
         return Sent(
             at=self.sent_at,
             external_id=f"{self.address.platform}:{message_id or self.token}",
@@ -365,6 +416,11 @@ class GenericConversation(InboxConversation):
                 json.dumps(document, indent=2, ensure_ascii=False).encode(),
             )
         ]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _backoff(attempt: int, retry_after: str | None, rng: random.Random) -> float:

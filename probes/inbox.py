@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 
 from probes.base import TOKEN_PATTERN, ChannelState, ProbeError, Reply, UnmatchedSink
 
@@ -21,13 +22,29 @@ Pair = tuple[str, str]  # (the probe's id, the brand's id)
 
 
 class InboxConversation:
-    """Replies queued for one conversation, deduplicated by their external id."""
+    """Replies queued for one conversation, deduplicated by their external id.
+
+    A reply is taken only once the contact was sent and only if it came after it: on a reused
+    pair, anything earlier belongs to the previous run.
+    """
+
+    #: How far before ``sent_at`` a reply's timestamp may be and still be this conversation's
+    #: (timestamps from another clock, e.g. a platform's).
+    clock_tolerance = timedelta(0)
 
     def __init__(self, token: str) -> None:
         self.token = token
+        self.sent_at: datetime | None = None
         self._queue: asyncio.Queue[Reply | ProbeError] = asyncio.Queue()
         self._seen: set[str] = set()
         self.received: list[Reply] = []
+
+    def accepts(self, reply: Reply) -> bool:
+        """Whether ``reply`` belongs to this conversation rather than to an earlier run."""
+        if self.sent_at is None or reply.arrived_at < self.sent_at - self.clock_tolerance:
+            return False
+        quoted = set(TOKEN_PATTERN.findall(reply.text))
+        return not quoted or self.token in quoted
 
     def deliver(self, reply: Reply) -> bool:
         """Queue ``reply`` unless it was delivered before (webhook and poll may both see it)."""
@@ -50,60 +67,95 @@ class InboxConversation:
             yield item
 
 
+#: Classifies a reply no open conversation takes (a late one), as its conversation would have.
+Classifier = Callable[[Reply], Reply]
+
+
 class PairedInbox:
-    """Open conversations by pair; replies to none go to the runner with their run's token."""
+    """Open conversations by pair; replies to none go to the runner with their run's token.
+
+    ``namespace`` keeps the durable keys of several platforms on one channel apart.
+    """
 
     def __init__(
-        self, state: ChannelState, on_unmatched: UnmatchedSink, logger: logging.Logger
+        self,
+        state: ChannelState,
+        on_unmatched: UnmatchedSink,
+        logger: logging.Logger,
+        *,
+        namespace: str = "",
+        classify: Classifier = lambda reply: reply,
     ) -> None:
         self._state = state
         self._unmatched = on_unmatched
         self._log = logger
+        self._namespace = namespace
+        self._classify = classify
         self._open: dict[Pair, InboxConversation] = {}
+        self._released: dict[Pair, float] = {}
 
     def claim(self, probe_ids: Sequence[str], brand: str, conversation: InboxConversation) -> str:
-        """The first of ``probe_ids`` with no open conversation with ``brand``, now taken."""
-        for probe in probe_ids:
-            if (probe, brand) not in self._open:
-                self._open[(probe, brand)] = conversation
-                return probe
-        raise LookupError(brand)
+        """The least recently used of ``probe_ids`` with no open conversation with ``brand``,
+        now taken: a late reply to the previous run is then least likely to meet a new one."""
+        free = [probe for probe in probe_ids if (probe, brand) not in self._open]
+        if not free:
+            raise LookupError(brand)
+        probe = min(free, key=lambda p: (self._released.get((p, brand), 0.0), probe_ids.index(p)))
+        self._open[(probe, brand)] = conversation
+        return probe
 
     def attach(self, pair: Pair, conversation: InboxConversation) -> None:
         """Re-attach a resumed conversation to the pair it was using."""
+        holder = self._open.get(pair)
+        if holder is not None and holder is not conversation:
+            raise LookupError(pair)
         self._open[pair] = conversation
 
     def release(self, pair: Pair, conversation: InboxConversation) -> None:
         if self._open.get(pair) is conversation:
             del self._open[pair]
+            self._released[pair] = time.monotonic()
 
     def open_pairs(self) -> list[tuple[Pair, InboxConversation]]:
         return list(self._open.items())
 
-    async def remember(self, pair: Pair, token: str, sent_at: datetime) -> None:
-        await self._state.save(_key(pair), {"token": token, "sent_at": sent_at.isoformat()})
+    async def remember(self, pair: Pair, token: str) -> None:
+        """The pair's latest run, for replies that come after it was judged. Saved before the
+        send: a send that fails half-way must not leave the previous run's token in place."""
+        await self._state.save(self._key(pair), {"token": token})
 
     async def last_inbound(self, pair: Pair) -> datetime | None:
-        stored = await self._state.load(_key(pair) + ":inbound")
+        stored = await self._state.load(self._key(pair) + ":inbound")
         value = stored.get("at") if stored else None
         return datetime.fromisoformat(value) if isinstance(value, str) else None
 
     async def route(self, pair: Pair, reply: Reply) -> None:
         """Hand ``reply`` (from the brand, to the probe) to its conversation, or to the runner."""
-        await self._state.save(_key(pair) + ":inbound", {"at": reply.arrived_at.isoformat()})
         conversation = self._open.get(pair)
-        if conversation is not None:
+        if conversation is not None and conversation.accepts(reply):
             conversation.deliver(reply)
-            return
-        keys = set(reply.thread_keys) | set(TOKEN_PATTERN.findall(reply.text))
-        stored = await self._state.load(_key(pair))
-        if stored and isinstance(stored.get("token"), str):
-            keys.add(stored["token"])
-        await self._unmatched(dataclasses.replace(reply, thread_keys=frozenset(keys)))
+        else:
+            await self.hand_on(pair, reply)
+        try:  # best effort, after delivery: a store hiccup must not lose the reply
+            await self._state.save(
+                self._key(pair) + ":inbound", {"at": reply.arrived_at.isoformat()}
+            )
+        except Exception as exc:
+            self._log.warning("could not note the brand's last message", extra={"error": str(exc)})
+
+    async def hand_on(self, pair: Pair, reply: Reply) -> None:
+        """To the runner, keyed by the token the reply quotes, else the pair's latest run."""
+        keys = set(TOKEN_PATTERN.findall(reply.text))
+        if not keys:
+            stored = await self._state.load(self._key(pair))
+            if stored and isinstance(stored.get("token"), str):
+                keys.add(stored["token"])
+        classified = self._classify(reply)
+        await self._unmatched(dataclasses.replace(classified, thread_keys=frozenset(keys)))
 
     def __len__(self) -> int:
         return len(self._open)
 
-
-def _key(pair: Pair) -> str:
-    return f"pair:{pair[0]}:{pair[1]}"
+    def _key(self, pair: Pair) -> str:
+        prefix = f"{self._namespace}:" if self._namespace else ""
+        return f"pair:{prefix}{pair[0]}:{pair[1]}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -61,15 +62,28 @@ WEBHOOK_PREFIX = "/webhooks/twilio"
 #: WhatsApp lets a business send free-form messages this long after the user last wrote.
 WHATSAPP_SESSION = timedelta(hours=24)
 FAILED = frozenset({"failed", "undelivered", "canceled"})
-SENT = frozenset({"sent", "delivered", "read", "received"})
+#: Statuses after which nothing more happens to an outbound message.
+FINAL = FAILED | {"delivered", "read"}
 #: Twilio errors that mean the brand's number refused or cannot take the message.
 REFUSALS = {
+    "21211": "the brand's number is not a valid phone number",
     "21610": "the brand's number has opted out of messages from this number (STOP)",
+    "21614": "the brand's number cannot receive SMS (not a mobile number)",
     "30003": "the brand's number is unreachable",
     "30005": "the brand's number is unknown or no longer exists",
     "30006": "the brand's number cannot receive messages (a landline?)",
     "63024": "the brand's WhatsApp number is not a valid WhatsApp recipient",
 }
+#: The same refusals when Twilio answers them at create time.
+CREATE_REFUSALS = {int(code): reason for code, reason in REFUSALS.items()}
+#: Seconds between checks of an outbound message's status while it is not final.
+STATUS_CHECK_INTERVAL = 2.0
+
+
+def classify_auto(reply: Reply, patterns: Sequence[re.Pattern[str]]) -> Reply:
+    """``reply`` as ``auto`` when its text matches an automatic-reply pattern, else ``human``."""
+    auto = any(pattern.search(reply.text) for pattern in patterns)
+    return dataclasses.replace(reply, responder=Responder.AUTO if auto else Responder.HUMAN)
 
 
 def utc_now() -> datetime:
@@ -87,7 +101,10 @@ class TwilioMessagingChannel:
         self.settings = settings
         self._log = services.logger
         self._webhooks = services.webhooks
-        self.inbox = PairedInbox(services.state, services.on_unmatched, services.logger)
+        self._auto_by_brand: dict[str, list[re.Pattern[str]]] = {}
+        self.inbox = PairedInbox(
+            services.state, services.on_unmatched, services.logger, classify=self._classify
+        )
         self._validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
         self._http: RedirectingHttpClient | None = None
         self._client: Client | None = None
@@ -99,6 +116,10 @@ class TwilioMessagingChannel:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+        for address in addresses:
+            self._auto_by_brand[self.address_of(address.to)] = [
+                re.compile(pattern, re.IGNORECASE) for pattern in address.auto
+            ]
         account = self.settings.twilio
         library_log = self._log.getChild("twilio")
         library_log.setLevel(max(logging.WARNING, self._log.getEffectiveLevel()))
@@ -137,6 +158,10 @@ class TwilioMessagingChannel:
         assert self._client is not None, "start() first"
         return self._client
 
+    def _classify(self, reply: Reply) -> Reply:
+        """A late reply, classified as its conversation would have."""
+        return classify_auto(reply, self._auto_by_brand.get(reply.sender, []))
+
     def address_of(self, number: str) -> str:
         return self.prefix + number
 
@@ -167,15 +192,28 @@ class TwilioMessagingChannel:
         probe = sent.resume_state.get("from")
         if not isinstance(probe, str):
             raise ChannelUnavailable("the run's stored state does not say which number sent it")
+        brand = sent.resume_state.get("to")
         conversation = MessagingConversation(self, address, token)
-        conversation.pair = (probe, address.to)
+        conversation.pair = (probe, brand if isinstance(brand, str) else address.to)
         conversation.sent_at = sent.at
         conversation.sid = sent.external_id
-        conversation.status = "sent"  # it was sent before the restart
-        self.inbox.attach(conversation.pair, conversation)
+        try:
+            self.inbox.attach(conversation.pair, conversation)
+        except LookupError:
+            raise ChannelUnavailable(
+                f"{probe} has started a new conversation with {conversation.pair[1]} meanwhile"
+            ) from None
         self._conversations[token] = conversation
         # Replies that came while no process listened (webhooks are not retried): list them.
-        await conversation.backfill()
+        # Best effort: the poller (or the reconciliation at the end) lists again.
+        try:
+            await conversation.backfill()
+        except ProbeError as exc:
+            self._log.warning(
+                "could not list replies after the restart; retried later",
+                extra={"token": token, "error": str(exc)},
+            )
+        conversation.watch_status()
         return conversation
 
     def forget(self, conversation: MessagingConversation) -> None:
@@ -252,12 +290,13 @@ class TwilioMessagingChannel:
                     continue
                 try:
                     await conversation.backfill()
-                    await conversation.check_status()
                 except ProbeError as exc:
                     self._log.warning(
                         "poll failed; retried at the next interval",
                         extra={"token": conversation.token, "error": str(exc)},
                     )
+                except Exception:  # a bug must not stop every later poll silently
+                    self._log.exception("poll crashed; retried at the next interval")
 
     async def list_replies(self, pair: Pair, since: datetime) -> list[Reply]:
         """The brand's messages to the probe since ``since``, oldest first (bounded pages)."""
@@ -328,9 +367,8 @@ class MessagingConversation(InboxConversation):
         self.address = address
         self.pair: Pair = ("", address.to)
         self.sid: str | None = None
-        self.sent_at: datetime | None = None
         self.status = ""
-        self._status_seen = asyncio.Event()
+        self._status_task: asyncio.Task[None] | None = None
         self._auto = [re.compile(p, re.IGNORECASE) for p in address.auto]
         self._closed = False
         self._records: list[dict[str, Any]] = []
@@ -365,13 +403,17 @@ class MessagingConversation(InboxConversation):
             options["status_callback"] = (
                 f"{base}{WEBHOOK_PREFIX}/{channel.kind}/status/{self.token}"
             )
-        message = await channel.api(
-            "send the message", channel.client.messages.create_async(**options)
+        await channel.inbox.remember(self.pair, self.token)
+        message = await twilio_call(
+            "send the message",
+            channel.client.messages.create_async(**options),
+            channel.settings.twilio.api_base_url,
+            CREATE_REFUSALS,
         )
         self.sent_at = utc_now()
         self.sid = str(message.sid)
         self.on_status(str(message.status or ""), str(message.error_code or ""), "")
-        await channel.inbox.remember(self.pair, self.token, self.sent_at)
+        self.watch_status()
         return Sent(
             at=self.sent_at,
             external_id=self.sid,
@@ -396,26 +438,13 @@ class MessagingConversation(InboxConversation):
         return last is not None and utc_now() - last < WHATSAPP_SESSION
 
     def deliver(self, reply: Reply) -> bool:
-        text = reply.text
-        responder = Responder.AUTO if any(p.search(text) for p in self._auto) else Responder.HUMAN
-        classified = Reply(
-            observed_at=reply.observed_at,
-            arrived_at=reply.arrived_at,
-            timing_method=reply.timing_method,
-            sender=reply.sender,
-            text=text,
-            responder=responder,
-            external_id=reply.external_id,
-            headers=reply.headers,
-            thread_keys=frozenset({self.token}),
-        )
-        return super().deliver(classified)
+        classified = classify_auto(reply, self._auto)
+        return super().deliver(dataclasses.replace(classified, thread_keys=frozenset({self.token})))
 
     def on_status(self, status: str, error_code: str, error_message: str) -> None:
-        if not status:
+        if not status or status == self.status:
             return
         self.status = status
-        self._status_seen.set()
         if status not in FAILED:
             return
         code = error_code or "?"
@@ -433,35 +462,59 @@ class MessagingConversation(InboxConversation):
             detail = f": {error_message}" if error_message else ""
             self.fail(ProviderError(f"the message was {status} (Twilio error {code}){detail}"))
 
-    async def check_status(self) -> None:
-        """Poll mode: fetch the outbound message until it is sent or failed."""
-        if self.sid is None or self.status in SENT or self.status in FAILED:
-            return
-        message = await self._channel.api(
-            "fetch the message", self._channel.client.messages(self.sid).fetch_async()
-        )
-        self.on_status(
-            str(message.status or ""), str(message.error_code or ""), message.error_message or ""
-        )
+    def watch_status(self) -> None:
+        """Follow the outbound message until it is delivered or failed, whatever the status
+        callbacks do (they can be lost): a carrier's refusal comes minutes after "sent"."""
+        if self._status_task is None and self.sid is not None:
+            self._status_task = asyncio.create_task(self._watch_status(), name=f"status:{self.sid}")
+
+    async def _watch_status(self) -> None:
+        assert self.sid is not None
+        message_api = self._channel.client.messages(self.sid)
+        deadline = asyncio.get_running_loop().time() + self._channel.settings.status_wait
+        while self.status not in FINAL and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(STATUS_CHECK_INTERVAL)
+            try:
+                message = await self._channel.api("fetch the message", message_api.fetch_async())
+            except ProbeError as exc:
+                self._channel._log.warning("status check failed", extra={"error": str(exc)})
+                continue
+            except Exception:  # never let a bug end the run silently
+                self._channel._log.exception("status check crashed")
+                return
+            self.on_status(
+                str(message.status or ""),
+                str(message.error_code or ""),
+                message.error_message or "",
+            )
 
     async def backfill(self) -> None:
         if self.sent_at is None:
             return
         for reply in await self._channel.list_replies(self.pair, self.sent_at):
-            self.deliver(reply)
+            if self.accepts(reply):
+                self.deliver(reply)
 
     async def close(self) -> list[Evidence]:
         if self._closed:
             return []
         self._closed = True
-        try:
-            if self.sent_at is not None and self._channel.settings.receiving.mode == "webhook":
-                # Webhooks can be lost: reconcile with the provider's list once.
-                with contextlib.suppress(ProbeError):
-                    await self.backfill()
-            return [await self._records_evidence()]
-        finally:
-            self._channel.forget(self)
+        # The pair is free for the next run at once; what comes now goes to the runner.
+        self._channel.forget(self)
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
+        if self.sent_at is not None:
+            # Webhooks can be lost and polls lag: reconcile with the provider's list once,
+            # handing what this conversation never saw to the runner (recorded on the run).
+            try:
+                for reply in await self._channel.list_replies(self.pair, self.sent_at):
+                    if reply.external_id not in self._seen and self.accepts(reply):
+                        await self._channel.inbox.hand_on(self.pair, reply)
+            except ProbeError as exc:
+                self._channel._log.warning("could not reconcile replies", extra={"error": str(exc)})
+        return [await self._records_evidence()]
 
     async def _records_evidence(self) -> Evidence:
         outbound: dict[str, Any] = {"sid": self.sid, "status": self.status}

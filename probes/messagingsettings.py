@@ -155,6 +155,13 @@ class Signature(_Strict):
     encoding: Literal["hex", "base64"] = "hex"
     secret: SecretStr = Field(description="The shared secret (use ${ENV_VAR}).")
 
+    @field_validator("secret")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 8:
+            raise ValueError("the signing secret is empty or too short to be one; check ${VAR}")
+        return value
+
 
 class InboundMapping(_Strict):
     """Where a reply's parts are in the webhook's JSON (JSONPath)."""

@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,7 +29,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 
-from probes.errors import ChannelUnavailable, ProviderError
+from probes.errors import ChannelUnavailable, ContactRejected, ProviderError
 
 _T = TypeVar("_T")
 
@@ -86,7 +86,10 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             # Sent as a header: aiohttp 3.14 deprecates the library's BasicAuth argument.
             pair = f"{auth[0]}:{auth[1]}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        creating = method.upper() == "POST" and url.rstrip("/").endswith("/Calls.json")
+        # Creating a call or a message: a retry after an answer that may have been processed
+        # would ring or text the target twice.
+        path = url.split("?")[0].rstrip("/")
+        creating = method.upper() == "POST" and path.endswith(("/Calls.json", "/Messages.json"))
         started = time.monotonic()
         attempt = 0
         # The library passes timeout=None, which aiohttp reads as "no limit": bound each
@@ -130,16 +133,24 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         return self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
 
 
-async def twilio_call(what: str, request: Awaitable[_T], base_url: str) -> _T:
+async def twilio_call(
+    what: str,
+    request: Awaitable[_T],
+    base_url: str,
+    refusals: Mapping[int, str] | None = None,
+) -> _T:
     """Await a ``twilio`` client call; its failures as probe errors that say what failed.
 
     401/403 are the probe's credentials (:class:`ChannelUnavailable`); other API errors carry
     Twilio's status, code and message (:class:`ProviderError`); a host that cannot be reached
-    is :class:`ChannelUnavailable`. Twilio's messages never contain credentials.
+    is :class:`ChannelUnavailable`; an error code in ``refusals`` is the target refusing the
+    contact (:class:`ContactRejected`). Twilio's messages never contain credentials.
     """
     try:
         return await request
     except TwilioRestException as exc:
+        if refusals and exc.code in refusals:
+            raise ContactRejected(f"{refusals[exc.code]} (Twilio error {exc.code})") from None
         detail = f"{what}: Twilio answered HTTP {exc.status}"
         if exc.code:
             detail += f", error {exc.code}"
