@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 
 from probes.base import (
     ChannelServices,
@@ -73,8 +74,10 @@ def fill_url(template: str, values: Mapping[str, str]) -> str:
     return str(fill(template, {name: quote(value, safe="") for name, value in values.items()}))
 
 
-def fill_headers(template: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
-    headers = {name: str(fill(value, values)) for name, value in template.items()}
+def fill_headers(template: Mapping[str, SecretStr], values: Mapping[str, str]) -> dict[str, str]:
+    headers = {
+        name: str(fill(value.get_secret_value(), values)) for name, value in template.items()
+    }
     for name, value in headers.items():
         if "\r" in value or "\n" in value:
             raise ContactRejected(f"header {name!r} would contain a line break; not sent")

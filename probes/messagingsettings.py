@@ -132,7 +132,11 @@ class SendRequest(_Strict):
 
     method: Literal["POST", "PUT"] = "POST"
     url: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Request headers; held as secrets (they usually carry the credentials). "
+        "Keep tokens out of the URL.",
+    )
     body: dict[str, Any] = Field(description="The JSON body, as a template.")
     message_id: str | None = Field(
         default=None, description="JSONPath of the sent message's id in the response."
@@ -158,8 +162,9 @@ class Signature(_Strict):
     @field_validator("secret")
     @classmethod
     def _not_empty(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 8:
-            raise ValueError("the signing secret is empty or too short to be one; check ${VAR}")
+        if not value.get_secret_value().strip():
+            # An HMAC with an empty key is one anybody can compute.
+            raise ValueError("the signing secret is empty; check the ${VAR} it comes from")
         return value
 
 

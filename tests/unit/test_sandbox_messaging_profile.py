@@ -106,7 +106,10 @@ def test_demo_replies_come_within_about_5_to_15_seconds() -> None:
         latencies = [replies.bot.latency, *(q.latency for q in replies.queues.values())]
         assert all(bounds(x)[0] >= 4 and bounds(x)[1] <= 15 for x in latencies)
     hooks = profile.messaging.inbound_webhooks
-    assert hooks == {"+15005550006": "http://127.0.0.1:9464/webhooks/twilio/messages"}
+    assert hooks == {
+        "+15005550006": "http://127.0.0.1:9464/webhooks/twilio/sms",
+        "whatsapp:+15005550006": "http://127.0.0.1:9464/webhooks/twilio/whatsapp",
+    }
     assert profile.generic_peer.webhook_url == "http://127.0.0.1:9464/webhooks/generic/social"
 
 
