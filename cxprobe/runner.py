@@ -127,6 +127,7 @@ class Runner:
                 on_unmatched=functools.partial(self._unmatched, kind),
                 state=StoredChannelState(self.store, kind),
                 webhooks=self.webhooks,
+                on_rejected_webhook=functools.partial(self.metrics.record_rejected_webhook, kind),
             )
             channel = CHANNEL_TYPES[kind].create(self.config.channel_settings(kind), services)
             addresses = [

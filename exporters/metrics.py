@@ -166,6 +166,12 @@ class MonitorMetrics:
             ["channel"],
             registry=registry,
         )
+        self.rejected_webhooks = Counter(
+            "cxprobe_webhooks_rejected_total",
+            "Provider webhook requests refused because their signature was missing or wrong.",
+            ["channel"],
+            registry=registry,
+        )
         self.late_replies = Counter(
             "cxprobe_late_replies_total",
             "Replies to runs that had already been judged (after the deadline).",
@@ -214,7 +220,12 @@ class MonitorMetrics:
                     want(self.slo_events, (check.target, check.channel, name, result), None)
             want(self.late_replies, (check.target, check.channel), None)
             want(self.start_failures, (check.target, check.channel), None)
-            for per_channel in (self.open_runs, self.probes_in_flight, self.unmatched_replies):
+            for per_channel in (
+                self.open_runs,
+                self.probes_in_flight,
+                self.unmatched_replies,
+                self.rejected_webhooks,
+            ):
                 want(per_channel, (check.channel,), None)
 
         for metric, labels in self._declared - wanted.keys():
@@ -278,6 +289,10 @@ class MonitorMetrics:
     def record_unmatched(self, channel: str) -> None:
         """A reply arrived that no run claimed."""
         self._child(("channel", channel), self.unmatched_replies, channel).inc()
+
+    def record_rejected_webhook(self, channel: str) -> None:
+        """A webhook request whose signature did not verify (refused with 403)."""
+        self._child(("channel", channel), self.rejected_webhooks, channel).inc()
 
     def set_open_runs(self, channel: str, count: int) -> None:
         """How many runs on ``channel`` are waiting for answers now."""

@@ -187,6 +187,8 @@ class ChannelServices:
     #: Where the driver keeps what must survive a restart (the monitor's evidence store).
     state: ChannelState = field(default_factory=MemoryChannelState)
     webhooks: Webhooks = field(default_factory=Webhooks)
+    #: Called for every webhook request refused for its signature (counted in the metrics).
+    on_rejected_webhook: Callable[[], None] = lambda: None
 
 
 class Channel(Protocol):

@@ -59,6 +59,7 @@ from probes.messagingsettings import (
     InboundMapping,
     Signature,
 )
+from probes.rejections import Rejections
 
 WEBHOOK_PREFIX = "/webhooks/generic"
 BACKOFF_BASE = 0.5
@@ -168,7 +169,7 @@ class GenericChannel:
         self._mappings = {name: _Mapping(p.inbound) for name, p in settings.platforms.items()}
         self._session: aiohttp.ClientSession | None = None
         self._rng = random.Random()
-        self.rejected_webhooks = 0
+        self._rejections = Rejections(services.logger, services.on_rejected_webhook)
         self.retries = 0
 
     def _classify(self, platform: str, reply: Reply) -> Reply:
@@ -220,7 +221,7 @@ class GenericChannel:
             "platforms": {
                 name: {"open_conversations": len(inbox)} for name, inbox in self._inboxes.items()
             },
-            "rejected_webhooks": self.rejected_webhooks,
+            "rejected_webhooks": self._rejections.count,
             "api_retries": self.retries,
         }
 
@@ -288,12 +289,10 @@ class GenericChannel:
         body = await request.read()
         header = request.headers.get(platform.signature.header, "")
         if not header or not signature_valid(platform.signature, body, header):
-            self.rejected_webhooks += 1
-            self._log.warning(
-                "webhook rejected: %s %s",
-                "invalid" if header else "missing",
-                platform.signature.header,
-                extra={"platform": name, "remote": request.remote},
+            self._rejections.record(
+                f"{'invalid' if header else 'missing'} {platform.signature.header}",
+                platform=name,
+                remote=request.remote,
             )
             return web.Response(status=403, text="invalid or missing signature")
         observed = utc_now()

@@ -56,6 +56,7 @@ from probes.base import (
 )
 from probes.inbox import InboxConversation, Pair, PairedInbox
 from probes.messagingsettings import MessagingAddress, TwilioMessagingSettings
+from probes.rejections import Rejections
 from probes.twiliohttp import RedirectingHttpClient, twilio_call
 
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -110,7 +111,7 @@ class TwilioMessagingChannel:
         self._client: Client | None = None
         self._poller: asyncio.Task[None] | None = None
         self._conversations: dict[str, MessagingConversation] = {}
-        self.rejected_webhooks = 0
+        self._rejections = Rejections(services.logger, services.on_rejected_webhook)
         self.polls = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class TwilioMessagingChannel:
             "probe_numbers": len(self.settings.from_numbers),
             "polls": self.polls,
             "api_retries": self._http.retries if self._http is not None else 0,
-            "rejected_webhooks": self.rejected_webhooks,
+            "rejected_webhooks": self._rejections.count,
         }
 
     # -- receiving -------------------------------------------------------------------------
@@ -244,11 +245,10 @@ class TwilioMessagingChannel:
             and self._validator.validate(base + request.path_qs, params, signature)
         ):
             return params
-        self.rejected_webhooks += 1
-        self._log.warning(
-            "webhook rejected: %s X-Twilio-Signature",
-            "invalid" if signature else "missing",
-            extra={"path": request.path, "remote": request.remote},
+        self._rejections.record(
+            f"{'invalid' if signature else 'missing'} X-Twilio-Signature",
+            path=request.path,
+            remote=request.remote,
         )
         return None
 

@@ -59,6 +59,7 @@ from probes.base import (
     Sent,
 )
 from probes.phonesettings import IvrStep, PhoneAddress, PhoneChannelSettings
+from probes.rejections import Rejections
 from probes.twiliohttp import RedirectingHttpClient, twilio_call
 
 #: Where the webhooks live on the monitor's HTTP server.
@@ -107,7 +108,7 @@ class PhoneChannel:
         self._validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
         self._http: RedirectingHttpClient | None = None
         self._client: Client | None = None
-        self.rejected_webhooks = 0
+        self._rejections = Rejections(services.logger, services.on_rejected_webhook)
         self.calls_placed = 0
 
     async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
@@ -171,7 +172,7 @@ class PhoneChannel:
             "max_calls": self.settings.max_calls,
             "calls_placed": self.calls_placed,
             "api_retries": self._http.retries if self._http is not None else 0,
-            "rejected_webhooks": self.rejected_webhooks,
+            "rejected_webhooks": self._rejections.count,
         }
 
     # -- webhooks --------------------------------------------------------------------------
@@ -183,11 +184,10 @@ class PhoneChannel:
         signature = request.headers.get("X-Twilio-Signature", "")
         if signature and self._validator.validate(url, params, signature):
             return params
-        self.rejected_webhooks += 1
-        self._log.warning(
-            "webhook rejected: %s X-Twilio-Signature",
-            "invalid" if signature else "missing",
-            extra={"path": request.path, "remote": request.remote},
+        self._rejections.record(
+            f"{'invalid' if signature else 'missing'} X-Twilio-Signature",
+            path=request.path,
+            remote=request.remote,
         )
         return None
 

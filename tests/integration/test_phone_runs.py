@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from twilio.request_validator import RequestValidator
 
 from cxprobe.app import Monitor, open_monitor
@@ -278,8 +279,10 @@ async def test_forged_and_missing_signatures_are_rejected_and_change_nothing(
                     assert response.status == 403
         result = await run
         health = monitor.runner.health()["channels"]["phone"]
+        metrics = generate_latest(monitor.registry).decode()
     assert result.outcome is Outcome.MET, result.reason
     assert health["rejected_webhooks"] == 2
+    assert 'cxprobe_webhooks_rejected_total{channel="phone"} 2.0' in metrics
 
 
 async def test_rate_limit_and_unavailable_are_retried_then_the_call_goes_through(
