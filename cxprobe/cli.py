@@ -25,6 +25,10 @@ from cxprobe import __version__, logs
 from cxprobe.app import open_monitor
 from cxprobe.errors import ConfigError
 from cxprobe.settings import Config, load_config
+from exporters.metrics import SLO_NAMES
+from exporters.rules import ProbedCheck, RuleOptions, generate_rules, regenerate_command
+from exporters.rules_common import DEFAULT_DOCS_URL
+from exporters.rules_schedule import cron_gaps
 from exporters.store import EvidenceStore
 from probes import CHANNEL_TYPES
 from probes.errors import CxprobeError
@@ -132,16 +136,31 @@ def once(
         raise typer.Exit(2)
     logger = logs.configure(loaded.monitor.log_format)
 
+    # The HTTP server only for channels that need provider webhooks (phone, messaging).
+    serve_http = CHANNEL_TYPES[check.channel].needs_http
+
     async def execute() -> tuple[RunResult | None, list[str]]:
-        # The HTTP server only for channels that need provider webhooks (phone).
-        serve_http = CHANNEL_TYPES[check.channel].needs_http
         async with open_monitor(loaded, logger, serve_http=serve_http) as monitor:
             slot = datetime.now(UTC).replace(microsecond=0)
             result = await monitor.runner.execute(check, slot)
             lines = await _evidence_lines(monitor.store, result) if result else []
             return result, lines
 
-    result, evidence = asyncio.run(execute())
+    try:
+        result, evidence = asyncio.run(execute())
+    except OSError as exc:
+        if not serve_http:
+            raise
+        # A phone or messaging check needs the HTTP server for its webhooks; the usual cause
+        # is a `cxprobe run` already serving on the same port.
+        http = loaded.monitor.http
+        Console(stderr=True).print(
+            f"[red]cannot listen on {http.host}:{http.port} for webhooks[/] ({exc.strerror}): is "
+            "`cxprobe run` already serving there? Stop it, or run `once` with a config whose "
+            "monitor.http.port is free (and a webhook public_url that reaches it).",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
     if result is None:
         console.print("[yellow]not run: the slot was taken or the contact budget is spent[/]")
         raise typer.Exit(4)
@@ -259,6 +278,88 @@ def runs(
 
 def _short(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}s"
+
+
+@app.command()
+def rules(
+    config: ConfigOption,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the rules here (default: print them).", show_default=False
+        ),
+    ] = None,
+    docs_url: Annotated[
+        str, typer.Option(help="Where docs/alerting.md is published; runbook links point into it.")
+    ] = DEFAULT_DOCS_URL,
+    grafana_url: Annotated[
+        str, typer.Option(help="Grafana's base URL for dashboard links (default: a /d/... path).")
+    ] = "",
+) -> None:
+    """Generate Prometheus rules from the config: SLO recording rules, burn-rate alerts, probe
+    health alerts (docs/alerting.md). Regenerate after changing targets, SLAs or checks."""
+    errors = Console(stderr=True)
+    loaded = _load(config, errors)
+    try:
+        checks = rule_checks(loaded)
+    except ValueError as exc:
+        errors.print(f"[red]{config}: {exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    options = RuleOptions(docs_url=docs_url, grafana_url=grafana_url)
+    command = regenerate_command(str(config), None if output is None else str(output), options)
+    generated = generate_rules(checks, options, source=str(config), command=command)
+    for omission in generated.omitted:
+        errors.print(f"[yellow]note:[/] {omission}", highlight=False, soft_wrap=True)
+    if output is None:
+        sys.stdout.write(generated.text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(generated.text)
+    errors.print(
+        f"wrote {output}: {generated.recording} recording rules, {generated.alerts} alerts "
+        f"for {generated.slos} SLOs and {len(checks)} checks",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def rule_checks(config: Config) -> list[ProbedCheck]:
+    """The enabled checks as the rule generator needs them. Every location's: the SLO events
+    carry no location, and a check nobody exports is itself alerted (CxprobeCheckNotExported)."""
+    checks = []
+    for index, check in enumerate(config.checks):
+        if not check.enabled:
+            continue
+        target = config.targets[check.target]
+        thresholds = config.thresholds(check)
+        figures = thresholds.as_dict()
+        schedule = check.schedule
+        if schedule.every is not None:
+            interval, three_slots = schedule.every, 3 * schedule.every
+        else:
+            assert schedule.cron is not None
+            try:
+                interval, three_slots = cron_gaps(schedule.cron, schedule.timezone)
+            except ValueError as exc:
+                raise ValueError(f"checks[{index}] ({check.id}): {exc}") from None
+        checks.append(
+            ProbedCheck(
+                check_id=check.id,
+                target=check.target,
+                target_name=target.name,
+                channel=check.channel,
+                scenario=check.scenario,
+                objective=target.sla(check.channel).objective,
+                slos=tuple(
+                    (name, limit) for name in SLO_NAMES if (limit := figures[name]) is not None
+                ),
+                deadline=thresholds.deadline,
+                jitter=schedule.jitter,
+                interval=interval,
+                three_slots=three_slots,
+            )
+        )
+    return checks
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -106,13 +107,14 @@ def phone_config(
     retry_for: float = 10.0,
     sla: dict[str, Any] | None = None,
     scenarios: dict[str, Any] | None = None,
+    http_port: int = 0,
 ) -> Path:
     config: dict[str, Any] = {
         "version": 1,
         "monitor": {
             "location": "test",
             "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
-            "http": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": http_port},
             "log_format": "json",
         },
         "locations": {"test": {}},
@@ -376,3 +378,30 @@ async def test_cxprobe_once_prints_the_call_timeline(tmp_path: Path) -> None:
         assert step in text, (step, text)
     assert "price" in text and "USD" in text
     assert AUTH_TOKEN not in text
+
+
+async def test_cxprobe_once_says_when_the_webhook_port_is_taken(tmp_path: Path) -> None:
+    async with phone_line(tmp_path) as sandbox:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            path = phone_config(tmp_path, sandbox, http_port=busy.getsockname()[1])
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "cxprobe",
+                "once",
+                "-c",
+                str(path),
+                "acme-phone",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, "COLUMNS": "300"},
+                cwd=ROOT,
+            )
+            output, _ = await asyncio.wait_for(process.communicate(), 60)
+    text = " ".join(output.decode().split())
+    assert process.returncode == 2, text
+    assert "cannot listen on 127.0.0.1:" in text and "cxprobe run" in text
+    assert "Traceback" not in text
+    assert events(sandbox, "call_created") == []  # nothing was dialled
