@@ -82,6 +82,9 @@ TIMING_METHOD = "page-mutation-observer"
 FALLBACK_TIMING = "python-after-send"
 #: How long to wait for the page to report a send it was asked to make.
 SEND_MARK_WAIT = 2.0
+#: Customer-looking messages tolerated beyond those sent (a widget echoing one twice) before
+#: the brand selector is reported as out of date.
+DRIFT_ALLOWANCE = 1
 #: Bound on each step of leaving the chat and of taking evidence at the end.
 CLOSING_STEP_TIMEOUT = 5.0
 
@@ -289,6 +292,7 @@ class WebchatConversation:
         self._events: asyncio.Queue[Mapping[str, Any] | ProbeError] = asyncio.Queue()
         self._send_marks: list[float] = []
         self._sends = 0
+        self._customer_messages = 0
         # The page reports through a binding only this conversation knows the name and nonce
         # of: a script on the page cannot forge messages or timings.
         self._binding = f"__cxprobe_{secrets.token_hex(8)}"
@@ -517,8 +521,22 @@ class WebchatConversation:
     def _reply(self, event: Mapping[str, Any]) -> Reply | None:
         at_ms = float(event["at"])
         role = str(event.get("role", ""))
-        if self._sent_ms is None or at_ms < self._sent_ms or role == "customer":
-            return None  # the greeting before the contact, or the customer's own message
+        if self._sent_ms is None or at_ms < self._sent_ms:
+            return None  # the greeting before the contact
+        if role == "customer":
+            # The customer's own messages. Many more of them than were sent means the brand's
+            # messages no longer match messages.brand: say so rather than report no answer.
+            self._customer_messages += 1
+            if self._customer_messages > self._sends + DRIFT_ALLOWANCE:
+                self.fail(
+                    ChannelUnavailable(
+                        f"{self._customer_messages} messages after the contact look like the "
+                        f"customer's own, though it sent {self._sends}: messages.brand "
+                        f"({self.address.messages.brand!r}) no longer matches the widget's "
+                        "replies; update the selector"
+                    )
+                )
+            return None
         text = str(event.get("text", ""))
         author = str(event.get("author", ""))
         headers = {"Chat-Role": role}

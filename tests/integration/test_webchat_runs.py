@@ -297,3 +297,13 @@ def _services() -> ChannelServices:
         raise AssertionError(f"unexpected unmatched reply {reply}")
 
     return ChannelServices(logger=logging.getLogger("cxprobe.test.webchat"), on_unmatched=unmatched)
+
+
+async def test_brand_selector_out_of_date_is_an_error_not_a_breach(tmp_path: Path) -> None:
+    async with chat_site(tmp_path) as site:
+        messages = {**sandbox_widget("")["messages"], "brand": ".msg--nobody"}
+        widget = sandbox_widget(site.url("/"), messages=messages)
+        async with monitoring(tmp_path, widget) as monitor:
+            result = await run_once(monitor)
+    assert result.outcome is Outcome.ERROR
+    assert "messages.brand ('.msg--nobody') no longer matches" in result.reason
