@@ -23,6 +23,7 @@ from rich.table import Table
 
 from cxprobe import __version__, logs
 from cxprobe.app import open_monitor
+from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.errors import ConfigError
 from cxprobe.settings import Config, load_config
 from exporters.metrics import SLO_NAMES
@@ -366,6 +367,10 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
 def version() -> None:
     """Print the version."""
     print(__version__)
+
+
+app.add_typer(evidence_app, name="evidence")
+app.command()(report)
 
 
 def main() -> None:
