@@ -54,6 +54,13 @@ if busy:
              + ". Stop whatever listens there (e.g. `systemctl stop prometheus`) and retry.")
 PY
 
+# Prometheus' and Alertmanager's configuration (and the rules) first: a broken or missing file
+# stops the demo here, saying what is wrong, rather than after everything else has started.
+promtool check config prometheus/prometheus-demo.yml >"$workdir/promtool.log" 2>&1 \
+  || { cat "$workdir/promtool.log" >&2; exit 1; }
+amtool check-config prometheus/alertmanager.yml >"$workdir/amtool.log" 2>&1 \
+  || { cat "$workdir/amtool.log" >&2; exit 1; }
+
 python -m sandbox --profile sandbox/profiles/demo.yaml --workdir "$workdir/sandbox" \
   >"$workdir/sandbox.log" 2>&1 &
 pids+=($!)
@@ -64,39 +71,33 @@ cxprobe run -c config/sandbox.yaml 2> >(tee "$workdir/cxprobe.log" >&2) &
 pids+=($!)
 wait_for_url http://127.0.0.1:9464/healthz
 
-# Alerts go nowhere yet: the SLA alert rules and their receivers come with prometheus/rules.
-cat >"$workdir/alertmanager/alertmanager.yml" <<YAML
-route: {receiver: demo-log, group_by: [alertname, target, channel]}
-receivers: [{name: demo-log}]
-YAML
-prometheus-alertmanager --config.file="$workdir/alertmanager/alertmanager.yml" \
+# Alertmanager and Prometheus with the project's own configuration, as docker-compose.yml runs
+# them: prometheus/prometheus-demo.yml is prometheus/prometheus.yml on loopback; it loads the SLA
+# rules of prometheus/rules/cxprobe.yml (`cxprobe rules`). Receivers the demo cannot reach only
+# make Alertmanager log failed notifications.
+prometheus-alertmanager --config.file=prometheus/alertmanager.yml \
   --storage.path="$workdir/alertmanager/data" --web.listen-address=127.0.0.1:9093 \
   --cluster.listen-address= >"$workdir/alertmanager.log" 2>&1 &
 pids+=($!)
 wait_for_url http://127.0.0.1:9093/-/ready
 
-cat >"$workdir/prometheus/prometheus.yml" <<YAML
-global: {scrape_interval: 5s, evaluation_interval: 5s}
-alerting:
-  alertmanagers: [{static_configs: [{targets: ["127.0.0.1:9093"]}]}]
-scrape_configs:
-  - job_name: cxprobe
-    static_configs: [{targets: ["127.0.0.1:9464"]}]
-YAML
-prometheus --config.file="$workdir/prometheus/prometheus.yml" \
+prometheus --config.file=prometheus/prometheus-demo.yml \
   --storage.tsdb.path="$workdir/prometheus/data" --web.listen-address=127.0.0.1:9090 \
   >"$workdir/prometheus.log" 2>&1 &
 pids+=($!)
+wait_for_url http://127.0.0.1:9090/-/ready
 
 cat <<MSG
 
   cxprobe demo is running — the monitor emails, chats with, calls and texts the sandbox desk.
     metrics      http://127.0.0.1:9464/metrics   (health: /healthz)
     Prometheus   http://127.0.0.1:9090/graph?g0.expr=cxprobe_runs_total
-    Alertmanager http://127.0.0.1:9093
+    SLA alerts   http://127.0.0.1:9090/alerts    (rules: /rules, from prometheus/rules/cxprobe.yml)
+    Alertmanager http://127.0.0.1:9093           (routing: prometheus/alertmanager.yml)
     sandbox desk http://127.0.0.1:8025/state     (ground truth: /ground-truth)
     sandbox chat http://127.0.0.1:8088/          (switches and ground truth: /_control/state)
     sandbox line http://127.0.0.1:8030/_control/state   (the Twilio-compatible API)
+    sandbox peer http://127.0.0.1:8031/_control/state   (the generic messaging platform)
     runs         cxprobe runs -c config/sandbox.yaml
     logs         $workdir/*.log
   Ctrl-C stops everything.

@@ -5,6 +5,9 @@
 #   prometheus-alertmanager     : alert routing in the demo
 #   chromium                    : the browser the web-chat probe drives (Playwright, never its
 #                                 own downloaded browsers)
+#   poppler-utils (pdftoppm)    : renders the audit report's PDF pages to images in its tests
+#   docker-compose              : `docker-compose config` validates docker-compose.yml offline (no
+#                                 Docker engine needed; Debian's v1, without docker.io)
 set -euo pipefail
 
 need=()
@@ -19,6 +22,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/lib/chromium/chromium ] || need+=(chromium)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

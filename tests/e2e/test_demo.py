@@ -1,6 +1,7 @@
 """`make demo`'s script end to end: sandbox, monitor, Alertmanager and Prometheus start, runs
-finish, Prometheus scrapes the monitor and knows the Alertmanager, and
-everything stops cleanly by itself when DEMO_SECONDS passes."""
+finish, Prometheus scrapes the monitor, has loaded the SLA rules of prometheus/rules/cxprobe.yml
+(through prometheus/prometheus-demo.yml) and knows the Alertmanager, which runs
+prometheus/alertmanager.yml, and everything stops cleanly by itself when DEMO_SECONDS passes."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ import sys
 import time
 import urllib.request
 from asyncio.subprocess import PIPE, STDOUT
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.support import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
 
 
 async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
@@ -35,11 +41,13 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     )
     async with asyncio.timeout(120):
         finished = asyncio.create_task(process.communicate())
-        scrape, alertmanagers = await asyncio.to_thread(_prometheus_view)
+        view = await asyncio.to_thread(_demo_view)
         output, _ = await finished
     text = output.decode(errors="replace")
-    assert scrape == "1", text  # up{job="cxprobe"}: Prometheus scrapes the monitor
-    assert alertmanagers == ["http://127.0.0.1:9093/api/v2/alerts"], text
+    assert view.scrape == "1", text  # up{job="cxprobe"}: Prometheus scrapes the monitor
+    assert view.alertmanagers == ["http://127.0.0.1:9093/api/v2/alerts"], text
+    _assert_repository_alerting(view, text)
+    assert "SLA alerts   http://127.0.0.1:9090/alerts" in text
     assert process.returncode == 0, text
     assert "cxprobe demo is running" in text
     assert "run finished" in text and "outcome=met" in text
@@ -60,24 +68,53 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     assert "Server is ready to receive web requests" in prometheus_log
 
 
-def _prometheus_view(wait_seconds: float = 20) -> tuple[str | None, list[str]]:
-    """``up`` of the cxprobe job and the active Alertmanagers, once Prometheus reports both."""
+def _assert_repository_alerting(view: DemoView, text: str) -> None:
+    """Prometheus loaded the generated SLA rules from the repository's file, and Alertmanager
+    runs the repository's configuration (its receivers), not one of the script's own."""
+    rules_file = ROOT / "prometheus" / "rules" / "cxprobe.yml"
+    expected_groups = {group["name"] for group in yaml.safe_load(rules_file.read_text())["groups"]}
+    assert expected_groups and set(view.rule_groups) == expected_groups, text
+    loaded_from = {(ROOT / file).resolve() for file in view.rule_files}  # the script runs in ROOT
+    assert loaded_from == {rules_file}, view.rule_files
+    receivers = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text())["receivers"]
+    assert view.receivers == sorted(receiver["name"] for receiver in receivers), text
+
+
+@dataclass
+class DemoView:
+    scrape: str | None = None  # up{job="cxprobe"}
+    alertmanagers: list[str] = field(default_factory=list)
+    rule_groups: list[str] = field(default_factory=list)
+    rule_files: set[str] = field(default_factory=set)
+    receivers: list[str] = field(default_factory=list)  # Alertmanager's, from its own API
+
+    def complete(self) -> bool:
+        return self.scrape == "1" and bool(self.alertmanagers and self.rule_groups)
+
+
+def _demo_view(wait_seconds: float = 30) -> DemoView:
+    """What Prometheus and Alertmanager report, once Prometheus scrapes, has its rules and knows
+    its Alertmanager (or the time is up)."""
     deadline = time.monotonic() + wait_seconds
-    scrape: str | None = None
-    alertmanagers: list[str] = []
-    while time.monotonic() < deadline and (scrape != "1" or not alertmanagers):
+    view = DemoView()
+    while time.monotonic() < deadline and not view.complete():
         time.sleep(0.5)
         try:
-            up = _get('/api/v1/query?query=up{job="cxprobe"}')["data"]["result"]
-            scrape = up[0]["value"][1] if up else None
-            active = _get("/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
-            alertmanagers = [entry["url"] for entry in active]
+            up = _get(PROMETHEUS, '/api/v1/query?query=up{job="cxprobe"}')["data"]["result"]
+            view.scrape = up[0]["value"][1] if up else None
+            active = _get(PROMETHEUS, "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+            view.alertmanagers = [entry["url"] for entry in active]
+            groups = _get(PROMETHEUS, "/api/v1/rules")["data"]["groups"]
+            view.rule_groups = [group["name"] for group in groups]
+            view.rule_files = {group["file"] for group in groups}
+            config = yaml.safe_load(_get(ALERTMANAGER, "/api/v2/status")["config"]["original"])
+            view.receivers = sorted(receiver["name"] for receiver in config["receivers"])
         except OSError:
             continue
-    return scrape, alertmanagers
+    return view
 
 
-def _get(path: str) -> Any:
-    url = "http://127.0.0.1:9090" + path.replace('"', "%22").replace("{", "%7B").replace("}", "%7D")
+def _get(base: str, path: str) -> Any:
+    url = base + path.replace('"', "%22").replace("{", "%7B").replace("}", "%7D")
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.load(response)
