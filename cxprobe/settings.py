@@ -27,6 +27,7 @@ from pydantic import (
 
 from cxprobe.errors import ConfigError
 from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
+from exporters.evidence_retention import Retention
 from probes import CHANNEL_TYPES
 from probes.base import Responder
 from scenarios.durations import Duration
@@ -246,6 +247,7 @@ class Config(Strict):
     targets: dict[str, Target]
     scenarios: dict[str, Scenario] = Field(default_factory=dict)
     checks: list[Check] = Field(min_length=1)
+    retention: Retention = Field(default_factory=lambda: Retention())
 
     # Filled by load_config, not read from YAML.
     source: Path | None = Field(default=None, exclude=True)

@@ -11,6 +11,13 @@ by an asyncio lock and take the database's write lock up front (``BEGIN IMMEDIAT
 processes (or two stores) on one file wait for each other instead of failing with "database is
 locked". PostgreSQL relies on its own row locking and on the same unique constraints, plus a
 transaction-level advisory lock per target and channel while a contact budget is checked.
+
+Tamper evidence: :meth:`EvidenceStore.finish` seals the run in the same transaction that closes
+it, appending an entry to the store's hash chain (:mod:`exporters.evidence_chain`,
+:mod:`exporters.evidence_ledger`); any later write to a closed run (a late reply, revised
+figures, evidence) appends an ``amendment`` entry sealing its new content, so verification
+never breaks silently and the change is visible. Exports and retention purges are recorded
+here too (:meth:`EvidenceStore.record_export`, :meth:`EvidenceStore.purge`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from exporters.evidence_chain import ChainEntry, Scope
+from exporters.evidence_ledger import head, seal_run
+from exporters.evidence_retention import PurgePolicy, PurgeReport, purge_runs
+from exporters.evidence_snapshot import ExportRecord, Snapshot, record_export, take_snapshot
 from exporters.store_schema import (
     SCHEMA_VERSION,
     SchemaVersionError,
@@ -405,6 +416,7 @@ class EvidenceStore:
             if updated.rowcount == 0:
                 raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
             await _insert_outgoing(conn, run_id, sent)
+            await _amend_if_closed(conn, run_id, "contact recorded after the run was sealed")
 
     async def record_follow_up(self, run_id: str, sent: Sent) -> None:
         """A further message the probe sent in the run's conversation, with its evidence."""
@@ -413,6 +425,7 @@ class EvidenceStore:
             if known.first() is None:
                 raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
             await _insert_outgoing(conn, run_id, sent)
+            await _amend_if_closed(conn, run_id, "follow-up recorded after the run was sealed")
 
     async def record_artifacts(self, run_id: str, evidence: Sequence[Evidence]) -> None:
         """Evidence of the run as a whole (a chat transcript, a final screenshot)."""
@@ -424,6 +437,7 @@ class EvidenceStore:
                 raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
             for piece in evidence:
                 await _insert_artifact(conn, run_id, None, piece)
+            await _amend_if_closed(conn, run_id, "evidence added after the run was sealed")
 
     async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
         """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
@@ -473,6 +487,7 @@ class EvidenceStore:
                 if reply.evidence is not None:
                     message_id = _inserted_id(inserted)
                     await _insert_artifact(conn, run_id, message_id, reply.evidence)
+                await _amend_if_closed(conn, run_id, f"reply recorded after sealing: {external_id}")
         except IntegrityError:
             # Another process stored the same reply between our check and insert (PostgreSQL).
             if await self._message_stored(run_id, IN, external_id):
@@ -481,11 +496,13 @@ class EvidenceStore:
         return True
 
     async def finish(self, result: RunResult) -> None:
-        """Close the run with its final figures, outcome and reason."""
+        """Close the run with its final figures, outcome and reason, and seal it in the chain
+        (one transaction: a closed run is always sealed; finishing it again amends)."""
         if result.outcome is None:
             raise ValueError(f"run {result.run_id}: finish() needs an outcome")
         await self._update(
             result,
+            f"finished: {result.outcome}",
             outcome=str(result.outcome),
             reason=result.reason,
             finished_at=result.finished_at or _now(),
@@ -493,10 +510,11 @@ class EvidenceStore:
         )
 
     async def update_figures(self, result: RunResult) -> None:
-        """Rewrite the run's figures (a late reply to a closed run); status and outcome stay."""
-        await self._update(result)
+        """Rewrite the run's figures (a late reply to a closed run); status and outcome stay.
+        A sealed run that changes gets an amendment entry."""
+        await self._update(result, "figures revised after sealing")
 
-    async def _update(self, result: RunResult, **values: Any) -> None:
+    async def _update(self, result: RunResult, note: str, **values: Any) -> None:
         async with self._write() as conn:
             updated = await conn.execute(
                 update(runs).where(runs.c.run_id == result.run_id).values(_figures(result) | values)
@@ -505,6 +523,59 @@ class EvidenceStore:
                 raise UnknownRunError(
                     f"no run {result.run_id!r} in the evidence store {self.where}"
                 )
+            await _amend_if_closed(conn, result.run_id, note)
+
+    # -- evidence chain, exports, retention --------------------------------------------------
+
+    async def chain_head(self) -> tuple[int, str]:
+        """The latest chain entry's ``(seq, entry_hash)``; ``(0, GENESIS)`` for an empty chain."""
+        async with self._read() as conn:
+            return await conn.run_sync(head)
+
+    async def snapshot(
+        self, scope: Scope, checks: Mapping[str, tuple[str, str]] | None = None
+    ) -> Snapshot:
+        """Everything an export of ``scope`` holds, read in one transaction (a consistent
+        view). ``checks`` maps check ids to (target, channel) for slots whose run is gone."""
+        async with self._read() as conn:
+            if self._postgresql:  # one snapshot for every statement (SQLite's WAL reader has it)
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            snapshot: Snapshot = await conn.run_sync(take_snapshot, scope, dict(checks or {}))
+            return snapshot
+
+    async def record_export(self, export: ExportRecord) -> int:
+        """Remember an export and the record hash of every sealed run it held (retention can
+        then refuse to purge what was never exported). Returns the export's id."""
+        async with self._write() as conn:
+            return await conn.run_sync(record_export, export)
+
+    async def purge(
+        self, policy: PurgePolicy, *, now: datetime | None = None, dry_run: bool = False
+    ) -> PurgeReport:
+        """Delete the closed runs ``policy`` says are past retention, with their messages and
+        evidence, and record them (ids and record hashes) as purge entries of the chain. Slots
+        stay (a purged run's slot is listed as a gap explained by the purge)."""
+        async with self._write() as conn:
+            report: PurgeReport = await conn.run_sync(purge_runs, policy, now or _now(), dry_run)
+            return report
+
+    async def runs_between(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        targets: Sequence[str] = (),
+        channels: Sequence[str] = (),
+    ) -> list[RunResult]:
+        """Runs whose slot lies in [start, end), with their replies, oldest slot first."""
+        query = select(runs).where(runs.c.slot_at >= start, runs.c.slot_at < end)
+        if targets:
+            query = query.where(runs.c.target.in_(list(targets)))
+        if channels:
+            query = query.where(runs.c.channel.in_(list(channels)))
+        async with self._read() as conn:
+            rows = (await conn.execute(query.order_by(runs.c.slot_at, runs.c.run_id))).all()
+            return await _with_replies(conn, rows)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -676,6 +747,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _amend_if_closed(conn: AsyncConnection, run_id: str, note: str) -> ChainEntry | None:
+    """Seal the run again after a change (an amendment) if it was closed, i.e. sealed before;
+    an open run is sealed when it finishes. Nothing is added when its content is unchanged."""
+    status = await conn.execute(select(runs.c.status).where(runs.c.run_id == run_id))
+    if status.scalar_one_or_none() != CLOSED:
+        return None
+    now = _now()
+    entry: ChainEntry | None = await conn.run_sync(
+        lambda sync: seal_run(sync, run_id, note=note, now=now)
+    )
+    return entry
 
 
 def _redact_url_text(url: str) -> str:

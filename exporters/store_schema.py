@@ -7,6 +7,10 @@ re-attaches UTC on the way out.
 Versioning: ``schema_version`` holds one row per version applied. A new store is created at
 :data:`SCHEMA_VERSION` from :data:`metadata` (which always describes the newest schema); an older
 store is brought up to date by :data:`MIGRATIONS`; a newer one is refused.
+
+Version 2 added the tamper-evidence chain (``chain``, ``chain_head``; see
+:mod:`exporters.evidence_chain`) and the record of exports (``exports``, ``exported_runs``);
+upgrading seals every run already closed, oldest first.
 """
 
 from __future__ import annotations
@@ -211,15 +215,116 @@ channel_state = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+
+def _evidence_tables_v2(meta: MetaData) -> tuple[Table, Table, Table, Table]:
+    """The chain and export tables as of schema version 2, defined on ``meta``.
+
+    Used by :data:`metadata` and by the version 2 migration. A later version that changes
+    these tables must first copy this function into its migration, frozen, as migrations are
+    never edited.
+    """
+    chain_table = Table(
+        "chain",
+        meta,
+        # Assigned by the writer holding the chain head's lock: consecutive, never reused.
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("kind", Name, nullable=False),
+        # Scope of the run (run and amendment entries); no foreign key: the entry outlives
+        # the run when retention purges it.
+        Column("run_id", String(36)),
+        Column("check_id", Name),
+        Column("target", Name),
+        Column("channel", Name),
+        Column("location", Name),
+        Column("slot_at", UtcDateTime),
+        Column("record_hash", String(64), nullable=False),
+        # Unique: two entries can never link to one predecessor (no fork).
+        Column("prev_hash", String(64), nullable=False, unique=True),
+        Column("entry_hash", String(64), nullable=False, unique=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("note", Text, nullable=False),
+        Column("detail", JsonText),  # the purge record (purge entries)
+        CheckConstraint("kind IN ('run', 'amendment', 'purge')", name="kind"),
+        Index(None, "run_id", "seq"),
+        Index(None, "slot_at"),
+        Index(None, "kind"),
+    )
+    head_table = Table(
+        "chain_head",
+        meta,
+        # One row, locked (SELECT ... FOR UPDATE) by every writer that appends an entry.
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("entry_hash", String(64), nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+        CheckConstraint("id = 1", name="single_row"),
+    )
+    exports_table = Table(
+        "exports",
+        meta,
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("exported_at", UtcDateTime, nullable=False),
+        Column("filters", JsonText, nullable=False),
+        Column("format", Name, nullable=False),
+        Column("manifest_sha256", String(64), nullable=False),
+        Column("chain_seq", BigInteger, nullable=False),
+        Column("chain_hash", String(64), nullable=False),
+        Column("runs", Integer, nullable=False),
+    )
+    exported_runs_table = Table(
+        "exported_runs",
+        meta,
+        Column("export_id", ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True),
+        # No foreign key: the record of an export outlives the runs it held.
+        Column("run_id", String(36), primary_key=True),
+        Column("record_hash", String(64), nullable=False),
+        Index(None, "run_id"),
+    )
+    return chain_table, head_table, exports_table, exported_runs_table
+
+
+chain, chain_head, exports, exported_runs = _evidence_tables_v2(metadata)
+
 #: Tables that belong to the store (schema_version aside), to recognise an unversioned store.
-STORE_TABLES = ("runs", "slots", "messages", "artifacts", "channel_state")
+STORE_TABLES = (
+    "runs",
+    "slots",
+    "messages",
+    "artifacts",
+    "channel_state",
+    "chain",
+    "chain_head",
+    "exports",
+    "exported_runs",
+)
 
 #: One step of the schema: upgrades an open transaction's database by one version.
 Migration = Callable[[Connection], None]
 
+
+def seed_chain_head(conn: Connection, now: datetime, table: Table = chain_head) -> None:
+    """The chain head of an empty chain: sequence 0, the genesis hash."""
+    conn.execute(insert(table).values(id=1, seq=0, entry_hash="0" * 64, updated_at=now))
+
+
+def _v2_evidence_chain(conn: Connection) -> None:
+    """Version 2: the evidence chain and the record of exports; seals the closed runs."""
+    frozen = MetaData(naming_convention=metadata.naming_convention)
+    # The foreign key of exported_runs needs no runs table here; create only the new tables.
+    new_tables = _evidence_tables_v2(frozen)
+    for table in new_tables:
+        table.create(conn)
+    now = datetime.now(UTC)
+    seed_chain_head(conn, now, new_tables[1])
+    # Imported here: the ledger builds on this module's tables.
+    from exporters.evidence_ledger import seal_closed_runs
+
+    seal_closed_runs(conn, now=now, note="sealed when the store was upgraded to schema 2")
+
+
 #: ``MIGRATIONS[i]`` upgrades a store from version ``i + 1`` to ``i + 2``. Append only: a
 #: released migration is never edited; :data:`metadata` is updated to the result alongside.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (_v2_evidence_chain,)
 
 #: The schema version this code writes.
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
@@ -249,6 +354,7 @@ def prepare_schema(
                 "at a new database file, or restore the store from a backup."
             )
         metadata.create_all(conn)
+        seed_chain_head(conn, applied_at)
         conn.execute(insert(schema_version).values(version=latest, applied_at=applied_at))
         return 0, latest
     found = conn.execute(select(func.max(schema_version.c.version))).scalar_one_or_none()

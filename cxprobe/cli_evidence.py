@@ -1,0 +1,383 @@
+"""``cxprobe evidence export|verify|purge`` and ``cxprobe report`` (docs/evidence.md).
+
+Registered in :mod:`cxprobe.cli` as ``app.add_typer(evidence_app, name="evidence")`` and
+``app.command()(report)``.
+
+Exit codes: 0 success; 1 ``verify`` found a problem, or ``export`` noticed the store itself
+was altered (the export is written all the same, and says so); 2 invalid configuration,
+arguments or an unusable output location.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cxprobe import __version__
+from cxprobe.errors import ConfigError
+from cxprobe.scheduler import SLOT_EPOCH, trigger_for
+from cxprobe.settings import Config, Schedule, load_config
+from exporters.evidence import (
+    ExportError,
+    ExportOptions,
+    ExportResult,
+    ScheduledCheck,
+    export_evidence,
+)
+from exporters.evidence_chain import Scope, utc_text
+from exporters.evidence_format import FORMATS
+from exporters.evidence_retention import PurgePolicy, PurgeReport, Retention
+from exporters.evidence_verify import verify_export
+from exporters.report import ReportOptions, build_report, write_report
+from exporters.report_model import Report
+from exporters.store import EvidenceStore
+from scenarios.durations import format_duration, parse_duration
+
+evidence_app = typer.Typer(
+    name="evidence",
+    help="Export the evidence store with an integrity manifest, verify an export, purge old "
+    "runs (docs/evidence.md).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The YAML configuration.", show_default=False)
+]
+FromOption = Annotated[
+    str,
+    typer.Option(
+        "--from",
+        help="Start of the period (slot time, inclusive): 2025-03-01, 2025-03-01T08:00Z, or an "
+        "age such as 7d. Times without a zone are UTC.",
+        show_default=False,
+    ),
+]
+ToOption = Annotated[
+    str | None,
+    typer.Option("--to", help="End of the period (exclusive); default: now.", show_default=False),
+]
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this target (repeatable).", show_default=False),
+]
+ChannelOption = Annotated[
+    list[str] | None,
+    typer.Option("--channel", help="Only this channel kind (repeatable).", show_default=False),
+]
+
+_AGE = re.compile(r"^\d+(?:\.\d+)?(?:ms|[smhd])(?:\d.*)?$")
+
+
+def load(path: Path, console: Console) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[bold red]{path}: invalid configuration[/]", highlight=False)
+        for problem in exc.problems:
+            console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def parse_instant(text: str, now: datetime, option: str) -> datetime:
+    """An ISO 8601 date or time (UTC when it has no zone), or an age before ``now``."""
+    value = text.strip()
+    if _AGE.match(value):
+        return now - timedelta(seconds=parse_duration(value))
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO 8601 date/time (2025-03-01, 2025-03-01T08:00Z) nor "
+            "an age (7d, 36h)",
+            param_hint=option,
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def scope_of(
+    start: str, end: str | None, targets: list[str] | None, channels: list[str] | None
+) -> Scope:
+    now = datetime.now(UTC)
+    first = parse_instant(start, now, "--from")
+    last = now if end is None else parse_instant(end, now, "--to")
+    if last <= first:
+        raise typer.BadParameter(
+            f"the period is empty: --to {utc_text(last)} is not after --from {utc_text(first)}"
+        )
+    return Scope(first, last, tuple(targets or ()), tuple(channels or ()))
+
+
+def check_filters(config: Config, scope: Scope, path: Path) -> None:
+    """Unknown target or channel names in the filters are typos: say so instead of exporting
+    nothing."""
+    kinds = {check.channel for check in config.checks}
+    unknown = [t for t in scope.targets if t not in config.targets] + [
+        c for c in scope.channels if c not in kinds
+    ]
+    if unknown:
+        raise typer.BadParameter(
+            f"{', '.join(unknown)}: not a target or a probed channel in {path} (targets: "
+            f"{', '.join(config.targets)}; channels: {', '.join(sorted(kinds))})"
+        )
+
+
+def nominal_slots(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
+    """A schedule's slots in [start, end), as the scheduler computes them."""
+    if schedule.every is not None:
+        every = schedule.every
+        index = math.ceil((start - SLOT_EPOCH).total_seconds() / every)
+        slot = SLOT_EPOCH + timedelta(seconds=index * every)
+        while slot < end:
+            if slot >= start:
+                yield slot
+            index += 1
+            slot = SLOT_EPOCH + timedelta(seconds=index * every)
+        return
+    trigger = trigger_for(schedule)
+    candidate = trigger.get_next_fire_time(None, start)
+    while candidate is not None and candidate < end:
+        yield candidate.astimezone(UTC)
+        candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
+
+
+def slots_of(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
+    return list(nominal_slots(schedule, start, end))
+
+
+def schedules_of(config: Config) -> list[ScheduledCheck]:
+    return [
+        ScheduledCheck(
+            check_id=check.id,
+            target=check.target,
+            channel=check.channel,
+            locations=tuple(check.locations) if check.locations else None,
+            slots=functools.partial(slots_of, check.schedule),
+            settle=timedelta(seconds=check.schedule.jitter + 60),
+        )
+        for check in config.checks
+        if check.enabled
+    ]
+
+
+def zones_of(config: Config) -> dict[str, str]:
+    return {name: target.business_hours.timezone for name, target in config.targets.items()}
+
+
+@evidence_app.command("export")
+def export_command(
+    config: ConfigOption,
+    start: FromOption,
+    out: Annotated[
+        Path, typer.Option("--out", help="A new (or empty) directory.", show_default=False)
+    ],
+    end: ToOption = None,
+    target: TargetOption = None,
+    channel: ChannelOption = None,
+    file_format: Annotated[
+        str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")
+    ] = "csv",
+) -> None:
+    """Export the runs of a period (by slot time) with their evidence, the chain entries that
+    seal them, gaps, and a manifest of SHA-256 digests."""
+    errors = Console(stderr=True)
+    loaded = load(config, errors)
+    scope = scope_of(start, end, target, channel)
+    check_filters(loaded, scope, config)
+    if file_format not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    options = ExportOptions(
+        scope=scope,
+        file_format=file_format,
+        out=out,
+        now=datetime.now(UTC),
+        zones=zones_of(loaded),
+        config_sha256=loaded.sha256,
+        version=__version__,
+        schedules=schedules_of(loaded),
+    )
+
+    async def run() -> ExportResult:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            return await export_evidence(store, options)
+
+    try:
+        result = asyncio.run(run())
+    except ExportError as exc:
+        errors.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    span = result.chain_span
+    Console().print(
+        f"exported {result.runs} run(s) ({result.open_runs} still open), "
+        f"{result.attachments} attachment(s), "
+        f"{sum(g.kind == 'no_run' for g in result.gaps)} claimed slot(s) without a run, "
+        f"{sum(g.kind == 'unclaimed' for g in result.gaps)} unclaimed slot(s) to {out}\n"
+        f"chain entries {'none' if span is None else f'{span[0]}..{span[1]}'}, head "
+        f"{result.head[0]} {result.head[1]}\nmanifest sha256 {result.manifest_sha256}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.problems:
+        errors.print("[bold red]the store itself looks altered:[/]", highlight=False)
+        for problem in result.problems:
+            errors.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@evidence_app.command("verify")
+def verify_command(
+    directory: Annotated[Path, typer.Argument(help="An export directory.", show_default=False)],
+) -> None:
+    """Check an export: every file against the manifest, every run against its seal, the
+    chain links, and that no run of the period is missing. Exit 0 when intact, 1 when not."""
+    result = verify_export(directory)
+    console = Console()
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    if result.ok:
+        console.print(
+            f"OK: {directory}: {result.files} file(s), {result.runs} run(s), chain intact",
+            highlight=False,
+        )
+        return
+    errors = Console(stderr=True)
+    errors.print(
+        f"[bold red]FAILED: {directory}: {len(result.problems)} problem(s)[/]", highlight=False
+    )
+    for problem in result.problems:
+        errors.print(f"  - {problem}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def retention_of(config: Config) -> Retention:
+    """The config's ``retention`` section, or the defaults when the config has none."""
+    configured = getattr(config, "retention", None)
+    return configured if isinstance(configured, Retention) else Retention()
+
+
+@evidence_app.command("purge")
+def purge_command(
+    config: ConfigOption,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="Purge successful runs older than this (default: retention config, 90d)."
+        ),
+    ] = None,
+    keep_failures: Annotated[
+        str | None,
+        typer.Option(help="Keep failed/breached/misrouted runs this long (default 365d)."),
+    ] = None,
+    require_exported: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-exported/--no-require-exported",
+            help="Refuse to purge runs whose current record is in no export (default: on).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Say what would be purged; change nothing.")
+    ] = False,
+) -> None:
+    """Delete runs past retention (failures kept longer), recording each purge in the chain."""
+    errors = Console(stderr=True)
+    loaded = load(config, errors)
+    configured = retention_of(loaded)
+    try:
+        retention = Retention.model_validate(
+            configured.model_dump()
+            | {
+                name: value
+                for name, value in (
+                    ("older_than", older_than),
+                    ("keep_failures", keep_failures),
+                    ("require_exported", require_exported),
+                )
+                if value is not None
+            }
+        )
+    except ValueError as exc:
+        errors.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    policy = retention.policy()
+
+    async def run() -> PurgeReport:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            return await store.purge(policy, dry_run=dry_run)
+
+    report = asyncio.run(run())
+    print_purge(Console(), report, policy)
+
+
+def print_purge(console: Console, report: PurgeReport, policy: PurgePolicy) -> None:
+    verb = "would purge" if report.dry_run else "purged"
+    console.print(
+        f"{verb} {len(report.purged)} run(s) (successes older than "
+        f"{format_duration(policy.older_than.total_seconds())}, failures older than "
+        f"{format_duration(policy.keep_failures.total_seconds())}); kept "
+        f"{report.kept_failures} younger failure(s)",
+        highlight=False,
+    )
+    if report.protected_unexported:
+        console.print(
+            f"kept {len(report.protected_unexported)} run(s) never exported in their current "
+            "form (run `cxprobe evidence export` first, or pass --no-require-exported)",
+            highlight=False,
+        )
+    if report.unsealed:
+        console.print(f"kept {len(report.unsealed)} closed run(s) with no seal", highlight=False)
+    for entry in report.entries:
+        console.print(
+            f"recorded as chain entry {entry.seq} ({entry.note}) {entry.entry_hash}",
+            highlight=False,
+        )
+
+
+def report(
+    config: ConfigOption,
+    start: FromOption,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="report.pdf or report.html (by suffix).", show_default=False),
+    ],
+    end: ToOption = None,
+    target: TargetOption = None,
+    channel: ChannelOption = None,
+    incidents: Annotated[int, typer.Option(help="How many worst incidents to show.")] = 8,
+) -> None:
+    """Write the audit report of a period: SLA compliance, hour-of-week heatmaps, after-hours
+    availability, routing, worst incidents, cross-channel comparison, methodology."""
+    errors = Console(stderr=True)
+    loaded = load(config, errors)
+    scope = scope_of(start, end, target, channel)
+    check_filters(loaded, scope, config)
+    if out.suffix.lower() not in (".pdf", ".html", ".htm"):
+        raise typer.BadParameter("the report is written as .pdf or .html", param_hint="--out")
+    options = ReportOptions(
+        scope=scope,
+        now=datetime.now(UTC),
+        zones=zones_of(loaded),
+        target_names={name: target.name for name, target in loaded.targets.items()},
+        config_sha256=loaded.sha256,
+        version=__version__,
+        incidents=incidents,
+    )
+
+    async def build() -> Report:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            return await build_report(store, options)
+
+    document = asyncio.run(build())
+    write_report(document, out)
+    Console().print(f"wrote {out}", highlight=False)

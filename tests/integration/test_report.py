@@ -1,0 +1,191 @@
+"""``cxprobe report`` on a week of runs (4 channels, every hour of the week, breaches,
+refusals, misroutes, after-hours bots): the PDF renders to pages that are not blank, and the
+figures it prints are the ones recomputed here from the store with plain SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from PIL import Image, ImageStat
+from typer.testing import CliRunner, Result
+
+from cxprobe.cli_evidence import evidence_app, report
+from exporters.store import EvidenceStore
+from tests.evidence_support import (
+    CHECKS,
+    SECRETS,
+    WEEK_START,
+    load,
+    populate,
+    write_config,
+)
+from tests.support import require_binary
+
+PERIODS = {"business": "business", "after_hours": "after hours", "holiday": "holiday"}
+
+
+def cli(*args: str) -> Result:
+    app = typer.Typer()
+    app.command()(report)
+    app.add_typer(evidence_app, name="evidence")
+    return CliRunner().invoke(app, list(args), env={**SECRETS, "COLUMNS": "400"})
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    directory = tmp_path_factory.mktemp("report")
+    db_path = directory / "store.db"
+    config = write_config(directory, db_path)
+
+    async def build() -> None:
+        async with EvidenceStore(load(config).monitor.store_url) as store:
+            await populate(store, load(config), hours=7 * 24, every_hours=2)
+
+    asyncio.run(build())
+    yield config, db_path
+
+
+def make_report(config: Path, out: Path) -> None:
+    result = cli(
+        "report",
+        "-c",
+        str(config),
+        "--from",
+        WEEK_START.isoformat(),
+        "--to",
+        "2025-03-10",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def pdf(week: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pdf") / "report.pdf"
+    make_report(week[0], out)
+    return out
+
+
+def sql(db_path: Path, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(query).fetchall()
+    conn.close()
+    return rows
+
+
+def pct(part: object, whole: object) -> str:
+    assert isinstance(part, int) and isinstance(whole, int)
+    return "—" if whole == 0 else f"{part / whole * 100:.1f} %"
+
+
+def test_every_page_renders_and_is_not_blank(pdf: Path, tmp_path: Path) -> None:
+    subprocess.run(
+        [require_binary("pdftoppm"), "-r", "50", "-png", str(pdf), str(tmp_path / "page")],
+        check=True,
+        timeout=60,
+    )
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 5
+    for page in pages:
+        with Image.open(page) as image:
+            grey = image.convert("L")
+            stat = ImageStat.Stat(grey)
+            # Mostly white paper with text and charts on it: bright on average, not uniform.
+            assert 150 < stat.mean[0] < 254.5, page.name
+            assert stat.stddev[0] > 8, f"{page.name} looks blank (stddev {stat.stddev[0]:.1f})"
+            assert grey.getextrema()[0] < 80, f"{page.name} has no dark ink"
+
+
+@pytest.fixture(scope="module")
+def text(pdf: Path) -> str:
+    found = subprocess.run(
+        [require_binary("pdftotext"), "-layout", str(pdf), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return found
+
+
+def test_compliance_figures_match_the_store(week: tuple[Path, Path], text: str) -> None:
+    rows = sql(
+        week[1],
+        """SELECT target, channel, period, count(*),
+                  sum(outcome = 'met'), sum(outcome = 'breached'), sum(outcome = 'failed'),
+                  sum(outcome IN ('error', 'interrupted'))
+           FROM runs WHERE status = 'closed' GROUP BY target, channel, period""",
+    )
+    assert len(rows) == 2 * len(CHECKS)  # business and after hours on every channel
+    for target, channel, period, runs, met, breached, failed, not_run in rows:
+        assert isinstance(met, int) and isinstance(breached, int) and isinstance(failed, int)
+        expected = (
+            rf"{target}\s+{channel}\s+{PERIODS[str(period)]}\s+{runs}\s+{met}\s+{breached}\s+"
+            rf"{failed}\s+{not_run}\s+{re.escape(pct(met, met + breached + failed))}"
+        )
+        assert re.search(expected, text), f"no line for {channel} {period}: {expected}"
+    [(met, judged, total)] = sql(
+        week[1],
+        "SELECT sum(outcome = 'met'), sum(outcome IN ('met', 'breached', 'failed')), count(*) "
+        "FROM runs",
+    )
+    assert re.search(rf"overall compliance\s+{re.escape(pct(met, judged))} of {judged}", text)
+    assert re.search(rf"runs\s+{total} \({total} finished, 0 still open\)", text)
+
+
+def test_routing_and_after_hours_figures_match_the_store(
+    week: tuple[Path, Path], text: str
+) -> None:
+    for channel, correct, wrong, unknown in sql(
+        week[1],
+        """SELECT channel, sum(routing = 'correct'), sum(routing = 'wrong'),
+                  sum(routing = 'unknown')
+           FROM runs WHERE sent_at IS NOT NULL AND expected_queue IS NOT NULL
+           GROUP BY channel""",
+    ):
+        assert isinstance(correct, int) and isinstance(wrong, int)
+        expected = (
+            rf"acme\s+{channel}\s+billing-question\s+billing\s+{correct}\s+{wrong}\s+{unknown}"
+            rf"\s+.*?{re.escape(pct(correct, correct + wrong))}"
+        )
+        assert re.search(expected, text), expected
+    for channel, sent, met in sql(
+        week[1],
+        """SELECT channel, count(*), sum(outcome = 'met') FROM runs
+           WHERE period != 'business' AND sent_at IS NOT NULL GROUP BY channel""",
+    ):
+        assert re.search(rf"acme\s+{channel}\s+{sent}\s+{met}\s", text), channel
+
+
+def test_the_report_explains_itself(text: str) -> None:
+    for words in (
+        "Hour of week",
+        "After-hours availability",
+        "Worst incidents",
+        "Cross-channel comparison",
+        "INTERNALDATE",
+        "performance.now()",
+        "partial speech",
+        "date_sent",
+        "No reply was received.",
+        "Kind regards,",  # an excerpt of a misrouted reply
+    ):
+        assert words in text, words
+    assert len(re.findall(r"acme · \w+: \d+ contact\(s\) sent", text)) == len(CHECKS)
+
+
+def test_html_is_self_contained(week: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    make_report(week[0], out)
+    html = out.read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == len(CHECKS)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "<script" not in html and "SLA compliance" in html
