@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -57,7 +56,7 @@ from probes.base import (
 from probes.inbox import InboxConversation, Pair, PairedInbox
 from probes.messagingsettings import MessagingAddress, TwilioMessagingSettings
 from probes.rejections import Rejections
-from probes.twiliohttp import RedirectingHttpClient, twilio_call
+from probes.twiliohttp import RedirectingHttpClient, twilio_call, twilio_client
 
 WEBHOOK_PREFIX = "/webhooks/twilio"
 #: WhatsApp lets a business send free-form messages this long after the user last wrote.
@@ -121,18 +120,7 @@ class TwilioMessagingChannel:
             self._auto_by_brand[self.address_of(address.to)] = [
                 re.compile(pattern, re.IGNORECASE) for pattern in address.auto
             ]
-        account = self.settings.twilio
-        library_log = self._log.getChild("twilio")
-        library_log.setLevel(max(logging.WARNING, self._log.getEffectiveLevel()))
-        self._http = RedirectingHttpClient(
-            account.api_base_url,
-            timeout=account.request_timeout,
-            retry_for=account.retry_for,
-            logger=library_log,
-        )
-        self._client = Client(
-            account.account_sid, account.auth_token.get_secret_value(), http_client=self._http
-        )
+        self._http, self._client = twilio_client(self.settings.twilio, self._log)
         stack.push_async_callback(self._stop)
         if self.settings.receiving.mode == "webhook":
             self._webhooks.routes.extend(

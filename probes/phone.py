@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -60,7 +59,7 @@ from probes.base import (
 )
 from probes.phonesettings import IvrStep, PhoneAddress, PhoneChannelSettings
 from probes.rejections import Rejections
-from probes.twiliohttp import RedirectingHttpClient, twilio_call
+from probes.twiliohttp import RedirectingHttpClient, twilio_call, twilio_client
 
 #: Where the webhooks live on the monitor's HTTP server.
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -112,19 +111,7 @@ class PhoneChannel:
         self.calls_placed = 0
 
     async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
-        account = self.settings.twilio
-        # The library logs every request at INFO; keep it to warnings (it never logs the token).
-        library_log = self._log.getChild("twilio")
-        library_log.setLevel(max(logging.WARNING, self._log.getEffectiveLevel()))
-        self._http = RedirectingHttpClient(
-            account.api_base_url,
-            timeout=account.request_timeout,
-            retry_for=account.retry_for,
-            logger=library_log,
-        )
-        self._client = Client(
-            account.account_sid, account.auth_token.get_secret_value(), http_client=self._http
-        )
+        self._http, self._client = twilio_client(self.settings.twilio, self._log)
         stack.push_async_callback(self._stop)
         if not self.settings.webhook.status_only:
             self._webhooks.routes.extend(

@@ -28,8 +28,10 @@ import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
+from twilio.rest import Client
 
 from probes.errors import ChannelUnavailable, ContactRejected, ProviderError
+from probes.phonesettings import TwilioAccount
 
 _T = TypeVar("_T")
 
@@ -131,6 +133,26 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             except ValueError:
                 pass  # an HTTP date: fall back to backoff
         return self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+def twilio_client(
+    account: TwilioAccount, logger: logging.Logger
+) -> tuple[RedirectingHttpClient, Client]:
+    """The ``twilio`` client of ``account``, on a :class:`RedirectingHttpClient` (close that).
+
+    The library logs every request at INFO; its logger is kept to warnings (it never logs the
+    auth token either way).
+    """
+    library_log = logger.getChild("twilio")
+    library_log.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    http = RedirectingHttpClient(
+        account.api_base_url,
+        timeout=account.request_timeout,
+        retry_for=account.retry_for,
+        logger=library_log,
+    )
+    client = Client(account.account_sid, account.auth_token.get_secret_value(), http_client=http)
+    return http, client
 
 
 async def twilio_call(
