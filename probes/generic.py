@@ -397,7 +397,10 @@ class GenericConversation(InboxConversation):
         if self._closed:
             return []
         self._closed = True
-        self._channel.inbox(self.address.platform).release(self.pair, self)
+        inbox = self._channel.inbox(self.address.platform)
+        inbox.release(self.pair, self)
+        for reply in self.unconsumed():  # delivered, but the run was judged before them
+            await inbox.hand_on(self.pair, reply, self.token)
         records = [
             {
                 "id": reply.external_id,

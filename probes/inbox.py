@@ -37,6 +37,7 @@ class InboxConversation:
         self.sent_at: datetime | None = None
         self._queue: asyncio.Queue[Reply | ProbeError] = asyncio.Queue()
         self._seen: set[str] = set()
+        self._consumed: set[str] = set()
         self.received: list[Reply] = []
 
     def accepts(self, reply: Reply) -> bool:
@@ -64,7 +65,13 @@ class InboxConversation:
             if isinstance(item, ProbeError):
                 self._queue.put_nowait(item)  # a later iteration raises it too
                 raise item
+            self._consumed.add(item.external_id)
             yield item
+
+    def unconsumed(self) -> list[Reply]:
+        """Replies delivered but never taken (the run was judged before reaching them: two
+        replies in one poll, say). They belong to the run all the same."""
+        return [reply for reply in self.received if reply.external_id not in self._consumed]
 
 
 #: Classifies a reply no open conversation takes (a late one), as its conversation would have.
@@ -143,9 +150,10 @@ class PairedInbox:
         except Exception as exc:
             self._log.warning("could not note the brand's last message", extra={"error": str(exc)})
 
-    async def hand_on(self, pair: Pair, reply: Reply) -> None:
-        """To the runner, keyed by the token the reply quotes, else the pair's latest run."""
-        keys = set(TOKEN_PATTERN.findall(reply.text))
+    async def hand_on(self, pair: Pair, reply: Reply, token: str | None = None) -> None:
+        """To the runner: for the run of ``token`` when the caller knows it, else the run the
+        reply quotes, else the pair's latest run."""
+        keys = {token} if token else set(TOKEN_PATTERN.findall(reply.text))
         if not keys:
             stored = await self._state.load(self._key(pair))
             if stored and isinstance(stored.get("token"), str):

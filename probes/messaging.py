@@ -76,6 +76,8 @@ REFUSALS = {
 }
 #: The same refusals when Twilio answers them at create time.
 CREATE_REFUSALS = {int(code): reason for code, reason in REFUSALS.items()}
+#: Before sending, replies this many seconds old are noted as an earlier run's.
+EARLIER_WINDOW = 2.0
 #: Seconds between checks of an outbound message's status while it is not final.
 STATUS_CHECK_INTERVAL = 2.0
 
@@ -357,6 +359,7 @@ class MessagingConversation(InboxConversation):
         self.sid: str | None = None
         self.status = ""
         self._status_task: asyncio.Task[None] | None = None
+        self._earlier: set[str] = set()
         self._auto = [re.compile(p, re.IGNORECASE) for p in address.auto]
         self._closed = False
         self._records: list[dict[str, Any]] = []
@@ -392,6 +395,7 @@ class MessagingConversation(InboxConversation):
                 f"{base}{WEBHOOK_PREFIX}/{channel.kind}/status/{self.token}"
             )
         await channel.inbox.remember(self.pair, self.token)
+        await self._note_earlier_replies()
         message = await twilio_call(
             "send the message",
             channel.client.messages.create_async(**options),
@@ -408,6 +412,23 @@ class MessagingConversation(InboxConversation):
             text=described,
             resume_state={"from": self.pair[0], "to": self.pair[1], "kind": channel.kind},
         )
+
+    async def _note_earlier_replies(self) -> None:
+        """The brand's messages of the last seconds, which belong to an earlier run.
+
+        Listed replies are timed by ``date_sent``, which has one-second resolution: one sent
+        just before this contact, in the same second, would pass for an answer to it.
+        """
+        since = utc_now() - timedelta(seconds=EARLIER_WINDOW)
+        try:
+            self._earlier = {
+                r.external_id for r in await self._channel.list_replies(self.pair, since)
+            }
+        except ProbeError as exc:  # best effort: the send matters more
+            self._channel._log.warning("could not list earlier replies", extra={"error": str(exc)})
+
+    def accepts(self, reply: Reply) -> bool:
+        return reply.external_id not in self._earlier and super().accepts(reply)
 
     async def follow_up(self, contact: Contact) -> Sent:
         channel = self._channel
@@ -493,13 +514,15 @@ class MessagingConversation(InboxConversation):
             self._status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._status_task
+        for reply in self.unconsumed():
+            await self._channel.inbox.hand_on(self.pair, reply, self.token)
         if self.sent_at is not None:
             # Webhooks can be lost and polls lag: reconcile with the provider's list once,
             # handing what this conversation never saw to the runner (recorded on the run).
             try:
                 for reply in await self._channel.list_replies(self.pair, self.sent_at):
                     if reply.external_id not in self._seen and self.accepts(reply):
-                        await self._channel.inbox.hand_on(self.pair, reply)
+                        await self._channel.inbox.hand_on(self.pair, reply, self.token)
             except ProbeError as exc:
                 self._channel._log.warning("could not reconcile replies", extra={"error": str(exc)})
         return [await self._records_evidence()]
