@@ -6,31 +6,16 @@ with the mail desk, so both channels of the sandbox agree on when the contact ce
 
 from __future__ import annotations
 
-import string
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
+from sandbox.templates import check_placeholders
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_placeholders(text: str, allowed: tuple[str, ...]) -> str:
-    """Reject a template naming a placeholder the site cannot fill, before the site starts."""
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as err:
-        raise ValueError(
-            f"{text!r} is not a valid template ({err}); write {{{{ for a '{{'"
-        ) from err
-    for name in fields:
-        if name not in allowed:
-            choices = ", ".join(f"{{{a}}}" for a in allowed) or "none"
-            raise ValueError(f"unknown placeholder {{{name}}}; allowed placeholders: {choices}")
-    return text
 
 
 class ChatBot(_Model):
@@ -50,12 +35,12 @@ class ChatBot(_Model):
     @field_validator("greeting", "after_hours_text")
     @classmethod
     def _name_only(cls, value: str) -> str:
-        return _check_placeholders(value, ("name",))
+        return check_placeholders(value, ("name",))
 
     @field_validator("handoff_text")
     @classmethod
     def _name_and_team(cls, value: str) -> str:
-        return _check_placeholders(value, ("name", "team"))
+        return check_placeholders(value, ("name", "team"))
 
 
 class ChatQueue(_Model):

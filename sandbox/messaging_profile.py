@@ -57,13 +57,13 @@ Business hours, the time zone and the clock offset are the profile's top-level o
 from __future__ import annotations
 
 import re
-import string
 from decimal import Decimal
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
+from sandbox.templates import check_placeholders
 
 E164 = r"\+[1-9][0-9]{1,14}"
 CONTENT_SID = r"^HX[0-9a-fA-F]{32}$"
@@ -76,21 +76,6 @@ WHATSAPP_PRICE = Decimal("0.0050")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def check_placeholders(text: str, allowed: tuple[str, ...]) -> str:
-    """Reject a text naming a placeholder the sandbox cannot fill, when the profile loads."""
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as err:
-        raise ValueError(
-            f"{text!r} is not a valid template ({err}); write {{{{ for a '{{'"
-        ) from err
-    for name in names:
-        if name not in allowed:
-            choices = ", ".join(f"{{{a}}}" for a in allowed) or "none"
-            raise ValueError(f"unknown placeholder {{{name}}} in {text!r}; allowed: {choices}")
-    return text
 
 
 # -- who answers: shared with the generic messaging peer ---------------------------------
