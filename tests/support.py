@@ -281,3 +281,31 @@ def webchat_config(
     path = tmp_path / "cxprobe.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def generic_platform(peer: Any) -> dict[str, Any]:
+    """A ``channels.generic`` platform for the sandbox's generic peer (a running GenericPeer),
+    as config/sandbox.yaml describes it."""
+    settings = peer.settings
+    return {
+        "send": {
+            "url": peer.send_url,
+            "headers": {"Authorization": f"Bearer {settings.access_token}"},
+            "body": {
+                "recipient": {"id": "{recipient}"},
+                "sender": {"id": "{sender}"},
+                "message": {"text": "{text}", "metadata": {"ref": "{token}"}},
+            },
+            "message_id": "$.message_id",
+        },
+        "signature": {"secret": settings.app_secret},
+        "inbound": {
+            "messages": "$.entry[*].messaging[*]",
+            "sender": "$.sender.id",
+            "recipient": "$.recipient.id",
+            "text": "$.message.text",
+            "id": "$.message.mid",
+            "time": "$.timestamp",
+            "skip_if_true": "$.message.is_echo",
+        },
+    }

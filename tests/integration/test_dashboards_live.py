@@ -46,7 +46,7 @@ from sandbox.clock import WeeklyHours
 from sandbox.generic_peer import GenericPeer
 from sandbox.profile import PROFILES_DIR, Profile
 from sandbox.twilio_sandbox import TwilioSandbox
-from tests.support import require_binary, weekly
+from tests.support import generic_platform, require_binary, weekly
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -219,32 +219,6 @@ def slow_misrouting_peer() -> Profile:
     for queue in raw["generic_peer"]["queues"].values():
         queue["latency"] = {"distribution": "fixed", "seconds": SOCIAL_AGENT_SECONDS}
     return Profile.model_validate(raw)
-
-
-def generic_platform(peer: GenericPeer) -> dict[str, Any]:
-    settings = peer.settings
-    return {
-        "send": {
-            "url": peer.send_url,
-            "headers": {"Authorization": f"Bearer {settings.access_token}"},
-            "body": {
-                "recipient": {"id": "{recipient}"},
-                "sender": {"id": "{sender}"},
-                "message": {"text": "{text}", "metadata": {"ref": "{token}"}},
-            },
-            "message_id": "$.message_id",
-        },
-        "signature": {"secret": settings.app_secret},
-        "inbound": {
-            "messages": "$.entry[*].messaging[*]",
-            "sender": "$.sender.id",
-            "recipient": "$.recipient.id",
-            "text": "$.message.text",
-            "id": "$.message.mid",
-            "time": "$.timestamp",
-            "skip_if_true": "$.message.is_echo",
-        },
-    }
 
 
 def target(open_now: bool, channels: dict[str, Any], slas: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from sandbox.generic_peer import GenericPeer
 from sandbox.profile import PROFILES_DIR, Profile
 from sandbox.twilio_sandbox import TwilioSandbox
 from scenarios.model import Outcome, Period, RoutingResult, RunResult
-from tests.support import weekly
+from tests.support import generic_platform, weekly
 
 PROBE_NUMBER = "+15005550006"
 ACCURACY_SECONDS = 1.0
@@ -407,37 +407,8 @@ async def peer(
         yield server, loaded
 
 
-def generic_channels(server: GenericPeer, loaded: Profile) -> dict[str, Any]:
-    assert loaded.generic_peer is not None
-    settings = loaded.generic_peer
-    return {
-        "generic": {
-            "platforms": {
-                "social": {
-                    "send": {
-                        "url": server.send_url,
-                        "headers": {"Authorization": f"Bearer {settings.access_token}"},
-                        "body": {
-                            "recipient": {"id": "{recipient}"},
-                            "sender": {"id": "{sender}"},
-                            "message": {"text": "{text}", "metadata": {"ref": "{token}"}},
-                        },
-                        "message_id": "$.message_id",
-                    },
-                    "signature": {"secret": settings.app_secret},
-                    "inbound": {
-                        "messages": "$.entry[*].messaging[*]",
-                        "sender": "$.sender.id",
-                        "recipient": "$.recipient.id",
-                        "text": "$.message.text",
-                        "id": "$.message.mid",
-                        "time": "$.timestamp",
-                        "skip_if_true": "$.message.is_echo",
-                    },
-                }
-            }
-        }
-    }
+def generic_channels(server: GenericPeer) -> dict[str, Any]:
+    return {"generic": {"platforms": {"social": generic_platform(server)}}}
 
 
 async def test_generic_platform_needs_no_code(tmp_path: Path) -> None:
@@ -448,7 +419,7 @@ async def test_generic_platform_needs_no_code(tmp_path: Path) -> None:
             "recipient": loaded.generic_peer.page_id,
             "sender": "customer-4711",
         }
-        path = config(tmp_path, "generic", address, generic_channels(server, loaded))
+        path = config(tmp_path, "generic", address, generic_channels(server))
         async with monitoring(path) as monitor:
             assert monitor.server is not None
             webhook = f"{monitor.server.url}/webhooks/generic/social"
@@ -478,7 +449,7 @@ async def test_generic_platform_misroute_and_rate_limit(tmp_path: Path) -> None:
             "recipient": loaded.generic_peer.page_id,
             "sender": "customer-4711",
         }
-        path = config(tmp_path, "generic", address, generic_channels(server, loaded))
+        path = config(tmp_path, "generic", address, generic_channels(server))
         async with monitoring(path) as monitor:
             assert monitor.server is not None
             server.set_webhook_url(f"{monitor.server.url}/webhooks/generic/social")
