@@ -375,7 +375,7 @@ async def test_an_outage_pages_and_the_page_resolves_when_it_ends(tmp_path: Path
         webhook() as hook,
         alertmanager(tmp_path, yaml.safe_dump(alertmanager_config(hook))) as alertmanager_url,
     ):
-        path = monitor_config(tmp_path, peer, generic_channels(peer, loaded))
+        path = monitor_config(tmp_path, peer, generic_channels(peer))
         config = load_config(path)
         generated = generate_rules(
             rule_checks(config),
