@@ -18,7 +18,7 @@ from typing import Any
 
 from cxprobe.app import open_monitor
 from cxprobe.settings import load_config
-from sandbox.desk import MailDesk
+from sandbox.mail.desk import MailDesk
 from sandbox.profile import Profile
 from tests.support import desk_profile, monitor_config
 

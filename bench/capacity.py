@@ -28,10 +28,10 @@ import aioimaplib
 import psutil
 
 from probes.base import ChannelServices, Contact, Reply
-from probes.email import EmailChannel
-from probes.mailsettings import EmailAddress, EmailChannelSettings
-from sandbox.dovecot import Dovecot, MailUser
-from sandbox.smtp_front import SmtpFront
+from probes.email.channel import EmailChannel
+from probes.email.settings import EmailAddress, EmailChannelSettings
+from sandbox.mail.dovecot import Dovecot, MailUser
+from sandbox.mail.smtp_front import SmtpFront
 
 USER = MailUser("probe@cxprobe.test", "probe-secret")
 LOGIN_BATCH = 50

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from sandbox.chat import ChatSite
+from sandbox.chat.site import ChatSite
 from sandbox.profile import Profile
 
 

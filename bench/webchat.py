@@ -35,8 +35,8 @@ from typing import Any
 import psutil
 
 from probes.base import ChannelServices, Contact, Reply, Responder, Sent, new_token
-from probes.chatsettings import BrowserSettings, WebchatAddress, WebchatChannelSettings
-from probes.webchat import WebchatChannel, WebchatConversation
+from probes.webchat.channel import WebchatChannel, WebchatConversation
+from probes.webchat.settings import BrowserSettings, WebchatAddress, WebchatChannelSettings
 from tests.support import chat_site_profile, sandbox_widget
 
 LEVELS = (1, 4, 8, 16)

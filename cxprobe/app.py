@@ -16,8 +16,8 @@ from cxprobe.runner import Runner
 from cxprobe.scheduler import CheckScheduler
 from cxprobe.server import HttpServer
 from cxprobe.settings import Config
+from cxprobe.store.database import EvidenceStore
 from exporters.metrics import CheckSeries, MonitorMetrics
-from exporters.store import EvidenceStore
 from scenarios.engine import Clock, utc_now
 
 

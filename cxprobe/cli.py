@@ -25,12 +25,12 @@ from cxprobe import __version__, logs
 from cxprobe.app import open_monitor
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.errors import ConfigError
+from cxprobe.rules.common import DEFAULT_DOCS_URL
+from cxprobe.rules.generate import ProbedCheck, RuleOptions, generate_rules, regenerate_command
+from cxprobe.rules.schedule import cron_gaps
 from cxprobe.settings import Config, load_config
+from cxprobe.store.database import EvidenceStore
 from exporters.metrics import SLO_NAMES
-from exporters.rules import ProbedCheck, RuleOptions, generate_rules, regenerate_command
-from exporters.rules_common import DEFAULT_DOCS_URL
-from exporters.rules_schedule import cron_gaps
-from exporters.store import EvidenceStore
 from probes import CHANNEL_TYPES
 from probes.errors import CxprobeError
 from scenarios.durations import format_duration
@@ -199,7 +199,7 @@ async def _evidence_lines(store: EvidenceStore, result: RunResult) -> list[str]:
 
 
 def _timeline_lines(content: bytes, sent_at: datetime | None) -> list[str]:
-    """A call's timeline (probes.phone evidence) as lines with offsets from the call's t0."""
+    """A call's timeline (phone evidence) as lines with offsets from the call's t0."""
     try:
         entries = json.loads(content).get("timeline", [])
     except (ValueError, AttributeError):

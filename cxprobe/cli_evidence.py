@@ -24,22 +24,22 @@ from rich.console import Console
 
 from cxprobe import __version__
 from cxprobe.errors import ConfigError
-from cxprobe.scheduler import SLOT_EPOCH, trigger_for
-from cxprobe.settings import Config, Schedule, load_config
-from exporters.evidence import (
+from cxprobe.evidence.export import (
     ExportError,
     ExportOptions,
     ExportResult,
     ScheduledCheck,
     export_evidence,
 )
-from exporters.evidence_chain import Scope, utc_text
-from exporters.evidence_format import FORMATS
-from exporters.evidence_retention import PurgePolicy, PurgeReport, Retention
-from exporters.evidence_verify import verify_export
-from exporters.report import ReportOptions, build_report, write_report
-from exporters.report_model import Report
-from exporters.store import EvidenceStore
+from cxprobe.evidence.format import FORMATS
+from cxprobe.evidence.verify import verify_export
+from cxprobe.report.build import ReportOptions, build_report, write_report
+from cxprobe.report.model import Report
+from cxprobe.scheduler import SLOT_EPOCH, trigger_for
+from cxprobe.settings import Config, Schedule, load_config
+from cxprobe.store.chain import Scope, utc_text
+from cxprobe.store.database import EvidenceStore
+from cxprobe.store.retention import PurgePolicy, PurgeReport, Retention
 from scenarios.durations import format_duration, parse_duration
 
 evidence_app = typer.Typer(

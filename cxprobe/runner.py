@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cxprobe.settings import Check, Config
+from cxprobe.store.database import Claim, EvidenceStore, OpenRun
 from exporters.metrics import MonitorMetrics
-from exporters.store import Claim, EvidenceStore, OpenRun
 from probes import CHANNEL_TYPES
 from probes.base import (
     Channel,

@@ -26,8 +26,8 @@ from pydantic import (
 )
 
 from cxprobe.errors import ConfigError
+from cxprobe.store.retention import Retention
 from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
-from exporters.evidence_retention import Retention
 from probes import CHANNEL_TYPES
 from probes.base import Responder
 from scenarios.durations import Duration

@@ -4,8 +4,8 @@ It stands in for the outside world, so it imports nothing from cxprobe, probes, 
 exporters: shared code would hide a bug on both sides.
 """
 
-from sandbox.desk import MailDesk
-from sandbox.dovecot import Dovecot, DovecotError, MailUser
+from sandbox.mail.desk import MailDesk
+from sandbox.mail.dovecot import Dovecot, DovecotError, MailUser
 from sandbox.profile import Profile, ProfileError, load_profile
 
 __all__ = [

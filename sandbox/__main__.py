@@ -10,14 +10,14 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from sandbox.chat import ChatSite
+from sandbox.chat.site import ChatSite
 from sandbox.clock import DeskClock
-from sandbox.desk import MailDesk
-from sandbox.dovecot import DovecotError
-from sandbox.generic_peer import GenericPeer
+from sandbox.generic.peer import GenericPeer
+from sandbox.mail.desk import MailDesk
+from sandbox.mail.dovecot import DovecotError
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
-from sandbox.twilio_sandbox import TwilioSandbox
+from sandbox.twilio.server import TwilioSandbox
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ EventName = Literal[
     "rejected",
     "reply_sent",
     "reply_dropped",
-    # Web chat (sandbox/chat_desk.py).
+    # Web chat (sandbox/chat/desk.py).
     "session_started",
     "handoff",
     "session_ended",
@@ -38,8 +38,8 @@ EventName = Literal[
     "webhook_error",
     "hangup",
     "completed",
-    # Messaging: the Twilio sandbox's Messages (sandbox/twilio_brand_lines.py) and the generic
-    # messaging peer (sandbox/generic_peer.py); reply_sent and webhook_error too.
+    # Messaging: the Twilio sandbox's Messages (sandbox/twilio/brand_lines.py) and the generic
+    # messaging peer (sandbox/generic/peer.py); reply_sent and webhook_error too.
     "message_received",
     "message_failed",
 ]

@@ -10,12 +10,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
-from sandbox.chat_profile import ChatSettings
+from sandbox.chat.profile import ChatSettings
 from sandbox.clock import WeeklyHours
-from sandbox.generic_peer_profile import GenericPeerSettings
+from sandbox.generic.profile import GenericPeerSettings
 from sandbox.latency import FixedLatency, Latency
 from sandbox.messaging_profile import MessagingSettings
-from sandbox.twilio_profile import TwilioSettings
+from sandbox.twilio.profile import TwilioSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 
@@ -109,15 +109,15 @@ class Profile(_Model):
     clock: ClockSettings = ClockSettings()
     mail: MailSettings
     control: PortSettings = PortSettings()
-    # The web-chat site (sandbox/chat.py); absent: the sandbox runs the mail desk only.
+    # The web-chat site (sandbox/chat/site.py); absent: the sandbox runs the mail desk only.
     chat: ChatSettings | None = None
-    # The Twilio-compatible phone line (sandbox/twilio_sandbox.py); absent: no phone line.
+    # The Twilio-compatible phone line (sandbox/twilio/server.py); absent: no phone line.
     twilio: TwilioSettings | None = None
-    # SMS and WhatsApp lines on the Twilio sandbox (sandbox/twilio_messaging.py). They run on
+    # SMS and WhatsApp lines on the Twilio sandbox (sandbox/twilio/messaging.py). They run on
     # its account and port, so they are off without twilio: (`python -m sandbox` refuses that
     # combination; loading it stays possible so a profile can drop its phone line alone).
     messaging: MessagingSettings | None = None
-    # A generic messaging platform: send API + reply webhook (sandbox/generic_peer.py).
+    # A generic messaging platform: send API + reply webhook (sandbox/generic/peer.py).
     generic_peer: GenericPeerSettings | None = None
 
     @field_validator("timezone")

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from cxprobe.settings import Config, load_config
-from exporters.store import EvidenceStore
+from cxprobe.store.database import EvidenceStore
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.hours import BusinessCalendar
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporters.store import EvidenceStore
-from sandbox.desk import MailDesk
+from cxprobe.store.database import EvidenceStore
+from sandbox.mail.desk import MailDesk
 from sandbox.profile import Profile
 from scenarios.model import Outcome
 from tests.e2e.monitor_process import MonitorProcess, wait_until

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.desk import MailDesk
+from sandbox.mail.desk import MailDesk
 from sandbox.profile import Profile
 from tests.e2e.monitor_process import MonitorProcess, free_port, wait_until
 from tests.support import desk_profile, monitor_config, require_binary

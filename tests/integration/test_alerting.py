@@ -28,10 +28,10 @@ from aiohttp import web
 
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.cli import rule_checks
+from cxprobe.rules.generate import RuleOptions, generate_rules
 from cxprobe.settings import Check, load_config
-from exporters.rules import RuleOptions, generate_rules
 from sandbox.clock import WeeklyHours
-from sandbox.generic_peer import GenericPeer
+from sandbox.generic.peer import GenericPeer
 from tests.integration.test_messaging_runs import generic_channels, profile
 from tests.support import require_binary, weekly
 

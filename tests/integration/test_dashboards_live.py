@@ -43,9 +43,9 @@ import yaml
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from sandbox.clock import WeeklyHours
-from sandbox.generic_peer import GenericPeer
+from sandbox.generic.peer import GenericPeer
 from sandbox.profile import PROFILES_DIR, Profile
-from sandbox.twilio_sandbox import TwilioSandbox
+from sandbox.twilio.server import TwilioSandbox
 from tests.support import generic_platform, require_binary, weekly
 
 pytestmark = pytest.mark.timeout(120)

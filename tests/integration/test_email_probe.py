@@ -37,9 +37,15 @@ from probes.base import (
     Sent,
     new_token,
 )
-from probes.email import EMAIL, EmailAddress, EmailChannel, EmailChannelSettings, EmailConversation
-from sandbox.dovecot import Dovecot, MailUser
-from sandbox.tls import ServerCertificate, make_certificate
+from probes.email.channel import (
+    EMAIL,
+    EmailAddress,
+    EmailChannel,
+    EmailChannelSettings,
+    EmailConversation,
+)
+from sandbox.mail.dovecot import Dovecot, MailUser
+from sandbox.mail.tls import ServerCertificate, make_certificate
 from tests.support import require_binary
 
 PROBE = MailUser("probe@cxprobe.test", "probe-secret")
@@ -883,7 +889,7 @@ async def test_settings_reject_unknown_keys() -> None:
 
 def test_implicit_tls_context_trusts_the_extra_ca(tmp_path: Path) -> None:
     # A guard for the ca_file wiring: system CAs stay trusted as well.
-    from probes.mailsettings import tls_context
+    from probes.email.settings import tls_context
 
     context = tls_context(None)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname

@@ -17,7 +17,7 @@ import pytest
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from probes.base import Responder
-from sandbox.desk import MailDesk
+from sandbox.mail.desk import MailDesk
 from sandbox.profile import Profile
 from scenarios.model import Outcome, Period, RoutingResult, RunResult
 from tests.support import desk_profile, monitor_config, require_binary

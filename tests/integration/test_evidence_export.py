@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from exporters.store import EvidenceStore
+from cxprobe.store.database import EvidenceStore
 from probes.base import Responder
 from tests.evidence_support import (
     SECRETS,

@@ -10,10 +10,10 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from exporters.evidence_chain import PURGE, ChainEntry, link_problems, purged_runs
-from exporters.evidence_ledger import entries_between
-from exporters.evidence_retention import PurgePolicy, PurgeReport, Retention
-from exporters.store import EvidenceStore
+from cxprobe.store.chain import PURGE, ChainEntry, link_problems, purged_runs
+from cxprobe.store.database import EvidenceStore
+from cxprobe.store.ledger import entries_between
+from cxprobe.store.retention import PurgePolicy, PurgeReport, Retention
 from tests.evidence_support import SECRETS, WEEK_START, load, populate, write_config
 from tests.integration.test_evidence_export import cli
 from tests.unit.test_store import reply

@@ -22,11 +22,11 @@ from twilio.request_validator import RequestValidator
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from probes.base import Responder
-from probes.messaging import TwilioMessagingChannel
+from probes.messaging.channel import TwilioMessagingChannel
 from sandbox.clock import WeeklyHours
-from sandbox.generic_peer import GenericPeer
+from sandbox.generic.peer import GenericPeer
 from sandbox.profile import PROFILES_DIR, Profile
-from sandbox.twilio_sandbox import TwilioSandbox
+from sandbox.twilio.server import TwilioSandbox
 from scenarios.model import Outcome, Period, RoutingResult, RunResult
 from tests.support import generic_platform, weekly
 

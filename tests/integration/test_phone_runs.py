@@ -28,8 +28,8 @@ from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from probes.base import Responder
 from sandbox.clock import WeeklyHours
-from sandbox.twilio_profile import TwilioSettings
-from sandbox.twilio_sandbox import TwilioSandbox
+from sandbox.twilio.profile import TwilioSettings
+from sandbox.twilio.server import TwilioSandbox
 from scenarios.model import Outcome, Period, RoutingResult, RunResult
 from tests.support import weekly
 

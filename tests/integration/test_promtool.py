@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cxprobe.cli import rule_checks
+from cxprobe.rules.generate import RuleOptions, generate_rules
 from cxprobe.settings import load_config
-from exporters.rules import RuleOptions, generate_rules
 from tests.support import monitor_config, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]

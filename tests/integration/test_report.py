@@ -17,7 +17,7 @@ from PIL import Image, ImageStat
 from typer.testing import CliRunner, Result
 
 from cxprobe.cli_evidence import evidence_app, report
-from exporters.store import EvidenceStore
+from cxprobe.store.database import EvidenceStore
 from tests.evidence_support import (
     CHECKS,
     SECRETS,

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from playwright.async_api import Browser, FrameLocator, Page, async_playwright, expect
 
-from sandbox.chat import ChatSite
+from sandbox.chat.site import ChatSite
 from sandbox.ground_truth import Event
 from sandbox.profile import PROFILES_DIR, Profile
 from tests.support import weekly

@@ -25,7 +25,7 @@ import aiosmtplib
 import pytest
 import yaml
 
-from sandbox.desk import MailDesk
+from sandbox.mail.desk import MailDesk
 from sandbox.profile import PROFILES_DIR, Profile
 
 PROBE = "probe@cxprobe.test"

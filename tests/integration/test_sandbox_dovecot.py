@@ -1,4 +1,4 @@
-"""sandbox.dovecot against the real Dovecot binary: start, LMTP delivery, IMAP, IDLE, Sieve."""
+"""sandbox.mail.dovecot against the real Dovecot binary: start, LMTP delivery, IMAP, IDLE, Sieve."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import aioimaplib
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope
 
-from sandbox.dovecot import Dovecot, DovecotError, MailUser
+from sandbox.mail.dovecot import Dovecot, DovecotError, MailUser
 
 PROBE = MailUser("probe@cxprobe.test", "probe-secret")
 VACATION = """require ["vacation", "vacation-seconds"];

@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 
 from sandbox.clock import WeeklyHours
-from sandbox.generic_peer import GenericPeer
-from sandbox.generic_peer_profile import GenericPeerSettings
+from sandbox.generic.peer import GenericPeer
+from sandbox.generic.profile import GenericPeerSettings
 
 TOKEN = "peer-token"
 SECRET = "peer-app-secret"

@@ -25,7 +25,7 @@ from twilio.rest import Client
 
 from sandbox.clock import WeeklyHours
 from sandbox.messaging_profile import MessagingSettings
-from sandbox.twilio_sandbox import TwilioSandbox
+from sandbox.twilio.server import TwilioSandbox
 from tests.integration.test_sandbox_twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,

@@ -24,8 +24,8 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from sandbox.clock import WeeklyHours
-from sandbox.twilio_profile import TwilioSettings
-from sandbox.twilio_sandbox import TwilioSandbox
+from sandbox.twilio.profile import TwilioSettings
+from sandbox.twilio.server import TwilioSandbox
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "sandbox-auth-token"

@@ -23,9 +23,9 @@ import pytest
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from probes.base import ChannelServices, Contact, Reply, Responder
-from probes.chatsettings import DEBIAN_CHROMIUM, WebchatAddress, WebchatChannelSettings
-from probes.webchat import WEBCHAT
-from sandbox.chat import ChatSite
+from probes.webchat.channel import WEBCHAT
+from probes.webchat.settings import DEBIAN_CHROMIUM, WebchatAddress, WebchatChannelSettings
+from sandbox.chat.site import ChatSite
 from sandbox.profile import Profile
 from scenarios.model import Outcome, Period, RoutingResult, RunResult
 from tests.support import chat_site_profile, sandbox_widget, webchat_config

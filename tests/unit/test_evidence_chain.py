@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporters.evidence_chain import (
+from cxprobe.store.chain import (
     AMENDMENT,
     GENESIS,
     RUN,
@@ -22,8 +22,8 @@ from exporters.evidence_chain import (
     record_hash,
     run_record,
 )
-from exporters.evidence_ledger import entries_between
-from exporters.store import SCHEMA_VERSION, EvidenceStore
+from cxprobe.store.database import SCHEMA_VERSION, EvidenceStore
+from cxprobe.store.ledger import entries_between
 from scenarios.model import Outcome, RoutingResult
 from tests.unit.test_store import SENT_AT, new_result, query, reply, sent, sqlite_url
 

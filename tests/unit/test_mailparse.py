@@ -1,4 +1,4 @@
-"""probes.mailparse on handcrafted messages: responder, text, thread keys, bounces, timing."""
+"""probes.email.parse on handcrafted messages: responder, text, thread keys, bounces, timing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from probes.base import Responder
-from probes.mailparse import (
+from probes.email.parse import (
     IMAP_MONTHS,
     INTERNALDATE_HEADER,
     TIMING_METHOD,

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import aioimaplib
 import pytest
 
-from probes import mailwatch
+from probes.email import watcher as mailwatch
 
 
 def test_or_chains_any_number_of_criteria() -> None:

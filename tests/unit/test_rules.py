@@ -15,16 +15,16 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from cxprobe.cli import app, rule_checks
-from cxprobe.settings import load_config
-from exporters.metrics import CheckSeries, MonitorMetrics
-from exporters.rules import (
+from cxprobe.rules.common import prom_duration, selector
+from cxprobe.rules.generate import (
     GeneratedRules,
     ProbedCheck,
     RuleOptions,
     generate_rules,
     regenerate_command,
 )
-from exporters.rules_common import prom_duration, selector
+from cxprobe.settings import load_config
+from exporters.metrics import CheckSeries, MonitorMetrics
 from scenarios.model import Outcome, Period, RunResult, Thresholds
 from scenarios.verdicts import slo_events
 from tests.support import monitor_config

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.chat_desk import find_token
+from sandbox.chat.desk import find_token
 from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
 
 Edit = Callable[[dict[str, Any]], None]

@@ -14,16 +14,17 @@ import yaml
 from pydantic import ValidationError
 
 from sandbox import __main__ as sandbox_main
-from sandbox import generic_peer_profile, messaging_profile
-from sandbox.generic_peer_profile import GenericPeerSettings
+from sandbox import messaging_profile
+from sandbox.generic import profile as generic_peer_profile
+from sandbox.generic.profile import GenericPeerSettings
 from sandbox.latency import Latency, LognormalLatency, UniformLatency
 from sandbox.messaging_profile import MessagingSettings, ReplyTeam
 from sandbox.profile import PROFILES_DIR, load_profile
 from sandbox.reply_team import ReplyPlanner, find_token
-from sandbox.twilio_content import ContentError, render
-from sandbox.twilio_message import Direction, MessageRecord, count_segments
-from sandbox.twilio_messages_api import _date_sent_filter
-from sandbox.twilio_spec import TwilioSpec
+from sandbox.twilio.content import ContentError, render
+from sandbox.twilio.message import Direction, MessageRecord, count_segments
+from sandbox.twilio.messages_api import _date_sent_filter
+from sandbox.twilio.spec import TwilioSpec
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 TEMPLATE = "HX" + "0" * 31 + "1"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, create_engine, text
 
-from exporters.store import (
+from cxprobe.store.database import (
     SCHEMA_VERSION,
     Claim,
     EvidenceStore,
@@ -21,7 +21,7 @@ from exporters.store import (
     StoreError,
     UnknownRunError,
 )
-from exporters.store_schema import prepare_schema
+from cxprobe.store.schema import prepare_schema
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sandbox import twilio_profile
 from sandbox.latency import FixedLatency, Latency, LognormalLatency, UniformLatency
 from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
-from sandbox.twilio_profile import TwilioSettings
+from sandbox.twilio import profile as twilio_profile
+from sandbox.twilio.profile import TwilioSettings
 
 
 def test_the_documented_example_is_a_valid_profile() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.twilio_resource import CallRecord, CallRequest
-from sandbox.twilio_spec import SPEC_PATH, Problem, SpecMismatch, TwilioSpec
+from sandbox.twilio.resource import CallRecord, CallRequest
+from sandbox.twilio.spec import SPEC_PATH, Problem, SpecMismatch, TwilioSpec
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 CALL = "CA" + "fedcba9876543210" * 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
-from sandbox.twilio_partials import words_begun
-from sandbox.twilio_signature import twilio_signature
-from sandbox.twilio_twiml import (
+from sandbox.twilio.partials import words_begun
+from sandbox.twilio.signature import twilio_signature
+from sandbox.twilio.twiml import (
     Gather,
     Hangup,
     Pause,

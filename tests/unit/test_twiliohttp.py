@@ -8,7 +8,7 @@ import random
 import pytest
 from twilio.http.response import Response
 
-from probes.twiliohttp import BACKOFF_BASE, BACKOFF_CAP, RedirectingHttpClient, RefusedHost
+from probes.twilio.http import BACKOFF_BASE, BACKOFF_CAP, RedirectingHttpClient, RefusedHost
 
 
 async def client(**options: float) -> RedirectingHttpClient:

@@ -1,0 +1,1 @@
+"""The audit report (HTML/PDF): SLA compliance, heatmaps, routing, incidents, methodology."""

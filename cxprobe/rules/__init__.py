@@ -1,0 +1,1 @@
+"""Prometheus rules generated from the configured SLOs and schedules (SLO burn rates, health)."""

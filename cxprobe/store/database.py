@@ -1,0 +1,1007 @@
+"""The evidence store: every run, its contact, its replies and their raw evidence, in SQL.
+
+SQLAlchemy Core over an async engine; SQLite (the default, one file) or PostgreSQL by URL.
+Every write is one transaction, committed before the call returns, so a crash loses at most
+the call in progress. The store records what it is told and decides nothing: outcomes, timings
+and routing verdicts come from the scenario engine.
+
+SQLite specifics: WAL (readers never block the writer), ``synchronous=FULL`` (a committed run
+survives power loss), foreign keys on, and a busy timeout. Writes of one store are serialised
+by an asyncio lock and take the database's write lock up front (``BEGIN IMMEDIATE``), so two
+processes (or two stores) on one file wait for each other instead of failing with "database is
+locked". PostgreSQL relies on its own row locking and on the same unique constraints, plus a
+transaction-level advisory lock per target and channel while a contact budget is checked.
+
+Tamper evidence: :meth:`EvidenceStore.finish` seals the run in the same transaction that closes
+it, appending an entry to the store's hash chain (:mod:`cxprobe.store.chain`,
+:mod:`cxprobe.store.ledger`); any later write to a closed run (a late reply, revised
+figures, evidence) appends an ``amendment`` entry sealing its new content, so verification
+never breaks silently and the change is visible. Exports and retention purges are recorded
+here too (:meth:`EvidenceStore.record_export`, :meth:`EvidenceStore.purge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.parser
+import email.policy
+import enum
+import hashlib
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Row,
+    Select,
+    and_,
+    case,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    InvalidRequestError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from cxprobe.store.chain import ChainEntry, Scope
+from cxprobe.store.ledger import head, seal_run
+from cxprobe.store.retention import PurgePolicy, PurgeReport, purge_runs
+from cxprobe.store.schema import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    StoreError,
+    UnknownRunError,
+    artifacts,
+    channel_state,
+    messages,
+    prepare_schema,
+    runs,
+    slots,
+)
+from cxprobe.store.snapshot import ExportRecord, Snapshot, record_export, take_snapshot
+from probes.base import Evidence, Reply, Responder, Sent
+from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+
+#: The default store: one SQLite file under the working directory.
+DEFAULT_URL = "sqlite+aiosqlite:///data/cxprobe.db"
+
+#: How long a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: How many ids go into one ``IN (...)`` list (well under SQLite's and asyncpg's limits).
+_IN_CHUNK = 500
+
+#: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
+_WRITES = "cxprobe_writes"
+
+OPEN = "open"
+CLOSED = "closed"
+OUT = "out"
+IN = "in"
+
+#: ``timing_method`` of an outgoing message: its time is when the channel accepted it.
+SENT_TIMING = "channel-accepted"
+
+#: Userinfo in URL text that may not parse: from the user name's ':' (not a scheme's '://') to
+#: the last '@', greedily, so a password holding ':', '/' or '@' is masked whole.
+_URL_PASSWORD = re.compile(r"(?P<user>[^:/@\s]*):(?!//).*@", re.DOTALL)
+
+#: URL query parameters whose values are secrets (e.g. ``?password=``, ``?sslpassword=``).
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+
+_MASK = "***"
+
+
+class Claim(enum.StrEnum):
+    """What :meth:`EvidenceStore.claim_slot` did. Every member is truthy: compare, do not test."""
+
+    CLAIMED = "claimed"  # the slot and its open run are recorded: go ahead and send
+    TAKEN = "taken"  # the slot was claimed before (by this or another monitor process)
+    OVER_BUDGET = "over_budget"  # the target's contact budget on the channel is spent
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run a previous process left open, with what is needed to resume it."""
+
+    result: RunResult  # replies loaded, in arrival order
+    sent_external_id: str | None
+    resume_state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """One piece of raw evidence as stored (without its content; see ``artifact_content``)."""
+
+    id: int
+    run_id: str
+    message_id: int | None
+    kind: str
+    media_type: str
+    sha256: str
+    size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message of a run as stored: the contact (``out``) or a reply (``in``)."""
+
+    id: int
+    run_id: str
+    direction: str  # "out" | "in"
+    external_id: str
+    observed_at: datetime
+    arrived_at: datetime
+    timing_method: str
+    seconds: float | None
+    sender: str
+    responder: str | None  # None for the contact
+    channel_responder: str | None
+    subject: str
+    text: str
+    headers: dict[str, str]
+    late: bool | None
+    queue: str | None
+    artifacts: tuple[StoredArtifact, ...] = ()
+
+    @property
+    def sha256(self) -> str | None:
+        return self.artifacts[0].sha256 if self.artifacts else None
+
+    @property
+    def size(self) -> int | None:
+        return self.artifacts[0].size if self.artifacts else None
+
+
+class EvidenceStore:
+    """Runs, messages and raw evidence in a SQL database; use as ``async with``."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, logger: logging.Logger | None = None) -> None:
+        try:
+            self.url: URL = make_url(url)
+        except (ArgumentError, ValueError) as exc:
+            # Neither the raw URL nor the parser's message is quoted: either may hold a password.
+            raise StoreError(
+                f"monitor.store_url {_redact_url_text(url)!r} is not a database URL: it cannot "
+                "be parsed. Check the form dialect+driver://user:password@host:port/dbname (the "
+                "port a number, special characters in the password %-encoded), e.g. "
+                f"{DEFAULT_URL} or postgresql+asyncpg://user:password@host/dbname"
+            ) from exc
+        self._logger = logger or logging.getLogger(__name__)
+        self._sqlite = self.url.get_backend_name() == "sqlite"
+        self._postgresql = self.url.get_backend_name() == "postgresql"
+        #: Where the store is, for messages: the file, or the URL without its password.
+        self.where = self._describe()
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+        self._write_lock: AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self._sqlite else contextlib.nullcontext()
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> EvidenceStore:
+        path = self._sqlite_file()
+        if path is not None:
+            await asyncio.to_thread(self._check_sqlite_file, path)
+        engine = self._create_engine()
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITES: True})
+        try:
+            async with self._write() as conn:
+                found, version = await conn.run_sync(prepare_schema, self.where)
+        except BaseException as exc:
+            self._engine = self._writer = None
+            await engine.dispose()
+            if isinstance(exc, OperationalError | OSError):
+                raise StoreError(
+                    f"cannot open the evidence store {self.where}: {self._scrub(exc)}. Check "
+                    "that the location exists and is writable (monitor.store_url)."
+                ) from exc
+            raise
+        if found == 0:
+            self._logger.info(
+                "evidence store created", extra={"store": self.where, "schema_version": version}
+            )
+        elif found < version:
+            self._logger.info(
+                "evidence store migrated",
+                extra={"store": self.where, "from_version": found, "schema_version": version},
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        engine, self._engine, self._writer = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    def _sqlite_file(self) -> Path | None:
+        """The database file of a SQLite URL; None for in-memory databases and other servers."""
+        database = self.url.database
+        if not self._sqlite or not database or database == ":memory:":
+            return None
+        return None if database.startswith("file:") else Path(database)
+
+    def _describe(self) -> str:
+        path = self._sqlite_file()
+        if path is not None:
+            return str(path.resolve())
+        query = {
+            name: _MASK if _SECRET_PARAMETER.search(name) else value
+            for name, value in self.url.query.items()
+        }
+        return self.url.set(query=query).render_as_string(hide_password=True)
+
+    def _scrub(self, exc: BaseException) -> str:
+        """A driver's error text for a message, with the URL's secrets masked in case it
+        quotes them."""
+        text = str(exc)
+        secrets = [self.url.password or ""] + [
+            value
+            for name, values in self.url.query.items()
+            if _SECRET_PARAMETER.search(name)
+            for value in ([values] if isinstance(values, str) else values)
+        ]
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            text = text.replace(secret, _MASK)
+        return text
+
+    def _check_sqlite_file(self, path: Path) -> None:
+        """Create the file's directory and open the file once, synchronously.
+
+        An unusable location is reported here rather than by aiosqlite, whose failed connect
+        leaves its worker thread to report back to an event loop that may be gone by then.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory of the evidence store {self.where}: {exc}. "
+                "Point monitor.store_url at a writable location."
+            ) from exc
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as probe:
+                probe.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the evidence store {self.where}: {exc}. Check that the "
+                "location is a SQLite file (or does not exist yet) and is writable "
+                "(monitor.store_url)."
+            ) from exc
+
+    def _create_engine(self) -> AsyncEngine:
+        try:
+            engine = create_async_engine(self.url)
+        except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:
+            raise StoreError(
+                f"monitor.store_url {self.where}: {self._scrub(exc)}. Use an async driver, e.g. "
+                "sqlite+aiosqlite:///path/cxprobe.db or postgresql+asyncpg://host/dbname "
+                "(with asyncpg installed)."
+            ) from exc
+        if self._sqlite:
+            _configure_sqlite(engine)
+        return engine
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._writer is None:
+            raise StoreError("the evidence store is not open: use it as `async with`")
+        async with self._write_lock, self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._engine is None:
+            raise StoreError("the evidence store is not open: use it as `async with`")
+        async with self._engine.connect() as conn:
+            yield conn
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def claim_slot(
+        self,
+        result: RunResult,
+        *,
+        max_contacts: int | None = None,
+        since: datetime | None = None,
+    ) -> Claim:
+        """Record the slot (of the run's check at the run's location) and the open run.
+
+        Nothing is written when the slot was claimed before (``TAKEN``, which wins), or when
+        ``max_contacts`` is given and that many contacts to the run's target on its channel,
+        from any location, were sent at or after ``since`` or are in flight
+        (``OVER_BUDGET``; see :meth:`count_contacts_since`). Check, count and insert are one
+        write transaction, serialised with every other claim on the database, so claims made
+        at once cannot all see the same count and all send.
+        """
+        if max_contacts is not None and since is None:
+            raise ValueError("claim_slot(max_contacts=...) needs since= (the budget's start)")
+        now = _now()
+        row = _figures(result) | {
+            "run_id": result.run_id,
+            "check_id": result.check_id,
+            "target": result.target,
+            "channel": result.channel,
+            "scenario": result.scenario,
+            "location": result.location,
+            "slot_at": result.slot,
+            "token": result.token,
+            "status": OPEN,
+            "period": str(result.period),
+            "thresholds": result.thresholds.as_dict(),
+            "sent_at": result.sent_at,
+            "outcome": None,
+            "reason": "",
+            "created_at": now,
+        }
+        try:
+            async with self._write() as conn:
+                if max_contacts is not None and self._postgresql:
+                    # SQLite's writes are serialised already (BEGIN IMMEDIATE); PostgreSQL's
+                    # are not, and a count cannot lock rows that do not exist yet.
+                    lock = _budget_lock_key(result.target, result.channel)
+                    await conn.execute(select(func.pg_advisory_xact_lock(lock)))
+                claim = await _claim_in(conn, result, max_contacts, since)
+                if claim is Claim.CLAIMED:
+                    await conn.execute(insert(runs).values(row))
+                    await conn.execute(
+                        insert(slots).values(
+                            check_id=result.check_id,
+                            location=result.location,
+                            slot_at=result.slot,
+                            claimed_at=now,
+                            run_id=result.run_id,
+                        )
+                    )
+        except IntegrityError:
+            # Without a budget, PostgreSQL claims of one slot race to the unique (check,
+            # location, slot) key, the arbiter between processes; any other violation (a reused
+            # run id or token) is a bug and is raised.
+            if not await self._slot_claimed(result.check_id, result.location, result.slot):
+                raise
+            claim = Claim.TAKEN
+        if claim is not Claim.CLAIMED:
+            self._logger.debug(
+                "slot not claimed",
+                extra={
+                    "check": result.check_id,
+                    "location": result.location,
+                    "slot": result.slot.isoformat(),
+                    "claim": str(claim),
+                },
+            )
+        return claim
+
+    async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
+        """The channel accepted the contact: t0, its external id, resume state, evidence."""
+        async with self._write() as conn:
+            updated = await conn.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(
+                    sent_at=sent.at,
+                    sent_external_id=sent.external_id,
+                    resume_state=dict(sent.resume_state),
+                    expected_queue=expected_queue,
+                )
+            )
+            if updated.rowcount == 0:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await _insert_outgoing(conn, run_id, sent)
+            await _amend_if_closed(conn, run_id, "contact recorded after the run was sealed")
+
+    async def record_follow_up(self, run_id: str, sent: Sent) -> None:
+        """A further message the probe sent in the run's conversation, with its evidence."""
+        async with self._write() as conn:
+            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+            if known.first() is None:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await _insert_outgoing(conn, run_id, sent)
+            await _amend_if_closed(conn, run_id, "follow-up recorded after the run was sealed")
+
+    async def record_artifacts(self, run_id: str, evidence: Sequence[Evidence]) -> None:
+        """Evidence of the run as a whole (a chat transcript, a final screenshot)."""
+        if not evidence:
+            return
+        async with self._write() as conn:
+            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+            if known.first() is None:
+                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            for piece in evidence:
+                await _insert_artifact(conn, run_id, None, piece)
+            await _amend_if_closed(conn, run_id, "evidence added after the run was sealed")
+
+    async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
+        """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
+        row = {"value": dict(value), "updated_at": datetime.now(UTC)}
+        where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
+        async with self._write() as conn:
+            updated = await conn.execute(update(channel_state).where(where).values(**row))
+            if updated.rowcount == 0:
+                await conn.execute(insert(channel_state).values(channel=channel, key=key, **row))
+
+    async def load_channel_state(self, channel: str, key: str) -> dict[str, Any] | None:
+        where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
+        async with self._read() as conn:
+            value = (await conn.execute(select(channel_state.c.value).where(where))).scalar()
+        return None if value is None else dict(value)
+
+    async def record_reply(self, run_id: str, reply: Reply, observed: ObservedReply) -> bool:
+        """Store a reply and its raw evidence; False if this reply was stored before."""
+        external_id = reply.external_id or _content_key(reply)
+        try:
+            async with self._write() as conn:
+                known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+                if known.first() is None:
+                    raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+                if await _message_id(conn, run_id, IN, external_id) is not None:
+                    return False
+                inserted = await conn.execute(
+                    insert(messages).values(
+                        run_id=run_id,
+                        direction=IN,
+                        external_id=external_id,
+                        observed_at=observed.observed_at,
+                        arrived_at=observed.arrived_at,
+                        timing_method=reply.timing_method,
+                        seconds=observed.seconds,
+                        sender=observed.sender,
+                        responder=str(observed.responder),
+                        channel_responder=str(reply.responder),
+                        subject=reply.subject,
+                        text=reply.text,
+                        headers=dict(reply.headers),
+                        late=observed.late,
+                        qualifies=observed.qualifies,
+                        queue=observed.queue,
+                    )
+                )
+                if reply.evidence is not None:
+                    message_id = _inserted_id(inserted)
+                    await _insert_artifact(conn, run_id, message_id, reply.evidence)
+                await _amend_if_closed(conn, run_id, f"reply recorded after sealing: {external_id}")
+        except IntegrityError:
+            # Another process stored the same reply between our check and insert (PostgreSQL).
+            if await self._message_stored(run_id, IN, external_id):
+                return False
+            raise
+        return True
+
+    async def finish(self, result: RunResult) -> None:
+        """Close the run with its final figures, outcome and reason, and seal it in the chain
+        (one transaction: a closed run is always sealed; finishing it again amends)."""
+        if result.outcome is None:
+            raise ValueError(f"run {result.run_id}: finish() needs an outcome")
+        await self._update(
+            result,
+            f"finished: {result.outcome}",
+            outcome=str(result.outcome),
+            reason=result.reason,
+            finished_at=result.finished_at or _now(),
+            status=CLOSED,
+        )
+
+    async def update_figures(self, result: RunResult) -> None:
+        """Rewrite the run's figures (a late reply to a closed run); status and outcome stay.
+        A sealed run that changes gets an amendment entry."""
+        await self._update(result, "figures revised after sealing")
+
+    async def _update(self, result: RunResult, note: str, **values: Any) -> None:
+        async with self._write() as conn:
+            updated = await conn.execute(
+                update(runs).where(runs.c.run_id == result.run_id).values(_figures(result) | values)
+            )
+            if updated.rowcount == 0:
+                raise UnknownRunError(
+                    f"no run {result.run_id!r} in the evidence store {self.where}"
+                )
+            await _amend_if_closed(conn, result.run_id, note)
+
+    # -- evidence chain, exports, retention --------------------------------------------------
+
+    async def chain_head(self) -> tuple[int, str]:
+        """The latest chain entry's ``(seq, entry_hash)``; ``(0, GENESIS)`` for an empty chain."""
+        async with self._read() as conn:
+            return await conn.run_sync(head)
+
+    async def snapshot(
+        self, scope: Scope, checks: Mapping[str, tuple[str, str]] | None = None
+    ) -> Snapshot:
+        """Everything an export of ``scope`` holds, read in one transaction (a consistent
+        view). ``checks`` maps check ids to (target, channel) for slots whose run is gone."""
+        async with self._read() as conn:
+            if self._postgresql:  # one snapshot for every statement (SQLite's WAL reader has it)
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            snapshot: Snapshot = await conn.run_sync(take_snapshot, scope, dict(checks or {}))
+            return snapshot
+
+    async def record_export(self, export: ExportRecord) -> int:
+        """Remember an export and the record hash of every sealed run it held (retention can
+        then refuse to purge what was never exported). Returns the export's id."""
+        async with self._write() as conn:
+            return await conn.run_sync(record_export, export)
+
+    async def purge(
+        self, policy: PurgePolicy, *, now: datetime | None = None, dry_run: bool = False
+    ) -> PurgeReport:
+        """Delete the closed runs ``policy`` says are past retention, with their messages and
+        evidence, and record them (ids and record hashes) as purge entries of the chain. Slots
+        stay (a purged run's slot is listed as a gap explained by the purge)."""
+        async with self._write() as conn:
+            report: PurgeReport = await conn.run_sync(purge_runs, policy, now or _now(), dry_run)
+            return report
+
+    async def runs_between(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        targets: Sequence[str] = (),
+        channels: Sequence[str] = (),
+    ) -> list[RunResult]:
+        """Runs whose slot lies in [start, end), with their replies, oldest slot first."""
+        query = select(runs).where(runs.c.slot_at >= start, runs.c.slot_at < end)
+        if targets:
+            query = query.where(runs.c.target.in_(list(targets)))
+        if channels:
+            query = query.where(runs.c.channel.in_(list(channels)))
+        async with self._read() as conn:
+            rows = (await conn.execute(query.order_by(runs.c.slot_at, runs.c.run_id))).all()
+            return await _with_replies(conn, rows)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def open_runs(self, *, location: str | None = None) -> list[OpenRun]:
+        """Runs not closed yet (left by a previous process), oldest slot first; only those of
+        ``location`` when given (another location's open runs are that monitor's, alive)."""
+        query = select(runs).where(runs.c.status == OPEN)
+        if location is not None:
+            query = query.where(runs.c.location == location)
+        async with self._read() as conn:
+            rows = (await conn.execute(query.order_by(runs.c.slot_at, runs.c.created_at))).all()
+            results = await _with_replies(conn, rows)
+        return [
+            OpenRun(
+                result=result,
+                sent_external_id=row.sent_external_id,
+                resume_state=dict(row.resume_state or {}),
+            )
+            for row, result in zip(rows, results, strict=True)
+        ]
+
+    async def find_run_by_thread_keys(self, keys: Iterable[str]) -> RunResult | None:
+        """The run whose contact's external id or token is among ``keys`` (exact match);
+        an external-id match wins over a token match, then the newest slot."""
+        wanted = [key for key in dict.fromkeys(keys) if key]
+        if not wanted:
+            return None
+        async with self._read() as conn:
+            by_id = or_(*(runs.c.sent_external_id.in_(chunk) for chunk in _chunks(wanted)))
+            by_token = or_(*(runs.c.token.in_(chunk) for chunk in _chunks(wanted)))
+            row = (
+                await conn.execute(
+                    select(runs)
+                    .where(or_(by_id, by_token))
+                    .order_by(case((by_id, 0), else_=1), runs.c.slot_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            return None if row is None else (await _with_replies(conn, [row]))[0]
+
+    async def load_run(self, run_id: str) -> RunResult | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+            return None if row is None else (await _with_replies(conn, [row]))[0]
+
+    async def recent_runs(
+        self, limit: int = 50, *, check_id: str | None = None, target: str | None = None
+    ) -> list[RunResult]:
+        """The latest runs, newest slot first (open runs included, with outcome None)."""
+        query = select(runs).order_by(runs.c.slot_at.desc(), runs.c.created_at.desc())
+        if check_id is not None:
+            query = query.where(runs.c.check_id == check_id)
+        if target is not None:
+            query = query.where(runs.c.target == target)
+        async with self._read() as conn:
+            rows = (await conn.execute(query.limit(limit))).all()
+            return await _with_replies(conn, rows)
+
+    async def count_contacts_since(self, target: str, channel: str, since: datetime) -> int:
+        """Contacts to ``target`` on ``channel`` from any location: sent at or after ``since``,
+        or in flight (claimed at or after ``since``, still open, not sent yet). The count a
+        budgeted :meth:`claim_slot` compares with ``max_contacts``."""
+        async with self._read() as conn:
+            return int((await conn.execute(_contacts_since(target, channel, since))).scalar_one())
+
+    async def messages(self, run_id: str) -> list[StoredMessage]:
+        """The run's contact and replies in arrival order, each with its evidence's digest."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(messages)
+                    .where(messages.c.run_id == run_id)
+                    .order_by(messages.c.arrived_at, messages.c.id)
+                )
+            ).all()
+            stored = await self._artifacts(conn, run_id)
+        by_message: dict[int | None, list[StoredArtifact]] = {}
+        for artifact in stored:
+            by_message.setdefault(artifact.message_id, []).append(artifact)
+        return [
+            StoredMessage(
+                id=row.id,
+                run_id=row.run_id,
+                direction=row.direction,
+                external_id=row.external_id,
+                observed_at=row.observed_at,
+                arrived_at=row.arrived_at,
+                timing_method=row.timing_method,
+                seconds=row.seconds,
+                sender=row.sender,
+                responder=row.responder,
+                channel_responder=row.channel_responder,
+                subject=row.subject,
+                text=row.text,
+                headers=row.headers,
+                late=row.late,
+                queue=row.queue,
+                artifacts=tuple(by_message.get(row.id, ())),
+            )
+            for row in rows
+        ]
+
+    async def artifacts(self, run_id: str) -> list[StoredArtifact]:
+        """Every piece of evidence of the run (its contact's and its replies'), as stored."""
+        async with self._read() as conn:
+            return await self._artifacts(conn, run_id)
+
+    async def artifact_content(self, artifact_id: int) -> bytes | None:
+        async with self._read() as conn:
+            found = await conn.execute(
+                select(artifacts.c.content).where(artifacts.c.id == artifact_id)
+            )
+            content: bytes | None = found.scalar_one_or_none()
+            return content
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _artifacts(self, conn: AsyncConnection, run_id: str) -> list[StoredArtifact]:
+        rows = await conn.execute(
+            select(
+                artifacts.c.id,
+                artifacts.c.run_id,
+                artifacts.c.message_id,
+                artifacts.c.kind,
+                artifacts.c.media_type,
+                artifacts.c.sha256,
+                artifacts.c.size,
+                artifacts.c.created_at,
+            )
+            .where(artifacts.c.run_id == run_id)
+            .order_by(artifacts.c.id)
+        )
+        return [StoredArtifact(**row._asdict()) for row in rows]
+
+    async def _slot_claimed(self, check_id: str, location: str, slot: datetime) -> bool:
+        async with self._read() as conn:
+            return await _slot_taken(conn, check_id, location, slot)
+
+    async def _message_stored(self, run_id: str, direction: str, external_id: str) -> bool:
+        async with self._read() as conn:
+            return await _message_id(conn, run_id, direction, external_id) is not None
+
+
+# -- module helpers (no state) -----------------------------------------------------------------
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, durability, foreign keys and a busy timeout on every connection; and BEGIN issued
+    by SQLAlchemy (IMMEDIATE for writers) instead of by the sqlite3 module, which would start
+    transactions late and turn a read-then-write into a "database is locked" error."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        writes = conn.get_execution_options().get(_WRITES, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _amend_if_closed(conn: AsyncConnection, run_id: str, note: str) -> ChainEntry | None:
+    """Seal the run again after a change (an amendment) if it was closed, i.e. sealed before;
+    an open run is sealed when it finishes. Nothing is added when its content is unchanged."""
+    status = await conn.execute(select(runs.c.status).where(runs.c.run_id == run_id))
+    if status.scalar_one_or_none() != CLOSED:
+        return None
+    now = _now()
+    entry: ChainEntry | None = await conn.run_sync(
+        lambda sync: seal_run(sync, run_id, note=note, now=now)
+    )
+    return entry
+
+
+def _redact_url_text(url: str) -> str:
+    """URL text that may not parse, with its password (and user name, when they cannot be
+    told apart from the scheme) masked; for error messages."""
+    return _URL_PASSWORD.sub(lambda found: f"{found['user']}:{_MASK}@", url)
+
+
+async def _slot_taken(conn: AsyncConnection, check_id: str, location: str, slot: datetime) -> bool:
+    found = await conn.execute(
+        select(slots.c.check_id).where(
+            slots.c.check_id == check_id, slots.c.location == location, slots.c.slot_at == slot
+        )
+    )
+    return found.first() is not None
+
+
+def _contacts_since(target: str, channel: str, since: datetime) -> Select[int]:
+    """Count contacts to ``target`` on ``channel`` sent at or after ``since``, or in flight:
+    claimed at or after ``since`` and neither sent nor closed yet (a run that died before
+    sending ages out with its claim)."""
+    in_flight = and_(runs.c.sent_at.is_(None), runs.c.status == OPEN, runs.c.created_at >= since)
+    return (
+        select(func.count())
+        .select_from(runs)
+        .where(
+            runs.c.target == target,
+            runs.c.channel == channel,
+            or_(runs.c.sent_at >= since, in_flight),
+        )
+    )
+
+
+async def _claim_in(
+    conn: AsyncConnection, result: RunResult, max_contacts: int | None, since: datetime | None
+) -> Claim:
+    """Whether ``result`` may claim its slot, read inside the claiming transaction; a taken
+    slot is reported before a spent budget."""
+    if await _slot_taken(conn, result.check_id, result.location, result.slot):
+        return Claim.TAKEN
+    if max_contacts is not None and since is not None:
+        contacts = await conn.execute(_contacts_since(result.target, result.channel, since))
+        if contacts.scalar_one() >= max_contacts:
+            return Claim.OVER_BUDGET
+    return Claim.CLAIMED
+
+
+def _budget_lock_key(target: str, channel: str) -> int:
+    """A PostgreSQL advisory lock key for one target's contact budget on one channel: a signed
+    64-bit number, the same in every process (unlike ``hash()``)."""
+    digest = hashlib.sha256(f"cxprobe contact budget\0{target}\0{channel}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _figures(result: RunResult) -> dict[str, Any]:
+    """The columns the engine may revise while a run is open or after it closed."""
+    return {
+        "expected_queue": result.expected_queue,
+        "first_response_seconds": result.first_response_seconds,
+        "first_response_responder": (
+            None
+            if result.first_response_responder is None
+            else str(result.first_response_responder)
+        ),
+        "first_human_seconds": result.first_human_seconds,
+        "routed_queue": result.routed_queue,
+        "routing": str(result.routing),
+    }
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[start : start + _IN_CHUNK] for start in range(0, len(values), _IN_CHUNK)] or [
+        values
+    ]
+
+
+async def _message_id(
+    conn: AsyncConnection, run_id: str, direction: str, external_id: str
+) -> int | None:
+    found = await conn.execute(
+        select(messages.c.id).where(
+            messages.c.run_id == run_id,
+            messages.c.direction == direction,
+            messages.c.external_id == external_id,
+        )
+    )
+    message_id: int | None = found.scalar_one_or_none()
+    return message_id
+
+
+async def _insert_artifact(
+    conn: AsyncConnection, run_id: str, message_id: int | None, evidence: Evidence
+) -> int:
+    inserted = await conn.execute(
+        insert(artifacts).values(
+            run_id=run_id,
+            message_id=message_id,
+            kind=evidence.kind,
+            media_type=evidence.media_type,
+            sha256=hashlib.sha256(evidence.content).hexdigest(),
+            size=len(evidence.content),
+            content=evidence.content,
+            created_at=_now(),
+        )
+    )
+    artifact_id: int = _inserted_id(inserted)
+    return artifact_id
+
+
+def _inserted_id(inserted: CursorResult[Any]) -> int:
+    key = inserted.inserted_primary_key
+    if key is None:  # pragma: no cover - every table here has an autoincrement key
+        raise StoreError("the database did not report the new row's id")
+    new_id: int = key[0]
+    return new_id
+
+
+async def _insert_outgoing(conn: AsyncConnection, run_id: str, sent: Sent) -> None:
+    """A message the probe sent, with its evidence; once per external id (idempotent)."""
+    if await _message_id(conn, run_id, OUT, sent.external_id) is not None:
+        return
+    headers = _rfc822_headers(sent.evidence)
+    inserted = await conn.execute(
+        insert(messages).values(
+            run_id=run_id,
+            direction=OUT,
+            external_id=sent.external_id,
+            observed_at=sent.at,
+            arrived_at=sent.at,
+            timing_method=sent.timing_method or SENT_TIMING,
+            seconds=None,
+            sender=headers.get("from", ""),
+            responder=None,
+            channel_responder=None,
+            subject=headers.get("subject", ""),
+            text=sent.text,
+            headers=headers,
+            late=None,
+            queue=None,
+        )
+    )
+    if sent.evidence is not None:
+        await _insert_artifact(conn, run_id, _inserted_id(inserted), sent.evidence)
+
+
+async def _with_replies(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[RunResult]:
+    """Run rows as results, each with its replies (incoming messages) in arrival order."""
+    results = [_result(row) for row in rows]
+    by_id = {result.run_id: result for result in results}
+    for chunk in _chunks(list(by_id)):
+        replies = await conn.execute(
+            select(messages)
+            .where(messages.c.direction == IN, messages.c.run_id.in_(chunk))
+            .order_by(messages.c.arrived_at, messages.c.id)
+        )
+        for reply in replies:
+            by_id[reply.run_id].replies.append(
+                ObservedReply(
+                    arrived_at=reply.arrived_at,
+                    observed_at=reply.observed_at,
+                    seconds=reply.seconds,
+                    responder=Responder(reply.responder),
+                    sender=reply.sender,
+                    queue=reply.queue,
+                    late=bool(reply.late),
+                    external_id=reply.external_id,
+                    qualifies=reply.qualifies,
+                )
+            )
+    return results
+
+
+def _result(row: Row[Any]) -> RunResult:
+    thresholds: Mapping[str, Any] = row.thresholds
+    return RunResult(
+        run_id=row.run_id,
+        check_id=row.check_id,
+        target=row.target,
+        channel=row.channel,
+        scenario=row.scenario,
+        location=row.location,
+        slot=row.slot_at,
+        token=row.token,
+        period=Period(row.period),
+        thresholds=Thresholds(
+            first_response=thresholds.get("first_response"),
+            human_response=thresholds.get("human_response"),
+            after_hours_response=thresholds.get("after_hours_response"),
+            deadline=thresholds["deadline"],
+        ),
+        outcome=None if row.outcome is None else Outcome(row.outcome),
+        reason=row.reason,
+        sent_at=row.sent_at,
+        first_response_seconds=row.first_response_seconds,
+        first_response_responder=(
+            None
+            if row.first_response_responder is None
+            else Responder(row.first_response_responder)
+        ),
+        first_human_seconds=row.first_human_seconds,
+        routed_queue=row.routed_queue,
+        expected_queue=row.expected_queue,
+        routing=RoutingResult(row.routing),
+        finished_at=row.finished_at,
+    )
+
+
+def _rfc822_headers(evidence: Evidence | None) -> dict[str, str]:
+    """The header fields of a raw email (lower-case names, first occurrence), for the evidence
+    summary; empty for other evidence. The raw bytes are stored untouched either way."""
+    if evidence is None or evidence.media_type != "message/rfc822":
+        return {}
+    headers: dict[str, str] = {}
+    try:
+        parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+            evidence.content
+        )
+        for name, value in parsed.items():
+            headers.setdefault(name.lower(), str(value))
+    except Exception:  # a malformed header must never cost the evidence itself
+        return headers
+    return headers
+
+
+def _content_key(reply: Reply) -> str:
+    """A stand-in external id for a channel that gave none: the reply's content digest."""
+    if reply.evidence is not None:
+        content = reply.evidence.content
+    else:
+        content = f"{reply.arrived_at.isoformat()}\n{reply.sender}\n{reply.text}".encode()
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "SCHEMA_VERSION",
+    "Claim",
+    "EvidenceStore",
+    "OpenRun",
+    "SchemaVersionError",
+    "StoreError",
+    "StoredArtifact",
+    "StoredMessage",
+    "UnknownRunError",
+]

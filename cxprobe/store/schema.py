@@ -1,0 +1,377 @@
+"""The evidence store's tables, column types and schema versioning (SQLAlchemy Core).
+
+Only portable types are used, so the same tables work on SQLite and PostgreSQL. Timestamps are
+always stored in UTC: SQLite keeps no zone, so :class:`UtcDateTime` converts on the way in and
+re-attaches UTC on the way out.
+
+Versioning: ``schema_version`` holds one row per version applied. A new store is created at
+:data:`SCHEMA_VERSION` from :data:`metadata` (which always describes the newest schema); an older
+store is brought up to date by :data:`MIGRATIONS`; a newer one is refused.
+
+Version 2 added the tamper-evidence chain (``chain``, ``chain_head``; see
+:mod:`cxprobe.store.chain`) and the record of exports (``exports``, ``exported_runs``);
+upgrading seals every run already closed, oldest first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+    insert,
+    inspect,
+    select,
+)
+
+from probes.errors import CxprobeError
+
+
+class StoreError(CxprobeError):
+    """The evidence store cannot be used as asked."""
+
+
+class SchemaVersionError(StoreError):
+    """The database's schema is one this version of cxprobe cannot use."""
+
+
+class UnknownRunError(StoreError, LookupError):
+    """A run id the store has never seen (it must be claimed first)."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp, stored in UTC; naive datetimes are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store; use UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite drops the zone; everything was written in UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JsonText(TypeDecorator[Any]):
+    """JSON kept as plain text (readable with any SQL client; sorted keys, stable bytes)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+#: An auto-incrementing 64-bit key (SQLite only auto-increments a plain INTEGER primary key).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+#: Short identifiers from configuration (check, target, channel ids) and enum values.
+Name = String(200)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("check_id", Name, nullable=False),
+    Column("target", Name, nullable=False),
+    Column("channel", Name, nullable=False),
+    Column("scenario", Name, nullable=False),
+    Column("location", Name, nullable=False),
+    Column("slot_at", UtcDateTime, nullable=False),
+    Column("token", Name, nullable=False, unique=True),
+    Column("status", String(10), nullable=False),
+    Column("period", Name, nullable=False),
+    Column("thresholds", JsonText, nullable=False),
+    Column("expected_queue", Name),
+    Column("sent_at", UtcDateTime),
+    Column("sent_external_id", Text),
+    Column("resume_state", JsonText),
+    Column("first_response_seconds", Float),
+    Column("first_response_responder", Name),
+    Column("first_human_seconds", Float),
+    Column("routed_queue", Name),
+    Column("routing", Name, nullable=False),
+    Column("outcome", Name),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    CheckConstraint("status IN ('open', 'closed')", name="status"),
+    Index(None, "check_id", "slot_at"),
+    Index(None, "target", "channel", "sent_at"),
+    Index(None, "slot_at"),
+    Index(None, "status"),
+    Index(None, "sent_external_id"),
+)
+
+#: Every slot ever claimed, per location (monitors at several locations may share one store and
+#: each runs its own checks). Kept even if its run is pruned, so gaps stay detectable.
+slots = Table(
+    "slots",
+    metadata,
+    Column("check_id", Name, primary_key=True),
+    Column("location", Name, primary_key=True),
+    Column("slot_at", UtcDateTime, primary_key=True),
+    Column("claimed_at", UtcDateTime, nullable=False),
+    Column("run_id", ForeignKey("runs.run_id", ondelete="SET NULL"), unique=True),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("arrived_at", UtcDateTime, nullable=False),
+    Column("timing_method", Name, nullable=False),
+    Column("seconds", Float),  # arrived_at - sent_at as the engine judged it (replies only)
+    Column("sender", Text, nullable=False),
+    Column("responder", Name),  # the engine's verdict (replies only)
+    Column("channel_responder", Name),  # what the channel itself reported (replies only)
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("headers", JsonText, nullable=False),
+    Column("late", Boolean),
+    Column("qualifies", Boolean),  # answers the run as its scenario asks (replies only)
+    Column("queue", Name),
+    CheckConstraint("direction IN ('out', 'in')", name="direction"),
+    UniqueConstraint("run_id", "direction", "external_id"),
+    Index(None, "run_id", "arrived_at"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE"), index=True),
+    Column("kind", Name, nullable=False),
+    Column("media_type", Name, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+#: What a channel driver keeps across restarts, e.g. how far it has read a mailbox.
+channel_state = Table(
+    "channel_state",
+    metadata,
+    Column("channel", Name, primary_key=True),
+    Column("key", Name, primary_key=True),
+    Column("value", JsonText, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
+def _evidence_tables_v2(meta: MetaData) -> tuple[Table, Table, Table, Table]:
+    """The chain and export tables as of schema version 2, defined on ``meta``.
+
+    Used by :data:`metadata` and by the version 2 migration. A later version that changes
+    these tables must first copy this function into its migration, frozen, as migrations are
+    never edited.
+    """
+    chain_table = Table(
+        "chain",
+        meta,
+        # Assigned by the writer holding the chain head's lock: consecutive, never reused.
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("kind", Name, nullable=False),
+        # Scope of the run (run and amendment entries); no foreign key: the entry outlives
+        # the run when retention purges it.
+        Column("run_id", String(36)),
+        Column("check_id", Name),
+        Column("target", Name),
+        Column("channel", Name),
+        Column("location", Name),
+        Column("slot_at", UtcDateTime),
+        Column("record_hash", String(64), nullable=False),
+        # Unique: two entries can never link to one predecessor (no fork).
+        Column("prev_hash", String(64), nullable=False, unique=True),
+        Column("entry_hash", String(64), nullable=False, unique=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("note", Text, nullable=False),
+        Column("detail", JsonText),  # the purge record (purge entries)
+        CheckConstraint("kind IN ('run', 'amendment', 'purge')", name="kind"),
+        Index(None, "run_id", "seq"),
+        Index(None, "slot_at"),
+        Index(None, "kind"),
+    )
+    head_table = Table(
+        "chain_head",
+        meta,
+        # One row, locked (SELECT ... FOR UPDATE) by every writer that appends an entry.
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("entry_hash", String(64), nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+        CheckConstraint("id = 1", name="single_row"),
+    )
+    exports_table = Table(
+        "exports",
+        meta,
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("exported_at", UtcDateTime, nullable=False),
+        Column("filters", JsonText, nullable=False),
+        Column("format", Name, nullable=False),
+        Column("manifest_sha256", String(64), nullable=False),
+        Column("chain_seq", BigInteger, nullable=False),
+        Column("chain_hash", String(64), nullable=False),
+        Column("runs", Integer, nullable=False),
+    )
+    exported_runs_table = Table(
+        "exported_runs",
+        meta,
+        Column("export_id", ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True),
+        # No foreign key: the record of an export outlives the runs it held.
+        Column("run_id", String(36), primary_key=True),
+        Column("record_hash", String(64), nullable=False),
+        Index(None, "run_id"),
+    )
+    return chain_table, head_table, exports_table, exported_runs_table
+
+
+chain, chain_head, exports, exported_runs = _evidence_tables_v2(metadata)
+
+#: Tables that belong to the store (schema_version aside), to recognise an unversioned store.
+STORE_TABLES = (
+    "runs",
+    "slots",
+    "messages",
+    "artifacts",
+    "channel_state",
+    "chain",
+    "chain_head",
+    "exports",
+    "exported_runs",
+)
+
+#: One step of the schema: upgrades an open transaction's database by one version.
+Migration = Callable[[Connection], None]
+
+
+def seed_chain_head(conn: Connection, now: datetime, table: Table = chain_head) -> None:
+    """The chain head of an empty chain: sequence 0, the genesis hash."""
+    conn.execute(insert(table).values(id=1, seq=0, entry_hash="0" * 64, updated_at=now))
+
+
+def _v2_evidence_chain(conn: Connection) -> None:
+    """Version 2: the evidence chain and the record of exports; seals the closed runs."""
+    frozen = MetaData(naming_convention=metadata.naming_convention)
+    # The foreign key of exported_runs needs no runs table here; create only the new tables.
+    new_tables = _evidence_tables_v2(frozen)
+    for table in new_tables:
+        table.create(conn)
+    now = datetime.now(UTC)
+    seed_chain_head(conn, now, new_tables[1])
+    # Imported here: the ledger builds on this module's tables.
+    from cxprobe.store.ledger import seal_closed_runs
+
+    seal_closed_runs(conn, now=now, note="sealed when the store was upgraded to schema 2")
+
+
+#: ``MIGRATIONS[i]`` upgrades a store from version ``i + 1`` to ``i + 2``. Append only: a
+#: released migration is never edited; :data:`metadata` is updated to the result alongside.
+MIGRATIONS: tuple[Migration, ...] = (_v2_evidence_chain,)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+def prepare_schema(
+    conn: Connection,
+    where: str,
+    *,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    now: datetime | None = None,
+) -> tuple[int, int]:
+    """Create, check or upgrade the schema inside the caller's (write) transaction.
+
+    Returns ``(version found, version now)``; ``0`` found means the store was just created.
+    ``where`` names the database in error messages (a path or a password-free URL).
+    """
+    latest = 1 + len(migrations)
+    applied_at = now or datetime.now(UTC)
+    inspector = inspect(conn)
+    if not inspector.has_table(schema_version.name):
+        existing = [name for name in STORE_TABLES if inspector.has_table(name)]
+        if existing:
+            raise SchemaVersionError(
+                f"the database {where} has tables {', '.join(existing)} but no schema_version "
+                "table: it was not created by cxprobe, or was damaged. Point monitor.store_url "
+                "at a new database file, or restore the store from a backup."
+            )
+        metadata.create_all(conn)
+        seed_chain_head(conn, applied_at)
+        conn.execute(insert(schema_version).values(version=latest, applied_at=applied_at))
+        return 0, latest
+    found = conn.execute(select(func.max(schema_version.c.version))).scalar_one_or_none()
+    if found is None or found < 1:
+        raise SchemaVersionError(
+            f"the database {where} has an empty or invalid schema_version table "
+            f"(found {found!r}). Restore the store from a backup, or point monitor.store_url "
+            "at a new database file."
+        )
+    if found > latest:
+        raise SchemaVersionError(
+            f"the evidence store {where} has schema version {found}, but this cxprobe knows "
+            f"versions up to {latest}: it was written by a newer cxprobe. Upgrade cxprobe to "
+            "that version (or newer), or point monitor.store_url at another database; do not "
+            "downgrade the file by hand."
+        )
+    for version in range(found, latest):
+        migrations[version - 1](conn)
+        conn.execute(insert(schema_version).values(version=version + 1, applied_at=applied_at))
+    return found, latest

@@ -1,0 +1,613 @@
+"""The phone channel: a Twilio call to a support line that walks its menu and listens.
+
+The probe places an outbound call from its own number (``channels.phone.from_number``) through
+the ``twilio`` package's async client, whose HTTP client (:mod:`probes.twilio.http`) sends the
+requests to the configured base URL only. Once the line answers, Twilio fetches TwiML from the
+monitor's webhook: a speech ``<Gather>`` that listens to the far end. Each thing heard comes
+back as a ``SpeechResult``; the probe classifies it, and answers with the next move of the menu
+path for the contact's expected queue (``<Play digits>`` or ``<Say>``) and another ``<Gather>``,
+until a person (or, after hours, the closed message or a voice bot) is heard. Then it says its
+closing line and hangs up.
+
+Timing (DESIGN.md "Timing semantics"): ``Sent.at`` is when the API accepted the call. The
+answer is timed by the status callback (``in-progress``), or by the TwiML fetch if that comes
+first. Each utterance is timed at its **start**: the first ``partialResultCallback`` Twilio
+posts while the far end is still speaking (``timing_method`` ``twilio-partial-speech``); if
+none came, at the final ``SpeechResult`` (``twilio-speech-result``, the end of the utterance).
+Post-dial delay (ringing), queue wait (last menu move to the person), duration and price are in
+the call's timeline, kept as evidence.
+
+Webhooks: every request is checked against ``X-Twilio-Signature`` with the auth token
+(``RequestValidator``) over the URL Twilio used (``webhook.public_url`` + path); a bad or missing
+signature gets 403, is logged and counted, and changes nothing. Without webhooks
+(``webhook.status_only``) the probe polls the call's status, measures time to answer only, hangs
+up once answered, and says so in the result.
+
+Classification of what is heard: the address's ``human`` patterns → ``human``; ``closed`` →
+``auto`` (the after-hours message); ``voicebot`` → ``bot``; anything else is the ``ivr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from twilio.twiml.voice_response import VoiceResponse
+
+from probes.base import (
+    ChannelServices,
+    ChannelType,
+    ChannelUnavailable,
+    Contact,
+    ContactRejected,
+    Evidence,
+    ProbeError,
+    ProviderError,
+    Reply,
+    Responder,
+    Sent,
+)
+from probes.phone.settings import IvrStep, PhoneAddress, PhoneChannelSettings
+from probes.rejections import Rejections
+from probes.twilio.http import RedirectingHttpClient, twilio_call, twilio_client
+
+#: Where the webhooks live on the monitor's HTTP server.
+WEBHOOK_PREFIX = "/webhooks/twilio"
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+#: After the probe's own hang-up TwiML, how long to wait for the call to end before forcing it.
+HANGUP_GRACE = 10.0
+#: How long to wait for the final status (and the price) once the call was ended.
+FINAL_STATUS_WAIT = 5.0
+#: After the call ended, how long a speech result for its last words may still arrive.
+END_GRACE = 2.0
+#: Status-only mode: consecutive failed polls tolerated before the run is an error.
+POLL_FAILURES = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    event: str  # dialled, initiated, ringing, answered, heard, pressed, said, hung up, ...
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "at": self.at.isoformat(timespec="milliseconds"),
+            "event": self.event,
+            "detail": self.detail,
+        }
+
+
+class PhoneChannel:
+    """The ``phone`` channel driver: one Twilio client, webhooks on the monitor's server."""
+
+    kind: ClassVar[str] = "phone"
+
+    def __init__(self, settings: PhoneChannelSettings, services: ChannelServices) -> None:
+        self.settings = settings
+        self._log = services.logger
+        self._webhooks = services.webhooks
+        self._calls: dict[str, PhoneConversation] = {}
+        self.lines = asyncio.Semaphore(settings.max_calls)
+        self._validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
+        self._http: RedirectingHttpClient | None = None
+        self._client: Client | None = None
+        self._rejections = Rejections(services.logger, services.on_rejected_webhook)
+        self.calls_placed = 0
+
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+        self._http, self._client = twilio_client(self.settings.twilio, self._log)
+        stack.push_async_callback(self._stop)
+        if not self.settings.webhook.status_only:
+            self._webhooks.routes.extend(
+                [
+                    web.post(f"{WEBHOOK_PREFIX}/voice/{{token}}", self._on_voice),
+                    web.post(f"{WEBHOOK_PREFIX}/gather/{{token}}", self._on_gather),
+                    web.post(f"{WEBHOOK_PREFIX}/partial/{{token}}", self._on_partial),
+                    web.post(f"{WEBHOOK_PREFIX}/status/{{token}}", self._on_status),
+                ]
+            )
+
+    async def _stop(self) -> None:
+        for conversation in list(self._calls.values()):
+            await conversation.close()
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "start() first"
+        return self._client
+
+    def webhook_base(self) -> str:
+        base = self.settings.webhook.public_url or self._webhooks.local_url
+        if base is None:
+            raise ChannelUnavailable(
+                "no URL for Twilio's webhooks: set channels.phone.webhook.public_url, or "
+                "channels.phone.webhook.status_only: true to measure time to answer only"
+            )
+        return base.rstrip("/")
+
+    async def open(self, address: PhoneAddress, token: str) -> PhoneConversation:
+        # A line is held from dialling to hang-up: calls in progress never exceed max_calls.
+        await self.lines.acquire()
+        return PhoneConversation(self, address, token)
+
+    async def resume(self, address: PhoneAddress, token: str, sent: Sent) -> PhoneConversation:
+        raise ChannelUnavailable("a phone call cannot be resumed after a restart")
+
+    def health(self) -> Mapping[str, Any]:
+        return {
+            "api_base_url": self.settings.twilio.api_base_url,
+            "mode": "status-only" if self.settings.webhook.status_only else "webhooks",
+            "calls_in_progress": len(self._calls),
+            "max_calls": self.settings.max_calls,
+            "calls_placed": self.calls_placed,
+            "api_retries": self._http.retries if self._http is not None else 0,
+            "rejected_webhooks": self._rejections.count,
+        }
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    async def _verified(self, request: web.Request) -> dict[str, str] | None:
+        form = await request.post()
+        params = {key: str(value) for key, value in form.items()}
+        url = self.webhook_base() + request.path_qs
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if signature and self._validator.validate(url, params, signature):
+            return params
+        self._rejections.record(
+            f"{'invalid' if signature else 'missing'} X-Twilio-Signature",
+            path=request.path,
+            remote=request.remote,
+        )
+        return None
+
+    def _conversation(self, request: web.Request) -> PhoneConversation | None:
+        return self._calls.get(request.match_info["token"])
+
+    async def _on_voice(self, request: web.Request) -> web.Response:
+        params = await self._verified(request)
+        if params is None:
+            return _forbidden()
+        conversation = self._conversation(request)
+        if conversation is None:
+            return _twiml(_hang_up())  # a call this process did not place (or has given up)
+        return _twiml(conversation.on_answered(params))
+
+    async def _on_gather(self, request: web.Request) -> web.Response:
+        params = await self._verified(request)
+        if params is None:
+            return _forbidden()
+        conversation = self._conversation(request)
+        if conversation is None:
+            return _twiml(_hang_up())
+        return _twiml(conversation.on_speech(params))
+
+    async def _on_partial(self, request: web.Request) -> web.Response:
+        params = await self._verified(request)
+        if params is None:
+            return _forbidden()
+        conversation = self._conversation(request)
+        if conversation is not None:
+            conversation.on_partial_speech(request.query.get("turn", ""))
+        return web.Response(status=204)
+
+    async def _on_status(self, request: web.Request) -> web.Response:
+        params = await self._verified(request)
+        if params is None:
+            return _forbidden()
+        conversation = self._conversation(request)
+        if conversation is not None:
+            conversation.on_status(params.get("CallStatus", ""), params)
+        return web.Response(status=204)
+
+
+class PhoneConversation:
+    """One call: placed by ``send``, driven by webhooks (or status polls), ended by ``close``."""
+
+    def __init__(self, channel: PhoneChannel, address: PhoneAddress, token: str) -> None:
+        self._channel = channel
+        self._settings = channel.settings
+        self._log = channel._log
+        self.address = address
+        self.token = token
+        self._events: asyncio.Queue[Reply | ProbeError | None] = asyncio.Queue()
+        self._timeline: list[TimelineEntry] = []
+        self._steps: list[IvrStep] = []
+        self.call_sid: str | None = None
+        self._answered = False
+        self._utterance_started: datetime | None = None
+        self._turn = 0  # listening turns (<Gather>s) so far; partial results name theirs
+        self._heard = 0
+        self._last_move_at: datetime | None = None
+        self._ending = False  # the probe has said goodbye / hung up
+        self._final_status: str | None = None
+        self._finished = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+        self._human = [re.compile(p, re.IGNORECASE) for p in address.human]
+        self._closed_message = [re.compile(p, re.IGNORECASE) for p in address.closed]
+        self._voicebot = [re.compile(p, re.IGNORECASE) for p in address.voicebot]
+
+    # -- placing the call ------------------------------------------------------------------
+
+    async def send(self, contact: Contact) -> Sent:
+        if self.call_sid is not None:
+            return await self.follow_up(contact)
+        self._steps = list(self.address.path_to(contact.expected_queue))
+        settings = self._settings
+        options: dict[str, Any] = {
+            "to": self.address.number,
+            "from_": settings.from_number,
+            "timeout": settings.ring_timeout,
+            "time_limit": settings.max_call_seconds,
+        }
+        if settings.webhook.status_only:
+            # Nothing to say: the call is hung up as soon as it is answered, and cut by Twilio
+            # within a minute should this process be gone by then.
+            options["twiml"] = '<Response><Pause length="60"/></Response>'
+            options["time_limit"] = 60
+        else:
+            options.update(
+                url=self._url("voice"),
+                method="POST",
+                status_callback=self._url("status"),
+                status_callback_event=STATUS_EVENTS,
+                status_callback_method="POST",
+            )
+        # Registered first: the first webhook can arrive before create() returns.
+        self._channel._calls[self.token] = self
+        try:
+            call = await self._api(
+                "place the call", self._channel.client.calls.create_async(**options)
+            )
+        except BaseException:
+            self._channel._calls.pop(self.token, None)
+            raise
+        at = utc_now()
+        self.call_sid = str(call.sid)
+        self._channel.calls_placed += 1
+        self._note("dialled", f"{self.address.number} from {settings.from_number} ({call.sid})")
+        if settings.webhook.status_only:
+            self._poller = asyncio.create_task(self._poll_status(), name=f"poll:{call.sid}")
+        path = " → ".join(_describe(step) for step in self._steps) or "(listen only)"
+        return Sent(
+            at=at,
+            external_id=self.call_sid,
+            text=f"call {self.address.number}; menu path: {path}",
+            resume_state={
+                "call_sid": self.call_sid,
+                "mode": "status-only" if settings.webhook.status_only else "webhooks",
+            },
+        )
+
+    async def follow_up(self, contact: Contact) -> Sent:
+        raise ProviderError("a phone call has no follow-up messages")
+
+    def _url(self, kind: str) -> str:
+        return f"{self._channel.webhook_base()}{WEBHOOK_PREFIX}/{kind}/{self.token}"
+
+    async def _api(self, what: str, request: Any) -> Any:
+        return await twilio_call(what, request, self._settings.twilio.api_base_url)
+
+    # -- what the line does (webhooks) -----------------------------------------------------
+
+    def on_status(self, status: str, params: Mapping[str, str]) -> None:
+        if not status or status == self._final_status:
+            return
+        if status == "in-progress":
+            self._mark_answered()
+            return
+        if status in ("queued", "initiated", "ringing"):
+            self._note(status)
+            return
+        if status not in FINAL_STATUSES or self._final_status is not None:
+            return
+        self._final_status = status
+        duration = params.get("CallDuration")
+        self._note("ended", f"{status}" + (f", {duration} s" if duration else ""))
+        self._finished.set()
+        if status == "busy":
+            self._fail(ContactRejected("the support line was busy"))
+        elif status == "no-answer":
+            self._fail(
+                ContactRejected(
+                    f"the support line did not answer within {self._settings.ring_timeout}s"
+                )
+            )
+        elif status == "failed":
+            self._fail(ProviderError("Twilio could not place the call (status failed)"))
+        else:
+            # Nothing more will be heard, once a result for the last words (posted after the
+            # hang-up) has had a moment to arrive.
+            asyncio.get_running_loop().call_later(END_GRACE, self._events.put_nowait, None)
+
+    def on_answered(self, params: Mapping[str, str]) -> str:
+        self._mark_answered()
+        return self._listen()
+
+    def on_partial_speech(self, turn: str) -> None:
+        # A late partial result of an earlier turn must not start this turn's utterance.
+        if turn == str(self._turn) and self._utterance_started is None:
+            self._utterance_started = utc_now()
+
+    def on_speech(self, params: Mapping[str, str]) -> str:
+        heard_at = utc_now()
+        started, self._utterance_started = self._utterance_started, None
+        text = " ".join(params.get("SpeechResult", "").split())
+        if not text:
+            return _hang_up() if self._ending else self._listen()
+        responder = self._classify(text)
+        self._heard += 1
+        self._note("heard", f"{responder}: {text}", at=started or heard_at)
+        self._events.put_nowait(
+            Reply(
+                observed_at=heard_at,
+                arrived_at=started or heard_at,
+                timing_method="twilio-partial-speech" if started else "twilio-speech-result",
+                sender=self.address.number,
+                text=text,
+                responder=responder,
+                external_id=f"{self.call_sid}:heard:{self._heard}",
+                headers={"Call-Event": "speech", "Confidence": params.get("Confidence", "")},
+                thread_keys=frozenset({self.token}),
+            )
+        )
+        if responder is Responder.HUMAN and self._last_move_at is not None:
+            wait = ((started or heard_at) - self._last_move_at).total_seconds()
+            self._note("queue wait", f"{wait:.1f} s from the last menu move to the person")
+        if responder is Responder.HUMAN:
+            return self._say_goodbye()
+        if responder is not Responder.IVR:
+            # A closed message or a voice bot: keep listening (a bot may hand over to a
+            # person); the run's verdict decides, and close() ends the call.
+            return self._listen()
+        return self._next_move(text)
+
+    def _classify(self, text: str) -> Responder:
+        # Bots and closed messages first: "how can I help" is a voice bot's line too.
+        if any(p.search(text) for p in self._voicebot):
+            return Responder.BOT
+        if any(p.search(text) for p in self._closed_message):
+            return Responder.AUTO
+        if any(p.search(text) for p in self._human):
+            return Responder.HUMAN
+        return Responder.IVR
+
+    def _next_move(self, heard: str) -> str:
+        response = VoiceResponse()
+        if self._steps:
+            step = self._steps[0]
+            if step.when is None or re.search(step.when, heard, re.IGNORECASE):
+                self._steps.pop(0)
+                if step.digits is not None:
+                    response.play(digits=step.digits)
+                    self._note("pressed", step.digits)
+                else:
+                    response.say(step.say)
+                    self._note("said", step.say or "")
+                self._last_move_at = utc_now()
+        self._gather(response)
+        return str(response)
+
+    def _listen(self) -> str:
+        response = VoiceResponse()
+        self._gather(response)
+        return str(response)
+
+    def _gather(self, response: VoiceResponse) -> None:
+        self._turn += 1
+        self._utterance_started = None
+        response.gather(
+            input="speech",
+            action=self._url("gather"),
+            method="POST",
+            timeout=self._settings.listen_timeout,
+            speech_timeout="auto",
+            action_on_empty_result=True,
+            partial_result_callback=f"{self._url('partial')}?turn={self._turn}",
+            partial_result_callback_method="POST",
+        )
+
+    def _say_goodbye(self) -> str:
+        self._ending = True
+        response = VoiceResponse()
+        response.say(self._settings.closing_line)
+        response.hangup()
+        self._note("hung up", "by the probe, after its closing line")
+        return str(response)
+
+    def _mark_answered(self) -> None:
+        if self._answered:
+            return
+        self._answered = True
+        at = utc_now()
+        self._note("answered", at=at)
+        self._events.put_nowait(
+            Reply(
+                observed_at=at,
+                arrived_at=at,
+                timing_method="twilio-status-poll"
+                if self._settings.webhook.status_only
+                else "twilio-webhook",
+                sender=self.address.number,
+                text="(the call was answered)",
+                responder=Responder.IVR
+                if not self._settings.webhook.status_only
+                else Responder.UNKNOWN,
+                external_id=f"{self.call_sid}:answered",
+                headers={
+                    "Call-Event": "answered",
+                    **(
+                        {"Measured": "time to answer only (status-only mode)"}
+                        if self._settings.webhook.status_only
+                        else {}
+                    ),
+                },
+                thread_keys=frozenset({self.token}),
+            )
+        )
+
+    def _fail(self, error: ProbeError) -> None:
+        self._note("failed", str(error))
+        self._events.put_nowait(error)
+
+    def _note(self, event: str, detail: str = "", *, at: datetime | None = None) -> None:
+        self._timeline.append(TimelineEntry(at or utc_now(), event, detail))
+
+    # -- status-only mode ------------------------------------------------------------------
+
+    async def _poll_status(self) -> None:
+        assert self.call_sid is not None
+        call = self._channel.client.calls(self.call_sid)
+        interval = self._settings.webhook.poll_interval
+        failures = 0
+        while self._final_status is None:
+            await asyncio.sleep(interval)
+            try:
+                fetched = await self._api("poll the call", call.fetch_async())
+                status = str(fetched.status)
+                duration = str(fetched.duration or "")
+                answered = status == "in-progress" or (
+                    status == "completed" and duration not in ("", "0")
+                )
+                if answered and not self._answered:
+                    self.on_status("in-progress", {})
+                if status == "in-progress":
+                    self._ending = True
+                    self._note("hung up", "by the probe: status-only mode measures the answer")
+                    await self._api("hang up", call.update_async(status="completed"))
+                else:
+                    self.on_status(status, {"CallDuration": duration})
+                failures = 0
+            except ProbeError as exc:
+                failures += 1
+                if failures >= POLL_FAILURES:
+                    self._fail(exc)
+                    return
+                self._log.warning(
+                    "status poll failed; retrying",
+                    extra={"call_sid": self.call_sid, "error": str(exc)},
+                )
+            except Exception as exc:  # a bug here must end the run, not hang it
+                self._fail(
+                    ChannelUnavailable(f"status polling stopped: {type(exc).__name__}: {exc}")
+                )
+                return
+
+    # -- replies and the end ---------------------------------------------------------------
+
+    async def replies(self) -> AsyncIterator[Reply]:
+        while True:
+            item = await self._events.get()
+            if item is None:
+                self._events.put_nowait(None)
+                return  # the call ended: nothing more can be heard
+            if isinstance(item, ProbeError):
+                self._events.put_nowait(item)
+                raise item
+            yield item
+
+    async def close(self) -> list[Evidence]:
+        """End the call if it is still up, then hand back its timeline and what was heard."""
+        if self._closed:
+            return []
+        self._closed = True
+        try:
+            await self._end_call()
+        finally:
+            if self._poller is not None:
+                self._poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._poller
+            self._channel._calls.pop(self.token, None)
+            self._channel.lines.release()
+        return self._evidence()
+
+    async def _end_call(self) -> None:
+        if self.call_sid is None:
+            return
+        call = self._channel.client.calls(self.call_sid)
+        if self._final_status is None and self._ending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HANGUP_GRACE):
+                    await self._finished.wait()
+        if self._final_status is None:
+            self._note("hung up", "by the probe, at the end of the run")
+            try:
+                # "completed" ends a call in any state ("canceled" only one not yet answered).
+                await self._api("hang up", call.update_async(status="completed"))
+            except ProbeError as exc:
+                self._log.warning(
+                    "could not hang up", extra={"call_sid": self.call_sid, "error": str(exc)}
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FINAL_STATUS_WAIT):
+                    await self._finished.wait()
+        try:
+            fetched = await self._api("fetch the call", call.fetch_async())
+        except ProbeError as exc:
+            self._note("no price", str(exc))
+            return
+        if str(fetched.status) not in FINAL_STATUSES:
+            self._log.error(
+                "the call is still up after hanging up; Twilio ends it at its time limit",
+                extra={"call_sid": self.call_sid, "status": str(fetched.status)},
+            )
+        price = f"{fetched.price} {fetched.price_unit}" if fetched.price is not None else "unknown"
+        self._note("billed", f"{fetched.duration or 0} s, price {price} (Twilio may price later)")
+
+    def _evidence(self) -> list[Evidence]:
+        timeline = [entry.as_dict() for entry in sorted(self._timeline, key=lambda e: e.at)]
+        document = {"call_sid": self.call_sid, "to": self.address.number, "timeline": timeline}
+        return [
+            Evidence(
+                "call-timeline",
+                "application/json",
+                json.dumps(document, indent=2, ensure_ascii=False).encode(),
+            )
+        ]
+
+
+def _describe(step: IvrStep) -> str:
+    return f"press {step.digits}" if step.digits is not None else f"say {step.say!r}"
+
+
+def _hang_up() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def _twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="application/xml")
+
+
+def _forbidden() -> web.Response:
+    return web.Response(status=403, text="invalid or missing X-Twilio-Signature")
+
+
+PHONE = ChannelType(
+    kind="phone",
+    settings_model=PhoneChannelSettings,
+    address_model=PhoneAddress,
+    create=PhoneChannel,
+    resumable=False,
+    needs_http=True,
+)

@@ -1,0 +1,146 @@
+"""Configuration models of the phone channel (``channels.phone`` and a target's phone line)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from probes.settings import Strict, valid_regex
+from probes.twilio.account import TwilioAccount, e164
+
+
+class WebhookSettings(Strict):
+    """How Twilio reaches the monitor (status callbacks, speech results)."""
+
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^?#]+[^/?#]$",
+        description="The monitor's HTTP server as Twilio reaches it, e.g. "
+        "https://cxprobe.example.com (a reverse proxy in front of monitor.http); default: the "
+        "server's own address, which only a local sandbox can reach.",
+    )
+    status_only: bool = Field(
+        default=False,
+        description="No webhooks at all (sites that cannot expose one): poll the call's status "
+        "and measure time to answer only.",
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="Status-only mode: seconds between status polls."
+    )
+
+
+class PhoneChannelSettings(Strict):
+    """The ``channels.phone`` section."""
+
+    twilio: TwilioAccount
+    from_number: str = Field(description="The probe's own number (E.164).")
+    webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    max_call_seconds: int = Field(
+        default=900, ge=30, le=14400, description="Hard limit on a call's length (TimeLimit)."
+    )
+    max_calls: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Calls in progress at once (each holds a line and an agent at the target; "
+        "keep it within the Twilio account's concurrency).",
+    )
+    ring_timeout: int = Field(
+        default=60, ge=5, le=600, description="Seconds to let the line ring before giving up."
+    )
+    listen_timeout: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="Seconds of silence after which one listening turn ends (and another starts).",
+    )
+    closing_line: str = Field(
+        default="Thank you, that is all I needed. This was an automated test call. Goodbye.",
+        description="Said once the probe has what it needs, before it hangs up.",
+    )
+
+    @field_validator("from_number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        return e164(value)
+
+
+class IvrStep(Strict):
+    """One move through a phone menu, made once a prompt has been heard."""
+
+    digits: str | None = Field(
+        default=None,
+        pattern=r"^[0-9*#wW]+$",
+        description="Keys to press; w waits 0.5 s, W 1 s (e.g. 'w1').",
+    )
+    say: str | None = Field(default=None, description="Words to say (speech menus).")
+    when: str | None = Field(
+        default=None,
+        description="Act only once a prompt matches this regular expression (else the next "
+        "prompt heard).",
+    )
+
+    @field_validator("when")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return None if value is None else valid_regex(value)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> IvrStep:
+        if (self.digits is None) == (self.say is None):
+            raise ValueError("give exactly one of 'digits' (e.g. '1') or 'say' (e.g. 'billing')")
+        return self
+
+
+#: Phrases that, in most support lines, only a person says.
+DEFAULT_HUMAN = [
+    r"\b(speaking|you'?re through to|how (can|may) I help|my name is|this is \w+ (from|in))\b"
+]
+
+
+class PhoneAddress(Strict):
+    """A target's ``channels.phone`` section: the number, its menu, and what its voices say."""
+
+    number: str = Field(description="The support line (E.164).")
+    ivr: dict[str, list[IvrStep]] = Field(
+        default_factory=dict,
+        description="The menu path to each queue (a target queue id), used for contacts expected "
+        "there; 'default' for the rest. An empty path just listens.",
+    )
+    human: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_HUMAN),
+        min_length=1,
+        description="Regular expressions on what is heard that mark a person answering.",
+    )
+    closed: list[str] = Field(
+        default_factory=lambda: [
+            r"\b(we are|we're|office is|lines are) (now |currently )?closed\b",
+            r"\boutside (of )?(our )?(opening|business|office) hours\b",
+            r"\bplease call (us )?(back|again) (then|later|during|between|when|on|tomorrow)\b",
+        ],
+        description="Regular expressions marking the after-hours closed message (auto).",
+    )
+    voicebot: list[str] = Field(
+        default_factory=list, description="Regular expressions marking a voice bot (bot)."
+    )
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        return e164(value)
+
+    @field_validator("human", "closed", "voicebot")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        return [valid_regex(pattern) for pattern in value]
+
+    def path_to(self, queue: str | None) -> list[IvrStep]:
+        if queue is not None and queue in self.ivr:
+            return self.ivr[queue]
+        return self.ivr.get("default", [])
+
+    def check_against(self, settings: PhoneChannelSettings | None) -> str | None:
+        if settings is None:
+            return "the target has a phone number but there is no 'channels.phone' section"
+        if self.number == settings.from_number:
+            return "the target's number is the probe's own number (channels.phone.from_number)"
+        return None

@@ -1,0 +1,297 @@
+"""The generic messaging peer: a platform with a send API whose replies come by webhook.
+
+    async with GenericPeer(settings, workdir=tmp, hours=profile.business_hours,
+                           zone=profile.zone, clock=DeskClock(offset)) as peer:
+        POST peer.send_url  (Bearer settings.access_token)  -> 201 {"message_id": ...}
+        ... replies arrive, signed, at settings.webhook_url (or peer.set_webhook_url(...))
+        await peer.wait_for(lambda e: e["event"] == "reply_sent")
+
+It stands for a helpdesk's or a social network's messaging API (sandbox/generic/api.py
+for the request, sandbox/generic/webhook.py for the Messenger-like reply event). The team
+behind the brand's page answers like the Twilio lines do (sandbox/reply_team.py): the bot, then
+a routed agent, each a sampled latency after the message was accepted; after hours only the bot;
+an outage nothing. `reply_sent.at` is the instant the reply exists and its webhook POST starts
+(also the event's `timestamp`). A failing webhook is a `webhook_error`; a reply with no webhook
+configured is a `reply_dropped`, since on such a platform nobody would ever see it.
+
+It owns its HTTP server (127.0.0.1), webhook session, random stream, reply tasks and its
+ground-truth log (`generic_ground_truth.jsonl`); all of them stop when the block ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import secrets
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp import web
+
+from sandbox.clock import DeskClock, Period, WeeklyHours, iso_utc, real_now
+from sandbox.generic.api import SEND_PATH, Accepted, Inbound, PeerFaults, build_app
+from sandbox.generic.profile import GenericPeerSettings
+from sandbox.generic.webhook import PeerWebhookError, post_event, reply_event
+from sandbox.ground_truth import Event, EventName, GroundTruthLog
+from sandbox.net import LOOPBACK
+from sandbox.reply_team import Plan, PlannedReply, ReplyPlanner, find_token
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+def new_message_id() -> str:
+    return "m_" + secrets.token_urlsafe(18)
+
+
+class GenericPeer:
+    host: str = LOOPBACK
+
+    def __init__(
+        self,
+        settings: GenericPeerSettings,
+        *,
+        workdir: Path,
+        hours: WeeklyHours | None = None,
+        zone: ZoneInfo | None = None,
+        clock: DeskClock | None = None,
+        seed: int = 0,
+    ) -> None:
+        """hours, zone and clock are the profile's top-level ones (default: always open, UTC)."""
+        self.settings = settings
+        self.workdir = Path(workdir).resolve()
+        all_week = ["00:00-24:00"]
+        self._hours = hours or WeeklyHours.model_validate(
+            {day: all_week for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+        )
+        self._zone = zone or ZoneInfo("UTC")
+        self._clock = clock or DeskClock()
+        self._planner = ReplyPlanner(settings, random.Random(f"{seed}:generic_peer"))
+        self.faults = PeerFaults(settings.faults)
+        self._outage = settings.outage
+        self._webhook_url = settings.webhook_url
+        self._received = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stack = AsyncExitStack()
+        self._log: GroundTruthLog | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._port: int | None = None
+
+    # -- addresses ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._started(self._port)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def send_url(self) -> str:
+        return f"{self.base_url}{SEND_PATH}"
+
+    @property
+    def control_url(self) -> str:
+        return f"{self.base_url}/_control"
+
+    @property
+    def ground_truth_path(self) -> Path:
+        return self.workdir / "generic_ground_truth.jsonl"
+
+    # -- what happened -----------------------------------------------------------------
+
+    def ground_truth(self) -> list[Event]:
+        return self._started(self._log).events()
+
+    async def wait_for(self, predicate: Callable[[Event], bool], count: int = 1) -> list[Event]:
+        """Wait (bound it with asyncio.timeout) until count events match; returns all matches."""
+        return await self._started(self._log).wait_for(predicate, count)
+
+    # -- switches ----------------------------------------------------------------------
+
+    def set_webhook_url(self, url: str | None) -> None:
+        """Where replies are POSTed from now on; None: nowhere (they are dropped)."""
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        self._webhook_url = url
+
+    def set_outage(self, on: bool) -> None:
+        self._outage = on
+
+    def rate_limit(self, count: int, retry_after: int = 1) -> None:
+        self.faults.rate_limit(count, retry_after)
+
+    def server_error(self, count: int, status: int = 500) -> None:
+        if status not in (500, 503):
+            raise ValueError(f"status must be 500 or 503, not {status}")
+        self.faults.server_error(count, 503 if status == 503 else 500)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        self._clock.offset_seconds = seconds
+
+    def period_now(self) -> Period:
+        return self._hours.period_at(self._clock.now(), self._zone)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **self.faults.state(),
+            "outage": self._outage,
+            "webhook_url": self._webhook_url,
+            "page_id": self.settings.page_id,
+            "clock_offset_seconds": self._clock.offset_seconds,
+            "desk_time": self._clock.now().astimezone(self._zone).isoformat(),
+            "period": self.period_now(),
+            "send_url": self.send_url,
+            "messages_received": self._received,
+            "pending_replies": len(self._tasks),
+            "ground_truth_path": str(self.ground_truth_path),
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> GenericPeer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._log = GroundTruthLog(self.ground_truth_path)
+            self._stack.callback(self._log.close)
+            self._session = await self._stack.enter_async_context(aiohttp.ClientSession())
+            app = build_app(self, self.settings.access_token, self.settings.page_id)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            self._stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, self.host, self.settings.port)
+            await site.start()
+            self._port = runner.addresses[0][1]
+            # Registered last, so it runs first: replies stop before the server and session go.
+            self._stack.push_async_callback(self._cancel_replies)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _cancel_replies(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the page receives -------------------------------------------------------------
+
+    def accept(self, inbound: Inbound) -> Accepted:
+        """A customer message the API accepted: record it and plan the team's replies."""
+        received_at = real_now()
+        message_id = new_message_id()
+        period = self.period_now()
+        token = find_token(inbound.text, inbound.ref)
+        plan = self._planner.plan(inbound.text, period, token=token, silent=self._outage)
+        self._received += 1
+        self._write_truth(
+            "message_received",
+            at=received_at,
+            message_id=message_id,
+            channel="generic",
+            sender=inbound.sender_id,
+            recipient=self.settings.page_id,
+            body=inbound.text,
+            ref=inbound.ref,
+            token=token,
+            period=period,
+            queue=plan.queue,
+            intended_queue=plan.intended_queue,
+            outage=self._outage,
+            replies=[reply.responder for reply in plan.replies],
+        )
+        received = asyncio.get_running_loop().time()
+        for reply in plan.replies:
+            # Against an absolute deadline, so one reply's webhook does not delay the next.
+            coro = self._reply(message_id, inbound, token, plan, reply, received + reply.delay)
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_log_crash)
+        return Accepted(message_id, iso_utc(received_at))
+
+    async def _reply(
+        self,
+        message_id: str,
+        inbound: Inbound,
+        token: str | None,
+        plan: Plan,
+        reply: PlannedReply,
+        deadline: float,
+    ) -> None:
+        await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
+        mid = new_message_id()
+        url = self._webhook_url
+        fields: dict[str, Any] = {
+            "message_id": mid,
+            "channel": "generic",
+            "responder": reply.responder,
+            "queue": reply.queue,
+            "intended_queue": reply.intended_queue,
+            "agent": reply.agent,
+            "body": reply.body,
+            "in_reply_to": message_id,
+            "in_reply_to_token": token,
+            "period": plan.period,
+            "to": inbound.sender_id,
+            "webhook": url,
+        }
+        if self._outage:  # an outage began while the reply was being written
+            self._write_truth("reply_dropped", reason="outage", **fields)
+            return
+        if url is None:
+            self._write_truth("reply_dropped", reason="no webhook_url configured", **fields)
+            return
+        sent_at = real_now()
+        self._write_truth("reply_sent", at=sent_at, **fields)
+        event = reply_event(
+            page_id=self.settings.page_id,
+            customer_id=inbound.sender_id,
+            mid=mid,
+            text=reply.body,
+            responder=reply.responder,
+            sent_at=sent_at,
+        )
+        try:
+            await post_event(self._started(self._session), url, self.settings.app_secret, event)
+        except PeerWebhookError as err:
+            log.warning("generic peer: reply %s not delivered: %s", mid, err)
+            self._write_truth("webhook_error", message_id=mid, url=url, message=str(err))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _write_truth(self, event: EventName, *, at: datetime | None = None, **fields: Any) -> None:
+        entry: Event = {"event": event, "at": iso_utc(at or real_now())}
+        entry.update(fields)
+        with contextlib.suppress(ValueError):  # the log is closed once the peer has stopped
+            self._started(self._log).append(entry)
+
+    @staticmethod
+    def _started(part: _T | None) -> _T:
+        if part is None:
+            raise RuntimeError("the generic peer is not running; use `async with GenericPeer`")
+        return part
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a generic peer reply crashed", exc_info=task.exception())

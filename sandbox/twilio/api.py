@@ -1,0 +1,362 @@
+"""The HTTP face of the Twilio sandbox: the Calls and Messages REST subsets and `/_control`.
+
+Every REST request goes through the same steps, in Twilio's order as far as it is visible:
+match the path and method in the spec (404/405), check the parameters (every break recorded as
+a violation), authenticate (401), apply request faults (429/5xx), answer 400 for the breaks,
+then run the operation. Errors have Twilio's JSON shape: code, message, more_info, status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+
+from sandbox.ground_truth import Event
+from sandbox.twilio.calls import CallBook, CallSimulation
+from sandbox.twilio.executor import Fetch, Inline
+from sandbox.twilio.faults import Faults
+from sandbox.twilio.profile import TwilioSettings
+from sandbox.twilio.resource import CallRequest
+from sandbox.twilio.spec import Matched, Problem, SpecMismatch, TwilioSpec, Violation
+
+if TYPE_CHECKING:  # it imports twilio_error from here
+    from sandbox.twilio.messages_api import MessagesApi
+
+CONTROL_PREFIX = "/_control/"
+_DEFAULT_PAGE_SIZE = 50
+
+# Twilio error codes.
+AUTHENTICATE = 20003
+METHOD_NOT_ALLOWED = 20004
+NOT_FOUND = 20404
+UNKNOWN_PARAMETER = 20001
+CALLS_RESOURCE = 21200
+NOT_IN_PROGRESS = 21220
+
+
+def twilio_error(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status=status,
+        headers=headers,
+    )
+
+
+class Controls(Protocol):
+    """What `/_control` needs from the sandbox."""
+
+    faults: Faults
+
+    def state(self) -> dict[str, Any]: ...
+    def set_clock_offset(self, seconds: float) -> None: ...
+    def ground_truth(self) -> list[Event]: ...
+    @property
+    def violations(self) -> list[Violation]: ...
+
+
+class RestApi:
+    def __init__(
+        self,
+        spec: TwilioSpec,
+        settings: TwilioSettings,
+        faults: Faults,
+        calls: CallBook,
+        report: Callable[[Violation], None],
+        messages: MessagesApi | None = None,
+    ) -> None:
+        self._spec = spec
+        self._settings = settings
+        self._faults = faults
+        self._calls = calls
+        self._report = report
+        self._messages = messages  # None: the profile has no messaging: section
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return twilio_error(
+                404, NOT_FOUND, f"no control endpoint {request.method} {request.path}"
+            )
+        try:
+            matched = self._spec.match(request.method, request.path)
+        except SpecMismatch as err:
+            self._report(
+                Violation("request", _mismatch_code(err), err.message, request.method, request.path)
+            )
+            return twilio_error(err.status, _mismatch_code(err), err.message)
+        query = list(request.query.items())
+        form, body_problem = await _read_form(request)
+        problems = self._spec.check(matched, query, form, request.content_type if form else None)
+        if body_problem is not None:
+            problems.insert(0, body_problem)
+        operation = matched.operation.operation_id
+        for problem in problems:
+            self._report(
+                Violation(
+                    "request",
+                    _problem_code(problem),
+                    problem.message,
+                    request.method,
+                    request.path,
+                    operation,
+                    problem.parameter,
+                    problem.rule,
+                )
+            )
+        if not self._authenticated(request):
+            return twilio_error(
+                401,
+                AUTHENTICATE,
+                "Authenticate",
+                headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
+            )
+        fault = self._faults.take_request_fault()
+        if fault is not None:
+            headers = None if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return twilio_error(fault.status, fault.code, fault.message, headers)
+        if any(p.location == "path" for p in problems):
+            # Twilio answers a malformed SID like an unknown one.
+            return _not_found(request.path)
+        if problems:
+            return twilio_error(
+                400, _problem_code(problems[0]), "; ".join(p.message for p in problems)
+            )
+        if matched.path_values.get("AccountSid") != self._settings.account_sid:
+            return _not_found(request.path)
+        return await self._dispatch(request, matched, query, form)
+
+    def _authenticated(self, request: web.Request) -> bool:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(user, self._settings.account_sid) and hmac.compare_digest(
+            password, self._settings.auth_token
+        )
+
+    # -- operations --------------------------------------------------------------------
+
+    async def _dispatch(
+        self,
+        request: web.Request,
+        matched: Matched,
+        query: list[tuple[str, str]],
+        form: list[tuple[str, str]],
+    ) -> web.StreamResponse:
+        operation = matched.operation.operation_id
+        account = self._settings.account_sid
+        if operation == "CreateCall":
+            call_request = CallRequest.from_form(form)
+            if call_request.url is None and call_request.twiml is None:
+                return twilio_error(
+                    400,
+                    CALLS_RESOURCE,
+                    "the sandbox does not simulate Applications (ApplicationSid); "
+                    "pass Url or Twiml",
+                )
+            call = self._calls.create(account, call_request)
+            return web.json_response(call.resource(), status=201)
+        if operation == "ListCall":
+            return web.json_response(self._list(request.path, query))
+        if operation in ("FetchCall", "UpdateCall"):
+            simulation = self._calls.get(matched.path_values["Sid"])
+            if simulation is None:
+                return _not_found(request.path)
+            if operation == "UpdateCall":
+                problem = await self._update(simulation, dict(form))
+                if problem is not None:
+                    return problem
+            return web.json_response(simulation.call.resource())
+        if self._messages is not None:
+            answer = self._messages.handle(
+                operation, account, request.path, matched.path_values, query, form
+            )
+            if answer is not None:
+                return answer
+        hint = ""
+        if operation in ("CreateMessage", "FetchMessage", "ListMessage"):
+            hint = "; add a messaging: section to the sandbox profile"
+        return twilio_error(
+            404,
+            NOT_FOUND,
+            f"{operation} ({matched.operation.method} {matched.operation.template}) is in "
+            f"Twilio's API but not simulated by the sandbox{hint}",
+        )
+
+    async def _update(
+        self, simulation: CallSimulation, form: dict[str, str]
+    ) -> web.Response | None:
+        status = form.get("Status")
+        if status is not None:  # the spec allows only completed and canceled
+            await simulation.hang_up("canceled" if status == "canceled" else "completed")
+            return None
+        url, twiml = form.get("Url"), form.get("Twiml")
+        if url is None and twiml is None:
+            return None
+        document = (
+            Fetch(url, "GET" if form.get("Method") == "GET" else "POST")
+            if url is not None
+            else Inline(twiml or "")
+        )
+        if not simulation.redirect(document):
+            return twilio_error(400, NOT_IN_PROGRESS, "Call is not in-progress. Cannot redirect.")
+        return None
+
+    def _list(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        filters = dict(query)
+        size = int(filters.get("PageSize", _DEFAULT_PAGE_SIZE))
+        page = int(filters.get("Page", 0))
+        calls = [
+            call
+            for call in reversed(self._calls.records())  # Twilio lists the newest first
+            if filters.get("To", call.request.to) == call.request.to
+            and filters.get("From", call.request.from_) == call.request.from_
+            and filters.get("Status", call.status) == call.status
+        ]
+        start = page * size
+        shown = calls[start : start + size]
+        kept = [(k, v) for k, v in query if k not in ("Page", "PageSize", "PageToken")]
+
+        def page_uri(number: int) -> str:
+            return f"{path}?{urlencode([*kept, ('PageSize', str(size)), ('Page', str(number))])}"
+
+        last_page = max(0, math.ceil(len(calls) / size) - 1)
+        return {
+            "calls": [call.resource() for call in shown],
+            "end": start + max(0, len(shown) - 1),
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1) if page < last_page else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": page_uri(page),
+        }
+
+
+def build_app(
+    api: RestApi, controls: Controls, extra_routes: Sequence[web.RouteDef] = ()
+) -> web.Application:
+    """The REST API behind `/_control/...`; extra_routes (more control endpoints) go first."""
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(controls.state())
+
+    async def outage(request: web.Request) -> web.Response:
+        on = (await _json_body(request)).get("on")
+        if not isinstance(on, bool):
+            raise web.HTTPBadRequest(text='expected {"on": true} or {"on": false}')
+        controls.faults.outage = on
+        return web.json_response(controls.state())
+
+    async def call_result(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        result, count = body.get("result"), body.get("count")
+        if result not in ("busy", "failed", "no-answer", None):
+            raise web.HTTPBadRequest(text='"result" must be busy, failed, no-answer or null')
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise web.HTTPBadRequest(text='"count" must be a positive integer or null')
+        controls.faults.set_call_result(result, count)
+        return web.json_response(controls.state())
+
+    async def rate_limit(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        count, retry_after = _natural(body, "count"), _natural(body, "retry_after", 1)
+        controls.faults.rate_limit(count, retry_after)
+        return web.json_response(controls.state())
+
+    async def server_error(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        status = body.get("status", 500)
+        if status not in (500, 503):
+            raise web.HTTPBadRequest(text='"status" must be 500 or 503')
+        controls.faults.server_error(_natural(body, "count"), status)
+        return web.json_response(controls.state())
+
+    async def clock(request: web.Request) -> web.Response:
+        offset = (await _json_body(request)).get("offset_seconds")
+        if isinstance(offset, bool) or not isinstance(offset, int | float):
+            raise web.HTTPBadRequest(text='expected {"offset_seconds": <number>}')
+        controls.set_clock_offset(float(offset))
+        return web.json_response(controls.state())
+
+    async def ground_truth(request: web.Request) -> web.Response:
+        return web.json_response(controls.ground_truth())
+
+    async def violations(request: web.Request) -> web.Response:
+        return web.json_response([vars(v) for v in controls.violations])
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get(f"{CONTROL_PREFIX}state", state),
+            web.post(f"{CONTROL_PREFIX}outage", outage),
+            web.post(f"{CONTROL_PREFIX}call-result", call_result),
+            web.post(f"{CONTROL_PREFIX}rate-limit", rate_limit),
+            web.post(f"{CONTROL_PREFIX}server-error", server_error),
+            web.post(f"{CONTROL_PREFIX}clock", clock),
+            web.get(f"{CONTROL_PREFIX}ground-truth", ground_truth),
+            web.get(f"{CONTROL_PREFIX}violations", violations),
+            *extra_routes,
+            web.route("*", "/{tail:.*}", api.handle),
+        ]
+    )
+    return app
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+async def _read_form(request: web.Request) -> tuple[list[tuple[str, str]], Problem | None]:
+    raw = await request.read()
+    if not raw:
+        return [], None
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True), None
+    except (UnicodeDecodeError, ValueError) as err:
+        return [], Problem(None, "body", f"the body is not UTF-8 form data: {err}")
+
+
+def _problem_code(problem: Problem) -> int:
+    return UNKNOWN_PARAMETER if problem.rule == "unknown" else CALLS_RESOURCE
+
+
+def _mismatch_code(err: SpecMismatch) -> int:
+    return NOT_FOUND if err.status == 404 else METHOD_NOT_ALLOWED
+
+
+def _not_found(path: str) -> web.Response:
+    return twilio_error(404, NOT_FOUND, f"The requested resource {path} was not found")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as err:
+        raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    return body
+
+
+def _natural(body: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise web.HTTPBadRequest(text=f'"{key}" must be a non-negative integer')
+    return value
