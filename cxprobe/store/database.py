@@ -65,16 +65,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from cxprobe.store.chain import ChainEntry, Scope
 from cxprobe.store.ledger import head, seal_run
+from cxprobe.store.migrations import SCHEMA_VERSION, prepare_schema
 from cxprobe.store.retention import PurgePolicy, PurgeReport, purge_runs
 from cxprobe.store.schema import (
-    SCHEMA_VERSION,
     SchemaVersionError,
     StoreError,
     UnknownRunError,
     artifacts,
     channel_state,
     messages,
-    prepare_schema,
     runs,
     slots,
 )

@@ -4,19 +4,13 @@ Only portable types are used, so the same tables work on SQLite and PostgreSQL. 
 always stored in UTC: SQLite keeps no zone, so :class:`UtcDateTime` converts on the way in and
 re-attaches UTC on the way out.
 
-Versioning: ``schema_version`` holds one row per version applied. A new store is created at
-:data:`SCHEMA_VERSION` from :data:`metadata` (which always describes the newest schema); an older
-store is brought up to date by :data:`MIGRATIONS`; a newer one is refused.
-
-Version 2 added the tamper-evidence chain (``chain``, ``chain_head``; see
-:mod:`cxprobe.store.chain`) and the record of exports (``exports``, ``exported_runs``);
-upgrading seals every run already closed, oldest first.
+:data:`metadata` always describes the newest schema; :mod:`cxprobe.store.migrations` creates,
+checks and upgrades a database to it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,10 +33,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    func,
     insert,
-    inspect,
-    select,
 )
 
 from probes.errors import CxprobeError
@@ -216,7 +207,7 @@ channel_state = Table(
 )
 
 
-def _evidence_tables_v2(meta: MetaData) -> tuple[Table, Table, Table, Table]:
+def evidence_tables_v2(meta: MetaData) -> tuple[Table, Table, Table, Table]:
     """The chain and export tables as of schema version 2, defined on ``meta``.
 
     Used by :data:`metadata` and by the version 2 migration. A later version that changes
@@ -283,7 +274,7 @@ def _evidence_tables_v2(meta: MetaData) -> tuple[Table, Table, Table, Table]:
     return chain_table, head_table, exports_table, exported_runs_table
 
 
-chain, chain_head, exports, exported_runs = _evidence_tables_v2(metadata)
+chain, chain_head, exports, exported_runs = evidence_tables_v2(metadata)
 
 #: Tables that belong to the store (schema_version aside), to recognise an unversioned store.
 STORE_TABLES = (
@@ -298,80 +289,7 @@ STORE_TABLES = (
     "exported_runs",
 )
 
-#: One step of the schema: upgrades an open transaction's database by one version.
-Migration = Callable[[Connection], None]
-
 
 def seed_chain_head(conn: Connection, now: datetime, table: Table = chain_head) -> None:
     """The chain head of an empty chain: sequence 0, the genesis hash."""
     conn.execute(insert(table).values(id=1, seq=0, entry_hash="0" * 64, updated_at=now))
-
-
-def _v2_evidence_chain(conn: Connection) -> None:
-    """Version 2: the evidence chain and the record of exports; seals the closed runs."""
-    frozen = MetaData(naming_convention=metadata.naming_convention)
-    # The foreign key of exported_runs needs no runs table here; create only the new tables.
-    new_tables = _evidence_tables_v2(frozen)
-    for table in new_tables:
-        table.create(conn)
-    now = datetime.now(UTC)
-    seed_chain_head(conn, now, new_tables[1])
-    # Imported here: the ledger builds on this module's tables.
-    from cxprobe.store.ledger import seal_closed_runs
-
-    seal_closed_runs(conn, now=now, note="sealed when the store was upgraded to schema 2")
-
-
-#: ``MIGRATIONS[i]`` upgrades a store from version ``i + 1`` to ``i + 2``. Append only: a
-#: released migration is never edited; :data:`metadata` is updated to the result alongside.
-MIGRATIONS: tuple[Migration, ...] = (_v2_evidence_chain,)
-
-#: The schema version this code writes.
-SCHEMA_VERSION = 1 + len(MIGRATIONS)
-
-
-def prepare_schema(
-    conn: Connection,
-    where: str,
-    *,
-    migrations: Sequence[Migration] = MIGRATIONS,
-    now: datetime | None = None,
-) -> tuple[int, int]:
-    """Create, check or upgrade the schema inside the caller's (write) transaction.
-
-    Returns ``(version found, version now)``; ``0`` found means the store was just created.
-    ``where`` names the database in error messages (a path or a password-free URL).
-    """
-    latest = 1 + len(migrations)
-    applied_at = now or datetime.now(UTC)
-    inspector = inspect(conn)
-    if not inspector.has_table(schema_version.name):
-        existing = [name for name in STORE_TABLES if inspector.has_table(name)]
-        if existing:
-            raise SchemaVersionError(
-                f"the database {where} has tables {', '.join(existing)} but no schema_version "
-                "table: it was not created by cxprobe, or was damaged. Point monitor.store_url "
-                "at a new database file, or restore the store from a backup."
-            )
-        metadata.create_all(conn)
-        seed_chain_head(conn, applied_at)
-        conn.execute(insert(schema_version).values(version=latest, applied_at=applied_at))
-        return 0, latest
-    found = conn.execute(select(func.max(schema_version.c.version))).scalar_one_or_none()
-    if found is None or found < 1:
-        raise SchemaVersionError(
-            f"the database {where} has an empty or invalid schema_version table "
-            f"(found {found!r}). Restore the store from a backup, or point monitor.store_url "
-            "at a new database file."
-        )
-    if found > latest:
-        raise SchemaVersionError(
-            f"the evidence store {where} has schema version {found}, but this cxprobe knows "
-            f"versions up to {latest}: it was written by a newer cxprobe. Upgrade cxprobe to "
-            "that version (or newer), or point monitor.store_url at another database; do not "
-            "downgrade the file by hand."
-        )
-    for version in range(found, latest):
-        migrations[version - 1](conn)
-        conn.execute(insert(schema_version).values(version=version + 1, applied_at=applied_at))
-    return found, latest

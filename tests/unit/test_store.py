@@ -21,7 +21,7 @@ from cxprobe.store.database import (
     StoreError,
     UnknownRunError,
 )
-from cxprobe.store.schema import prepare_schema
+from cxprobe.store.migrations import prepare_schema
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
 
