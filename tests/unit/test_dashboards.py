@@ -21,6 +21,10 @@ import jsonschema
 import pytest
 import yaml
 
+from exporters.metrics import SLO_NAMES
+from probes.base import Responder
+from scenarios.model import Outcome, Period, RoutingResult
+
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
@@ -32,6 +36,15 @@ UIDS = {
 }
 LABELS = {"target", "channel", "scenario", "location", "check", "period"}
 LABELS |= {"outcome", "responder", "result", "slo", "version", "python", "instance", "job"}
+#: The values cxprobe gives the labels it defines (``result`` is the SLO event's or the routing
+#: verdict, by metric).
+PRODUCT_VALUES: dict[str, set[str]] = {
+    "slo": set(SLO_NAMES),
+    "responder": set(Responder),
+    "outcome": set(Outcome),
+    "period": set(Period),
+    "result": {"good", "bad"} | set(RoutingResult),
+}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -135,6 +148,21 @@ def test_queries_use_only_contract_metrics_and_no_hard_coded_targets() -> None:
             for grouping in re.findall(r"\b(?:by|on|ignoring) \(([^)]*)\)", expr):
                 unknown = {label.strip() for label in grouping.split(",")} - LABELS - {"le"}
                 assert not unknown, f"{name}: unknown labels {unknown} in {expr}"
+
+
+def test_queries_select_only_label_values_the_product_defines() -> None:
+    selectors = [
+        (name, expr, label, value)
+        for name in UIDS
+        for expr in exprs(load(name))
+        for label, value in re.findall(
+            r'\b(slo|responder|outcome|period|result)(?:=~|!~|!=|=)"([^"]*)"', expr
+        )
+    ]
+    assert {label for _, _, label, _ in selectors} == set(PRODUCT_VALUES)  # not vacuous
+    for name, expr, label, value in selectors:
+        unknown = set(value.split("|")) - PRODUCT_VALUES[label]
+        assert not unknown, f"{name}: {label} values {unknown} are not cxprobe's in {expr}"
 
 
 def test_provisioning_binds_the_datasource_and_the_dashboards() -> None:
