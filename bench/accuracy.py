@@ -12,14 +12,17 @@ import logging
 import os
 import statistics
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cxprobe.app import open_monitor
 from cxprobe.settings import load_config
+from cxprobe.store.database import StoredMessage
 from sandbox.mail.desk import MailDesk
 from sandbox.profile import Profile
+from scenarios.model import RunResult
 from tests.support import desk_profile, monitor_config
 
 
@@ -34,16 +37,23 @@ def _summary(errors: list[float]) -> dict[str, float]:
     }
 
 
-async def measure(runs: int = 30) -> dict[str, Any]:
-    os.environ["CXPROBE_TEST_IMAP_PASSWORD"] = "probe-secret"
+def _bench_profile() -> Profile:
+    """The desk with lognormal agents and a quick auto-acknowledgement."""
     latency = {"distribution": "lognormal", "median": 2.0, "p95": 6.0}
     profile_data = desk_profile()
     for queue in profile_data["mail"]["queues"].values():
         queue["latency"] = latency
     profile_data["mail"]["auto_ack"]["delay"] = {"distribution": "uniform", "low": 0.2, "high": 1.5}
+    return Profile.model_validate(profile_data)
+
+
+async def _run_against_desk(
+    runs: int,
+) -> tuple[list[RunResult], dict[str, StoredMessage], dict[str, dict[str, Any]]]:
+    """``runs`` runs at once against a fresh desk: results, received messages, desk truth."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        async with MailDesk(Profile.model_validate(profile_data), workdir / "desk") as desk:
+        async with MailDesk(_bench_profile(), workdir / "desk") as desk:
             path = monitor_config(
                 workdir,
                 smtp_port=desk.smtp_port,
@@ -57,15 +67,16 @@ async def measure(runs: int = 30) -> dict[str, Any]:
             check = config.checks[0]
             async with open_monitor(config, logger, serve_http=False) as monitor:
                 base = datetime(2030, 1, 1, tzinfo=UTC)
-                results = await asyncio.gather(
+                finished = await asyncio.gather(
                     *(
                         monitor.runner.execute(check, base + timedelta(hours=index))
                         for index in range(runs)
                     )
                 )
+                results = [result for result in finished if result is not None]
+                assert len(results) == runs
                 messages = {}
                 for result in results:
-                    assert result is not None
                     for message in await monitor.store.messages(result.run_id):
                         if message.direction == "in":
                             messages[message.external_id] = message
@@ -74,6 +85,12 @@ async def measure(runs: int = 30) -> dict[str, Any]:
                 for event in desk.ground_truth()
                 if event["event"] == "reply_sent"
             }
+    return results, messages, truth
+
+
+async def measure(runs: int = 30) -> dict[str, Any]:
+    os.environ["CXPROBE_TEST_IMAP_PASSWORD"] = "probe-secret"
+    results, messages, truth = await _run_against_desk(runs)
     arrived: dict[str, list[float]] = {"auto_ack": [], "human": []}
     observed: dict[str, list[float]] = {"auto_ack": [], "human": []}
     for message_id, message in messages.items():
@@ -84,13 +101,10 @@ async def measure(runs: int = 30) -> dict[str, Any]:
         kind = "human" if event["kind"] == "human" else "auto_ack"
         arrived[kind].append((message.arrived_at - at).total_seconds())
         observed[kind].append((message.observed_at - at).total_seconds())
-    outcomes: dict[str, int] = {}
-    for result in results:
-        assert result is not None
-        outcomes[str(result.outcome)] = outcomes.get(str(result.outcome), 0) + 1
+    outcomes = Counter(str(result.outcome) for result in results)
     return {
         "runs": runs,
-        "outcomes": outcomes,
+        "outcomes": dict(outcomes),
         "replies_matched_to_truth": sum(len(v) for v in arrived.values()),
         "arrived_error": {kind: _summary(v) for kind, v in arrived.items() if v},
         "observed_error": {kind: _summary(v) for kind, v in observed.items() if v},

@@ -89,6 +89,19 @@ def _reply_to(raw: bytes) -> bytes:
     return reply.as_bytes()
 
 
+async def _open_and_send(channel: EmailChannel, runs: int) -> list[Any]:
+    """``runs`` conversations, each with its contact sent: the open runs to hold."""
+    address = EmailAddress(to="support@acme.test", mailbox="probe")
+    conversations = []
+    for index in range(runs):
+        conversation = await channel.open(address, f"CXP-{index:010d}")
+        await conversation.send(
+            Contact(token=f"CXP-{index:010d}", subject="Bench", text="Hi", sender_name="Bench")
+        )
+        conversations.append(conversation)
+    return conversations
+
+
 async def _cxprobe_side(
     dovecot: Dovecot, runs: int, hold: float, stack: AsyncExitStack
 ) -> dict[str, Any]:
@@ -110,16 +123,9 @@ async def _cxprobe_side(
         _settings(dovecot.imap_port, smtp.port), ChannelServices(logger, on_unmatched)
     )
     await channel.start(stack)
-    address = EmailAddress(to="support@acme.test", mailbox="probe")
     cpu0, mem0 = _client_usage()
     started = time.perf_counter()
-    conversations = []
-    for index in range(runs):
-        conversation = await channel.open(address, f"CXP-{index:010d}")
-        await conversation.send(
-            Contact(token=f"CXP-{index:010d}", subject="Bench", text="Hi", sender_name="Bench")
-        )
-        conversations.append(conversation)
+    conversations = await _open_and_send(channel, runs)
     open_seconds = time.perf_counter() - started
     await asyncio.sleep(hold)
     cpu1, mem1 = _client_usage()
