@@ -1,0 +1,132 @@
+"""What every sandbox peer (mail desk, chat site, Twilio sandbox, generic peer) shares.
+
+A peer is an `async with` block: entering it creates its work directory and opens its
+ground-truth log, then the peer starts its own parts on an exit stack (`_start`); leaving it
+closes them in reverse order, the log last. Every peer has a shiftable clock and business
+hours (the profile's), and the control routes for its state, clock and ground truth
+(`_controls`); each adds its own switches, routes and behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from sandbox.clock import DeskClock, Period, WeeklyHours
+from sandbox.control import ControlRoutes
+from sandbox.ground_truth import Event, GroundTruthLog
+from sandbox.net import LOOPBACK
+from sandbox.server import DEFAULT_SHUTDOWN_TIMEOUT, HttpServer
+
+_T = TypeVar("_T")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALWAYS_OPEN = WeeklyHours.model_validate({day: ["00:00-24:00"] for day in _DAYS})
+
+
+class SandboxPeer:
+    host: str = LOOPBACK
+    # Subclasses name their log file and what to say when used outside `async with`.
+    ground_truth_file: ClassVar[str]
+    not_running: ClassVar[str]
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        hours: WeeklyHours | None = None,
+        zone: ZoneInfo | None = None,
+        clock: DeskClock | None = None,
+    ) -> None:
+        """hours, zone and clock are the profile's top-level ones (default: always open, UTC)."""
+        self.workdir = Path(workdir).resolve()
+        self._hours = hours or ALWAYS_OPEN
+        self._zone = zone or ZoneInfo("UTC")
+        self._clock = clock or DeskClock()
+        self._stack = AsyncExitStack()
+        self._log: GroundTruthLog | None = None
+
+    # -- what happened -----------------------------------------------------------------
+
+    @property
+    def ground_truth_path(self) -> Path:
+        return self.workdir / self.ground_truth_file
+
+    def ground_truth(self) -> list[Event]:
+        return self._truth.events()
+
+    async def wait_for(self, predicate: Callable[[Event], bool], count: int = 1) -> list[Event]:
+        """Wait (bound it with asyncio.timeout) until count events match; returns all matches."""
+        return await self._truth.wait_for(predicate, count)
+
+    # The mail desk's name for it, so helpers can wait on any peer.
+    wait_for_events = wait_for
+
+    # -- the clock ---------------------------------------------------------------------
+
+    def set_clock_offset(self, seconds: float) -> None:
+        self._clock.offset_seconds = seconds
+
+    def period_now(self) -> Period:
+        return self._hours.period_at(self._clock.now(), self._zone)
+
+    def clock_state(self) -> dict[str, Any]:
+        """The clock's part of state(): offset, the desk's local time and the period."""
+        return {
+            "clock_offset_seconds": self._clock.offset_seconds,
+            "desk_time": self._clock.now().astimezone(self._zone).isoformat(),
+            "period": self.period_now(),
+        }
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._log = GroundTruthLog(self.ground_truth_path)
+            self._stack.callback(self._log.close)
+            await self._start(self._stack)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        """Start the peer's own parts; each one's cleanup goes on stack (run in reverse)."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses --------------------------------------------------------
+
+    @property
+    def _truth(self) -> GroundTruthLog:
+        return self._started(self._log)
+
+    def _controls(self, prefix: str) -> ControlRoutes:
+        """GET prefix/state, POST prefix/clock, GET prefix/ground-truth; add the peer's own."""
+        return ControlRoutes(prefix, self.state).clock(self._clock).ground_truth(self._truth)
+
+    async def _serve(
+        self,
+        app: web.Application,
+        name: str,
+        ports: Sequence[int],
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> HttpServer:
+        """Serve app on 127.0.0.1 until the peer stops."""
+        server = HttpServer(app, name=name, ports=ports, shutdown_timeout=shutdown_timeout)
+        return await self._stack.enter_async_context(server)
+
+    def _started(self, part: _T | None) -> _T:
+        if part is None:
+            raise RuntimeError(self.not_running)
+        return part
