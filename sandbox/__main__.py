@@ -9,16 +9,14 @@ import signal
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TypedDict
-from zoneinfo import ZoneInfo
 
 from sandbox.chat.site import ChatSite
-from sandbox.clock import DeskClock, WeeklyHours
 from sandbox.generic.peer import GenericPeer
 from sandbox.generic.profile import GenericPeerSettings
 from sandbox.mail.desk import MailDesk
 from sandbox.mail.dovecot import DovecotError
 from sandbox.messaging_profile import MessagingSettings
+from sandbox.peer import hours_and_clock
 from sandbox.profile import PROFILES_DIR, Profile, ProfileError, load_profile
 from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.server import TwilioSandbox
@@ -48,16 +46,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
-
-
-class _PeerOptions(TypedDict):
-    """What the Twilio sandbox and the generic peer take from the profile's top level."""
-
-    workdir: Path
-    hours: WeeklyHours
-    zone: ZoneInfo
-    clock: DeskClock
-    seed: int
 
 
 async def _serve(profile_path: Path, workdir: Path) -> None:
@@ -93,18 +81,6 @@ def _stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return stop
-
-
-def _peer_options(profile: Profile, workdir: Path) -> _PeerOptions:
-    return _PeerOptions(
-        workdir=workdir,
-        hours=profile.business_hours,
-        zone=profile.zone,
-        # Its own clock, like the mail desk's and the chat site's: each control API shifts
-        # only its own channel's idea of "now".
-        clock=DeskClock(profile.clock.offset_seconds),
-        seed=profile.seed,
-    )
 
 
 async def _start_mail(
@@ -143,7 +119,13 @@ async def _start_chat(stack: AsyncExitStack, profile: Profile, workdir: Path) ->
 async def _start_twilio(
     stack: AsyncExitStack, profile: Profile, settings: TwilioSettings, workdir: Path
 ) -> None:
-    phone = TwilioSandbox(settings, **_peer_options(profile, workdir), messaging=profile.messaging)
+    phone = TwilioSandbox(
+        settings,
+        workdir=workdir,
+        seed=profile.seed,
+        messaging=profile.messaging,
+        **hours_and_clock(profile),
+    )
     twilio = await stack.enter_async_context(phone)
     print(
         "sandbox phone line (Twilio-compatible) running\n"
@@ -161,7 +143,8 @@ async def _start_twilio(
 async def _start_generic_peer(
     stack: AsyncExitStack, profile: Profile, settings: GenericPeerSettings, workdir: Path
 ) -> None:
-    peer = await stack.enter_async_context(GenericPeer(settings, **_peer_options(profile, workdir)))
+    generic = GenericPeer(settings, workdir=workdir, seed=profile.seed, **hours_and_clock(profile))
+    peer = await stack.enter_async_context(generic)
     print(
         "sandbox generic messaging peer running\n"
         f"  send API      POST {peer.send_url}  (Bearer token; page id {settings.page_id})\n"

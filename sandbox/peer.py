@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from sandbox.clock import DeskClock, Period, WeeklyHours
 from sandbox.control import ControlRoutes
 from sandbox.ground_truth import Event, GroundTruthLog
 from sandbox.net import LOOPBACK
+from sandbox.profile import Profile
 from sandbox.server import DEFAULT_SHUTDOWN_TIMEOUT, HttpServer
 
 _T = TypeVar("_T")
@@ -28,11 +29,31 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALWAYS_OPEN = WeeklyHours.model_validate({day: ["00:00-24:00"] for day in _DAYS})
 
 
+class HoursAndClock(TypedDict):
+    hours: WeeklyHours
+    zone: ZoneInfo
+    clock: DeskClock
+
+
+def hours_and_clock(profile: Profile) -> HoursAndClock:
+    """The profile's business hours and zone, and a clock at its offset for one peer.
+
+    A clock of its own for each peer: each control API shifts only its own channel's "now".
+    """
+    return HoursAndClock(
+        hours=profile.business_hours,
+        zone=profile.zone,
+        clock=DeskClock(profile.clock.offset_seconds),
+    )
+
+
 class SandboxPeer:
     host: str = LOOPBACK
     # Subclasses name their log file and what to say when used outside `async with`.
     ground_truth_file: ClassVar[str]
     not_running: ClassVar[str]
+    # Where the control routes sit on the peer's HTTP server ("": at its root).
+    control_prefix: ClassVar[str] = "/_control"
 
     def __init__(
         self,
@@ -49,6 +70,23 @@ class SandboxPeer:
         self._clock = clock or DeskClock()
         self._stack = AsyncExitStack()
         self._log: GroundTruthLog | None = None
+        self._http: HttpServer | None = None
+
+    # -- addresses ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The (first) port of the peer's HTTP server."""
+        return self._started(self._http).port
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT of the peer's HTTP server."""
+        return self._started(self._http).url()
+
+    @property
+    def control_url(self) -> str:
+        return f"{self.base_url}{self.control_prefix}"
 
     # -- what happened -----------------------------------------------------------------
 
@@ -111,9 +149,13 @@ class SandboxPeer:
     def _truth(self) -> GroundTruthLog:
         return self._started(self._log)
 
-    def _controls(self, prefix: str) -> ControlRoutes:
-        """GET prefix/state, POST prefix/clock, GET prefix/ground-truth; add the peer's own."""
-        return ControlRoutes(prefix, self.state).clock(self._clock).ground_truth(self._truth)
+    def _controls(self) -> ControlRoutes:
+        """GET state, POST clock and GET ground-truth under control_prefix; add the peer's own."""
+        return (
+            ControlRoutes(self.control_prefix, self.state)
+            .clock(self._clock)
+            .ground_truth(self._truth)
+        )
 
     async def _serve(
         self,
@@ -121,10 +163,10 @@ class SandboxPeer:
         name: str,
         ports: Sequence[int],
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-    ) -> HttpServer:
-        """Serve app on 127.0.0.1 until the peer stops."""
+    ) -> None:
+        """Serve app on 127.0.0.1 until the peer stops: the peer's HTTP server."""
         server = HttpServer(app, name=name, ports=ports, shutdown_timeout=shutdown_timeout)
-        return await self._stack.enter_async_context(server)
+        self._http = await self._stack.enter_async_context(server)
 
     def _started(self, part: _T | None) -> _T:
         if part is None:

@@ -24,10 +24,8 @@ from sandbox.chat.page import (
     support_page,
     widget_page,
 )
-from sandbox.clock import DeskClock
-from sandbox.peer import SandboxPeer
+from sandbox.peer import SandboxPeer, hours_and_clock
 from sandbox.profile import Profile
-from sandbox.server import HttpServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,6 +52,7 @@ class ChatSite(SandboxPeer):
 
     ground_truth_file = "chat_ground_truth.jsonl"
     not_running = "the chat site is not running; use `async with ChatSite(...)`"
+    control_prefix = PREFIX
 
     def __init__(self, profile: Profile, workdir: Path) -> None:
         if profile.chat is None:
@@ -61,12 +60,7 @@ class ChatSite(SandboxPeer):
                 "the sandbox profile has no `chat:` section; add one "
                 "(see sandbox/profiles/default.yaml)"
             )
-        super().__init__(
-            workdir,
-            hours=profile.business_hours,
-            zone=profile.zone,
-            clock=DeskClock(profile.clock.offset_seconds),
-        )
+        super().__init__(workdir, **hours_and_clock(profile))
         self.profile = profile
         self.settings = profile.chat
         chat = profile.chat
@@ -80,24 +74,19 @@ class ChatSite(SandboxPeer):
         self._assets = WidgetAssets.load()
         self._sockets: set[web.WebSocketResponse] = set()
         self._desk: ChatDesk | None = None
-        self._server: HttpServer | None = None
 
     # -- addresses ---------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        return self._started(self._server).ports[0]
-
-    @property
     def alt_port(self) -> int:
         """The second origin (same app): the source of the cross-origin iframe."""
-        return self._started(self._server).ports[1]
+        return self._started(self._http).ports[1]
 
     def url(self, path: str = "/") -> str:
-        return self._started(self._server).url(path)
+        return self._started(self._http).url(path)
 
     def alt_url(self, path: str = "/") -> str:
-        return self._started(self._server).url(path, port=self.alt_port)
+        return self._started(self._http).url(path, port=self.alt_port)
 
     # -- switches ----------------------------------------------------------------------
 
@@ -140,7 +129,7 @@ class ChatSite(SandboxPeer):
     async def _start(self, stack: AsyncExitStack) -> None:
         self._desk = ChatDesk(self.profile, self.settings, self._switches, self._clock, self._truth)
         ports = [self.settings.port, self.settings.alt_port]
-        self._server = await self._serve(self._app(), "chat site", ports, _CLOSE_TIMEOUT)
+        await self._serve(self._app(), "chat site", ports, _CLOSE_TIMEOUT)
         # Runs before the server stops: answers are cancelled and recorded as ended while the
         # log is open, and sockets are closed rather than cut off.
         stack.push_async_callback(self._close_sockets)
@@ -170,7 +159,7 @@ class ChatSite(SandboxPeer):
             "widget_missing": self.set_widget_missing,
             "alert_on_load": self.set_alert_on_load,
         }
-        return chat_control_routes(self._controls(PREFIX), switches, self.set_misroute_rate)
+        return chat_control_routes(self._controls(), switches, self.set_misroute_rate)
 
     def _pages(self) -> dict[str, Callable[[web.Request, PageOptions], str]]:
         """Every page variant by path; the widget DOM is the same in each."""

@@ -46,7 +46,6 @@ from sandbox.generic.profile import GenericPeerSettings
 from sandbox.generic.webhook import PeerWebhookError, post_event, reply_event
 from sandbox.peer import SandboxPeer
 from sandbox.reply_team import Plan, PlannedReply, ReplyPlanner, find_token
-from sandbox.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,7 @@ def new_message_id() -> str:
 class GenericPeer(SandboxPeer):
     ground_truth_file = "generic_ground_truth.jsonl"
     not_running = "the generic peer is not running; use `async with GenericPeer`"
+    control_prefix = CONTROL_PREFIX
 
     def __init__(
         self,
@@ -85,25 +85,10 @@ class GenericPeer(SandboxPeer):
         self._received = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self._server: HttpServer | None = None
-
-    # -- addresses ---------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._started(self._server).port
-
-    @property
-    def base_url(self) -> str:
-        return self._started(self._server).url()
 
     @property
     def send_url(self) -> str:
         return f"{self.base_url}{SEND_PATH}"
-
-    @property
-    def control_url(self) -> str:
-        return f"{self.base_url}{CONTROL_PREFIX}"
 
     # -- switches ----------------------------------------------------------------------
 
@@ -140,13 +125,13 @@ class GenericPeer(SandboxPeer):
     async def _start(self, stack: AsyncExitStack) -> None:
         self._session = await stack.enter_async_context(aiohttp.ClientSession())
         controls = (
-            self._controls(CONTROL_PREFIX)
+            self._controls()
             .switch("outage", self.set_outage)
             .post("webhook", webhook_switch(self.set_webhook_url))
             .request_faults(self.faults)
         )
         app = build_app(self, self.settings.access_token, self.settings.page_id, controls.routes())
-        self._server = await self._serve(app, "the generic peer", [self.settings.port])
+        await self._serve(app, "the generic peer", [self.settings.port])
         # Registered last, so it runs first: replies stop before the server and session go.
         stack.push_async_callback(self._cancel_replies)
 

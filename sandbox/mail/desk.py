@@ -16,17 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sandbox.clock import DeskClock, Period, real_now
+from sandbox.clock import Period, real_now
 from sandbox.ground_truth import EventName
 from sandbox.mail.control import build_app
 from sandbox.mail.dovecot import Dovecot, DovecotError, MailUser
 from sandbox.mail.replies import Contact, ReplyKind, compose, parse_contact, quote
 from sandbox.mail.smtp_front import SmtpFront
 from sandbox.mail.tls import ServerCertificate, make_certificate
-from sandbox.peer import SandboxPeer
+from sandbox.peer import SandboxPeer, hours_and_clock
 from sandbox.profile import Profile
 from sandbox.routing import intended_queue, route
-from sandbox.server import HttpServer
 
 log = logging.getLogger(__name__)
 # Every event carries these keys, null where they do not apply.
@@ -48,14 +47,11 @@ class MailDesk(SandboxPeer):
 
     ground_truth_file = "ground_truth.jsonl"
     not_running = "the mail desk is not running; use `async with MailDesk(...)`"
+    # Its HTTP server is the control API alone, so the routes sit at the root.
+    control_prefix = ""
 
     def __init__(self, profile: Profile, workdir: Path) -> None:
-        super().__init__(
-            workdir,
-            hours=profile.business_hours,
-            zone=profile.zone,
-            clock=DeskClock(profile.clock.offset_seconds),
-        )
+        super().__init__(workdir, **hours_and_clock(profile))
         self.profile = profile
         mail = profile.mail
         self._support = mail.support_address.lower()
@@ -72,7 +68,6 @@ class MailDesk(SandboxPeer):
         )
         self._certificate: ServerCertificate | None = None
         self._smtp: SmtpFront | None = None
-        self._control: HttpServer | None = None
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -90,16 +85,12 @@ class MailDesk(SandboxPeer):
 
     @property
     def control_port(self) -> int:
-        return self._started(self._control).port
+        return self.port
 
     @property
     def ca_file(self) -> Path:
         """CA certificate that verifies the SMTP front's TLS certificate."""
         return self._started(self._certificate).ca_file
-
-    @property
-    def control_url(self) -> str:
-        return self._started(self._control).url()
 
     # -- switches ----------------------------------------------------------------------
 
@@ -138,10 +129,8 @@ class MailDesk(SandboxPeer):
                 auth=(smtp.auth.username, smtp.auth.password) if smtp.auth else None,
             )
         )
-        app = build_app(self._controls(""), self.set_outage, self.set_reject)
-        self._control = await self._serve(
-            app, "the mail desk's control API", [self.profile.control.port]
-        )
+        app = build_app(self._controls(), self.set_outage, self.set_reject)
+        await self._serve(app, "the mail desk's control API", [self.profile.control.port])
         stack.push_async_callback(self._cancel_replies)
 
     async def _cancel_replies(self) -> None:

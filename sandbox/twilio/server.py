@@ -32,7 +32,6 @@ from sandbox.clock import DeskClock, WeeklyHours
 from sandbox.ground_truth import EventName
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.peer import SandboxPeer
-from sandbox.server import HttpServer
 from sandbox.twilio.api import CONTROL_PREFIX, RestApi, build_app, call_result_switch
 from sandbox.twilio.calls import CallBook, CallEnvironment
 from sandbox.twilio.faults import Faults
@@ -45,6 +44,7 @@ from sandbox.twilio.webhooks import Webhooks
 class TwilioSandbox(SandboxPeer):
     ground_truth_file = "twilio_ground_truth.jsonl"
     not_running = "the Twilio sandbox is not running; use `async with TwilioSandbox`"
+    control_prefix = CONTROL_PREFIX
 
     def __init__(
         self,
@@ -73,22 +73,6 @@ class TwilioSandbox(SandboxPeer):
         self.faults = Faults(settings.faults)
         self._violations: list[Violation] = []
         self._calls: CallBook | None = None
-        self._server: HttpServer | None = None
-
-    # -- addresses ---------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._started(self._server).port
-
-    @property
-    def base_url(self) -> str:
-        """Where the client's `https://api.twilio.com` must point, e.g. http://127.0.0.1:PORT."""
-        return self._started(self._server).url()
-
-    @property
-    def control_url(self) -> str:
-        return f"{self.base_url}{CONTROL_PREFIX}"
 
     # -- what happened -----------------------------------------------------------------
 
@@ -156,7 +140,7 @@ class TwilioSandbox(SandboxPeer):
             None if messaging is None else messaging.api,
         )
         app = build_app(api, self._control_routes(messaging))
-        self._server = await self._serve(app, "the Twilio sandbox", [self.settings.port])
+        await self._serve(app, "the Twilio sandbox", [self.settings.port])
         # Registered last, so they run first: calls and messages stop before the server and
         # the session go.
         stack.push_async_callback(calls.close)
@@ -179,7 +163,7 @@ class TwilioSandbox(SandboxPeer):
     def _control_routes(self, messaging: TwilioMessaging | None) -> list[web.RouteDef]:
         """/_control/...: state, clock, ground truth, faults, violations; then messaging's."""
         controls = (
-            self._controls(CONTROL_PREFIX)
+            self._controls()
             .switch("outage", self.set_outage)
             .post("call-result", call_result_switch(self.faults))
             .request_faults(self.faults)
