@@ -9,7 +9,8 @@ hours (the profile's), and the control routes for its state, clock and ground tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypedDict, TypeVar
@@ -71,6 +72,7 @@ class SandboxPeer:
         self._stack = AsyncExitStack()
         self._log: GroundTruthLog | None = None
         self._http: HttpServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -167,6 +169,21 @@ class SandboxPeer:
         """Serve app on 127.0.0.1 until the peer stops: the peer's HTTP server."""
         server = HttpServer(app, name=name, ports=ports, shutdown_timeout=shutdown_timeout)
         self._http = await self._stack.enter_async_context(server)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task of the peer (a pending reply): held until done, cancelled by _cancel_tasks."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel the peer's tasks and wait until they have ended; push it on the stack last,
+        so it runs before the parts those tasks use are closed."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _started(self, part: _T | None) -> _T:
         if part is None:

@@ -83,7 +83,6 @@ class GenericPeer(SandboxPeer):
         self._outage = settings.outage
         self._webhook_url = settings.webhook_url
         self._received = 0
-        self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -133,13 +132,7 @@ class GenericPeer(SandboxPeer):
         app = build_app(self, self.settings.access_token, self.settings.page_id, controls.routes())
         await self._serve(app, "the generic peer", [self.settings.port])
         # Registered last, so it runs first: replies stop before the server and session go.
-        stack.push_async_callback(self._cancel_replies)
-
-    async def _cancel_replies(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stack.push_async_callback(self._cancel_tasks)
 
     # -- the page receives -------------------------------------------------------------
 
@@ -171,10 +164,7 @@ class GenericPeer(SandboxPeer):
         for reply in plan.replies:
             # Against an absolute deadline, so one reply's webhook does not delay the next.
             coro = self._reply(message_id, inbound, token, plan, reply, received + reply.delay)
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(_log_crash)
+            self._spawn(coro).add_done_callback(_log_crash)
         return Accepted(message_id, iso_utc(received_at))
 
     async def _reply(

@@ -59,7 +59,6 @@ class MailDesk(SandboxPeer):
         self._rng = random.Random(profile.seed)
         self._outage = mail.outage
         self._reject = mail.reject
-        self._tasks: set[asyncio.Task[None]] = set()
         self.dovecot = Dovecot(
             self.workdir / "dovecot",
             [MailUser(m.address, m.password) for m in mail.probe_mailboxes],
@@ -131,13 +130,7 @@ class MailDesk(SandboxPeer):
         )
         app = build_app(self._controls(), self.set_outage, self.set_reject)
         await self._serve(app, "the mail desk's control API", [self.profile.control.port])
-        stack.push_async_callback(self._cancel_replies)
-
-    async def _cancel_replies(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stack.push_async_callback(self._cancel_tasks)
 
     # -- inbound -----------------------------------------------------------------------
 
@@ -173,9 +166,7 @@ class MailDesk(SandboxPeer):
         if self._outage:
             return
         for planned in self._plan(contact, period, received_at):
-            task = asyncio.create_task(self._reply_later(contact, planned, period))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._reply_later(contact, planned, period))
 
     def _plan(self, contact: Contact, period: Period, received_at: datetime) -> list[_PlannedReply]:
         mail = self.profile.mail
