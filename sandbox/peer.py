@@ -10,6 +10,7 @@ hours (the profile's), and the control routes for its state, clock and ground tr
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -48,7 +49,7 @@ def hours_and_clock(profile: Profile) -> HoursAndClock:
     )
 
 
-class SandboxPeer:
+class SandboxPeer(ABC):
     host: str = LOOPBACK
     # Subclasses name their log file and what to say when used outside `async with`.
     ground_truth_file: ClassVar[str]
@@ -122,8 +123,9 @@ class SandboxPeer:
             "period": self.period_now(),
         }
 
+    @abstractmethod
     def state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What GET .../state answers: the peer's switches, clock and counts, as JSON."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -141,9 +143,9 @@ class SandboxPeer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
 
+    @abstractmethod
     async def _start(self, stack: AsyncExitStack) -> None:
         """Start the peer's own parts; each one's cleanup goes on stack (run in reverse)."""
-        raise NotImplementedError
 
     # -- helpers for subclasses --------------------------------------------------------
 
