@@ -2,6 +2,13 @@
 
 It stands in for the outside world, so it imports nothing from cxprobe, probes, scenarios or
 exporters: shared code would hide a bug on both sides.
+
+Four peers, one package each: `mail/` (MailDesk: Dovecot behind an SMTP front), `chat/`
+(ChatSite), `twilio/` (TwilioSandbox: calls, SMS and WhatsApp) and `generic/` (GenericPeer).
+Each is a `SandboxPeer` (peer.py: lifecycle, ground truth, clock and business hours) serving
+one `HttpServer` (server.py, 127.0.0.1 only) with `ControlRoutes` (control.py: state, clock,
+ground truth, switches, the counted request faults of faults.py) plus its own routes.
+`python -m sandbox` runs those its profile (profile.py) configures.
 """
 
 from sandbox.mail.desk import MailDesk

@@ -11,12 +11,14 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from sandbox.chat.site import ChatSite
-from sandbox.clock import DeskClock
 from sandbox.generic.peer import GenericPeer
+from sandbox.generic.profile import GenericPeerSettings
 from sandbox.mail.desk import MailDesk
 from sandbox.mail.dovecot import DovecotError
 from sandbox.messaging_profile import MessagingSettings
-from sandbox.profile import PROFILES_DIR, ProfileError, load_profile
+from sandbox.peer import hours_and_clock
+from sandbox.profile import PROFILES_DIR, Profile, ProfileError, load_profile
+from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.server import TwilioSandbox
 
 
@@ -47,90 +49,111 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve(profile_path: Path, workdir: Path) -> None:
+    profile = _load(profile_path)
+    stop = _stop_on_signals()
+    async with AsyncExitStack() as stack:
+        await _start_mail(stack, profile, profile_path, workdir)
+        if profile.chat is not None:
+            await _start_chat(stack, profile, workdir)
+        if profile.twilio is not None:
+            await _start_twilio(stack, profile, profile.twilio, workdir)
+        if profile.generic_peer is not None:
+            await _start_generic_peer(stack, profile, profile.generic_peer, workdir)
+        print("Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    print("sandbox stopped", flush=True)
+
+
+def _load(profile_path: Path) -> Profile:
     profile = load_profile(profile_path)
     if profile.messaging is not None and profile.twilio is None:
         raise ProfileError(
             f"{profile_path}: messaging: runs on the Twilio sandbox (its account, token and "
             "port); add a twilio: section or remove messaging:"
         )
+    return profile
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with AsyncExitStack() as stack:
-        desk = await stack.enter_async_context(MailDesk(profile, workdir))
-        mail = profile.mail
-        tls = "" if mail.smtp.tls == "none" else f" ({mail.smtp.tls}, CA {desk.ca_file})"
-        print(
-            f"sandbox mail desk running (profile {profile_path})\n"
-            f"  SMTP     {desk.host}:{desk.smtp_port}{tls} -> {mail.support_address}\n"
-            f"  IMAP     {desk.host}:{desk.imap_port}  mailboxes: "
-            f"{', '.join(m.address for m in mail.probe_mailboxes)}\n"
-            f"  LMTP     {desk.host}:{desk.lmtp_port}\n"
-            f"  control  {desk.control_url}  (GET /state, /ground-truth)\n"
-            f"  ground truth  {desk.ground_truth_path}\n"
-            f"  period now: {desk.period_now()}",
-            flush=True,
-        )
-        if profile.chat is not None:
-            chat = await stack.enter_async_context(ChatSite(profile, workdir))
-            print(
-                "sandbox web chat running\n"
-                f"  support page  {chat.url('/')}\n"
-                f"  variants      {chat.url('/iframe-same')}  {chat.url('/iframe-cross')}  "
-                f"{chat.url('/shadow')}\n"
-                f"  widget alone  {chat.url('/widget')}  (second origin {chat.alt_url('/')})\n"
-                f"  control       {chat.url('/_control/state')}  (and /_control/ground-truth)\n"
-                f"  ground truth  {chat.ground_truth_path}",
-                flush=True,
-            )
-        if profile.twilio is not None:
-            phone = TwilioSandbox(
-                profile.twilio,
-                workdir=workdir,
-                hours=profile.business_hours,
-                zone=profile.zone,
-                # Its own clock, like the mail desk's and the chat site's: each control API
-                # shifts only its own channel's idea of "now".
-                clock=DeskClock(profile.clock.offset_seconds),
-                seed=profile.seed,
-                messaging=profile.messaging,
-            )
-            twilio = await stack.enter_async_context(phone)
-            print(
-                "sandbox phone line (Twilio-compatible) running\n"
-                f"  REST API      {twilio.base_url}  (use it in place of https://api.twilio.com; "
-                f"account {profile.twilio.account_sid})\n"
-                f"  control       {twilio.control_url}  (GET /state, /ground-truth)\n"
-                f"  ground truth  {twilio.ground_truth_path}\n"
-                f"  period now: {twilio.period_now()}",
-                flush=True,
-            )
-            if profile.messaging is not None:
-                _print_messaging(profile.messaging, twilio)
-        if profile.generic_peer is not None:
-            generic = GenericPeer(
-                profile.generic_peer,
-                workdir=workdir,
-                hours=profile.business_hours,
-                zone=profile.zone,
-                clock=DeskClock(profile.clock.offset_seconds),
-                seed=profile.seed,
-            )
-            peer = await stack.enter_async_context(generic)
-            print(
-                "sandbox generic messaging peer running\n"
-                f"  send API      POST {peer.send_url}  (Bearer token; page id "
-                f"{profile.generic_peer.page_id})\n"
-                f"  replies to    {profile.generic_peer.webhook_url or 'nowhere yet'}  "
-                "(signed X-Hub-Signature-256)\n"
-                f"  control       {peer.control_url}  (GET /state, /ground-truth; POST /webhook)\n"
-                f"  ground truth  {peer.ground_truth_path}",
-                flush=True,
-            )
-        print("Ctrl-C to stop.", flush=True)
-        await stop.wait()
-    print("sandbox stopped", flush=True)
+    return stop
+
+
+async def _start_mail(
+    stack: AsyncExitStack, profile: Profile, profile_path: Path, workdir: Path
+) -> None:
+    desk = await stack.enter_async_context(MailDesk(profile, workdir))
+    mail = profile.mail
+    tls = "" if mail.smtp.tls == "none" else f" ({mail.smtp.tls}, CA {desk.ca_file})"
+    print(
+        f"sandbox mail desk running (profile {profile_path})\n"
+        f"  SMTP     {desk.host}:{desk.smtp_port}{tls} -> {mail.support_address}\n"
+        f"  IMAP     {desk.host}:{desk.imap_port}  mailboxes: "
+        f"{', '.join(m.address for m in mail.probe_mailboxes)}\n"
+        f"  LMTP     {desk.host}:{desk.lmtp_port}\n"
+        f"  control  {desk.control_url}  (GET /state, /ground-truth)\n"
+        f"  ground truth  {desk.ground_truth_path}\n"
+        f"  period now: {desk.period_now()}",
+        flush=True,
+    )
+
+
+async def _start_chat(stack: AsyncExitStack, profile: Profile, workdir: Path) -> None:
+    chat = await stack.enter_async_context(ChatSite(profile, workdir))
+    print(
+        "sandbox web chat running\n"
+        f"  support page  {chat.url('/')}\n"
+        f"  variants      {chat.url('/iframe-same')}  {chat.url('/iframe-cross')}  "
+        f"{chat.url('/shadow')}\n"
+        f"  widget alone  {chat.url('/widget')}  (second origin {chat.alt_url('/')})\n"
+        f"  control       {chat.url('/_control/state')}  (and /_control/ground-truth)\n"
+        f"  ground truth  {chat.ground_truth_path}",
+        flush=True,
+    )
+
+
+async def _start_twilio(
+    stack: AsyncExitStack, profile: Profile, settings: TwilioSettings, workdir: Path
+) -> None:
+    phone = TwilioSandbox(
+        settings,
+        workdir=workdir,
+        seed=profile.seed,
+        messaging=profile.messaging,
+        **hours_and_clock(profile),
+    )
+    twilio = await stack.enter_async_context(phone)
+    print(
+        "sandbox phone line (Twilio-compatible) running\n"
+        f"  REST API      {twilio.base_url}  (use it in place of https://api.twilio.com; "
+        f"account {settings.account_sid})\n"
+        f"  control       {twilio.control_url}  (GET /state, /ground-truth)\n"
+        f"  ground truth  {twilio.ground_truth_path}\n"
+        f"  period now: {twilio.period_now()}",
+        flush=True,
+    )
+    if profile.messaging is not None:
+        _print_messaging(profile.messaging, twilio)
+
+
+async def _start_generic_peer(
+    stack: AsyncExitStack, profile: Profile, settings: GenericPeerSettings, workdir: Path
+) -> None:
+    generic = GenericPeer(settings, workdir=workdir, seed=profile.seed, **hours_and_clock(profile))
+    peer = await stack.enter_async_context(generic)
+    print(
+        "sandbox generic messaging peer running\n"
+        f"  send API      POST {peer.send_url}  (Bearer token; page id {settings.page_id})\n"
+        f"  replies to    {settings.webhook_url or 'nowhere yet'}  "
+        "(signed X-Hub-Signature-256)\n"
+        f"  control       {peer.control_url}  (GET /state, /ground-truth; POST /webhook)\n"
+        f"  ground truth  {peer.ground_truth_path}",
+        flush=True,
+    )
 
 
 def _print_messaging(messaging: MessagingSettings, twilio: TwilioSandbox) -> None:

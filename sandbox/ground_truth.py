@@ -7,10 +7,14 @@ it is written, and waiters are woken by a push rather than by re-reading the fil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from sandbox.clock import iso_utc, real_now
 
 EventName = Literal[
     "received",
@@ -21,7 +25,7 @@ EventName = Literal[
     "session_started",
     "handoff",
     "session_ended",
-    # Twilio sandbox (sandbox/twilio_*.py).
+    # Twilio sandbox (sandbox/twilio/).
     "call_created",
     "ringing",
     "answered",
@@ -61,6 +65,17 @@ class GroundTruthLog:
         self._events.append(event)
         appended, self._appended = self._appended, asyncio.Event()
         appended.set()
+
+    def record(self, event: EventName, *, at: datetime | None = None, **fields: Any) -> None:
+        """Append {"event": event, "at": at (default now), **fields}.
+
+        Once the log is closed the event is dropped: a task that ends after its peer stopped
+        has nobody left to tell.
+        """
+        entry: Event = {"event": event, "at": iso_utc(at or real_now())}
+        entry.update(fields)
+        with contextlib.suppress(ValueError):  # writing to the closed file
+            self.append(entry)
 
     def events(self) -> list[Event]:
         return list(self._events)

@@ -60,9 +60,10 @@ import re
 from decimal import Decimal
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
+from sandbox.profile_model import StaffedQueue, StrictModel, check_default_queue
 from sandbox.templates import check_placeholders
 
 E164 = r"\+[1-9][0-9]{1,14}"
@@ -74,14 +75,10 @@ SMS_PRICE = Decimal("0.0079")
 WHATSAPP_PRICE = Decimal("0.0050")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # -- who answers: shared with the generic messaging peer ---------------------------------
 
 
-class MessagingBot(_Model):
+class MessagingBot(StrictModel):
     """The automatic answer every message gets (in business hours and, optionally, after)."""
 
     enabled: bool = True
@@ -102,13 +99,9 @@ class MessagingBot(_Model):
         return check_placeholders(value, ("ref",))
 
 
-class MessagingQueue(_Model):
-    """A human team: which words route a message to it, who answers, how fast and how."""
+class MessagingQueue(StaffedQueue):
+    """A human team, and how its replies read."""
 
-    label: str = Field(min_length=1)
-    keywords: list[str] = []
-    agents: list[str] = Field(min_length=1)
-    latency: Latency
     text: str = "Thanks for getting in touch, I'm looking into this for you now."
     signature: str = "— {agent}, Acme {label}"
 
@@ -117,15 +110,8 @@ class MessagingQueue(_Model):
     def _placeholders(cls, value: str) -> str:
         return check_placeholders(value, ("agent", "label", "ref"))
 
-    @field_validator("agents")
-    @classmethod
-    def _named_agents(cls, value: list[str]) -> list[str]:
-        if any(not agent.strip() for agent in value):
-            raise ValueError("agent names must not be empty")
-        return value
 
-
-class ReplyTeam(_Model):
+class ReplyTeam(StrictModel):
     """The bot and the human queues behind a messaging line; see sandbox/reply_team.py."""
 
     bot: MessagingBot = MessagingBot()
@@ -136,18 +122,14 @@ class ReplyTeam(_Model):
 
     @model_validator(mode="after")
     def _default_queue_exists(self) -> Self:
-        if self.default_queue not in self.queues:
-            raise ValueError(
-                f"default_queue {self.default_queue!r} is not one of the queues "
-                f"{sorted(self.queues)}"
-            )
+        check_default_queue(self.default_queue, self.queues)
         return self
 
 
 # -- the Twilio lines --------------------------------------------------------------------
 
 
-class _Line(_Model):
+class _Line(StrictModel):
     enabled: bool = True
     outage: bool = False
     bot: bool = True
@@ -166,7 +148,7 @@ class WhatsAppLine(_Line):
     session_window_hours: float = Field(default=24.0, gt=0)
 
 
-class DeliverySteps(_Model):
+class DeliverySteps(StrictModel):
     """How long an outbound message waits before each status: queued -> ... -> delivered."""
 
     sending: Latency = FixedLatency(seconds=0.1)

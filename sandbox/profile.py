@@ -7,7 +7,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
 from sandbox.chat.profile import ChatSettings
@@ -15,6 +15,7 @@ from sandbox.clock import WeeklyHours
 from sandbox.generic.profile import GenericPeerSettings
 from sandbox.latency import FixedLatency, Latency
 from sandbox.messaging_profile import MessagingSettings
+from sandbox.profile_model import StrictModel, check_default_queue
 from sandbox.twilio.profile import TwilioSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -24,31 +25,27 @@ class ProfileError(ValueError):
     """A profile file is missing, is not YAML, or does not match the schema."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Mailbox(_Model):
+class Mailbox(StrictModel):
     address: str
     password: str
 
 
-class SmtpAuth(_Model):
+class SmtpAuth(StrictModel):
     username: str
     password: str
 
 
-class SmtpSettings(_Model):
+class SmtpSettings(StrictModel):
     port: int = Field(default=0, ge=0, le=65535)
     tls: Literal["none", "starttls", "implicit"] = "none"
     auth: SmtpAuth | None = None
 
 
-class PortSettings(_Model):
+class PortSettings(StrictModel):
     port: int = Field(default=0, ge=0, le=65535)
 
 
-class AutoAck(_Model):
+class AutoAck(StrictModel):
     enabled: bool = True
     delay: Latency = FixedLatency(seconds=0)
     sender: str
@@ -58,7 +55,7 @@ class AutoAck(_Model):
     )
 
 
-class AfterHours(_Model):
+class AfterHours(StrictModel):
     auto_reply: bool = True
     delay: Latency = FixedLatency(seconds=0)
     text: str = "Our office is closed. We will answer your message on the next business day."
@@ -66,7 +63,7 @@ class AfterHours(_Model):
     sender: str | None = None
 
 
-class Queue(_Model):
+class Queue(StrictModel):
     keywords: list[str] = []
     sender: str
     signature: str
@@ -74,7 +71,7 @@ class Queue(_Model):
     text: str = "Thank you for your message. I have looked into this for you."
 
 
-class MailSettings(_Model):
+class MailSettings(StrictModel):
     support_address: str
     probe_mailboxes: list[Mailbox] = Field(min_length=1)
     smtp: SmtpSettings = SmtpSettings()
@@ -90,19 +87,15 @@ class MailSettings(_Model):
 
     @_model_validator(mode="after")
     def _default_queue_exists(self) -> MailSettings:
-        if self.default_queue not in self.queues:
-            raise ValueError(
-                f"default_queue {self.default_queue!r} is not one of the queues "
-                f"{sorted(self.queues)}"
-            )
+        check_default_queue(self.default_queue, self.queues)
         return self
 
 
-class ClockSettings(_Model):
+class ClockSettings(StrictModel):
     offset_seconds: float = 0.0
 
 
-class Profile(_Model):
+class Profile(StrictModel):
     seed: int = 0
     timezone: str = "UTC"
     business_hours: WeeklyHours = WeeklyHours()

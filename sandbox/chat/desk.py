@@ -14,7 +14,6 @@ latency after its receipt (or after the agent joined, if that is later).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import re
@@ -26,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 from sandbox.chat.profile import ChatSettings
 from sandbox.clock import DeskClock, Period, iso_utc, real_now
-from sandbox.ground_truth import Event, EventName, GroundTruthLog
+from sandbox.ground_truth import EventName, GroundTruthLog
 from sandbox.profile import Profile
 from sandbox.routing import route
 
@@ -37,6 +36,19 @@ SYSTEM_AUTHOR = "Acme Support"
 # The reference token cxprobe puts in every contact (Crockford base32, no I, L, O, U).
 TOKEN = re.compile(r"\bCXP-[0-9A-HJKMNP-TV-Z]{10}\b")
 _MAX_NAME = 200
+# Every event carries these keys, null where they do not apply.
+_EVENT_KEYS = (
+    "session",
+    "token",
+    "responder",
+    "queue",
+    "intended_queue",
+    "agent",
+    "text",
+    "message_id",
+    "in_reply_to",
+    "period",
+)
 _MAX_TEXT = 4000
 
 
@@ -128,23 +140,7 @@ class ChatDesk:
             await session.close(reason)
 
     def record(self, event: EventName, *, at: datetime | None = None, **fields: Any) -> None:
-        entry: Event = {
-            "event": event,
-            "at": iso_utc(at or real_now()),
-            "session": None,
-            "token": None,
-            "responder": None,
-            "queue": None,
-            "intended_queue": None,
-            "agent": None,
-            "text": None,
-            "message_id": None,
-            "in_reply_to": None,
-            "period": None,
-        }
-        entry.update(fields)
-        with contextlib.suppress(ValueError):  # the log is closed once the site has stopped
-            self._log.append(entry)
+        self._log.record(event, at=at, **{**dict.fromkeys(_EVENT_KEYS), **fields})
 
 
 class ChatSession:

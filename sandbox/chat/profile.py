@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
+from sandbox.profile_model import StaffedQueue, StrictModel, check_default_queue
 from sandbox.templates import check_placeholders
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ChatBot(_Model):
+class ChatBot(StrictModel):
     """The virtual assistant that greets every chat and hands it to a human team."""
 
     name: str = Field(default="Acme Assistant", min_length=1)
@@ -43,26 +40,15 @@ class ChatBot(_Model):
         return check_placeholders(value, ("name", "team"))
 
 
-class ChatQueue(_Model):
-    """A human team: which words route a chat to it, who answers and how fast."""
+class ChatQueue(StaffedQueue):
+    """A human team; each agent's first word is the author shown in the widget ("Sam Carter"
+    -> "Sam")."""
 
-    label: str = Field(min_length=1)
-    keywords: list[str] = []
-    # Each agent's first word is the author shown in the widget ("Sam Carter" -> "Sam").
-    agents: list[str] = Field(min_length=1)
-    latency: Latency
     text: str = "I can help you with that."
     followup_text: str = "Thanks, let me look into that for you."
 
-    @field_validator("agents")
-    @classmethod
-    def _named_agents(cls, value: list[str]) -> list[str]:
-        if any(not agent.strip() for agent in value):
-            raise ValueError("agent names must not be empty")
-        return value
 
-
-class ChatSettings(_Model):
+class ChatSettings(StrictModel):
     port: int = Field(default=0, ge=0, le=65535)
     # A second origin serving the same app: the source of the cross-origin iframe variant.
     alt_port: int = Field(default=0, ge=0, le=65535)
@@ -82,11 +68,7 @@ class ChatSettings(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.default_queue not in self.queues:
-            raise ValueError(
-                f"default_queue {self.default_queue!r} is not one of the queues "
-                f"{sorted(self.queues)}"
-            )
+        check_default_queue(self.default_queue, self.queues)
         if self.port and self.port == self.alt_port:
             raise ValueError(
                 f"port and alt_port are both {self.port}; the cross-origin iframe needs a second "

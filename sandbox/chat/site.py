@@ -7,16 +7,14 @@ servers, the ground-truth file) is closed when the block ends.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sandbox.chat.control import control_routes
+from sandbox.chat.control import PREFIX, chat_control_routes
 from sandbox.chat.desk import ChatDesk, ChatSwitches, Frame
 from sandbox.chat.page import (
     PageOptions,
@@ -26,12 +24,9 @@ from sandbox.chat.page import (
     support_page,
     widget_page,
 )
-from sandbox.clock import DeskClock, Period
-from sandbox.ground_truth import Event, GroundTruthLog
-from sandbox.net import LOOPBACK
+from sandbox.peer import SandboxPeer, hours_and_clock
 from sandbox.profile import Profile
 
-_T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A client that does not answer the close handshake must not hold up the site's shutdown.
@@ -52,10 +47,12 @@ class _SocketOutbox:
         return True
 
 
-class ChatSite:
+class ChatSite(SandboxPeer):
     """`async with ChatSite(profile, workdir) as site:` runs the web-chat sandbox."""
 
-    host: str = LOOPBACK
+    ground_truth_file = "chat_ground_truth.jsonl"
+    not_running = "the chat site is not running; use `async with ChatSite(...)`"
+    control_prefix = PREFIX
 
     def __init__(self, profile: Profile, workdir: Path) -> None:
         if profile.chat is None:
@@ -63,9 +60,9 @@ class ChatSite:
                 "the sandbox profile has no `chat:` section; add one "
                 "(see sandbox/profiles/default.yaml)"
             )
+        super().__init__(workdir, **hours_and_clock(profile))
         self.profile = profile
         self.settings = profile.chat
-        self.workdir = Path(workdir).resolve()
         chat = profile.chat
         self._switches = ChatSwitches(
             outage=chat.outage,
@@ -74,35 +71,22 @@ class ChatSite:
             widget_missing=chat.widget_missing,
             alert_on_load=chat.alert_on_load,
         )
-        self._clock = DeskClock(profile.clock.offset_seconds)
         self._assets = WidgetAssets.load()
         self._sockets: set[web.WebSocketResponse] = set()
-        self._stack = AsyncExitStack()
-        self._log: GroundTruthLog | None = None
         self._desk: ChatDesk | None = None
-        self._port: int | None = None
-        self._alt_port: int | None = None
 
     # -- addresses ---------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        return self._started(self._port)
-
-    @property
     def alt_port(self) -> int:
         """The second origin (same app): the source of the cross-origin iframe."""
-        return self._started(self._alt_port)
+        return self._started(self._http).ports[1]
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return self._started(self._http).url(path)
 
     def alt_url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.alt_port}{path}"
-
-    @property
-    def ground_truth_path(self) -> Path:
-        return self.workdir / "chat_ground_truth.jsonl"
+        return self._started(self._http).url(path, port=self.alt_port)
 
     # -- switches ----------------------------------------------------------------------
 
@@ -123,12 +107,6 @@ class ChatSite:
             raise ValueError(f"misroute rate must be between 0 and 1, not {rate}")
         self._switches.misroute_rate = rate
 
-    def set_clock_offset(self, seconds: float) -> None:
-        self._clock.offset_seconds = seconds
-
-    def period_now(self) -> Period:
-        return self.profile.business_hours.period_at(self._clock.now(), self.profile.zone)
-
     def state(self) -> dict[str, Any]:
         desk = self._started(self._desk)
         switches = self._switches
@@ -138,9 +116,7 @@ class ChatSite:
             "widget_missing": switches.widget_missing,
             "alert_on_load": switches.alert_on_load,
             "misroute_rate": switches.misroute_rate,
-            "clock_offset_seconds": self._clock.offset_seconds,
-            "desk_time": self._clock.now().astimezone(self.profile.zone).isoformat(),
-            "period": self.period_now(),
+            **self.clock_state(),
             "open_sessions": desk.open_sessions,
             "pending_replies": desk.pending_replies,
             "url": self.url(),
@@ -148,48 +124,15 @@ class ChatSite:
             "ground_truth_path": str(self.ground_truth_path),
         }
 
-    # -- ground truth ------------------------------------------------------------------
-
-    def ground_truth(self) -> list[Event]:
-        return self._started(self._log).events()
-
-    async def wait_for(self, predicate: Callable[[Event], bool], count: int = 1) -> list[Event]:
-        """Wait (bound it with asyncio.timeout) until count events match; returns all matches."""
-        return await self._started(self._log).wait_for(predicate, count)
-
-    # Same name as MailDesk's, so helpers can wait on either sandbox.
-    wait_for_events = wait_for
-
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> ChatSite:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._log = GroundTruthLog(self.ground_truth_path)
-            self._stack.callback(self._log.close)
-            self._desk = ChatDesk(
-                self.profile, self.settings, self._switches, self._clock, self._log
-            )
-            runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=_CLOSE_TIMEOUT)
-            await runner.setup()
-            self._stack.push_async_callback(runner.cleanup)
-            # Runs before the runner's cleanup: answers are cancelled and recorded as ended
-            # while the log is open, and sockets are closed rather than cut off.
-            self._stack.push_async_callback(self._close_sockets)
-            self._port = await _serve(runner, self.settings.port)
-            self._alt_port = await _serve(runner, self.settings.alt_port)
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
+    async def _start(self, stack: AsyncExitStack) -> None:
+        self._desk = ChatDesk(self.profile, self.settings, self._switches, self._clock, self._truth)
+        ports = [self.settings.port, self.settings.alt_port]
+        await self._serve(self._app(), "chat site", ports, _CLOSE_TIMEOUT)
+        # Runs before the server stops: answers are cancelled and recorded as ended while the
+        # log is open, and sockets are closed rather than cut off.
+        stack.push_async_callback(self._close_sockets)
 
     async def _close_sockets(self) -> None:
         await self._started(self._desk).close_all("site_stopped")
@@ -204,10 +147,19 @@ class ChatSite:
             [
                 *(web.get(path, self._page(render)) for path, render in self._pages().items()),
                 web.get("/ws", self._socket),
-                *control_routes(self),
+                *self._control_routes(),
             ]
         )
         return app
+
+    def _control_routes(self) -> list[web.RouteDef]:
+        switches = {
+            "outage": self.set_outage,
+            "page_error": self.set_page_error,
+            "widget_missing": self.set_widget_missing,
+            "alert_on_load": self.set_alert_on_load,
+        }
+        return chat_control_routes(self._controls(), switches, self.set_misroute_rate)
 
     def _pages(self) -> dict[str, Callable[[web.Request, PageOptions], str]]:
         """Every page variant by path; the widget DOM is the same in each."""
@@ -265,23 +217,3 @@ class ChatSite:
             await session.close("socket_closed")
             await ws.close()
         return ws
-
-    @staticmethod
-    def _started(part: _T | None) -> _T:
-        if part is None:
-            raise RuntimeError("the chat site is not running; use `async with ChatSite(...)`")
-        return part
-
-
-async def _serve(runner: web.AppRunner, port: int) -> int:
-    """Start one more listener of runner on 127.0.0.1:port; returns the port it got."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, port))
-    except OSError as err:
-        sock.close()
-        raise OSError(err.errno, f"chat site cannot listen on {LOOPBACK}:{port}: {err}") from err
-    bound: int = sock.getsockname()[1]
-    await web.SockSite(runner, sock).start()
-    return bound

@@ -16,17 +16,20 @@ misspelt `metadata` would otherwise lose the reference the monitor matches repli
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from sandbox.generic.profile import GenericPeerFaults
-from sandbox.ground_truth import Event
+from sandbox.control import Body
+from sandbox.faults import RequestFaults
 
 SEND_PATH = "/v1/conversations/messages"
-CONTROL_PREFIX = "/_control/"
+CONTROL_PREFIX = "/_control"
 MAX_TEXT = 2000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -51,56 +54,12 @@ class BadRequest(Exception):
         self.message = message
 
 
-class PeerFaults:
-    """Counted request faults: "the next N sends" get 429 or a server error."""
-
-    def __init__(self, initial: GenericPeerFaults) -> None:
-        self._rate_limited = initial.rate_limit
-        self._retry_after = initial.retry_after
-        self._server_errors = initial.server_error
-        self._server_error_status: Literal[500, 503] = initial.server_error_status
-
-    def rate_limit(self, count: int, retry_after: int = 1) -> None:
-        self._rate_limited, self._retry_after = count, retry_after
-
-    def server_error(self, count: int, status: Literal[500, 503] = 500) -> None:
-        self._server_errors, self._server_error_status = count, status
-
-    def take(self) -> web.Response | None:
-        if self._rate_limited > 0:
-            self._rate_limited -= 1
-            return error_response(
-                429,
-                "rate_limited",
-                f"too many requests; retry after {self._retry_after} s",
-                headers={"Retry-After": str(self._retry_after)},
-            )
-        if self._server_errors > 0:
-            self._server_errors -= 1
-            status = self._server_error_status
-            return error_response(status, "server_error", "the platform failed; try again")
-        return None
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "rate_limited_requests_left": self._rate_limited,
-            "retry_after_seconds": self._retry_after,
-            "server_errors_left": self._server_errors,
-            "server_error_status": self._server_error_status,
-        }
-
-
 class Peer(Protocol):
-    """What the HTTP face needs from the generic peer."""
+    """What the send API needs from the generic peer."""
 
-    faults: PeerFaults
+    faults: RequestFaults
 
     def accept(self, inbound: Inbound) -> Accepted: ...
-    def state(self) -> dict[str, Any]: ...
-    def set_outage(self, on: bool) -> None: ...
-    def set_webhook_url(self, url: str | None) -> None: ...
-    def set_clock_offset(self, seconds: float) -> None: ...
-    def ground_truth(self) -> list[Event]: ...
 
 
 def error_response(
@@ -163,19 +122,41 @@ def _string(value: Any, field: str) -> str:
     return value
 
 
-def build_app(peer: Peer, access_token: str, page_id: str) -> web.Application:
+def build_app(
+    peer: Peer, access_token: str, page_id: str, controls: Sequence[web.RouteDef]
+) -> web.Application:
+    """The send API, the control routes, and a JSON 404 for anything else."""
+    app = web.Application()
+    app.add_routes(
+        [
+            web.post(SEND_PATH, _send_handler(peer, access_token, page_id)),
+            *controls,
+            web.route("*", "/{tail:.*}", _not_found),
+        ]
+    )
+    return app
+
+
+def webhook_switch(set_webhook_url: Callable[[str | None], None]) -> Callable[[Body], None]:
+    """The body of POST /_control/webhook, {"url": "http..." | null}, applied."""
+
+    def apply(body: Body) -> None:
+        url = body.get("url")
+        if not (url is None or isinstance(url, str)):
+            raise web.HTTPBadRequest(text='expected {"url": "http..." | null}')
+        set_webhook_url(url)
+
+    return apply
+
+
+def _send_handler(peer: Peer, access_token: str, page_id: str) -> Handler:
     async def send(request: web.Request) -> web.Response:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), access_token):
-            return error_response(
-                401,
-                "unauthorized",
-                "missing or invalid access token (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        fault = peer.faults.take()
-        if fault is not None:
-            return fault
+        # Not `or`: an aiohttp response is a mapping, and an empty one is falsy.
+        refusal = _unauthorized(request, access_token)
+        if refusal is None:
+            refusal = _fault_response(peer.faults)  # counts a fault down: only when authorized
+        if refusal is not None:
+            return refusal
         try:
             body = await request.json()
         except ValueError as err:
@@ -189,85 +170,38 @@ def build_app(peer: Peer, access_token: str, page_id: str) -> web.Application:
             {"message_id": accepted.message_id, "created_at": accepted.created_at}, status=201
         )
 
-    async def state(request: web.Request) -> web.Response:
-        return web.json_response(peer.state())
+    return send
 
-    async def outage(request: web.Request) -> web.Response:
-        on = (await _json_body(request)).get("on")
-        if not isinstance(on, bool):
-            raise web.HTTPBadRequest(text='expected {"on": true} or {"on": false}')
-        peer.set_outage(on)
-        return web.json_response(peer.state())
 
-    async def webhook(request: web.Request) -> web.Response:
-        url = (await _json_body(request)).get("url")
-        if not (url is None or isinstance(url, str)):
-            raise web.HTTPBadRequest(text='expected {"url": "http..." | null}')
-        try:
-            peer.set_webhook_url(url)
-        except ValueError as err:
-            raise web.HTTPBadRequest(text=str(err)) from err
-        return web.json_response(peer.state())
-
-    async def rate_limit(request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        peer.faults.rate_limit(_natural(body, "count"), _natural(body, "retry_after", 1))
-        return web.json_response(peer.state())
-
-    async def server_error(request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        status = body.get("status", 500)
-        if status not in (500, 503):
-            raise web.HTTPBadRequest(text='"status" must be 500 or 503')
-        peer.faults.server_error(_natural(body, "count"), status)
-        return web.json_response(peer.state())
-
-    async def clock(request: web.Request) -> web.Response:
-        offset = (await _json_body(request)).get("offset_seconds")
-        if isinstance(offset, bool) or not isinstance(offset, int | float):
-            raise web.HTTPBadRequest(text='expected {"offset_seconds": <number>}')
-        peer.set_clock_offset(float(offset))
-        return web.json_response(peer.state())
-
-    async def ground_truth(request: web.Request) -> web.Response:
-        return web.json_response(peer.ground_truth())
-
-    async def not_found(request: web.Request) -> web.Response:
-        return error_response(
-            404,
-            "not_found",
-            f"no endpoint {request.method} {request.path}; sends go to POST {SEND_PATH}",
-        )
-
-    app = web.Application()
-    app.add_routes(
-        [
-            web.post(SEND_PATH, send),
-            web.get(f"{CONTROL_PREFIX}state", state),
-            web.post(f"{CONTROL_PREFIX}outage", outage),
-            web.post(f"{CONTROL_PREFIX}webhook", webhook),
-            web.post(f"{CONTROL_PREFIX}rate-limit", rate_limit),
-            web.post(f"{CONTROL_PREFIX}server-error", server_error),
-            web.post(f"{CONTROL_PREFIX}clock", clock),
-            web.get(f"{CONTROL_PREFIX}ground-truth", ground_truth),
-            web.route("*", "/{tail:.*}", not_found),
-        ]
+def _unauthorized(request: web.Request, access_token: str) -> web.Response | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), access_token):
+        return None
+    return error_response(
+        401,
+        "unauthorized",
+        "missing or invalid access token (Authorization: Bearer <token>)",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
-    return app
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as err:
-        raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return body
+def _fault_response(faults: RequestFaults) -> web.Response | None:
+    fault = faults.take()
+    if fault is None:
+        return None
+    if fault == 429:
+        return error_response(
+            429,
+            "rate_limited",
+            f"too many requests; retry after {faults.retry_after} s",
+            headers={"Retry-After": str(faults.retry_after)},
+        )
+    return error_response(fault, "server_error", "the platform failed; try again")
 
 
-def _natural(body: dict[str, Any], key: str, default: int | None = None) -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise web.HTTPBadRequest(text=f'"{key}" must be a non-negative integer')
-    return value
+async def _not_found(request: web.Request) -> web.Response:
+    return error_response(
+        404,
+        "not_found",
+        f"no endpoint {request.method} {request.path}; sends go to POST {SEND_PATH}",
+    )

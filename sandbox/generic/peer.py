@@ -21,40 +21,43 @@ ground-truth log (`generic_ground_truth.jsonl`); all of them stop when the block
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
 import secrets
-from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from aiohttp import web
 
-from sandbox.clock import DeskClock, Period, WeeklyHours, iso_utc, real_now
-from sandbox.generic.api import SEND_PATH, Accepted, Inbound, PeerFaults, build_app
+from sandbox.clock import DeskClock, WeeklyHours, iso_utc, real_now
+from sandbox.faults import RequestFaults
+from sandbox.generic.api import (
+    CONTROL_PREFIX,
+    SEND_PATH,
+    Accepted,
+    Inbound,
+    build_app,
+    webhook_switch,
+)
 from sandbox.generic.profile import GenericPeerSettings
 from sandbox.generic.webhook import PeerWebhookError, post_event, reply_event
-from sandbox.ground_truth import Event, EventName, GroundTruthLog
-from sandbox.net import LOOPBACK
+from sandbox.peer import SandboxPeer
 from sandbox.reply_team import Plan, PlannedReply, ReplyPlanner, find_token
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 def new_message_id() -> str:
     return "m_" + secrets.token_urlsafe(18)
 
 
-class GenericPeer:
-    host: str = LOOPBACK
+class GenericPeer(SandboxPeer):
+    ground_truth_file = "generic_ground_truth.jsonl"
+    not_running = "the generic peer is not running; use `async with GenericPeer`"
+    control_prefix = CONTROL_PREFIX
 
     def __init__(
         self,
@@ -67,55 +70,24 @@ class GenericPeer:
         seed: int = 0,
     ) -> None:
         """hours, zone and clock are the profile's top-level ones (default: always open, UTC)."""
+        super().__init__(workdir, hours=hours, zone=zone, clock=clock)
         self.settings = settings
-        self.workdir = Path(workdir).resolve()
-        all_week = ["00:00-24:00"]
-        self._hours = hours or WeeklyHours.model_validate(
-            {day: all_week for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-        )
-        self._zone = zone or ZoneInfo("UTC")
-        self._clock = clock or DeskClock()
         self._planner = ReplyPlanner(settings, random.Random(f"{seed}:generic_peer"))
-        self.faults = PeerFaults(settings.faults)
+        faults = settings.faults
+        self.faults = RequestFaults(
+            rate_limit=faults.rate_limit,
+            retry_after=faults.retry_after,
+            server_error=faults.server_error,
+            server_error_status=faults.server_error_status,
+        )
         self._outage = settings.outage
         self._webhook_url = settings.webhook_url
         self._received = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stack = AsyncExitStack()
-        self._log: GroundTruthLog | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._port: int | None = None
-
-    # -- addresses ---------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._started(self._port)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def send_url(self) -> str:
         return f"{self.base_url}{SEND_PATH}"
-
-    @property
-    def control_url(self) -> str:
-        return f"{self.base_url}/_control"
-
-    @property
-    def ground_truth_path(self) -> Path:
-        return self.workdir / "generic_ground_truth.jsonl"
-
-    # -- what happened -----------------------------------------------------------------
-
-    def ground_truth(self) -> list[Event]:
-        return self._started(self._log).events()
-
-    async def wait_for(self, predicate: Callable[[Event], bool], count: int = 1) -> list[Event]:
-        """Wait (bound it with asyncio.timeout) until count events match; returns all matches."""
-        return await self._started(self._log).wait_for(predicate, count)
 
     # -- switches ----------------------------------------------------------------------
 
@@ -132,15 +104,7 @@ class GenericPeer:
         self.faults.rate_limit(count, retry_after)
 
     def server_error(self, count: int, status: int = 500) -> None:
-        if status not in (500, 503):
-            raise ValueError(f"status must be 500 or 503, not {status}")
-        self.faults.server_error(count, 503 if status == 503 else 500)
-
-    def set_clock_offset(self, seconds: float) -> None:
-        self._clock.offset_seconds = seconds
-
-    def period_now(self) -> Period:
-        return self._hours.period_at(self._clock.now(), self._zone)
+        self.faults.server_error(count, status)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -148,9 +112,7 @@ class GenericPeer:
             "outage": self._outage,
             "webhook_url": self._webhook_url,
             "page_id": self.settings.page_id,
-            "clock_offset_seconds": self._clock.offset_seconds,
-            "desk_time": self._clock.now().astimezone(self._zone).isoformat(),
-            "period": self.period_now(),
+            **self.clock_state(),
             "send_url": self.send_url,
             "messages_received": self._received,
             "pending_replies": len(self._tasks),
@@ -159,39 +121,18 @@ class GenericPeer:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> GenericPeer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._log = GroundTruthLog(self.ground_truth_path)
-            self._stack.callback(self._log.close)
-            self._session = await self._stack.enter_async_context(aiohttp.ClientSession())
-            app = build_app(self, self.settings.access_token, self.settings.page_id)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            self._stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, self.host, self.settings.port)
-            await site.start()
-            self._port = runner.addresses[0][1]
-            # Registered last, so it runs first: replies stop before the server and session go.
-            self._stack.push_async_callback(self._cancel_replies)
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
-
-    async def _cancel_replies(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def _start(self, stack: AsyncExitStack) -> None:
+        self._session = await stack.enter_async_context(aiohttp.ClientSession())
+        controls = (
+            self._controls()
+            .switch("outage", self.set_outage)
+            .post("webhook", webhook_switch(self.set_webhook_url))
+            .request_faults(self.faults)
+        )
+        app = build_app(self, self.settings.access_token, self.settings.page_id, controls.routes())
+        await self._serve(app, "the generic peer", [self.settings.port])
+        # Registered last, so it runs first: replies stop before the server and session go.
+        stack.push_async_callback(self._cancel_tasks)
 
     # -- the page receives -------------------------------------------------------------
 
@@ -203,7 +144,7 @@ class GenericPeer:
         token = find_token(inbound.text, inbound.ref)
         plan = self._planner.plan(inbound.text, period, token=token, silent=self._outage)
         self._received += 1
-        self._write_truth(
+        self._truth.record(
             "message_received",
             at=received_at,
             message_id=message_id,
@@ -223,10 +164,7 @@ class GenericPeer:
         for reply in plan.replies:
             # Against an absolute deadline, so one reply's webhook does not delay the next.
             coro = self._reply(message_id, inbound, token, plan, reply, received + reply.delay)
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(_log_crash)
+            self._spawn(coro).add_done_callback(_log_crash)
         return Accepted(message_id, iso_utc(received_at))
 
     async def _reply(
@@ -256,13 +194,13 @@ class GenericPeer:
             "webhook": url,
         }
         if self._outage:  # an outage began while the reply was being written
-            self._write_truth("reply_dropped", reason="outage", **fields)
+            self._truth.record("reply_dropped", reason="outage", **fields)
             return
         if url is None:
-            self._write_truth("reply_dropped", reason="no webhook_url configured", **fields)
+            self._truth.record("reply_dropped", reason="no webhook_url configured", **fields)
             return
         sent_at = real_now()
-        self._write_truth("reply_sent", at=sent_at, **fields)
+        self._truth.record("reply_sent", at=sent_at, **fields)
         event = reply_event(
             page_id=self.settings.page_id,
             customer_id=inbound.sender_id,
@@ -275,21 +213,7 @@ class GenericPeer:
             await post_event(self._started(self._session), url, self.settings.app_secret, event)
         except PeerWebhookError as err:
             log.warning("generic peer: reply %s not delivered: %s", mid, err)
-            self._write_truth("webhook_error", message_id=mid, url=url, message=str(err))
-
-    # -- helpers -----------------------------------------------------------------------
-
-    def _write_truth(self, event: EventName, *, at: datetime | None = None, **fields: Any) -> None:
-        entry: Event = {"event": event, "at": iso_utc(at or real_now())}
-        entry.update(fields)
-        with contextlib.suppress(ValueError):  # the log is closed once the peer has stopped
-            self._started(self._log).append(entry)
-
-    @staticmethod
-    def _started(part: _T | None) -> _T:
-        if part is None:
-            raise RuntimeError("the generic peer is not running; use `async with GenericPeer`")
-        return part
+            self._truth.record("webhook_error", message_id=mid, url=url, message=str(err))
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

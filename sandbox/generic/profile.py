@@ -44,16 +44,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from sandbox.messaging_profile import ReplyTeam
+from sandbox.profile_model import StrictModel
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GenericPeerFaults(_Model):
+class GenericPeerFaults(StrictModel):
     rate_limit: int = Field(default=0, ge=0)
     retry_after: int = Field(default=1, ge=0)
     server_error: int = Field(default=0, ge=0)

@@ -8,30 +8,28 @@ written to the ground-truth log for tests and demos to compare the monitor again
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-from sandbox.clock import DeskClock, Period, iso_utc, real_now
-from sandbox.ground_truth import Event, GroundTruthLog
-from sandbox.mail.control import ControlServer
+from sandbox.clock import Period, real_now
+from sandbox.ground_truth import EventName
+from sandbox.mail.control import build_app
 from sandbox.mail.dovecot import Dovecot, DovecotError, MailUser
 from sandbox.mail.replies import Contact, ReplyKind, compose, parse_contact, quote
 from sandbox.mail.smtp_front import SmtpFront
 from sandbox.mail.tls import ServerCertificate, make_certificate
-from sandbox.net import LOOPBACK
+from sandbox.peer import SandboxPeer, hours_and_clock
 from sandbox.profile import Profile
 from sandbox.routing import intended_queue, route
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
+# Every event carries these keys, null where they do not apply.
+_EVENT_KEYS = ("message_id", "in_reply_to", "kind", "queue", "intended_queue", "period", "to")
 
 
 @dataclass(frozen=True)
@@ -44,23 +42,23 @@ class _PlannedReply:
     intended_queue: str | None
 
 
-class MailDesk:
+class MailDesk(SandboxPeer):
     """`async with MailDesk(profile, workdir) as desk:` runs the whole mail sandbox."""
 
-    host: str = LOOPBACK
+    ground_truth_file = "ground_truth.jsonl"
+    not_running = "the mail desk is not running; use `async with MailDesk(...)`"
+    # Its HTTP server is the control API alone, so the routes sit at the root.
+    control_prefix = ""
 
     def __init__(self, profile: Profile, workdir: Path) -> None:
+        super().__init__(workdir, **hours_and_clock(profile))
         self.profile = profile
-        self.workdir = Path(workdir).resolve()
         mail = profile.mail
         self._support = mail.support_address.lower()
         self._domain = self._support.rpartition("@")[2] or "sandbox.localhost"
         self._rng = random.Random(profile.seed)
-        self._clock = DeskClock(profile.clock.offset_seconds)
         self._outage = mail.outage
         self._reject = mail.reject
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stack = AsyncExitStack()
         self.dovecot = Dovecot(
             self.workdir / "dovecot",
             [MailUser(m.address, m.password) for m in mail.probe_mailboxes],
@@ -69,8 +67,6 @@ class MailDesk:
         )
         self._certificate: ServerCertificate | None = None
         self._smtp: SmtpFront | None = None
-        self._control: ControlServer | None = None
-        self._log: GroundTruthLog | None = None
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -88,20 +84,12 @@ class MailDesk:
 
     @property
     def control_port(self) -> int:
-        return self._started(self._control).port
-
-    @property
-    def ground_truth_path(self) -> Path:
-        return self.workdir / "ground_truth.jsonl"
+        return self.port
 
     @property
     def ca_file(self) -> Path:
         """CA certificate that verifies the SMTP front's TLS certificate."""
         return self._started(self._certificate).ca_file
-
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.control_port}"
 
     # -- switches ----------------------------------------------------------------------
 
@@ -111,19 +99,11 @@ class MailDesk:
     def set_reject(self, on: bool) -> None:
         self._reject = on
 
-    def set_clock_offset(self, seconds: float) -> None:
-        self._clock.offset_seconds = seconds
-
-    def period_now(self) -> Period:
-        return self.profile.business_hours.period_at(self._clock.now(), self.profile.zone)
-
     def state(self) -> dict[str, Any]:
         return {
             "outage": self._outage,
             "reject": self._reject,
-            "clock_offset_seconds": self._clock.offset_seconds,
-            "desk_time": self._clock.now().astimezone(self.profile.zone).isoformat(),
-            "period": self.period_now(),
+            **self.clock_state(),
             "pending_replies": len(self._tasks),
             "support_address": self._support,
             "smtp": {"host": self.host, "port": self.smtp_port, "tls": self.profile.mail.smtp.tls},
@@ -132,59 +112,25 @@ class MailDesk:
             "ground_truth_path": str(self.ground_truth_path),
         }
 
-    # -- ground truth ------------------------------------------------------------------
-
-    def ground_truth(self) -> list[Event]:
-        return self._started(self._log).events()
-
-    async def wait_for_events(
-        self, predicate: Callable[[Event], bool], count: int = 1
-    ) -> list[Event]:
-        """Wait (bound it with asyncio.timeout) until count events match; returns all matches."""
-        return await self._started(self._log).wait_for(predicate, count)
-
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> MailDesk:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._log = GroundTruthLog(self.ground_truth_path)
-            self._stack.callback(self._log.close)
-            await self._stack.enter_async_context(self.dovecot)
-            smtp = self.profile.mail.smtp
-            self._certificate = await make_certificate(self.workdir / "tls")
-            self._smtp = await self._stack.enter_async_context(
-                SmtpFront(
-                    self._check_rcpt,
-                    self._on_message,
-                    port=smtp.port,
-                    tls=smtp.tls,
-                    tls_context=self._certificate.server_context(),
-                    auth=(smtp.auth.username, smtp.auth.password) if smtp.auth else None,
-                )
+    async def _start(self, stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(self.dovecot)
+        smtp = self.profile.mail.smtp
+        self._certificate = await make_certificate(self.workdir / "tls")
+        self._smtp = await stack.enter_async_context(
+            SmtpFront(
+                self._check_rcpt,
+                self._on_message,
+                port=smtp.port,
+                tls=smtp.tls,
+                tls_context=self._certificate.server_context(),
+                auth=(smtp.auth.username, smtp.auth.password) if smtp.auth else None,
             )
-            self._control = await self._stack.enter_async_context(
-                ControlServer(self, self.profile.control.port)
-            )
-            self._stack.push_async_callback(self._cancel_replies)
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
-
-    async def _cancel_replies(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        )
+        app = build_app(self._controls(), self.set_outage, self.set_reject)
+        await self._serve(app, "the mail desk's control API", [self.profile.control.port])
+        stack.push_async_callback(self._cancel_tasks)
 
     # -- inbound -----------------------------------------------------------------------
 
@@ -220,9 +166,7 @@ class MailDesk:
         if self._outage:
             return
         for planned in self._plan(contact, period, received_at):
-            task = asyncio.create_task(self._reply_later(contact, planned, period))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._reply_later(contact, planned, period))
 
     def _plan(self, contact: Contact, period: Period, received_at: datetime) -> list[_PlannedReply]:
         mail = self.profile.mail
@@ -293,24 +237,5 @@ class MailDesk:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _record(self, event: str, *, at: datetime | None = None, **fields: Any) -> None:
-        entry: Event = {
-            "event": event,
-            "at": iso_utc(at or real_now()),
-            "message_id": None,
-            "in_reply_to": None,
-            "kind": None,
-            "queue": None,
-            "intended_queue": None,
-            "period": None,
-            "to": None,
-        }
-        entry.update(fields)
-        with contextlib.suppress(ValueError):  # the log is closed once the desk has stopped
-            self._started(self._log).append(entry)
-
-    @staticmethod
-    def _started(part: _T | None) -> _T:
-        if part is None:
-            raise RuntimeError("the mail desk is not running; use `async with MailDesk(...)`")
-        return part
+    def _record(self, event: EventName, *, at: datetime | None = None, **fields: Any) -> None:
+        self._truth.record(event, at=at, **{**dict.fromkeys(_EVENT_KEYS), **fields})

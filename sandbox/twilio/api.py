@@ -13,12 +13,12 @@ import binascii
 import hmac
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
-from sandbox.ground_truth import Event
+from sandbox.control import Body
 from sandbox.twilio.calls import CallBook, CallSimulation
 from sandbox.twilio.executor import Fetch, Inline
 from sandbox.twilio.faults import Faults
@@ -29,7 +29,7 @@ from sandbox.twilio.spec import Matched, Problem, SpecMismatch, TwilioSpec, Viol
 if TYPE_CHECKING:  # it imports twilio_error from here
     from sandbox.twilio.messages_api import MessagesApi
 
-CONTROL_PREFIX = "/_control/"
+CONTROL_PREFIX = "/_control"
 _DEFAULT_PAGE_SIZE = 50
 
 # Twilio error codes.
@@ -56,18 +56,6 @@ def twilio_error(
     )
 
 
-class Controls(Protocol):
-    """What `/_control` needs from the sandbox."""
-
-    faults: Faults
-
-    def state(self) -> dict[str, Any]: ...
-    def set_clock_offset(self, seconds: float) -> None: ...
-    def ground_truth(self) -> list[Event]: ...
-    @property
-    def violations(self) -> list[Violation]: ...
-
-
 class RestApi:
     def __init__(
         self,
@@ -86,7 +74,7 @@ class RestApi:
         self._messages = messages  # None: the profile has no messaging: section
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith(CONTROL_PREFIX):
+        if request.path.startswith(f"{CONTROL_PREFIX}/"):
             return twilio_error(
                 404, NOT_FOUND, f"no control endpoint {request.method} {request.path}"
             )
@@ -250,74 +238,25 @@ class RestApi:
         }
 
 
-def build_app(
-    api: RestApi, controls: Controls, extra_routes: Sequence[web.RouteDef] = ()
-) -> web.Application:
-    """The REST API behind `/_control/...`; extra_routes (more control endpoints) go first."""
+def build_app(api: RestApi, controls: Sequence[web.RouteDef]) -> web.Application:
+    """The control routes, then the REST API for every other path."""
+    app = web.Application()
+    app.add_routes([*controls, web.route("*", "/{tail:.*}", api.handle)])
+    return app
 
-    async def state(request: web.Request) -> web.Response:
-        return web.json_response(controls.state())
 
-    async def outage(request: web.Request) -> web.Response:
-        on = (await _json_body(request)).get("on")
-        if not isinstance(on, bool):
-            raise web.HTTPBadRequest(text='expected {"on": true} or {"on": false}')
-        controls.faults.outage = on
-        return web.json_response(controls.state())
+def call_result_switch(faults: Faults) -> Callable[[Body], None]:
+    """The body of POST /_control/call-result, {"result": "busy"|..|null, "count": N|null}."""
 
-    async def call_result(request: web.Request) -> web.Response:
-        body = await _json_body(request)
+    def apply(body: Body) -> None:
         result, count = body.get("result"), body.get("count")
         if result not in ("busy", "failed", "no-answer", None):
             raise web.HTTPBadRequest(text='"result" must be busy, failed, no-answer or null')
         if count is not None and (not isinstance(count, int) or count < 1):
             raise web.HTTPBadRequest(text='"count" must be a positive integer or null')
-        controls.faults.set_call_result(result, count)
-        return web.json_response(controls.state())
+        faults.set_call_result(result, count)
 
-    async def rate_limit(request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        count, retry_after = _natural(body, "count"), _natural(body, "retry_after", 1)
-        controls.faults.rate_limit(count, retry_after)
-        return web.json_response(controls.state())
-
-    async def server_error(request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        status = body.get("status", 500)
-        if status not in (500, 503):
-            raise web.HTTPBadRequest(text='"status" must be 500 or 503')
-        controls.faults.server_error(_natural(body, "count"), status)
-        return web.json_response(controls.state())
-
-    async def clock(request: web.Request) -> web.Response:
-        offset = (await _json_body(request)).get("offset_seconds")
-        if isinstance(offset, bool) or not isinstance(offset, int | float):
-            raise web.HTTPBadRequest(text='expected {"offset_seconds": <number>}')
-        controls.set_clock_offset(float(offset))
-        return web.json_response(controls.state())
-
-    async def ground_truth(request: web.Request) -> web.Response:
-        return web.json_response(controls.ground_truth())
-
-    async def violations(request: web.Request) -> web.Response:
-        return web.json_response([vars(v) for v in controls.violations])
-
-    app = web.Application()
-    app.add_routes(
-        [
-            web.get(f"{CONTROL_PREFIX}state", state),
-            web.post(f"{CONTROL_PREFIX}outage", outage),
-            web.post(f"{CONTROL_PREFIX}call-result", call_result),
-            web.post(f"{CONTROL_PREFIX}rate-limit", rate_limit),
-            web.post(f"{CONTROL_PREFIX}server-error", server_error),
-            web.post(f"{CONTROL_PREFIX}clock", clock),
-            web.get(f"{CONTROL_PREFIX}ground-truth", ground_truth),
-            web.get(f"{CONTROL_PREFIX}violations", violations),
-            *extra_routes,
-            web.route("*", "/{tail:.*}", api.handle),
-        ]
-    )
-    return app
+    return apply
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -343,20 +282,3 @@ def _mismatch_code(err: SpecMismatch) -> int:
 
 def _not_found(path: str) -> web.Response:
     return twilio_error(404, NOT_FOUND, f"The requested resource {path} was not found")
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as err:
-        raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return body
-
-
-def _natural(body: dict[str, Any], key: str, default: int | None = None) -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise web.HTTPBadRequest(text=f'"{key}" must be a non-negative integer')
-    return value

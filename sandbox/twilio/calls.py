@@ -30,7 +30,7 @@ from sandbox.twilio.line import Line
 from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.resource import CallRecord, CallRequest, CallStatus, new_call_sid, rfc2822
 from sandbox.twilio.spec import Violation
-from sandbox.twilio.webhooks import WebhookError, Webhooks
+from sandbox.twilio.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +233,8 @@ class CallSimulation:
         url: str,
         params: list[tuple[str, str]],
     ) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        try:
-            await self._env.webhooks.send(method, url, params)
-        except WebhookError as err:
+        err = await self._env.webhooks.send_after(previous, method, url, params)
+        if err is not None:
             self._env.report(Violation("webhook", CALLBACK_FAILURE, err.message, method, url))
             self._record("webhook_error", code=CALLBACK_FAILURE, message=err.message)
 

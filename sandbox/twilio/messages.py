@@ -36,7 +36,7 @@ from sandbox.twilio.message import (
     new_message_sid,
 )
 from sandbox.twilio.spec import Violation
-from sandbox.twilio.webhooks import WebhookError, Webhooks
+from sandbox.twilio.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +205,8 @@ class MessageBook:
         url: str,
         params: list[tuple[str, str]],
     ) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        try:
-            await self._webhooks.send("POST", url, params)
-        except WebhookError as err:
+        err = await self._webhooks.send_after(previous, "POST", url, params)
+        if err is not None:
             self._report(Violation("webhook", err.code, err.message, "POST", url))
             self._record(
                 "webhook_error",

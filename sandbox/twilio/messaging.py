@@ -13,17 +13,16 @@ compared each with its own log. The same switches are on `/_control/messaging/..
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import web
 
-from sandbox.clock import DeskClock, Period, iso_utc, real_now
-from sandbox.ground_truth import Event, EventName, GroundTruthLog
+from sandbox.clock import DeskClock, Period
+from sandbox.control import Body, ControlRoutes
+from sandbox.ground_truth import Event, GroundTruthLog
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.reply_team import ReplyPlanner
 from sandbox.twilio.brand_lines import BrandLines
@@ -34,7 +33,7 @@ from sandbox.twilio.spec import Violation
 from sandbox.twilio.webhooks import Webhooks
 from sandbox.twilio.whatsapp_window import SessionWindows
 
-CONTROL_PREFIX = "/_control/messaging/"
+CONTROL_PREFIX = "/_control/messaging"
 
 
 class TwilioMessaging:
@@ -57,7 +56,7 @@ class TwilioMessaging:
         # A random stream of its own: calls and messages do not shift each other's draws.
         rng = random.Random(f"{seed}:messaging")
         self.windows = SessionWindows(clock.now)
-        self.book = MessageBook(settings, webhooks, rng, self._write_truth, report)
+        self.book = MessageBook(settings, webhooks, rng, self._log.record, report)
         self.lines = BrandLines(
             settings,
             account_sid=account_sid,
@@ -67,7 +66,7 @@ class TwilioMessaging:
             windows=self.windows,
             period_now=period_now,
             api_outage=api_outage,
-            record=self._write_truth,
+            record=self._log.record,
             report=report,
         )
         self.api = MessagesApi(settings, self.book, self.lines)
@@ -126,7 +125,7 @@ class TwilioMessaging:
         self._log.close()
 
     def control_routes(self) -> list[web.RouteDef]:
-        return _control_routes(self)
+        return _control_routes(self, self._log)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -135,75 +134,39 @@ class TwilioMessaging:
             raise ValueError("the messaging profile has no whatsapp line")
         return self.settings.whatsapp.address
 
-    def _write_truth(self, event: EventName, *, at: datetime | None = None, **fields: Any) -> None:
-        entry: Event = {"event": event, "at": iso_utc(at or real_now())}
-        entry.update(fields)
-        with contextlib.suppress(ValueError):  # the log is closed once the sandbox has stopped
-            self._log.append(entry)
 
-
-def _control_routes(messaging: TwilioMessaging) -> list[web.RouteDef]:
-    async def state(request: web.Request) -> web.Response:
-        return web.json_response(messaging.state())
-
-    async def outage(request: web.Request) -> web.Response:
-        body = await _json_body(request)
+def _control_routes(messaging: TwilioMessaging, log: GroundTruthLog) -> list[web.RouteDef]:
+    def outage(body: Body) -> None:
         on, line = body.get("on"), body.get("line")
         if not isinstance(on, bool) or line not in ("sms", "whatsapp", None):
             raise web.HTTPBadRequest(
                 text='expected {"on": true|false} and optionally "line": "sms" or "whatsapp"'
             )
         messaging.set_outage(on, cast(Channel | None, line))
-        return web.json_response(messaging.state())
 
-    async def inbound_webhook(request: web.Request) -> web.Response:
-        body = await _json_body(request)
+    def inbound_webhook(body: Body) -> None:
         number, url = body.get("number"), body.get("url")
         if not isinstance(number, str) or not (url is None or isinstance(url, str)):
             raise web.HTTPBadRequest(text='expected {"number": "+1...", "url": "http..." | null}')
-        try:
-            messaging.set_inbound_webhook(number, url)
-        except ValueError as err:
-            raise web.HTTPBadRequest(text=str(err)) from err
-        return web.json_response(messaging.state())
+        messaging.set_inbound_webhook(number, url)
 
-    async def session_window(request: web.Request) -> web.Response:
-        body = await _json_body(request)
+    def session_window(body: Body) -> None:
         customer, is_open = body.get("customer"), body.get("open")
         if not isinstance(customer, str) or not isinstance(is_open, bool):
             raise web.HTTPBadRequest(
                 text='expected {"customer": "whatsapp:+1...", "open": true|false}'
             )
-        try:
-            if is_open:
-                messaging.open_session_window(customer)
-            else:
-                messaging.close_session_window(customer)
-        except ValueError as err:
-            raise web.HTTPBadRequest(text=str(err)) from err
-        return web.json_response(messaging.state())
+        if is_open:
+            messaging.open_session_window(customer)
+        else:
+            messaging.close_session_window(customer)
 
-    async def ground_truth(request: web.Request) -> web.Response:
-        return web.json_response(messaging.ground_truth())
-
-    async def messages(request: web.Request) -> web.Response:
-        return web.json_response(messaging.messages())
-
-    return [
-        web.get(f"{CONTROL_PREFIX}state", state),
-        web.post(f"{CONTROL_PREFIX}outage", outage),
-        web.post(f"{CONTROL_PREFIX}inbound-webhook", inbound_webhook),
-        web.post(f"{CONTROL_PREFIX}session-window", session_window),
-        web.get(f"{CONTROL_PREFIX}ground-truth", ground_truth),
-        web.get(f"{CONTROL_PREFIX}messages", messages),
-    ]
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as err:
-        raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return body
+    return (
+        ControlRoutes(CONTROL_PREFIX, messaging.state)
+        .post("outage", outage)
+        .post("inbound-webhook", inbound_webhook)
+        .post("session-window", session_window)
+        .ground_truth(log)
+        .get("messages", messaging.messages)
+        .routes()
+    )

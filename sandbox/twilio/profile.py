@@ -69,20 +69,17 @@ import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
+from sandbox.profile_model import StrictModel
 
 CallResult = Literal["busy", "failed", "no-answer"]
 
 _DEFAULT_GREETING = "Hi, you're through to {agent} in {label}. How can I help?"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MenuOption(_Model):
+class MenuOption(StrictModel):
     """One way out of a menu: a key, spoken keywords, or both."""
 
     digit: str | None = Field(default=None, pattern=r"^[0-9*#]$")
@@ -105,7 +102,7 @@ class MenuOption(_Model):
         )
 
 
-class Menu(_Model):
+class Menu(StrictModel):
     prompt: str = Field(min_length=1)
     options: list[MenuOption] = Field(min_length=1)
     no_input_seconds: float = Field(default=5.0, gt=0)
@@ -126,7 +123,7 @@ class Menu(_Model):
         return next((o for o in self.options if o.matches_speech(text)), None)
 
 
-class CallQueue(_Model):
+class CallQueue(StrictModel):
     label: str | None = None  # how the greeting names the team; default: the queue's name
     hold_message: str | None = None
     wait: Latency = FixedLatency(seconds=5)  # from the end of the hold message to the greeting
@@ -145,7 +142,7 @@ class CallQueue(_Model):
         return value
 
 
-class IvrSettings(_Model):
+class IvrSettings(StrictModel):
     root: str = "main"
     menus: dict[str, Menu] = Field(min_length=1)
     queues: dict[str, CallQueue] = Field(min_length=1)
@@ -180,7 +177,7 @@ class IvrSettings(_Model):
         return self
 
 
-class AfterHoursLine(_Model):
+class AfterHoursLine(StrictModel):
     message: str = (
         "Thank you for calling. Our lines are open Monday to Friday 9 to 5:30. "
         "Please call back then. Goodbye."
@@ -188,7 +185,7 @@ class AfterHoursLine(_Model):
     voicebot: str | None = None
 
 
-class TwilioFaults(_Model):
+class TwilioFaults(StrictModel):
     outage: bool = False
     call_result: CallResult | None = None
     rate_limit: int = Field(default=0, ge=0)
@@ -196,7 +193,7 @@ class TwilioFaults(_Model):
     server_error_status: Literal[500, 503] = 500
 
 
-class TwilioSettings(_Model):
+class TwilioSettings(StrictModel):
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
     auth_token: str = Field(min_length=1)
     port: int = Field(default=0, ge=0, le=65535)

@@ -7,6 +7,7 @@ signature covers its exact characters.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -73,3 +74,20 @@ class Webhooks:
                 HTTP_RETRIEVAL_FAILURE, f"{method} {url} answered HTTP {reply.status}"
             )
         return reply
+
+    async def send_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        method: str,
+        url: str,
+        params: Sequence[tuple[str, str]],
+    ) -> WebhookError | None:
+        """Send once previous (the same resource's last callback) has ended, so its status
+        callbacks arrive in order as Twilio's do; returns the error if this one failed."""
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await self.send(method, url, params)
+        except WebhookError as err:
+            return err
+        return None
