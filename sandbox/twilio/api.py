@@ -13,21 +13,20 @@ import binascii
 import hmac
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
 from sandbox.control import Body
 from sandbox.twilio.calls import CallBook, CallSimulation
+from sandbox.twilio.errors import NOT_FOUND, twilio_error
 from sandbox.twilio.executor import Fetch, Inline
 from sandbox.twilio.faults import Faults
+from sandbox.twilio.messages_api import MessagesApi
 from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.resource import CallRequest
 from sandbox.twilio.spec import Matched, Problem, SpecMismatch, TwilioSpec, Violation
-
-if TYPE_CHECKING:  # it imports twilio_error from here
-    from sandbox.twilio.messages_api import MessagesApi
 
 CONTROL_PREFIX = "/_control"
 _DEFAULT_PAGE_SIZE = 50
@@ -35,25 +34,9 @@ _DEFAULT_PAGE_SIZE = 50
 # Twilio error codes.
 AUTHENTICATE = 20003
 METHOD_NOT_ALLOWED = 20004
-NOT_FOUND = 20404
 UNKNOWN_PARAMETER = 20001
 CALLS_RESOURCE = 21200
 NOT_IN_PROGRESS = 21220
-
-
-def twilio_error(
-    status: int, code: int, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response(
-        {
-            "code": code,
-            "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": status,
-        },
-        status=status,
-        headers=headers,
-    )
 
 
 class RestApi:

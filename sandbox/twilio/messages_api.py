@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from sandbox.messaging_profile import MessagingSettings
-from sandbox.twilio.api import twilio_error
 from sandbox.twilio.brand_lines import BrandLines
 from sandbox.twilio.content import ContentError, render
+from sandbox.twilio.errors import NOT_FOUND, twilio_error
 from sandbox.twilio.message import MAX_BODY, MessageRecord, MessageRequest, channel_of
 from sandbox.twilio.messages import MessageBook
 
@@ -38,7 +38,6 @@ CHANNEL_MISMATCH = 21910
 SAME_TO_AND_FROM = 21266
 BODY_REQUIRED = 21602
 BODY_TOO_LONG = 21617
-NOT_FOUND = 20404
 
 _DEFAULT_PAGE_SIZE = 50
 _PAGING = ("Page", "PageSize", "PageToken")
