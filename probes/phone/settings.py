@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from probes.base import ChannelUses, Problem, Responder
+from probes.base import ChannelUses, CrossCheck, Problem, Responder, per_address
 from probes.settings import Strict, valid_regex
 from probes.twilio.account import TwilioAccount, e164
 
@@ -149,11 +149,9 @@ class PhoneAddress(Strict):
 
 def cross_check(uses: ChannelUses[PhoneChannelSettings, PhoneAddress]) -> list[Problem]:
     """Each phone line against ``channels.phone``, and what status-only calls cannot measure."""
-    problems: list[Problem] = []
-    for use in uses.addresses:
-        message = use.address.check_against(uses.settings)
-        if message is not None:
-            problems.append((use.where, message))
+    each_address: CrossCheck[PhoneChannelSettings, PhoneAddress]
+    each_address = per_address(PhoneAddress.check_against)
+    problems = each_address(uses)
     if uses.settings is None or not uses.settings.webhook.status_only:
         return problems
     for use in uses.addresses:

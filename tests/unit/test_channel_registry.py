@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cxprobe.report.methodology import precision_rows
 from probes import CHANNEL_TYPES
@@ -77,6 +77,20 @@ def test_settings_and_address_models_reject_unknown_keys(
     with pytest.raises(ValidationError) as raised:
         model.model_validate({"no_such_key": 1})
     assert "extra_forbidden" in {error["type"] for error in raised.value.errors()}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sections_are_narrowed_to_the_kinds_own_models(kind: str) -> None:
+    channel_type = CHANNEL_TYPES[kind]
+    stranger = UnrelatedSection()
+    with pytest.raises(TypeError, match=f"channels.{kind}"):
+        channel_type.settings_of(stranger)
+    with pytest.raises(TypeError, match=f"channels.{kind}"):
+        channel_type.address_of(None)
+
+
+class UnrelatedSection(BaseModel):
+    """A section of no channel's model."""
 
 
 # -- no channel kind outside probes/ -----------------------------------------------------------
