@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -49,6 +48,7 @@ from probes.base import (
     DefaultSla,
     Evidence,
     Methodology,
+    ProbeError,
     Reply,
     Sent,
     per_address,
@@ -138,7 +138,31 @@ async def send_message(
     :class:`ChannelUnavailable` otherwise; messages about the server refusing the probe itself
     name ``settings_key`` (where to fix it).
     """
-    client = aiosmtplib.SMTP(
+    client = _smtp_client(settings, sender)
+    where = f"SMTP server {settings.host}:{settings.port}"
+    fix = f"no contact was sent; check {settings_key} (login, tls, sender address)"
+    try:
+        try:
+            await client.connect()
+            errors, _ = await client.sendmail(sender, recipients, raw)
+            accepted_at = utc_now()
+        finally:
+            # Also after a failed connect (e.g. refused login): never leave the socket open.
+            await _quit(client)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise _send_failure(exc, where, fix, settings.username) from None
+    refused_primary = [r for r in recipients[:1] if r in errors]
+    if refused_primary:
+        response = errors[refused_primary[0]]
+        text = f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
+        if _refuses_the_client(response.code, response.message):
+            raise ChannelUnavailable(f"{text}; {fix}")
+        raise (ContactRejected if response.code >= 500 else ChannelUnavailable)(text)
+    return accepted_at
+
+
+def _smtp_client(settings: SmtpSettings, sender: str) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
         username=settings.username,
@@ -150,56 +174,40 @@ async def send_message(
         # The mailbox's domain: avoids a blocking socket.getfqdn() in the event loop.
         local_hostname=sender.rpartition("@")[2],
     )
-    where = f"SMTP server {settings.host}:{settings.port}"
-    fix = f"no contact was sent; check {settings_key} (login, tls, sender address)"
-    try:
-        try:
-            await client.connect()
-            errors, _ = await client.sendmail(sender, recipients, raw)
-            accepted_at = utc_now()
-        finally:
-            # Also after a failed connect (e.g. refused login): never leave the socket open.
-            await _quit(client)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
+
+
+def _send_failure(exc: BaseException, where: str, fix: str, username: str | None) -> ProbeError:
+    """What a failed submission means: the contact refused for good (:class:`ContactRejected`)
+    or the probe unable to send (:class:`ChannelUnavailable`, naming what to fix)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refusals = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         if any(_refuses_the_client(r.code, r.message) for r in exc.recipients):
-            raise ChannelUnavailable(
+            return ChannelUnavailable(
                 f"{where} refused to take mail from the probe ({refusals}); {fix}"
-            ) from None
+            )
         text = f"{where} refused every recipient ({refusals})"
         if all(r.code >= 500 for r in exc.recipients):
-            raise ContactRejected(text) from None
-        raise ChannelUnavailable(text) from None  # 4xx: try again later
-    except aiosmtplib.SMTPAuthenticationError as exc:
-        login = f"the login of {settings.username!r}"
-        raise ChannelUnavailable(
-            f"{where} refused {login} ({exc.code} {exc.message}); {fix}"
-        ) from None
-    except aiosmtplib.SMTPSenderRefused as exc:
-        raise ChannelUnavailable(
+            return ContactRejected(text)
+        return ChannelUnavailable(text)  # 4xx: try again later
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        login = f"the login of {username!r}"
+        return ChannelUnavailable(f"{where} refused {login} ({exc.code} {exc.message}); {fix}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return ChannelUnavailable(
             f"{where} refused the sender {exc.sender} ({exc.code} {exc.message}); {fix}"
-        ) from None
-    except aiosmtplib.SMTPResponseException as exc:
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = f"{where} answered {exc.code} {exc.message}"
         if exc.code < 500:
-            raise ChannelUnavailable(text) from None  # try again later
+            return ChannelUnavailable(text)  # try again later
         about_the_contact = isinstance(
             exc, aiosmtplib.SMTPDataError | aiosmtplib.SMTPRecipientRefused
         )
         if about_the_contact and not _refuses_the_client(exc.code, exc.message):
-            raise ContactRejected(text) from None
+            return ContactRejected(text)
         # Greeting, HELO, login or policy: the server refused the probe, not the contact.
-        raise ChannelUnavailable(f"{text}; {fix}") from None
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-        raise ChannelUnavailable(f"{where} could not be used: {describe_error(exc)}") from None
-    refused_primary = [r for r in recipients[:1] if r in errors]
-    if refused_primary:
-        response = errors[refused_primary[0]]
-        text = f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
-        if _refuses_the_client(response.code, response.message):
-            raise ChannelUnavailable(f"{text}; {fix}")
-        raise (ContactRejected if response.code >= 500 else ChannelUnavailable)(text)
-    return accepted_at
+        return ChannelUnavailable(f"{text}; {fix}")
+    return ChannelUnavailable(f"{where} could not be used: {describe_error(exc)}")
 
 
 def _refuses_the_client(code: int, message: str) -> bool:
