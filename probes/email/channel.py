@@ -476,7 +476,7 @@ class EmailChannel:
 
 
 EMAIL = ChannelType(
-    kind="email",
+    kind=EmailChannel.kind,
     settings_model=EmailChannelSettings,
     address_model=EmailAddress,
     create=EmailChannel,

@@ -430,7 +430,7 @@ def _backoff(attempt: int, retry_after: str | None, rng: random.Random) -> float
 
 
 GENERIC = ChannelType(
-    kind="generic",
+    kind=GenericChannel.kind,
     settings_model=GenericChannelSettings,
     address_model=GenericAddress,
     create=GenericChannel,

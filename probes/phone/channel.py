@@ -599,7 +599,7 @@ def _twiml(body: str) -> web.Response:
 
 
 PHONE = ChannelType(
-    kind="phone",
+    kind=PhoneChannel.kind,
     settings_model=PhoneChannelSettings,
     address_model=PhoneAddress,
     create=PhoneChannel,

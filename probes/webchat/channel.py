@@ -707,7 +707,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 WEBCHAT = ChannelType(
-    kind="webchat",
+    kind=WebchatChannel.kind,
     settings_model=WebchatChannelSettings,
     address_model=WebchatAddress,
     create=WebchatChannel,
