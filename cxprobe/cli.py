@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -137,7 +136,7 @@ def once(
         raise typer.Exit(2)
     logger = logs.configure(loaded.monitor.log_format)
 
-    # The HTTP server only for channels that need provider webhooks (phone, messaging).
+    # The HTTP server only for channels that need provider webhooks.
     serve_http = CHANNEL_TYPES[check.channel].needs_http
 
     async def execute() -> tuple[RunResult | None, list[str]]:
@@ -152,7 +151,7 @@ def once(
     except OSError as exc:
         if not serve_http:
             raise
-        # A phone or messaging check needs the HTTP server for its webhooks; the usual cause
+        # A check whose channel needs the HTTP server for its webhooks; the usual cause
         # is a `cxprobe run` already serving on the same port.
         http = loaded.monitor.http
         Console(stderr=True).print(
@@ -173,6 +172,7 @@ def once(
 
 
 async def _evidence_lines(store: EvidenceStore, result: RunResult) -> list[str]:
+    summaries = CHANNEL_TYPES[result.channel].evidence_summaries
     lines = []
     for message in await store.messages(result.run_id):
         arrow = "→" if message.direction == "out" else "←"
@@ -192,24 +192,10 @@ async def _evidence_lines(store: EvidenceStore, result: RunResult) -> list[str]:
             f"▣ {artifact.kind} ({artifact.media_type}) sha256:{artifact.sha256[:12]}… "
             f"{artifact.size} B"
         )
-        if artifact.kind == "call-timeline":
+        summarise = summaries.get(artifact.kind)
+        if summarise is not None:  # the channel can say more of this kind (a call's timeline)
             content = await store.artifact_content(artifact.id)
-            lines += _timeline_lines(content or b"{}", result.sent_at)
-    return lines
-
-
-def _timeline_lines(content: bytes, sent_at: datetime | None) -> list[str]:
-    """A call's timeline (phone evidence) as lines with offsets from the call's t0."""
-    try:
-        entries = json.loads(content).get("timeline", [])
-    except (ValueError, AttributeError):
-        return ["    (unreadable call timeline)"]
-    lines = []
-    for entry in entries:
-        at = datetime.fromisoformat(entry["at"])
-        offset = f"{(at - sent_at).total_seconds():+8.2f}s" if sent_at else ""
-        detail = f"  {entry['detail']}" if entry.get("detail") else ""
-        lines.append(f"    {at:%H:%M:%S.%f}"[:-3] + f" {offset} {entry['event']:<10}{detail}")
+            lines += summarise(content or b"{}", result.sent_at)
     return lines
 
 

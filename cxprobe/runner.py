@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from cxprobe.settings import Check, Config
 from cxprobe.store.database import Claim, EvidenceStore, OpenRun
 from exporters.metrics import MonitorMetrics
@@ -28,6 +30,7 @@ from probes import CHANNEL_TYPES
 from probes.base import (
     Channel,
     ChannelServices,
+    Contact,
     Conversation,
     Reply,
     Sent,
@@ -82,6 +85,19 @@ class _Hooks:
 
 
 @dataclass(frozen=True)
+class _RunParts:
+    """What driving one run takes: its channel and address, its judge, what it sends."""
+
+    channel: Channel[Any]
+    address: BaseModel
+    judge: Judge
+    hooks: _Hooks
+    contact: Contact
+    #: ``(seconds after the opening, contact)``, in time order.
+    follow_ups: list[tuple[float, Contact]]
+
+
+@dataclass(frozen=True)
 class StoredChannelState:
     """A channel's durable state, kept in the evidence store under the channel's kind."""
 
@@ -109,7 +125,8 @@ class Runner:
     calendar_clock: Clock | None = None
     #: Where channel drivers mount provider webhooks (the monitor's HTTP server).
     webhooks: Webhooks = field(default_factory=Webhooks)
-    channels: dict[str, Channel] = field(default_factory=dict)
+    #: Each kind's driver; its addresses are checked against its address model when used.
+    channels: dict[str, Channel[Any]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[RunResult | None]] = field(default_factory=set)
     _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _open: Counter[str] = field(default_factory=Counter)
@@ -129,9 +146,12 @@ class Runner:
                 webhooks=self.webhooks,
                 on_rejected_webhook=functools.partial(self.metrics.record_rejected_webhook, kind),
             )
-            channel = CHANNEL_TYPES[kind].create(self.config.channel_settings(kind), services)
+            channel_type = CHANNEL_TYPES[kind]
+            channel = channel_type.create(
+                channel_type.settings_of(self.config.channel_settings(kind)), services
+            )
             addresses = [
-                self.config.targets[check.target].address(kind)
+                channel_type.address_of(self.config.targets[check.target].address(kind))
                 for check in self.config.checks_here()
                 if check.channel == kind
             ]
@@ -225,12 +245,8 @@ class Runner:
     async def _drive_to_the_end(
         self, check: Check, result: RunResult, resume: OpenRun | None
     ) -> RunResult:
-        channel = self.channels[check.channel]
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
-        judge = Judge(scenario, target.queues, target.responders, result)
-        hooks = _Hooks(self.store, self.logger)
-        address = target.address(check.channel)
         contact = build_contact(
             scenario,
             token=result.token,
@@ -239,55 +255,25 @@ class Runner:
             disclosure=self.config.monitor.disclosure,
             expected_queue=result.expected_queue,
         )
-        follow_ups = build_follow_ups(
-            scenario,
-            contact,
-            customer_name=self.config.monitor.customer_name,
-            target_name=target.name,
+        run = _RunParts(
+            channel=self.channels[check.channel],
+            address=CHANNEL_TYPES[check.channel].address_of(target.address(check.channel)),
+            judge=Judge(scenario, target.queues, target.responders, result),
+            hooks=_Hooks(self.store, self.logger),
+            contact=contact,
+            follow_ups=build_follow_ups(
+                scenario,
+                contact,
+                customer_name=self.config.monitor.customer_name,
+                target_name=target.name,
+            ),
         )
         self._count_open(check.channel, +1)
         try:
             if resume is None:
-                async with AsyncExitStack() as conversation_scope:
-                    # The channel's concurrency limit covers opening and sending; a run then
-                    # waits for its replies (hours, for email) without holding a slot.
-                    async with self._active(check.channel):
-                        conversation = await channel.open(address, result.token)
-                        await conversation_scope.enter_async_context(
-                            _closing(conversation, self.store, result.run_id, self.logger)
-                        )
-                        await send_contact(
-                            conversation,
-                            contact,
-                            judge,
-                            hooks,
-                            send_timeout=self.config.monitor.send_timeout,
-                            shutdown_grace=self.config.monitor.shutdown_grace,
-                        )
-                    await listen(
-                        conversation, judge, hooks, clock=self.clock, follow_ups=follow_ups
-                    )
+                await self._contact_and_listen(check, result, run)
             else:
-                persisted, result.replies = result.replies, []
-                judge.restore(persisted)
-                sent = Sent(
-                    at=result.sent_at or self.clock(),
-                    external_id=resume.sent_external_id or "",
-                    resume_state=resume.resume_state,
-                )
-                # Follow-ups the previous process sent are not sent again.
-                stored = await self.store.messages(result.run_id)
-                already = max(0, sum(m.direction == "out" for m in stored) - 1)
-                conversation = await channel.resume(address, result.token, sent)
-                async with _closing(conversation, self.store, result.run_id, self.logger):
-                    await listen(
-                        conversation,
-                        judge,
-                        hooks,
-                        clock=self.clock,
-                        settle=RESUME_SETTLE_SECONDS,
-                        follow_ups=follow_ups[already:],
-                    )
+                await self._resume_and_listen(result, run, resume)
         except asyncio.CancelledError:
             # Shutdown. A sent contact stays open in the store and is resumed by the next
             # process; one that was never sent cannot be, and is recorded as interrupted.
@@ -307,9 +293,54 @@ class Runner:
         finally:
             self._count_open(check.channel, -1)
         if result.outcome is None:
-            judge.conclude()
+            run.judge.conclude()
         await self._finish(result)
         return result
+
+    async def _contact_and_listen(self, check: Check, result: RunResult, run: _RunParts) -> None:
+        """A new run: open a conversation, send the contact, listen until the run is judged."""
+        async with AsyncExitStack() as conversation_scope:
+            # The channel's concurrency limit covers opening and sending; a run then waits for
+            # its replies (hours, for email) without holding a slot.
+            async with self._active(check.channel):
+                conversation = await run.channel.open(run.address, result.token)
+                await conversation_scope.enter_async_context(
+                    _closing(conversation, self.store, result.run_id, self.logger)
+                )
+                await send_contact(
+                    conversation,
+                    run.contact,
+                    run.judge,
+                    run.hooks,
+                    send_timeout=self.config.monitor.send_timeout,
+                    shutdown_grace=self.config.monitor.shutdown_grace,
+                )
+            await listen(
+                conversation, run.judge, run.hooks, clock=self.clock, follow_ups=run.follow_ups
+            )
+
+    async def _resume_and_listen(self, result: RunResult, run: _RunParts, resume: OpenRun) -> None:
+        """A run a previous process sent: re-attach to its conversation and listen on."""
+        persisted, result.replies = result.replies, []
+        run.judge.restore(persisted)
+        sent = Sent(
+            at=result.sent_at or self.clock(),
+            external_id=resume.sent_external_id or "",
+            resume_state=resume.resume_state,
+        )
+        # Follow-ups the previous process sent are not sent again.
+        stored = await self.store.messages(result.run_id)
+        already = max(0, sum(m.direction == "out" for m in stored) - 1)
+        conversation = await run.channel.resume(run.address, result.token, sent)
+        async with _closing(conversation, self.store, result.run_id, self.logger):
+            await listen(
+                conversation,
+                run.judge,
+                run.hooks,
+                clock=self.clock,
+                settle=RESUME_SETTLE_SECONDS,
+                follow_ups=run.follow_ups[already:],
+            )
 
     async def _finish(self, result: RunResult) -> None:
         result.finished_at = self.clock()

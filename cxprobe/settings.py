@@ -8,11 +8,12 @@ Secrets are written as ``${ENV_VAR}`` and held as ``SecretStr``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
@@ -29,7 +30,7 @@ from cxprobe.errors import ConfigError
 from cxprobe.store.retention import Retention
 from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
 from probes import CHANNEL_TYPES
-from probes.base import Responder
+from probes.base import AddressUse, DefaultSla, Problem, Responder, ScenarioUse
 from scenarios.durations import Duration
 from scenarios.hours import BusinessHours
 from scenarios.model import Matcher, Scenario, Thresholds
@@ -95,28 +96,6 @@ class Sla(Strict):
     objective: float = Field(0.95, gt=0, lt=1, description="Share of good probes promised.")
 
 
-#: Industry-norm defaults per channel kind (DESIGN.md "SLAs and alerting").
-DEFAULT_SLAS: Mapping[str, Sla] = {
-    "email": Sla(
-        first_response=15 * 60, human_response=3600, after_hours_response=15 * 60, deadline=4 * 3600
-    ),
-    # Chat is synchronous: customers expect a bot within seconds and a person within minutes.
-    "webchat": Sla(first_response=30, human_response=180, after_hours_response=30, deadline=600),
-    # Phone: the line should pick up within a minute; the queue to a person is the long part.
-    "phone": Sla(first_response=60, human_response=600, after_hours_response=60, deadline=900),
-    # Messaging sits between chat and email: an automatic answer in minutes, a person in an hour.
-    **{
-        kind: Sla(
-            first_response=5 * 60,
-            human_response=3600,
-            after_hours_response=5 * 60,
-            deadline=4 * 3600,
-        )
-        for kind in ("sms", "whatsapp", "generic")
-    },
-}
-
-
 class Queue(Strict):
     """A team of the target, recognised in replies by any of its matchers."""
 
@@ -153,31 +132,55 @@ def _channels_model() -> type[BaseModel]:
     return create_model("Channels", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-TargetChannels = _target_channels_model()
-Channels = _channels_model()
+if TYPE_CHECKING:
+    # Generated from the registry, so the type checker knows them as plain models: their
+    # sections are read through Config.channel_settings() and Target.address(), and typed per
+    # kind by the channel's own ChannelType.
+    TargetChannels = BaseModel
+    Channels = BaseModel
+else:
+    TargetChannels = _target_channels_model()
+    Channels = _channels_model()
 
 
 class Target(Strict):
     name: str = Field(description="Brand name shown in reports.")
     business_hours: BusinessHours
-    channels: TargetChannels  # type: ignore[valid-type]
+    channels: TargetChannels
     queues: dict[str, Queue] = Field(default_factory=dict)
     responders: list[ResponderRule] = Field(default_factory=list)
     slas: dict[str, Sla] = Field(default_factory=dict)
     rate_limit: RateLimit = Field(default_factory=lambda: RateLimit())
 
-    def address(self, kind: str) -> Any:
-        return getattr(self.channels, kind, None)
+    def address(self, kind: str) -> BaseModel | None:
+        """The target's ``channels.<kind>`` section (the channel's address model), if any."""
+        section: BaseModel | None = getattr(self.channels, kind, None)
+        return section
 
     def sla(self, kind: str) -> Sla:
         """This target's SLA for ``kind``, unset figures taken from the channel's defaults."""
-        default = DEFAULT_SLAS.get(kind, Sla(deadline=3600))
+        channel_type = CHANNEL_TYPES.get(kind)
+        default = (
+            Sla(deadline=3600)
+            if channel_type is None
+            else Sla.model_validate(dataclasses.asdict(channel_type.default_sla))
+        )
         own = self.slas.get(kind)
         if own is None:
             return default
         merged = default.model_dump()
         merged.update(own.model_dump(exclude_unset=True))
         return Sla.model_validate(merged)
+
+    def sla_figures(self, kind: str) -> DefaultSla:
+        """:meth:`sla` in the figures a channel's cross-check reads."""
+        sla = self.sla(kind)
+        return DefaultSla(
+            first_response=sla.first_response,
+            human_response=sla.human_response,
+            after_hours_response=sla.after_hours_response,
+            deadline=sla.deadline,
+        )
 
 
 class Schedule(Strict):
@@ -243,7 +246,7 @@ class Config(Strict):
     version: Literal[1] = Field(description="Config format version; this build reads 1.")
     monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
     locations: dict[str, Location] = Field(default_factory=lambda: {"default": Location()})
-    channels: Channels = Field(default_factory=lambda: Channels())  # type: ignore[valid-type]
+    channels: Channels = Field(default_factory=lambda: Channels())
     targets: dict[str, Target]
     scenarios: dict[str, Scenario] = Field(default_factory=dict)
     checks: list[Check] = Field(min_length=1)
@@ -253,8 +256,10 @@ class Config(Strict):
     source: Path | None = Field(default=None, exclude=True)
     sha256: str = Field(default="", exclude=True)
 
-    def channel_settings(self, kind: str) -> Any:
-        return getattr(self.channels, kind, None)
+    def channel_settings(self, kind: str) -> BaseModel | None:
+        """The ``channels.<kind>`` section (the channel's settings model), if configured."""
+        section: BaseModel | None = getattr(self.channels, kind, None)
+        return section
 
     def check(self, check_id: str) -> Check | None:
         """The check with id ``check_id``, wherever and whether or not it runs."""
@@ -347,50 +352,72 @@ def _explain(exc: ValidationError, document: YamlDocument) -> list[str]:
     return lines
 
 
-def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
+def _cross_check(config: Config) -> list[Problem]:
     """References between sections: the problems pydantic cannot see one model at a time."""
-    problems: list[tuple[KeyPath, str]] = []
-    if config.monitor.location not in config.locations:
-        problems.append(
-            (
-                ("monitor", "location"),
-                f"location {config.monitor.location!r} is not defined "
-                f"under 'locations' (defined: {', '.join(config.locations)})",
-            )
+    return [
+        *_location_problems(config),
+        *_sla_kind_problems(config),
+        *_channel_problems(config),
+        *_check_problems(config),
+        *_series_problems(config),
+    ]
+
+
+def _unknown_kind(kind: str) -> str:
+    return f"unknown channel kind {kind!r}; known: {', '.join(CHANNEL_TYPES)}"
+
+
+def _location_problems(config: Config) -> list[Problem]:
+    if config.monitor.location in config.locations:
+        return []
+    return [
+        (
+            ("monitor", "location"),
+            f"location {config.monitor.location!r} is not defined "
+            f"under 'locations' (defined: {', '.join(config.locations)})",
         )
-    for target_id, each_target in config.targets.items():
-        for kind in each_target.slas:
-            if kind not in CHANNEL_TYPES:
-                problems.append(
-                    (
-                        ("targets", target_id, "slas", kind),
-                        f"unknown channel kind {kind!r}; known: {', '.join(CHANNEL_TYPES)}",
-                    )
-                )
-        for kind in CHANNEL_TYPES:
-            address = each_target.address(kind)
-            check_address = getattr(address, "check_against", None)
-            if address is not None and check_address is not None:
-                message = check_address(config.channel_settings(kind))
-                if message:
-                    problems.append((("targets", target_id, "channels", kind), message))
-        phone = config.channel_settings("phone")
-        if (
-            phone is not None
-            and phone.webhook.status_only
-            and each_target.address("phone") is not None
-            and each_target.sla("phone").human_response is not None
-        ):
-            # Status-only calls cannot hear who answers: a human SLA would always be breached.
-            problems.append(
-                (
-                    ("targets", target_id, "slas"),
-                    "channels.phone.webhook.status_only measures time to answer only: set "
-                    "'phone: {human_response: null}' under this target's slas (and use "
-                    "first_response), or give the monitor a webhook URL",
-                )
+    ]
+
+
+def _sla_kind_problems(config: Config) -> list[Problem]:
+    return [
+        (("targets", target_id, "slas", kind), _unknown_kind(kind))
+        for target_id, target in config.targets.items()
+        for kind in target.slas
+        if kind not in CHANNEL_TYPES
+    ]
+
+
+def _channel_problems(config: Config) -> list[Problem]:
+    """Each channel's own cross-check, on the targets' addresses and the checks' scenarios."""
+    problems: list[Problem] = []
+    for kind, channel_type in CHANNEL_TYPES.items():
+        addresses = [
+            AddressUse(
+                address=address,
+                sla=target.sla_figures(kind),
+                where=("targets", target_id, "channels", kind),
+                sla_where=("targets", target_id, "slas"),
             )
-    seen_series: dict[tuple[str, str, str], list[tuple[int, set[str]]]] = {}
+            for target_id, target in config.targets.items()
+            if (address := target.address(kind)) is not None
+        ]
+        checks = [
+            ScenarioUse(
+                scenario=check.scenario,
+                after_hours_accepts=frozenset(scenario.after_hours_accepts),
+                where=("checks", index, "scenario"),
+            )
+            for index, check in enumerate(config.checks)
+            if check.channel == kind
+            and (scenario := config.scenarios.get(check.scenario)) is not None
+        ]
+        problems += channel_type.check_config(config.channel_settings(kind), addresses, checks)
+    return problems
+
+
+def _check_problems(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
     seen_ids: dict[str, int] = {}
     for index, check in enumerate(config.checks):
         where: KeyPath = ("checks", index)
@@ -403,102 +430,96 @@ def _cross_check(config: Config) -> list[tuple[KeyPath, str]]:
                 )
             )
         seen_ids.setdefault(check.id, index)
-        target: Target | None = config.targets.get(check.target)
-        if target is None:
-            problems.append(
-                (
-                    (*where, "target"),
-                    f"unknown target {check.target!r}; defined "
-                    f"targets: {', '.join(config.targets) or '(none)'}",
-                )
+        problems += _check_references(config, check, where)
+    return problems
+
+
+def _check_references(config: Config, check: Check, where: KeyPath) -> list[Problem]:
+    """What one check names: its target, channel, scenario, queue and locations."""
+    problems: list[Problem] = []
+    target: Target | None = config.targets.get(check.target)
+    if target is None:
+        problems.append(
+            (
+                (*where, "target"),
+                f"unknown target {check.target!r}; defined "
+                f"targets: {', '.join(config.targets) or '(none)'}",
             )
-        if check.channel not in CHANNEL_TYPES:
-            problems.append(
-                (
-                    (*where, "channel"),
-                    f"unknown channel kind {check.channel!r}; known: {', '.join(CHANNEL_TYPES)}",
-                )
+        )
+    problems += _check_channel_problems(config, check, target, where)
+    scenario = config.scenarios.get(check.scenario)
+    if scenario is None:
+        problems.append(
+            (
+                (*where, "scenario"),
+                f"unknown scenario {check.scenario!r}; "
+                f"available: {', '.join(sorted(config.scenarios))}",
             )
-        else:
-            if config.channel_settings(check.channel) is None:
-                problems.append(
-                    (
-                        (*where, "channel"),
-                        f"channel {check.channel!r} is not "
-                        f"configured: add a 'channels.{check.channel}' section",
-                    )
-                )
-            if target is not None and target.address(check.channel) is None:
-                problems.append(
-                    (
-                        (*where, "channel"),
-                        f"target {check.target!r} has no "
-                        f"'channels.{check.channel}' address to contact",
-                    )
-                )
-        scenario = config.scenarios.get(check.scenario)
-        if scenario is None:
-            problems.append(
-                (
-                    (*where, "scenario"),
-                    f"unknown scenario {check.scenario!r}; "
-                    f"available: {', '.join(sorted(config.scenarios))}",
-                )
+        )
+    queue = check.expected_queue or (scenario.expected_queue if scenario else None)
+    if target is not None and queue is not None and target.queues and queue not in target.queues:
+        problems.append(
+            (
+                (*where, "expected_queue" if check.expected_queue else "scenario"),
+                f"queue {queue!r} is not one of target {check.target!r}'s queues "
+                f"({', '.join(target.queues)})",
             )
-        phone = config.channel_settings("phone")
-        if (
-            check.channel == "phone"
-            and phone is not None
-            and phone.webhook.status_only
-            and scenario is not None
-            and Responder.UNKNOWN not in scenario.after_hours_accepts
-        ):
-            # Status-only calls cannot hear who answered: after hours every run would breach.
-            problems.append(
-                (
-                    (*where, "scenario"),
-                    f"channels.phone.webhook.status_only cannot tell who answers, so scenario "
-                    f"{check.scenario!r} can never be answered after hours: give this check a "
-                    "scenario whose after_hours_accepts includes 'unknown'",
-                )
+        )
+    problems += [
+        (
+            (*where, "locations"),
+            f"unknown location {location!r}; defined: {', '.join(config.locations)}",
+        )
+        for location in check.locations or []
+        if location not in config.locations
+    ]
+    return problems
+
+
+def _check_channel_problems(
+    config: Config, check: Check, target: Target | None, where: KeyPath
+) -> list[Problem]:
+    if check.channel not in CHANNEL_TYPES:
+        return [((*where, "channel"), _unknown_kind(check.channel))]
+    problems: list[Problem] = []
+    if config.channel_settings(check.channel) is None:
+        problems.append(
+            (
+                (*where, "channel"),
+                f"channel {check.channel!r} is not "
+                f"configured: add a 'channels.{check.channel}' section",
             )
-        queue = check.expected_queue or (scenario.expected_queue if scenario else None)
-        if (
-            target is not None
-            and queue is not None
-            and target.queues
-            and queue not in target.queues
-        ):
-            problems.append(
-                (
-                    (*where, "expected_queue" if check.expected_queue else "scenario"),
-                    f"queue {queue!r} is not one of target {check.target!r}'s queues "
-                    f"({', '.join(target.queues)})",
-                )
+        )
+    if target is not None and target.address(check.channel) is None:
+        problems.append(
+            (
+                (*where, "channel"),
+                f"target {check.target!r} has no 'channels.{check.channel}' address to contact",
             )
-        for location in check.locations or []:
-            if location not in config.locations:
-                problems.append(
-                    (
-                        (*where, "locations"),
-                        f"unknown location {location!r}; defined: {', '.join(config.locations)}",
-                    )
-                )
-        # Metrics are labelled by target, channel, scenario and location: two enabled checks
-        # that share the first three and can run at one location would count as one.
+        )
+    return problems
+
+
+def _series_problems(config: Config) -> list[Problem]:
+    """Metrics are labelled by target, channel, scenario and location: two enabled checks that
+    share the first three and can run at one location would count as one."""
+    problems: list[Problem] = []
+    seen_series: dict[tuple[str, str, str], list[tuple[int, set[str]]]] = {}
+    for index, check in enumerate(config.checks):
+        if not check.enabled:
+            continue
         series = (check.target, check.channel, check.scenario)
         places = set(check.locations) if check.locations is not None else set(config.locations)
-        for other, other_places in seen_series.get(series, []) if check.enabled else []:
+        for other, other_places in seen_series.get(series, []):
             if places & other_places:
                 problems.append(
                     (
-                        where,
+                        ("checks", index),
                         f"checks[{other}] already probes the same target, channel and scenario "
                         f"at {', '.join(sorted(places & other_places))}; their metrics would "
                         "collide (give them different locations, or disable one)",
                     )
                 )
                 break
-        if check.enabled:
-            seen_series.setdefault(series, []).append((index, places))
+        seen_series.setdefault(series, []).append((index, places))
     return problems

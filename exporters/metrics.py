@@ -24,7 +24,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from scenarios.model import Outcome, Period, RoutingResult, RunResult, Thresholds
+from scenarios.model import Outcome, Period, RoutingResult, RunResult, SloName, Thresholds
 
 #: Time to first answer spans a chat bot (sub-second) to an email desk (a day).
 RESPONSE_BUCKETS = (
@@ -36,7 +36,7 @@ RESPONSE_BUCKETS = (
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 #: SLOs whose events a run can produce (``scenarios.verdicts.slo_events``).
-SLO_NAMES = ("first_response", "human_response", "after_hours_response")
+SLO_NAMES = tuple(slo.value for slo in SloName)
 
 _CHECK_LABELS = ("target", "channel", "scenario", "location")
 _Series = tuple[MetricWrapperBase, tuple[str, ...]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from probes.base import ChannelType
 from probes.email import EMAIL
@@ -12,7 +13,9 @@ from probes.messaging import SMS, WHATSAPP
 from probes.phone import PHONE
 from probes.webchat import WEBCHAT
 
-CHANNEL_TYPES: Mapping[str, ChannelType] = MappingProxyType(
+#: Each kind's settings and address models differ: outside its package a channel type is
+#: reached through :meth:`ChannelType.settings_of` / :meth:`ChannelType.address_of`.
+CHANNEL_TYPES: Mapping[str, ChannelType[Any, Any]] = MappingProxyType(
     {kind.kind: kind for kind in (EMAIL, WEBCHAT, PHONE, SMS, WHATSAPP, GENERIC)}
 )
 

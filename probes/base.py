@@ -9,14 +9,15 @@ turns exceptions into outcomes; a probe never schedules itself and never touches
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -34,6 +35,11 @@ from probes.errors import (
 #: has no better thread key. Crockford base32 avoids look-alike characters.
 TOKEN_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 TOKEN_PATTERN = re.compile(r"\bCXP-[0-9A-HJKMNP-TV-Z]{10}\b")
+
+
+def utc_now() -> datetime:
+    """The wall clock in UTC: every time a channel records is UTC."""
+    return datetime.now(UTC)
 
 
 def new_token() -> str:
@@ -58,6 +64,12 @@ class Evidence:
     kind: str  # "email", "transcript", "screenshot", ...
     media_type: str  # "message/rfc822", "text/plain", "image/png", ...
     content: bytes
+
+
+def json_evidence(kind: str, document: Mapping[str, Any]) -> Evidence:
+    """``document`` kept as readable JSON evidence (values JSON cannot hold written as text)."""
+    content = json.dumps(document, indent=2, ensure_ascii=False, default=str).encode()
+    return Evidence(kind, "application/json", content)
 
 
 @dataclass(frozen=True)
@@ -191,24 +203,30 @@ class ChannelServices:
     on_rejected_webhook: Callable[[], None] = lambda: None
 
 
-class Channel(Protocol):
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+AddressT = TypeVar("AddressT", bound=BaseModel)
+#: A channel only takes addresses in, so a driver of a wider address type serves a narrower one.
+AddressT_contra = TypeVar("AddressT_contra", bound=BaseModel, contravariant=True)
+
+
+class Channel(Protocol[AddressT_contra]):
     """A channel driver, created once per process by its :class:`ChannelType`."""
 
     kind: ClassVar[str]
 
-    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[AddressT_contra] = ()) -> None:
         """Acquire shared resources lazily or now; register their clean-up on ``stack``.
 
-        ``addresses`` (``address_model`` instances) are those the configured checks contact; a
-        channel whose replies can arrive between runs (email) starts listening for them now.
+        ``addresses`` are those the configured checks contact; a channel whose replies can
+        arrive between runs (email) starts listening for them now.
         """
         ...
 
-    async def open(self, address: Any, token: str) -> Conversation:
-        """A new conversation with a target; ``address`` is its ``address_model`` instance."""
+    async def open(self, address: AddressT_contra, token: str) -> Conversation:
+        """A new conversation with a target at ``address``."""
         ...
 
-    async def resume(self, address: Any, token: str, sent: Sent) -> Conversation:
+    async def resume(self, address: AddressT_contra, token: str, sent: Sent) -> Conversation:
         """Re-attach to a conversation a previous process started (after a restart).
 
         Replies that arrived while no process was listening must be delivered too.
@@ -221,36 +239,162 @@ class Channel(Protocol):
 
 
 @dataclass(frozen=True)
-class ChannelType:
-    """One entry of the channel registry: how to configure and build a channel driver."""
+class DefaultSla:
+    """A channel's industry-norm service levels (seconds; DESIGN.md "SLAs and alerting"), used
+    where a target sets none of its own."""
+
+    first_response: float | None
+    human_response: float | None
+    after_hours_response: float | None
+    #: How long a run waits for answers before it is judged.
+    deadline: float | None
+
+
+@dataclass(frozen=True)
+class Methodology:
+    """How a channel times a run, for the audit report's methodology section."""
+
+    t0: str  # the event that is t0, e.g. "the SMTP server's 250 reply to DATA"
+    reply_timing: str  # how a reply's arrival is timed
+    precision: str  # how precise the figures are, and why
+
+
+#: Where in the configuration a problem is (``("targets", "acme", "slas")``).
+KeyPath = tuple[str | int, ...]
+#: A configuration problem: where, and what to do about it.
+Problem = tuple[KeyPath, str]
+
+
+@dataclass(frozen=True)
+class AddressUse(Generic[AddressT]):
+    """A target's address on a channel, as the channel's cross-check sees it."""
+
+    address: AddressT
+    #: The target's service levels on the channel (its own figures over the defaults).
+    sla: DefaultSla
+    where: KeyPath  # of the address (``targets.<id>.channels.<kind>``)
+    sla_where: KeyPath  # of the target's SLAs (``targets.<id>.slas``)
+
+
+@dataclass(frozen=True)
+class ScenarioUse:
+    """A check on a channel, as the channel's cross-check sees it: its scenario."""
+
+    scenario: str
+    #: Who may answer the scenario outside business hours.
+    after_hours_accepts: frozenset[Responder]
+    where: KeyPath  # of the check's scenario (``checks[<i>].scenario``)
+
+
+@dataclass(frozen=True)
+class ChannelUses(Generic[SettingsT, AddressT]):
+    """Everything a configuration asks of one channel kind: what its cross-check reads."""
+
+    settings: SettingsT | None  # the ``channels.<kind>`` section; None when it is missing
+    addresses: Sequence[AddressUse[AddressT]]
+    checks: Sequence[ScenarioUse]  # known scenarios only
+
+
+#: Problems the models cannot see one at a time: references between the channel's section,
+#: the targets' addresses and SLAs, and the scenarios its checks run.
+CrossCheck = Callable[[ChannelUses[SettingsT, AddressT]], list[Problem]]
+#: Lines for ``cxprobe once`` from one piece of a run's evidence (its content, the run's t0).
+EvidenceSummary = Callable[[bytes, datetime | None], list[str]]
+
+
+def per_address(
+    rule: Callable[[AddressT, SettingsT | None], str | None],
+) -> CrossCheck[SettingsT, AddressT]:
+    """A cross-check of one rule per address: ``rule(address, settings)`` says what is wrong
+    with the address given the channel's section (e.g. a mailbox the section does not define)."""
+
+    def cross_check(uses: ChannelUses[SettingsT, AddressT]) -> list[Problem]:
+        return [
+            (use.where, message)
+            for use in uses.addresses
+            if (message := rule(use.address, uses.settings)) is not None
+        ]
+
+    return cross_check
+
+
+@dataclass(frozen=True)
+class ChannelType(Generic[SettingsT, AddressT]):
+    """One entry of the channel registry: everything the rest of cxprobe knows of a channel."""
 
     kind: str
-    settings_model: type[BaseModel]  # the ``channels.<kind>`` section of the config
-    address_model: type[BaseModel]  # the ``targets.<id>.channels.<kind>`` section
-    create: Callable[[Any, ChannelServices], Channel]
+    settings_model: type[SettingsT]  # the ``channels.<kind>`` section of the config
+    address_model: type[AddressT]  # the ``targets.<id>.channels.<kind>`` section
+    create: Callable[[SettingsT, ChannelServices], Channel[AddressT]]
+    default_sla: DefaultSla
+    methodology: Methodology
+    cross_check: CrossCheck[SettingsT, AddressT]
+    #: Evidence kinds this channel can summarise for ``cxprobe once`` (e.g. a call timeline).
+    evidence_summaries: Mapping[str, EvidenceSummary] = field(default_factory=dict)
     #: Whether conversations may stay open for hours (persisted, resumed after restarts).
     resumable: bool = False
     #: Whether the driver needs the monitor's HTTP server (provider webhooks).
     needs_http: bool = False
 
+    def settings_of(self, section: BaseModel | None) -> SettingsT:
+        """``section`` (a validated config's ``channels.<kind>``) as this channel's settings."""
+        if not isinstance(section, self.settings_model):
+            raise TypeError(f"channels.{self.kind} is {type(section).__name__}, not configured")
+        return section
+
+    def address_of(self, section: BaseModel | None) -> AddressT:
+        """``section`` (a target's ``channels.<kind>``) as this channel's address."""
+        if not isinstance(section, self.address_model):
+            raise TypeError(f"the target's channels.{self.kind} is {type(section).__name__}")
+        return section
+
+    def check_config(
+        self,
+        settings: BaseModel | None,
+        addresses: Sequence[AddressUse[BaseModel]],
+        checks: Sequence[ScenarioUse],
+    ) -> list[Problem]:
+        """Run this channel's cross-check on sections of a validated configuration."""
+        uses = ChannelUses(
+            settings=None if settings is None else self.settings_of(settings),
+            addresses=[
+                AddressUse(self.address_of(use.address), use.sla, use.where, use.sla_where)
+                for use in addresses
+            ],
+            checks=checks,
+        )
+        return self.cross_check(uses)
+
 
 __all__ = [
+    "AddressUse",
     "Channel",
     "ChannelServices",
     "ChannelType",
     "ChannelUnavailable",
+    "ChannelUses",
     "Contact",
     "ContactRejected",
     "Conversation",
+    "CrossCheck",
     "CxprobeError",
+    "DefaultSla",
     "Evidence",
+    "EvidenceSummary",
+    "KeyPath",
+    "Methodology",
     "ProbeError",
     "ProbeTimeout",
+    "Problem",
     "ProviderError",
     "Reply",
     "Responder",
+    "ScenarioUse",
     "Sent",
     "UnmatchedSink",
     "Webhooks",
+    "json_evidence",
     "new_token",
+    "per_address",
+    "utc_now",
 ]

@@ -12,13 +12,32 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 
-from probes.base import TOKEN_PATTERN, ChannelState, ProbeError, Reply, UnmatchedSink
+from probes.base import TOKEN_PATTERN, ChannelState, ProbeError, Reply, Responder, UnmatchedSink
 
 Pair = tuple[str, str]  # (the probe's id, the brand's id)
+#: The evidence kind of a conversation's message records (kept when it closes).
+MESSAGE_RECORDS = "message-records"
+
+
+def classify_auto(reply: Reply, patterns: Sequence[re.Pattern[str]]) -> Reply:
+    """``reply`` as ``auto`` when its text matches an automatic-reply pattern, else ``human``."""
+    auto = any(pattern.search(reply.text) for pattern in patterns)
+    return dataclasses.replace(reply, responder=Responder.AUTO if auto else Responder.HUMAN)
+
+
+def timing_record(reply: Reply) -> dict[str, str]:
+    """How a reply was timed and classified, for a conversation's message records."""
+    return {
+        "arrived_at": reply.arrived_at.isoformat(),
+        "observed_at": reply.observed_at.isoformat(),
+        "timing_method": reply.timing_method,
+        "responder": str(reply.responder),
+    }
 
 
 class InboxConversation:

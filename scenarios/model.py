@@ -172,22 +172,32 @@ class Scenario(BaseModel):
         return text.format_map({name: values.get(name, "") for name in TEMPLATE_FIELDS})
 
 
+class SloName(enum.StrEnum):
+    """The service-level objectives a run produces events for (the metric label ``slo``), each
+    named as the :class:`Thresholds` figure it is judged by. The one list of SLO names."""
+
+    FIRST_RESPONSE = "first_response"
+    HUMAN_RESPONSE = "human_response"
+    AFTER_HOURS_RESPONSE = "after_hours_response"
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """The SLA figures that applied to one run (seconds)."""
+    """The SLA figures that applied to one run (seconds): one per :class:`SloName`, and the
+    deadline."""
 
     first_response: float | None
     human_response: float | None
     after_hours_response: float | None
     deadline: float
 
+    def limit(self, slo: SloName) -> float | None:
+        """The figure ``slo`` is judged by (None: the SLA sets none)."""
+        limit: float | None = getattr(self, slo.value)
+        return limit
+
     def as_dict(self) -> dict[str, float | None]:
-        return {
-            "first_response": self.first_response,
-            "human_response": self.human_response,
-            "after_hours_response": self.after_hours_response,
-            "deadline": self.deadline,
-        }
+        return {**{slo.value: self.limit(slo) for slo in SloName}, "deadline": self.deadline}
 
 
 @dataclass(frozen=True)

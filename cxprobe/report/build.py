@@ -43,13 +43,25 @@ from cxprobe.report.model import (
 )
 from cxprobe.store.chain import Scope
 from cxprobe.store.database import EvidenceStore
-from scenarios.model import RunResult
+from probes.base import Responder
+from scenarios.model import RunResult, SloName
 
 #: Lines of a reply shown with an incident.
 EXCERPT_LINES = 4
 
 PERIOD_LABELS = {"business": "business", "after_hours": "after hours", "holiday": "holiday"}
-SLO_LABELS = {"first_response": "first", "human_response": "human", "after_hours_response": "AH"}
+SLO_LABELS: dict[str, str] = {
+    SloName.FIRST_RESPONSE: "first",
+    SloName.HUMAN_RESPONSE: "human",
+    SloName.AFTER_HOURS_RESPONSE: "AH",
+}
+#: How a run's thresholds are named in the report.
+THRESHOLD_LABELS: dict[str, str] = {
+    SloName.FIRST_RESPONSE: "first",
+    SloName.HUMAN_RESPONSE: "human",
+    SloName.AFTER_HOURS_RESPONSE: "after hours",
+    "deadline": "deadline",
+}
 
 
 @dataclass(frozen=True)
@@ -70,15 +82,9 @@ def _when(instant: datetime | None, zone: str | None) -> str:
 
 
 def _thresholds(values: Mapping[str, float | None]) -> str:
-    names = {
-        "first_response": "first",
-        "human_response": "human",
-        "after_hours_response": "after hours",
-        "deadline": "deadline",
-    }
     return ", ".join(
         f"{label} {seconds(values[name])}"
-        for name, label in names.items()
+        for name, label in THRESHOLD_LABELS.items()
         if values.get(name) is not None
     )
 
@@ -227,7 +233,7 @@ async def _incidents_section(
             # The reply that decided the verdict: the team reached, else a person, else any.
             first = (
                 next((m for m in replies if run.routed_queue and m.queue == run.routed_queue), None)
-                or next((m for m in replies if m.responder == "human"), None)
+                or next((m for m in replies if m.responder == Responder.HUMAN), None)
                 or replies[0]
             )
             lines = [line for line in first.text.splitlines() if line.strip()][:EXCERPT_LINES]

@@ -1,39 +1,35 @@
 """The report's methodology section: how each figure is measured, and how precise it is.
 
-Kept beside the code that measures (DESIGN.md "Timing semantics", docs/metrics.md) so the text
-changes when the measurement does.
+Each channel's timing text is its ChannelType's ``methodology``, kept beside the code that
+measures (DESIGN.md "Timing semantics", docs/metrics.md), so the text changes when the
+measurement does.
 """
 
 from __future__ import annotations
 
-from cxprobe.report.model import Section, TableBlock, Text
+from collections.abc import Mapping
+from typing import Any
 
-PRECISION: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "email",
-        "the SMTP server's 250 reply to DATA",
-        "mailbox arrival time: IMAP INTERNALDATE (observation time via IDLE kept too)",
-        "±0.5 s (INTERNALDATE has one-second resolution; IDLE adds ~0.5 s, not counted)",
-    ),
-    (
-        "webchat",
-        "the message sent in the page",
-        "in-page MutationObserver stamping performance.now(), pushed out at once (no polling)",
-        "milliseconds",
-    ),
-    (
-        "phone",
-        "the call created by the provider",
-        "provider status events (answered) and partial speech results (who speaks: IVR, human)",
-        "~0.5 to 1 s (speech is recognised in partial results as it is heard)",
-    ),
-    (
-        "sms, whatsapp, generic",
-        "the message accepted by the provider's API",
-        "provider webhook arrival, or the message's date_sent",
-        "1 s (date_sent resolution; webhook arrival adds the provider's delivery delay)",
-    ),
-)
+from cxprobe.report.model import Section, TableBlock, Text
+from probes import CHANNEL_TYPES
+from probes.base import ChannelType, Methodology
+
+
+def precision_rows(
+    channel_types: Mapping[str, ChannelType[Any, Any]],
+) -> tuple[tuple[str, str, str, str], ...]:
+    """One row per channel's methodology: kinds measured alike (in registry order) share one."""
+    rows: list[tuple[list[str], Methodology]] = []
+    for kind, channel_type in channel_types.items():
+        if rows and rows[-1][1] == channel_type.methodology:
+            rows[-1][0].append(kind)
+        else:
+            rows.append(([kind], channel_type.methodology))
+    return tuple(
+        (", ".join(kinds), method.t0, method.reply_timing, method.precision)
+        for kinds, method in rows
+    )
+
 
 DEFINITIONS = (
     "Every figure comes from runs in the evidence store: one run is one scheduled test contact "
@@ -64,14 +60,14 @@ DEFINITIONS = (
 )
 
 
-def methodology() -> Section:
+def methodology(channel_types: Mapping[str, ChannelType[Any, Any]] = CHANNEL_TYPES) -> Section:
     return Section(
         "Methodology",
         (
             Text(DEFINITIONS),
             TableBlock(
                 columns=("channel", "t0", "first answer timed by", "precision"),
-                rows=PRECISION,
+                rows=precision_rows(channel_types),
                 title="Timing and precision per channel",
                 numbers_from=99,
             ),

@@ -39,6 +39,7 @@ from cxprobe.rules.common import (
     selector,
 )
 from scenarios.durations import format_duration
+from scenarios.model import SloName
 
 ALERT = "CxprobeErrorBudgetBurn"
 EVENTS = "cxprobe_slo_events_total"
@@ -79,17 +80,20 @@ BURN_WINDOWS = (
 #: Every window a rule reads: 5m, 30m, 1h, 2h, 6h, 1d, 3d.
 WINDOWS = tuple(sorted({w for pair in BURN_WINDOWS for w in (pair.long, pair.short)}))
 
-_PERIOD_NOTE = {
-    "first_response": "Business hours only: probes outside the target's business hours do not "
-    "count, so a closed queue at night never burns this SLO.",
-    "human_response": "Business hours only: probes outside the target's business hours do not "
-    "count, so a closed queue at night never burns this SLO.",
-    "after_hours_response": "After hours and holidays only: business-hours probes do not count.",
+_BUSINESS_HOURS_ONLY = (
+    "Business hours only: probes outside the target's business hours do not count, so a "
+    "closed queue at night never burns this SLO."
+)
+_PERIOD_NOTE: dict[str, str] = {
+    SloName.FIRST_RESPONSE: _BUSINESS_HOURS_ONLY,
+    SloName.HUMAN_RESPONSE: _BUSINESS_HOURS_ONLY,
+    SloName.AFTER_HOURS_RESPONSE: "After hours and holidays only: business-hours probes do not "
+    "count.",
 }
-_WANTED = {
-    "first_response": "any answer within {limit}",
-    "human_response": "a human answer within {limit}",
-    "after_hours_response": "an after-hours answer (bot, auto-reply or closed notice) within "
+_WANTED: dict[str, str] = {
+    SloName.FIRST_RESPONSE: "any answer within {limit}",
+    SloName.HUMAN_RESPONSE: "a human answer within {limit}",
+    SloName.AFTER_HOURS_RESPONSE: "an after-hours answer (bot, auto-reply or closed notice) within "
     "{limit}",
 }
 

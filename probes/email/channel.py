@@ -27,11 +27,10 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -46,9 +45,14 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    DefaultSla,
     Evidence,
+    Methodology,
+    ProbeError,
     Reply,
     Sent,
+    per_address,
+    utc_now,
 )
 from probes.email.parse import TOKEN_HEADER
 from probes.email.settings import (
@@ -81,10 +85,6 @@ __all__ = [
 _CLIENT_REFUSED_CODES = frozenset({530, 535, 538})
 #: Enhanced status class 5.7: security or policy (relay denied, sender not allowed).
 _POLICY_STATUS = re.compile(r"^\s*5\.7\.\d{1,3}\b")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_message_id(domain: str) -> str:
@@ -138,7 +138,31 @@ async def send_message(
     :class:`ChannelUnavailable` otherwise; messages about the server refusing the probe itself
     name ``settings_key`` (where to fix it).
     """
-    client = aiosmtplib.SMTP(
+    client = _smtp_client(settings, sender)
+    where = f"SMTP server {settings.host}:{settings.port}"
+    fix = f"no contact was sent; check {settings_key} (login, tls, sender address)"
+    try:
+        try:
+            await client.connect()
+            errors, _ = await client.sendmail(sender, recipients, raw)
+            accepted_at = utc_now()
+        finally:
+            # Also after a failed connect (e.g. refused login): never leave the socket open.
+            await _quit(client)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise _send_failure(exc, where, fix, settings.username) from None
+    refused_primary = [r for r in recipients[:1] if r in errors]
+    if refused_primary:
+        response = errors[refused_primary[0]]
+        text = f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
+        if _refuses_the_client(response.code, response.message):
+            raise ChannelUnavailable(f"{text}; {fix}")
+        raise (ContactRejected if response.code >= 500 else ChannelUnavailable)(text)
+    return accepted_at
+
+
+def _smtp_client(settings: SmtpSettings, sender: str) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
         username=settings.username,
@@ -150,56 +174,40 @@ async def send_message(
         # The mailbox's domain: avoids a blocking socket.getfqdn() in the event loop.
         local_hostname=sender.rpartition("@")[2],
     )
-    where = f"SMTP server {settings.host}:{settings.port}"
-    fix = f"no contact was sent; check {settings_key} (login, tls, sender address)"
-    try:
-        try:
-            await client.connect()
-            errors, _ = await client.sendmail(sender, recipients, raw)
-            accepted_at = utc_now()
-        finally:
-            # Also after a failed connect (e.g. refused login): never leave the socket open.
-            await _quit(client)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
+
+
+def _send_failure(exc: BaseException, where: str, fix: str, username: str | None) -> ProbeError:
+    """What a failed submission means: the contact refused for good (:class:`ContactRejected`)
+    or the probe unable to send (:class:`ChannelUnavailable`, naming what to fix)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refusals = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         if any(_refuses_the_client(r.code, r.message) for r in exc.recipients):
-            raise ChannelUnavailable(
+            return ChannelUnavailable(
                 f"{where} refused to take mail from the probe ({refusals}); {fix}"
-            ) from None
+            )
         text = f"{where} refused every recipient ({refusals})"
         if all(r.code >= 500 for r in exc.recipients):
-            raise ContactRejected(text) from None
-        raise ChannelUnavailable(text) from None  # 4xx: try again later
-    except aiosmtplib.SMTPAuthenticationError as exc:
-        login = f"the login of {settings.username!r}"
-        raise ChannelUnavailable(
-            f"{where} refused {login} ({exc.code} {exc.message}); {fix}"
-        ) from None
-    except aiosmtplib.SMTPSenderRefused as exc:
-        raise ChannelUnavailable(
+            return ContactRejected(text)
+        return ChannelUnavailable(text)  # 4xx: try again later
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        login = f"the login of {username!r}"
+        return ChannelUnavailable(f"{where} refused {login} ({exc.code} {exc.message}); {fix}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return ChannelUnavailable(
             f"{where} refused the sender {exc.sender} ({exc.code} {exc.message}); {fix}"
-        ) from None
-    except aiosmtplib.SMTPResponseException as exc:
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = f"{where} answered {exc.code} {exc.message}"
         if exc.code < 500:
-            raise ChannelUnavailable(text) from None  # try again later
+            return ChannelUnavailable(text)  # try again later
         about_the_contact = isinstance(
             exc, aiosmtplib.SMTPDataError | aiosmtplib.SMTPRecipientRefused
         )
         if about_the_contact and not _refuses_the_client(exc.code, exc.message):
-            raise ContactRejected(text) from None
+            return ContactRejected(text)
         # Greeting, HELO, login or policy: the server refused the probe, not the contact.
-        raise ChannelUnavailable(f"{text}; {fix}") from None
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-        raise ChannelUnavailable(f"{where} could not be used: {describe_error(exc)}") from None
-    refused_primary = [r for r in recipients[:1] if r in errors]
-    if refused_primary:
-        response = errors[refused_primary[0]]
-        text = f"{where} refused {refused_primary[0]}: {response.code} {response.message}"
-        if _refuses_the_client(response.code, response.message):
-            raise ChannelUnavailable(f"{text}; {fix}")
-        raise (ContactRejected if response.code >= 500 else ChannelUnavailable)(text)
-    return accepted_at
+        return ChannelUnavailable(f"{text}; {fix}")
+    return ChannelUnavailable(f"{where} could not be used: {describe_error(exc)}")
 
 
 def _refuses_the_client(code: int, message: str) -> bool:
@@ -380,20 +388,14 @@ class EmailChannel:
         self._watchers: dict[str, MailboxWatcher] = {}
         self._started = False
 
-    @classmethod
-    def from_settings(cls, settings: Any, services: ChannelServices) -> EmailChannel:
-        if not isinstance(settings, EmailChannelSettings):
-            settings = EmailChannelSettings.model_validate(settings)
-        return cls(settings, services)
-
-    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[EmailAddress] = ()) -> None:
         """Watch the mailboxes of ``addresses`` from now on (late replies to finished runs
         arrive between runs); others start on first use, and a mailbox no check uses is never
         connected."""
         self._started = True
         stack.push_async_callback(self._stop)
         for address in addresses:
-            self.watcher(EmailAddress.model_validate(address).mailbox)
+            self.watcher(address.mailbox)
 
     async def _stop(self) -> None:
         watchers, self._watchers = list(self._watchers.values()), {}
@@ -436,20 +438,18 @@ class EmailChannel:
     async def unmatched(self, reply: Reply) -> None:
         await self.services.on_unmatched(reply)
 
-    def _mailbox_name(self, address: Any) -> tuple[EmailAddress, str]:
-        if not isinstance(address, EmailAddress):
-            address = EmailAddress.model_validate(address)
+    def _mailbox_name(self, address: EmailAddress) -> str:
         if address.mailbox not in self.settings.mailboxes:
             raise ChannelUnavailable(
                 f"mailbox {address.mailbox!r} is not configured under channels.email.mailboxes "
                 f"(configured: {', '.join(sorted(self.settings.mailboxes))})"
             )
-        return address, address.mailbox
+        return address.mailbox
 
-    async def open(self, address: Any, token: str) -> EmailConversation:
+    async def open(self, address: EmailAddress, token: str) -> EmailConversation:
         """A new conversation; refused (ChannelUnavailable) while its mailbox cannot be read,
         because a contact whose replies nobody can see would be judged as the target's fault."""
-        address, name = self._mailbox_name(address)
+        name = self._mailbox_name(address)
         watcher = self.watcher(name)
         try:
             await watcher.connected_within(self.settings.mailboxes[name].imap.timeout)
@@ -457,8 +457,8 @@ class EmailChannel:
             raise ChannelUnavailable(f"{exc}; no contact was sent") from None
         return EmailConversation(self, name, address, token)
 
-    async def resume(self, address: Any, token: str, sent: Sent) -> EmailConversation:
-        address, name = self._mailbox_name(address)
+    async def resume(self, address: EmailAddress, token: str, sent: Sent) -> EmailConversation:
+        name = self._mailbox_name(address)
         state_mailbox = sent.resume_state.get("mailbox")
         if isinstance(state_mailbox, str) and state_mailbox in self.settings.mailboxes:
             name = state_mailbox  # the contact went out from this mailbox; replies land there
@@ -476,9 +476,22 @@ class EmailChannel:
 
 
 EMAIL = ChannelType(
-    kind="email",
+    kind=EmailChannel.kind,
     settings_model=EmailChannelSettings,
     address_model=EmailAddress,
-    create=EmailChannel.from_settings,
+    create=EmailChannel,
+    # A desk acknowledges within minutes and answers within the hour (DESIGN.md defaults).
+    default_sla=DefaultSla(
+        first_response=15 * 60,
+        human_response=3600,
+        after_hours_response=15 * 60,
+        deadline=4 * 3600,
+    ),
+    methodology=Methodology(
+        t0="the SMTP server's 250 reply to DATA",
+        reply_timing="mailbox arrival time: IMAP INTERNALDATE (observation time via IDLE kept too)",
+        precision="±0.5 s (INTERNALDATE has one-second resolution; IDLE adds ~0.5 s, not counted)",
+    ),
+    cross_check=per_address(EmailAddress.check_against),
     resumable=True,
 )

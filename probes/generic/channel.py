@@ -44,11 +44,16 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    DefaultSla,
     Evidence,
+    Methodology,
     ProviderError,
     Reply,
     Responder,
     Sent,
+    json_evidence,
+    per_address,
+    utc_now,
 )
 from probes.generic.jsonpath import JsonPath
 from probes.generic.settings import (
@@ -58,16 +63,19 @@ from probes.generic.settings import (
     InboundMapping,
     Signature,
 )
-from probes.inbox import InboxConversation, Pair, PairedInbox
+from probes.inbox import (
+    MESSAGE_RECORDS,
+    InboxConversation,
+    Pair,
+    PairedInbox,
+    classify_auto,
+    timing_record,
+)
 from probes.rejections import Rejections
 
 WEBHOOK_PREFIX = "/webhooks/generic"
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def fill_url(template: str, values: Mapping[str, str]) -> str:
@@ -174,11 +182,9 @@ class GenericChannel:
 
     def _classify(self, platform: str, reply: Reply) -> Reply:
         """A late reply, classified as its conversation would have."""
-        patterns = self._auto_by_brand.get((platform, reply.sender), [])
-        auto = any(pattern.search(reply.text) for pattern in patterns)
-        return dataclasses.replace(reply, responder=Responder.AUTO if auto else Responder.HUMAN)
+        return classify_auto(reply, self._auto_by_brand.get((platform, reply.sender), []))
 
-    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[GenericAddress] = ()) -> None:
         for address in addresses:
             self._own_ids[address.platform].add(address.sender)
             self._auto_by_brand[(address.platform, address.recipient)] = [
@@ -379,16 +385,11 @@ class GenericConversation(InboxConversation):
         }
 
     def deliver(self, reply: Reply) -> bool:
-        auto = any(p.search(reply.text) for p in self._auto)
-        classified = Reply(
-            observed_at=reply.observed_at,
-            arrived_at=max(reply.arrived_at, self.sent_at) if self.sent_at else reply.arrived_at,
-            timing_method=reply.timing_method,
-            sender=reply.sender,
-            text=reply.text,
-            responder=Responder.AUTO if auto else Responder.HUMAN,
-            external_id=reply.external_id,
-            headers=reply.headers,
+        # The platform's clock may run ahead of ours: never an answer before t0.
+        arrived = max(reply.arrived_at, self.sent_at) if self.sent_at else reply.arrived_at
+        classified = dataclasses.replace(
+            classify_auto(reply, self._auto),
+            arrived_at=arrived,
             thread_keys=frozenset({self.token}),
         )
         return super().deliver(classified)
@@ -405,22 +406,13 @@ class GenericConversation(InboxConversation):
             {
                 "id": reply.external_id,
                 "sender": reply.sender,
-                "arrived_at": reply.arrived_at.isoformat(),
-                "observed_at": reply.observed_at.isoformat(),
-                "timing_method": reply.timing_method,
-                "responder": str(reply.responder),
+                **timing_record(reply),
                 "text": reply.text,
             }
             for reply in self.received
         ]
         document = {"platform": self.address.platform, "pair": list(self.pair), "replies": records}
-        return [
-            Evidence(
-                "message-records",
-                "application/json",
-                json.dumps(document, indent=2, ensure_ascii=False).encode(),
-            )
-        ]
+        return [json_evidence(MESSAGE_RECORDS, document)]
 
 
 def _origin(url: str) -> str:
@@ -438,10 +430,21 @@ def _backoff(attempt: int, retry_after: str | None, rng: random.Random) -> float
 
 
 GENERIC = ChannelType(
-    kind="generic",
+    kind=GenericChannel.kind,
     settings_model=GenericChannelSettings,
     address_model=GenericAddress,
     create=GenericChannel,
+    # A messaging desk: an automatic answer in minutes, a person in an hour.
+    default_sla=DefaultSla(
+        first_response=5 * 60, human_response=3600, after_hours_response=5 * 60, deadline=4 * 3600
+    ),
+    methodology=Methodology(
+        t0="the message accepted by the platform's API",
+        reply_timing="the platform's own timestamp of the reply, else its webhook's arrival",
+        precision="the platform timestamp's resolution (milliseconds to 1 s); webhook arrival "
+        "adds the platform's delivery delay",
+    ),
+    cross_check=per_address(GenericAddress.check_against),
     resumable=True,
     needs_http=True,
 )

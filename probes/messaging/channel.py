@@ -33,11 +33,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from aiohttp import web
-from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from probes.base import (
@@ -46,17 +45,30 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    DefaultSla,
     Evidence,
+    Methodology,
     ProbeError,
     ProviderError,
     Reply,
     Responder,
     Sent,
+    json_evidence,
+    per_address,
+    utc_now,
 )
-from probes.inbox import InboxConversation, Pair, PairedInbox
+from probes.inbox import (
+    MESSAGE_RECORDS,
+    InboxConversation,
+    Pair,
+    PairedInbox,
+    classify_auto,
+    timing_record,
+)
 from probes.messaging.settings import MessagingAddress, TwilioMessagingSettings
 from probes.rejections import Rejections
-from probes.twilio.http import RedirectingHttpClient, twilio_call, twilio_client
+from probes.twilio.http import TwilioApi
+from probes.twilio.webhooks import SignedRequests, forbidden
 
 WEBHOOK_PREFIX = "/webhooks/twilio"
 #: WhatsApp lets a business send free-form messages this long after the user last wrote.
@@ -82,22 +94,14 @@ EARLIER_WINDOW = 2.0
 STATUS_CHECK_INTERVAL = 2.0
 
 
-def classify_auto(reply: Reply, patterns: Sequence[re.Pattern[str]]) -> Reply:
-    """``reply`` as ``auto`` when its text matches an automatic-reply pattern, else ``human``."""
-    auto = any(pattern.search(reply.text) for pattern in patterns)
-    return dataclasses.replace(reply, responder=Responder.AUTO if auto else Responder.HUMAN)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class TwilioMessagingChannel:
     """The ``sms`` or ``whatsapp`` channel driver."""
 
     kind: ClassVar[str]
     #: Put before the numbers in Twilio's addresses ("whatsapp:" for WhatsApp).
     prefix: ClassVar[str] = ""
+    #: Whether a business-initiated message outside a session must be an approved template.
+    needs_templates: ClassVar[bool] = False
 
     def __init__(self, settings: TwilioMessagingSettings, services: ChannelServices) -> None:
         self.settings = settings
@@ -107,22 +111,25 @@ class TwilioMessagingChannel:
         self.inbox = PairedInbox(
             services.state, services.on_unmatched, services.logger, classify=self._classify
         )
-        self._validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
-        self._http: RedirectingHttpClient | None = None
-        self._client: Client | None = None
+        self._signed = SignedRequests(
+            settings.twilio.auth_token,
+            Rejections(services.logger, services.on_rejected_webhook),
+        )
+        self.twilio = TwilioApi(settings.twilio, services.logger)
         self._poller: asyncio.Task[None] | None = None
         self._conversations: dict[str, MessagingConversation] = {}
-        self._rejections = Rejections(services.logger, services.on_rejected_webhook)
         self.polls = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+    async def start(
+        self, stack: AsyncExitStack, addresses: Sequence[MessagingAddress] = ()
+    ) -> None:
         for address in addresses:
             self._auto_by_brand[self.address_of(address.to)] = [
                 re.compile(pattern, re.IGNORECASE) for pattern in address.auto
             ]
-        self._http, self._client = twilio_client(self.settings.twilio, self._log)
+        self.twilio.connect()
         stack.push_async_callback(self._stop)
         if self.settings.receiving.mode == "webhook":
             self._webhooks.routes.extend(
@@ -141,13 +148,11 @@ class TwilioMessagingChannel:
                 await self._poller
         for conversation in list(self._conversations.values()):
             await conversation.close()
-        if self._http is not None:
-            await self._http.close()
+        await self.twilio.close()
 
     @property
     def client(self) -> Client:
-        assert self._client is not None, "start() first"
-        return self._client
+        return self.twilio.client
 
     def _classify(self, reply: Reply) -> Reply:
         """A late reply, classified as its conversation would have."""
@@ -160,7 +165,7 @@ class TwilioMessagingChannel:
         return self.settings.receiving.public_url or self._webhooks.local_url
 
     async def api(self, what: str, request: Any) -> Any:
-        return await twilio_call(what, request, self.settings.twilio.api_base_url)
+        return await self.twilio.call(what, request)
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -218,34 +223,19 @@ class TwilioMessagingChannel:
             "open_conversations": len(self.inbox),
             "probe_numbers": len(self.settings.from_numbers),
             "polls": self.polls,
-            "api_retries": self._http.retries if self._http is not None else 0,
-            "rejected_webhooks": self._rejections.count,
+            "api_retries": self.twilio.retries,
+            "rejected_webhooks": self._signed.rejections.count,
         }
 
     # -- receiving -------------------------------------------------------------------------
 
     async def _verified(self, request: web.Request) -> dict[str, str] | None:
-        form = await request.post()
-        params = {key: str(value) for key, value in form.items()}
-        base = self.webhook_base()
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if (
-            base
-            and signature
-            and self._validator.validate(base + request.path_qs, params, signature)
-        ):
-            return params
-        self._rejections.record(
-            f"{'invalid' if signature else 'missing'} X-Twilio-Signature",
-            path=request.path,
-            remote=request.remote,
-        )
-        return None
+        return await self._signed.form(request, self.webhook_base())
 
     async def _on_inbound(self, request: web.Request) -> web.Response:
         params = await self._verified(request)
         if params is None:
-            return web.Response(status=403, text="invalid or missing X-Twilio-Signature")
+            return forbidden()
         observed = utc_now()
         brand = params.get("From", "").removeprefix(self.prefix)
         probe = params.get("To", "").removeprefix(self.prefix)
@@ -265,7 +255,7 @@ class TwilioMessagingChannel:
     async def _on_status(self, request: web.Request) -> web.Response:
         params = await self._verified(request)
         if params is None:
-            return web.Response(status=403, text="invalid or missing X-Twilio-Signature")
+            return forbidden()
         conversation = self._conversations.get(request.match_info["token"])
         if conversation is not None:
             conversation.on_status(params.get("MessageStatus", ""), params.get("ErrorCode", ""), "")
@@ -371,7 +361,7 @@ class MessagingConversation(InboxConversation):
             "from_": channel.address_of(self.pair[0]),
         }
         described = contact.text.strip()
-        template = self.address.template if channel.kind == "whatsapp" else None
+        template = self.address.template if channel.needs_templates else None
         if template is not None and not await self._session_open():
             variables = {
                 key: value.replace("{token}", self.token).replace(
@@ -396,11 +386,8 @@ class MessagingConversation(InboxConversation):
             )
         await channel.inbox.remember(self.pair, self.token)
         await self._note_earlier_replies()
-        message = await twilio_call(
-            "send the message",
-            channel.client.messages.create_async(**options),
-            channel.settings.twilio.api_base_url,
-            CREATE_REFUSALS,
+        message = await channel.twilio.call(
+            "send the message", channel.client.messages.create_async(**options), CREATE_REFUSALS
         )
         self.sent_at = utc_now()
         self.sid = str(message.sid)
@@ -550,22 +537,11 @@ class MessagingConversation(InboxConversation):
             "to": self._channel.address_of(self.pair[1]),
             "outbound": outbound,
             "replies": [
-                {
-                    "sid": reply.external_id,
-                    "arrived_at": reply.arrived_at.isoformat(),
-                    "observed_at": reply.observed_at.isoformat(),
-                    "timing_method": reply.timing_method,
-                    "responder": str(reply.responder),
-                    "body": reply.text,
-                }
+                {"sid": reply.external_id, **timing_record(reply), "body": reply.text}
                 for reply in self.received
             ],
         }
-        return Evidence(
-            "message-records",
-            "application/json",
-            json.dumps(document, indent=2, ensure_ascii=False, default=str).encode(),
-        )
+        return json_evidence(MESSAGE_RECORDS, document)
 
 
 class SmsChannel(TwilioMessagingChannel):
@@ -575,21 +551,36 @@ class SmsChannel(TwilioMessagingChannel):
 class WhatsappChannel(TwilioMessagingChannel):
     kind = "whatsapp"
     prefix = "whatsapp:"
+    needs_templates = True
 
 
-SMS = ChannelType(
-    kind="sms",
-    settings_model=TwilioMessagingSettings,
-    address_model=MessagingAddress,
-    create=SmsChannel,
-    resumable=True,
-    needs_http=True,
+#: The messaging kinds' service levels and timing; they sit between chat and email: an
+#: automatic answer in minutes, a person in an hour.
+MESSAGING_SLA = DefaultSla(
+    first_response=5 * 60, human_response=3600, after_hours_response=5 * 60, deadline=4 * 3600
 )
-WHATSAPP = ChannelType(
-    kind="whatsapp",
-    settings_model=TwilioMessagingSettings,
-    address_model=MessagingAddress,
-    create=WhatsappChannel,
-    resumable=True,
-    needs_http=True,
+MESSAGING_METHODOLOGY = Methodology(
+    t0="the message accepted by the provider's API",
+    reply_timing="provider webhook arrival, or the message's date_sent",
+    precision="1 s (date_sent resolution; webhook arrival adds the provider's delivery delay)",
 )
+
+
+def _messaging_type(
+    create: type[TwilioMessagingChannel],
+) -> ChannelType[TwilioMessagingSettings, MessagingAddress]:
+    return ChannelType(
+        kind=create.kind,
+        settings_model=TwilioMessagingSettings,
+        address_model=MessagingAddress,
+        create=create,
+        default_sla=MESSAGING_SLA,
+        methodology=MESSAGING_METHODOLOGY,
+        cross_check=per_address(MessagingAddress.check_against),
+        resumable=True,
+        needs_http=True,
+    )
+
+
+SMS = _messaging_type(SmsChannel)
+WHATSAPP = _messaging_type(WhatsappChannel)

@@ -1,5 +1,6 @@
 """Configuration models of the Twilio messaging channels, ``sms`` and ``whatsapp`` (Twilio's
-Messages API), and what the generic channel shares with them (automatic-answer phrases)."""
+Messages API); the automatic-answer phrases they share with the generic channel are in
+:mod:`probes.settings`."""
 
 from __future__ import annotations
 

@@ -36,11 +36,10 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from aiohttp import web
-from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -50,16 +49,21 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    DefaultSla,
     Evidence,
+    Methodology,
     ProbeError,
     ProviderError,
     Reply,
     Responder,
     Sent,
+    json_evidence,
+    utc_now,
 )
-from probes.phone.settings import IvrStep, PhoneAddress, PhoneChannelSettings
+from probes.phone.settings import IvrStep, PhoneAddress, PhoneChannelSettings, cross_check
 from probes.rejections import Rejections
-from probes.twilio.http import RedirectingHttpClient, twilio_call, twilio_client
+from probes.twilio.http import TwilioApi
+from probes.twilio.webhooks import SignedRequests, forbidden
 
 #: Where the webhooks live on the monitor's HTTP server.
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -73,10 +77,8 @@ FINAL_STATUS_WAIT = 5.0
 END_GRACE = 2.0
 #: Status-only mode: consecutive failed polls tolerated before the run is an error.
 POLL_FAILURES = 5
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+#: The evidence kind of a call's timeline (dialled, answered, heard, pressed, hung up, ...).
+TIMELINE = "call-timeline"
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,15 @@ class PhoneChannel:
         self._webhooks = services.webhooks
         self._calls: dict[str, PhoneConversation] = {}
         self.lines = asyncio.Semaphore(settings.max_calls)
-        self._validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
-        self._http: RedirectingHttpClient | None = None
-        self._client: Client | None = None
-        self._rejections = Rejections(services.logger, services.on_rejected_webhook)
+        self._signed = SignedRequests(
+            settings.twilio.auth_token,
+            Rejections(services.logger, services.on_rejected_webhook),
+        )
+        self.twilio = TwilioApi(settings.twilio, services.logger)
         self.calls_placed = 0
 
-    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
-        self._http, self._client = twilio_client(self.settings.twilio, self._log)
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[PhoneAddress] = ()) -> None:
+        self.twilio.connect()
         stack.push_async_callback(self._stop)
         if not self.settings.webhook.status_only:
             self._webhooks.routes.extend(
@@ -126,13 +129,11 @@ class PhoneChannel:
     async def _stop(self) -> None:
         for conversation in list(self._calls.values()):
             await conversation.close()
-        if self._http is not None:
-            await self._http.close()
+        await self.twilio.close()
 
     @property
     def client(self) -> Client:
-        assert self._client is not None, "start() first"
-        return self._client
+        return self.twilio.client
 
     def webhook_base(self) -> str:
         base = self.settings.webhook.public_url or self._webhooks.local_url
@@ -158,25 +159,14 @@ class PhoneChannel:
             "calls_in_progress": len(self._calls),
             "max_calls": self.settings.max_calls,
             "calls_placed": self.calls_placed,
-            "api_retries": self._http.retries if self._http is not None else 0,
-            "rejected_webhooks": self._rejections.count,
+            "api_retries": self.twilio.retries,
+            "rejected_webhooks": self._signed.rejections.count,
         }
 
     # -- webhooks --------------------------------------------------------------------------
 
     async def _verified(self, request: web.Request) -> dict[str, str] | None:
-        form = await request.post()
-        params = {key: str(value) for key, value in form.items()}
-        url = self.webhook_base() + request.path_qs
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if signature and self._validator.validate(url, params, signature):
-            return params
-        self._rejections.record(
-            f"{'invalid' if signature else 'missing'} X-Twilio-Signature",
-            path=request.path,
-            remote=request.remote,
-        )
-        return None
+        return await self._signed.form(request, self.webhook_base())
 
     def _conversation(self, request: web.Request) -> PhoneConversation | None:
         return self._calls.get(request.match_info["token"])
@@ -184,7 +174,7 @@ class PhoneChannel:
     async def _on_voice(self, request: web.Request) -> web.Response:
         params = await self._verified(request)
         if params is None:
-            return _forbidden()
+            return forbidden()
         conversation = self._conversation(request)
         if conversation is None:
             return _twiml(_hang_up())  # a call this process did not place (or has given up)
@@ -193,7 +183,7 @@ class PhoneChannel:
     async def _on_gather(self, request: web.Request) -> web.Response:
         params = await self._verified(request)
         if params is None:
-            return _forbidden()
+            return forbidden()
         conversation = self._conversation(request)
         if conversation is None:
             return _twiml(_hang_up())
@@ -202,7 +192,7 @@ class PhoneChannel:
     async def _on_partial(self, request: web.Request) -> web.Response:
         params = await self._verified(request)
         if params is None:
-            return _forbidden()
+            return forbidden()
         conversation = self._conversation(request)
         if conversation is not None:
             conversation.on_partial_speech(request.query.get("turn", ""))
@@ -211,7 +201,7 @@ class PhoneChannel:
     async def _on_status(self, request: web.Request) -> web.Response:
         params = await self._verified(request)
         if params is None:
-            return _forbidden()
+            return forbidden()
         conversation = self._conversation(request)
         if conversation is not None:
             conversation.on_status(params.get("CallStatus", ""), params)
@@ -304,7 +294,7 @@ class PhoneConversation:
         return f"{self._channel.webhook_base()}{WEBHOOK_PREFIX}/{kind}/{self.token}"
 
     async def _api(self, what: str, request: Any) -> Any:
-        return await twilio_call(what, request, self._settings.twilio.api_base_url)
+        return await self._channel.twilio.call(what, request)
 
     # -- what the line does (webhooks) -----------------------------------------------------
 
@@ -576,13 +566,22 @@ class PhoneConversation:
     def _evidence(self) -> list[Evidence]:
         timeline = [entry.as_dict() for entry in sorted(self._timeline, key=lambda e: e.at)]
         document = {"call_sid": self.call_sid, "to": self.address.number, "timeline": timeline}
-        return [
-            Evidence(
-                "call-timeline",
-                "application/json",
-                json.dumps(document, indent=2, ensure_ascii=False).encode(),
-            )
-        ]
+        return [json_evidence(TIMELINE, document)]
+
+
+def timeline_lines(content: bytes, sent_at: datetime | None) -> list[str]:
+    """A call's timeline evidence as lines with offsets from the call's t0 (``cxprobe once``)."""
+    try:
+        entries = json.loads(content).get("timeline", [])
+    except (ValueError, AttributeError):
+        return ["    (unreadable call timeline)"]
+    lines = []
+    for entry in entries:
+        at = datetime.fromisoformat(entry["at"])
+        offset = f"{(at - sent_at).total_seconds():+8.2f}s" if sent_at else ""
+        detail = f"  {entry['detail']}" if entry.get("detail") else ""
+        lines.append(f"    {at:%H:%M:%S.%f}"[:-3] + f" {offset} {entry['event']:<10}{detail}")
+    return lines
 
 
 def _describe(step: IvrStep) -> str:
@@ -599,15 +598,23 @@ def _twiml(body: str) -> web.Response:
     return web.Response(text=body, content_type="application/xml")
 
 
-def _forbidden() -> web.Response:
-    return web.Response(status=403, text="invalid or missing X-Twilio-Signature")
-
-
 PHONE = ChannelType(
-    kind="phone",
+    kind=PhoneChannel.kind,
     settings_model=PhoneChannelSettings,
     address_model=PhoneAddress,
     create=PhoneChannel,
+    # The line should pick up within a minute; the queue to a person is the long part.
+    default_sla=DefaultSla(
+        first_response=60, human_response=600, after_hours_response=60, deadline=900
+    ),
+    methodology=Methodology(
+        t0="the call created by the provider",
+        reply_timing="provider status events (answered) and partial speech results (who speaks: "
+        "IVR, human)",
+        precision="~0.5 to 1 s (speech is recognised in partial results as it is heard)",
+    ),
+    cross_check=cross_check,
+    evidence_summaries={TIMELINE: timeline_lines},
     resumable=False,
     needs_http=True,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from probes.base import ChannelUses, CrossCheck, Problem, Responder, per_address
 from probes.settings import Strict, valid_regex
 from probes.twilio.account import TwilioAccount, e164
 
@@ -144,3 +145,35 @@ class PhoneAddress(Strict):
         if self.number == settings.from_number:
             return "the target's number is the probe's own number (channels.phone.from_number)"
         return None
+
+
+def cross_check(uses: ChannelUses[PhoneChannelSettings, PhoneAddress]) -> list[Problem]:
+    """Each phone line against ``channels.phone``, and what status-only calls cannot measure."""
+    each_address: CrossCheck[PhoneChannelSettings, PhoneAddress]
+    each_address = per_address(PhoneAddress.check_against)
+    problems = each_address(uses)
+    if uses.settings is None or not uses.settings.webhook.status_only:
+        return problems
+    for use in uses.addresses:
+        if use.sla.human_response is not None:
+            # Status-only calls cannot hear who answers: a human SLA would always be breached.
+            problems.append(
+                (
+                    use.sla_where,
+                    "channels.phone.webhook.status_only measures time to answer only: set "
+                    "'phone: {human_response: null}' under this target's slas (and use "
+                    "first_response), or give the monitor a webhook URL",
+                )
+            )
+    for check in uses.checks:
+        if Responder.UNKNOWN not in check.after_hours_accepts:
+            # Status-only calls cannot hear who answered: after hours every run would breach.
+            problems.append(
+                (
+                    check.where,
+                    f"channels.phone.webhook.status_only cannot tell who answers, so scenario "
+                    f"{check.scenario!r} can never be answered after hours: give this check a "
+                    "scenario whose after_hours_accepts includes 'unknown'",
+                )
+            )
+    return problems

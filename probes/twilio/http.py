@@ -194,3 +194,35 @@ def _header(response: Response, name: str) -> str | None:
         if key.lower() == name.lower():
             return str(value)
     return None
+
+
+class TwilioApi:
+    """A channel's ``twilio`` client: made when the channel starts, closed when it stops."""
+
+    def __init__(self, account: TwilioAccount, logger: logging.Logger) -> None:
+        self._account = account
+        self._log = logger
+        self._http: RedirectingHttpClient | None = None
+        self._client: Client | None = None
+
+    def connect(self) -> None:
+        self._http, self._client = twilio_client(self._account, self._log)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "start() first"
+        return self._client
+
+    @property
+    def retries(self) -> int:
+        return self._http.retries if self._http is not None else 0
+
+    async def call(
+        self, what: str, request: Awaitable[_T], refusals: Mapping[int, str] | None = None
+    ) -> _T:
+        """:func:`twilio_call` on this account."""
+        return await twilio_call(what, request, self._account.api_base_url, refusals)

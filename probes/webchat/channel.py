@@ -63,11 +63,14 @@ from probes.base import (
     ChannelType,
     ChannelUnavailable,
     Contact,
+    DefaultSla,
     Evidence,
+    Methodology,
     ProbeError,
     Reply,
     Responder,
     Sent,
+    per_address,
 )
 from probes.errors import describe_error
 from probes.webchat.settings import (
@@ -129,7 +132,7 @@ class WebchatChannel:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, stack: AsyncExitStack, addresses: Sequence[Any] = ()) -> None:
+    async def start(self, stack: AsyncExitStack, addresses: Sequence[WebchatAddress] = ()) -> None:
         """Chromium starts with the first chat (and again after a crash); stop it with stack."""
         stack.push_async_callback(self._stop)
 
@@ -704,9 +707,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 WEBCHAT = ChannelType(
-    kind="webchat",
+    kind=WebchatChannel.kind,
     settings_model=WebchatChannelSettings,
     address_model=WebchatAddress,
     create=WebchatChannel,
+    # Chat is synchronous: customers expect a bot within seconds and a person within minutes.
+    default_sla=DefaultSla(
+        first_response=30, human_response=180, after_hours_response=30, deadline=600
+    ),
+    methodology=Methodology(
+        t0="the message sent in the page",
+        reply_timing="in-page MutationObserver stamping performance.now(), pushed out at once "
+        "(no polling)",
+        precision="milliseconds",
+    ),
+    cross_check=per_address(WebchatAddress.check_against),
     resumable=False,
 )
