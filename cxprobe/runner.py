@@ -245,31 +245,11 @@ class Runner:
     async def _drive_to_the_end(
         self, check: Check, result: RunResult, resume: OpenRun | None
     ) -> RunResult:
-        target = self.config.targets[check.target]
-        scenario = self.config.scenarios[check.scenario]
-        contact = build_contact(
-            scenario,
-            token=result.token,
-            customer_name=self.config.monitor.customer_name,
-            target_name=target.name,
-            disclosure=self.config.monitor.disclosure,
-            expected_queue=result.expected_queue,
-        )
-        run = _RunParts(
-            channel=self.channels[check.channel],
-            address=CHANNEL_TYPES[check.channel].address_of(target.address(check.channel)),
-            judge=Judge(scenario, target.queues, target.responders, result),
-            hooks=_Hooks(self.store, self.logger),
-            contact=contact,
-            follow_ups=build_follow_ups(
-                scenario,
-                contact,
-                customer_name=self.config.monitor.customer_name,
-                target_name=target.name,
-            ),
-        )
+        run: _RunParts | None = None
         self._count_open(check.channel, +1)
         try:
+            # Inside the try: a run that cannot even be assembled is still a recorded outcome.
+            run = self._run_parts(check, result)
             if resume is None:
                 await self._contact_and_listen(check, result, run)
             else:
@@ -292,10 +272,36 @@ class Runner:
             result.reason = f"internal error: {type(exc).__name__}: {exc}"
         finally:
             self._count_open(check.channel, -1)
-        if result.outcome is None:
+        if result.outcome is None and run is not None:
             run.judge.conclude()
         await self._finish(result)
         return result
+
+    def _run_parts(self, check: Check, result: RunResult) -> _RunParts:
+        """What one run needs: its channel and address, its judge, its contact and follow-ups."""
+        target = self.config.targets[check.target]
+        scenario = self.config.scenarios[check.scenario]
+        contact = build_contact(
+            scenario,
+            token=result.token,
+            customer_name=self.config.monitor.customer_name,
+            target_name=target.name,
+            disclosure=self.config.monitor.disclosure,
+            expected_queue=result.expected_queue,
+        )
+        return _RunParts(
+            channel=self.channels[check.channel],
+            address=CHANNEL_TYPES[check.channel].address_of(target.address(check.channel)),
+            judge=Judge(scenario, target.queues, target.responders, result),
+            hooks=_Hooks(self.store, self.logger),
+            contact=contact,
+            follow_ups=build_follow_ups(
+                scenario,
+                contact,
+                customer_name=self.config.monitor.customer_name,
+                target_name=target.name,
+            ),
+        )
 
     async def _contact_and_listen(self, check: Check, result: RunResult, run: _RunParts) -> None:
         """A new run: open a conversation, send the contact, listen until the run is judged."""
