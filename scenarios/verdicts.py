@@ -31,6 +31,7 @@ from scenarios.model import (
     RoutingResult,
     RunResult,
     Scenario,
+    SloName,
 )
 
 
@@ -207,12 +208,18 @@ def slo_events(result: RunResult) -> list[tuple[str, bool]]:
     if result.period is Period.BUSINESS:
         if thresholds.first_response is not None:
             events.append(
-                ("first_response", good(result.first_response_seconds, thresholds.first_response))
+                (
+                    SloName.FIRST_RESPONSE,
+                    good(result.first_response_seconds, thresholds.first_response),
+                )
             )
         if thresholds.human_response is not None:
             events.append(
-                ("human_response", good(result.first_human_seconds, thresholds.human_response))
+                (
+                    SloName.HUMAN_RESPONSE,
+                    good(result.first_human_seconds, thresholds.human_response),
+                )
             )
     elif thresholds.after_hours_response is not None:
-        events.append(("after_hours_response", result.outcome is Outcome.MET))
+        events.append((SloName.AFTER_HOURS_RESPONSE, result.outcome is Outcome.MET))
     return events
