@@ -39,7 +39,7 @@ from tests.support import (
 
 #: Seconds from acceptance to the agent's answer at each pace; the bot answers at 0.2 s. A
 #: reply posted to a stopped monitor is lost, so after a restart the agent must come later.
-AGENT_SECONDS = {Pace.PROMPT: 0.5, Pace.AFTER_RESTART: 3.0, Pace.AFTER_DEADLINE: 2.0}
+AGENT_SECONDS = {Pace.PROMPT: 0.5, Pace.AFTER_RESTART: 4.0, Pace.AFTER_DEADLINE: 2.0}
 SLA_BEFORE_THE_AGENT = {"first_response": "1s", "human_response": "1s", "deadline": "1s"}
 PLATFORM = "social"
 CUSTOMER = "customer-4711"
