@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -180,12 +180,28 @@ async def twilio_call(
         if exc.status in (401, 403):
             raise ChannelUnavailable(detail + " (check the twilio account settings)") from None
         raise ProviderError(detail) from None
+    except TwilioException as exc:
+        # The library's base error: a list page that did not answer 200 ("Unable to fetch
+        # page", with the response as its second argument) and other SDK-side failures.
+        raise _sdk_error(what, exc) from None
     except RefusedHost as exc:
         raise ChannelUnavailable(str(exc)) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise ChannelUnavailable(
             f"{what}: cannot reach {base_url}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _sdk_error(what: str, exc: TwilioException) -> ProviderError | ChannelUnavailable:
+    """A ``TwilioException`` that is not a ``TwilioRestException`` as a probe error."""
+    response = next((arg for arg in exc.args if isinstance(arg, Response)), None)
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    if response is None:
+        return ProviderError(f"{what}: {message}")
+    detail = f"{what}: Twilio answered HTTP {response.status_code}: {message}"
+    if response.status_code in (401, 403):
+        return ChannelUnavailable(detail + " (check the twilio account settings)")
+    return ProviderError(detail)
 
 
 def _header(response: Response, name: str) -> str | None:

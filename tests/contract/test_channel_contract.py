@@ -34,14 +34,6 @@ from tests.contract.harnesses import HARNESSES
 
 #: Why a run a restarted monitor cannot go on with is interrupted (cxprobe.runner).
 CANNOT_RESUME = "the monitor stopped and this channel cannot resume a conversation"
-#: Product bugs the outage contract has found, by kind. The bug's reason is asserted as it is,
-#: so that the fix fails the test until its entry goes; every other assertion still holds.
-OUTAGE_BUGS = dict.fromkeys(
-    ("sms", "whatsapp"),
-    "a 5xx on a Messages list page raises the twilio library's TwilioException('Unable to "
-    "fetch page'), which probes.twilio.http.twilio_call does not translate: the run ends "
-    "as 'internal error: TwilioException' instead of the provider's error",
-)
 
 
 def test_every_registered_kind_has_a_harness() -> None:
@@ -138,15 +130,9 @@ async def test_outage_is_an_error_and_the_next_run_is_met(
         harness.provider_down(sandbox.peer, monitor, False)
         recovered = await run_once(monitor)
     assert failed.outcome is Outcome.ERROR, failed.reason
-    if harness.kind in OUTAGE_BUGS:
-        known_bug = OUTAGE_BUGS[harness.kind]
-        assert failed.reason.startswith("internal error: TwilioException"), (
-            f"fixed? then remove OUTAGE_BUGS[{harness.kind!r}]: {known_bug}"
-        )
-    else:
-        # The provider's failure, said by the probe: not a crash the runner caught.
-        assert not failed.reason.startswith("internal error"), failed.reason
-        assert harness.outage_reason in failed.reason
+    # The provider's failure, said by the probe: not a crash the runner caught.
+    assert not failed.reason.startswith("internal error"), failed.reason
+    assert harness.outage_reason in failed.reason
     assert {a.kind for a in artifacts} == harness.failure_evidence
     assert recovered.outcome is Outcome.MET, recovered.reason
     labels = check_labels(harness.kind)

@@ -6,9 +6,17 @@ import logging
 import random
 
 import pytest
+from twilio.base.exceptions import TwilioException
 from twilio.http.response import Response
 
-from probes.twilio.http import BACKOFF_BASE, BACKOFF_CAP, RedirectingHttpClient, RefusedHost
+from probes.errors import ChannelUnavailable, ProbeError, ProviderError
+from probes.twilio.http import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    RedirectingHttpClient,
+    RefusedHost,
+    twilio_call,
+)
 
 
 async def client(**options: float) -> RedirectingHttpClient:
@@ -70,3 +78,29 @@ async def test_retry_after_is_honoured_and_backoff_is_jittered_and_capped() -> N
         assert len(set(waits)) == len(waits)  # jittered, not a fixed ladder
     finally:
         await http.close()
+
+
+async def _raise(exc: Exception) -> None:
+    raise exc
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, ProviderError), (429, ProviderError), (401, ChannelUnavailable)]
+)
+async def test_a_list_page_that_fails_is_a_probe_error(
+    status: int, error: type[ProbeError]
+) -> None:
+    # What the SDK raises when a list page does not answer 200: its base exception, not
+    # TwilioRestException.
+    failure = TwilioException("Unable to fetch page", Response(status, '{"code": 20500}'))
+    with pytest.raises(error) as raised:
+        await twilio_call("listing replies", _raise(failure), "http://127.0.0.1:1")
+    assert str(raised.value).startswith(f"listing replies: Twilio answered HTTP {status}")
+    assert "Unable to fetch page" in str(raised.value)
+
+
+async def test_any_other_sdk_error_is_a_provider_error() -> None:
+    with pytest.raises(ProviderError, match=r"^sending: Credentials are required"):
+        await twilio_call(
+            "sending", _raise(TwilioException("Credentials are required")), "http://127.0.0.1:1"
+        )
