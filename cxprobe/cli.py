@@ -27,7 +27,6 @@ from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.errors import ConfigError
 from cxprobe.rules.common import DEFAULT_DOCS_URL
 from cxprobe.rules.generate import ProbedCheck, RuleOptions, generate_rules, regenerate_command
-from cxprobe.rules.schedule import cron_gaps
 from cxprobe.settings import Config, load_config
 from cxprobe.store.database import EvidenceStore
 from exporters.metrics import SLO_NAMES
@@ -334,15 +333,10 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
         target = config.targets[check.target]
         thresholds = config.thresholds(check)
         figures = thresholds.as_dict()
-        schedule = check.schedule
-        if schedule.every is not None:
-            interval, three_slots = schedule.every, 3 * schedule.every
-        else:
-            assert schedule.cron is not None
-            try:
-                interval, three_slots = cron_gaps(schedule.cron, schedule.timezone)
-            except ValueError as exc:
-                raise ValueError(f"checks[{index}] ({check.id}): {exc}") from None
+        try:
+            gaps = check.schedule.gaps()
+        except ValueError as exc:
+            raise ValueError(f"checks[{index}] ({check.id}): {exc}") from None
         checks.append(
             ProbedCheck(
                 check_id=check.id,
@@ -355,9 +349,9 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
                     (name, limit) for name in SLO_NAMES if (limit := figures[name]) is not None
                 ),
                 deadline=thresholds.deadline,
-                jitter=schedule.jitter,
-                interval=interval,
-                three_slots=three_slots,
+                jitter=check.schedule.jitter,
+                interval=gaps.mean,
+                three_slots=gaps.three_slots,
             )
         )
     return checks

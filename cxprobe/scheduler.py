@@ -1,10 +1,11 @@
 """APScheduler wiring: one job per check, firing at its slots.
 
-A *slot* is a check's nominal scheduled time (without jitter). Interval schedules are aligned
-to a fixed epoch, so a restart produces the same slots and the store's (check, slot) claim
-stops a slot from running twice. Jitter is a per-slot offset derived from a hash of the check
-and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the same if the slot
-is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
+A *slot* is a check's nominal scheduled time (without jitter); the slots, their epoch and the
+misfire grace are the check's :class:`scenarios.schedule.Schedule`'s (interval schedules are
+aligned to a fixed epoch, so a restart produces the same slots and the store's (check, slot)
+claim stops a slot from running twice). Jitter is a per-slot offset derived from a hash of the
+check and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the same if the
+slot is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
 long email run never blocks its check's next slot.
 
 At start every check also catches up its current slot, when that slot is within its misfire
@@ -27,42 +28,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
-from cxprobe.settings import Check, Schedule
+from cxprobe.settings import Check
 from scenarios.engine import Clock, utc_now
 
-#: Interval slots are multiples of the interval counted from here (stable across restarts).
-SLOT_EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, midnight UTC
-
 StartSlot = Callable[[Check, datetime], Awaitable[object]]
-
-
-def trigger_for(schedule: Schedule) -> BaseTrigger:
-    if schedule.every is not None:
-        return IntervalTrigger(seconds=schedule.every, start_date=SLOT_EPOCH, timezone=UTC)
-    assert schedule.cron is not None
-    return CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
-
-
-def latest_slot(schedule: Schedule, now: datetime) -> datetime | None:
-    """The most recent nominal slot at or before ``now``, if one lies within the misfire grace
-    (a cron slot) — None when the schedule had no slot that recently."""
-    if schedule.every is not None:
-        elapsed = (now - SLOT_EPOCH).total_seconds()
-        return SLOT_EPOCH + timedelta(seconds=(elapsed // schedule.every) * schedule.every)
-    trigger = trigger_for(schedule)
-    # Walk forward from the oldest slot still worth running; cron slots are a minute apart
-    # at least, so this takes a handful of steps.
-    lookback = timedelta(seconds=schedule.grace + 1)
-    slot: datetime | None = None
-    candidate = trigger.get_next_fire_time(None, now - lookback)
-    while candidate is not None and candidate <= now:
-        slot = candidate
-        candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
-    return slot.astimezone(UTC) if slot is not None else None
 
 
 def jitter_for(check_id: str, slot: datetime, jitter: float) -> float:
@@ -102,7 +72,7 @@ class CheckScheduler:
             # is on a slot, and counts every later fire from there.
             self._scheduler.add_job(
                 self._fire,
-                trigger_for(check.schedule),
+                check.schedule.trigger(),
                 args=[check.id],
                 id=check.id,
                 name=check.id,
@@ -118,7 +88,7 @@ class CheckScheduler:
             )
         now = self._clock()
         for check in self._checks.values():
-            if (slot := self._slot_in_grace(check, now)) is not None:
+            if (slot := check.schedule.slot_in_grace(now)) is not None:
                 self._logger.info(
                     "catching up the current slot",
                     extra={"check": check.id, "slot": slot.isoformat()},
@@ -142,18 +112,10 @@ class CheckScheduler:
 
     async def _fire(self, check_id: str) -> None:
         check = self._checks[check_id]
-        slot = self._slot_in_grace(check, self._clock())
+        slot = check.schedule.slot_in_grace(self._clock())
         if slot is None:
             return  # fired too late (a suspended process): the next slot runs in its turn
         self._launch(check, slot, catch_up=False)
-
-    @staticmethod
-    def _slot_in_grace(check: Check, now: datetime) -> datetime | None:
-        """The check's latest slot, if it may still start at ``now``."""
-        slot = latest_slot(check.schedule, now)
-        if slot is None or (now - slot).total_seconds() > check.schedule.grace:
-            return None
-        return slot
 
     def _launch(self, check: Check, slot: datetime, *, catch_up: bool) -> None:
         last = self._last_slot.get(check.id)

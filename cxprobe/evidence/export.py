@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,6 +58,7 @@ from cxprobe.store.chain import (
 )
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.snapshot import ExportRecord, Snapshot
+from scenarios.schedule import Schedule
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"
@@ -79,8 +80,8 @@ class ScheduledCheck:
     channel: str
     #: Where it runs; None: wherever it has claimed slots.
     locations: tuple[str, ...] | None
-    #: Nominal slots in [start, end).
-    slots: Callable[[datetime, datetime], Iterable[datetime]]
+    #: Its slots: those in the period that were never claimed are gaps.
+    schedule: Schedule
     #: How long after its slot a run may still claim it (jitter and start-up).
     settle: timedelta = timedelta(minutes=1)
 
@@ -188,7 +189,7 @@ def compute_gaps(snapshot: Snapshot, options: ExportOptions, zones: Mapping[str,
             if first is None:
                 continue  # never ran there: nothing to compare with
             end = min(scope.end, options.now - check.settle)
-            for slot in check.slots(max(scope.start, first), end):
+            for slot in check.schedule.slots(max(scope.start, first), end):
                 if (check.check_id, location, slot) not in snapshot.claimed:
                     gaps.append(
                         Gap(
