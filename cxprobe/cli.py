@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cxprobe import __version__, logs
-from cxprobe.app import open_monitor
+from cxprobe.app import Monitor, open_monitor
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.errors import ConfigError
 from cxprobe.rules.common import DEFAULT_DOCS_URL
@@ -88,12 +88,16 @@ def run(config: ConfigOption) -> None:
 
 async def _run(config: Config, logger: logging.Logger) -> None:
     stop = asyncio.Event()
+    reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # From the start: SIGHUP's default action would end the process.
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     async with open_monitor(config, logger) as monitor:
         resumed = await monitor.runner.resume_open_runs()
         monitor.scheduler.start()
+        reloading = asyncio.create_task(_reload_on_request(monitor, reload_requested))
         server = monitor.server
         logger.info(
             "cxprobe running",
@@ -106,8 +110,19 @@ async def _run(config: Config, logger: logging.Logger) -> None:
             },
         )
         await stop.wait()
+        reloading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloading
         logger.info("stopping: open runs stay in the store and resume at the next start")
     logger.info("cxprobe stopped")
+
+
+async def _reload_on_request(monitor: Monitor, requested: asyncio.Event) -> None:
+    """Reload the configuration whenever SIGHUP asked for it (several at once: one reload)."""
+    while True:
+        await requested.wait()
+        requested.clear()
+        await monitor.reload()
 
 
 @app.command()
