@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.support import generic_platform
+from tests.support import generic_platform, monitor_section
 
 REPO = Path(__file__).resolve().parents[2]
 NEVER = {"cron": "0 0 1 1 *", "misfire_grace": "1s"}
@@ -43,12 +43,7 @@ def config(tmp_path: Path, checks: list[dict[str, Any]], *, send_timeout: float 
     platform["send"]["timeout"] = send_timeout
     document = {
         "version": 1,
-        "monitor": {
-            "location": "test",
-            "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
-            "http": {"host": "127.0.0.1", "port": 0},
-            "log_format": "json",
-        },
+        "monitor": monitor_section(tmp_path),
         "locations": {"test": {}},
         "channels": {"generic": {"platforms": {"social": platform}}},
         "targets": {

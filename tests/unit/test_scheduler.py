@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from cxprobe.scheduler import CheckScheduler, jitter_for
+from cxprobe.scheduler import CheckScheduler, ScheduleChange, jitter_for
 from cxprobe.settings import Check
 from scenarios.engine import Clock, utc_now
 from scenarios.schedule import SLOT_EPOCH, Schedule
@@ -40,9 +40,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.lags: list[float] = []
+        self.checks: list[str] = []
         self._starts: asyncio.Queue[datetime] = asyncio.Queue()
 
     async def start_slot(self, check: Check, slot: datetime) -> None:
+        self.checks.append(check.id)
         self._starts.put_nowait(slot)
 
     async def next_starts(self, count: int) -> list[datetime]:
@@ -127,3 +129,21 @@ async def test_a_slot_caught_up_at_start_is_not_fired_again() -> None:
     async with scheduling(Schedule(every=EVERY), recorder, clock=ahead):
         starts = await recorder.next_starts(2)
     assert starts == slots_after(slot, 1, 2)
+
+
+async def test_replacing_the_checks_stops_removed_and_starts_added_ones() -> None:
+    recorder = Recorder()
+    slot = await into_a_slot()
+    async with scheduling(Schedule(every=EVERY), recorder) as scheduler:
+        assert await recorder.next_starts(1) == slots_after(slot, 0)  # the catch-up
+        other = Check(
+            id="other", target="acme", channel="email", scenario="s", schedule=Schedule(every=EVERY)
+        )
+        change = scheduler.replace_checks([other])
+        assert change == ScheduleChange(added=("other",), removed=("probe",))
+        # The added check catches up the current slot, as at start, then fires on every slot.
+        starts = await recorder.next_starts(2)
+        assert set(scheduler.next_runs()) == {"other"}
+        assert scheduler.replace_checks([other]) == ScheduleChange()  # unchanged: untouched
+    assert starts == slots_after(slot, 0, 1)
+    assert recorder.checks == ["probe", "other", "other"]
