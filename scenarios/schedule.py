@@ -15,6 +15,7 @@ interval, its gaps), it is counted from the same epoch.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -41,6 +42,42 @@ _GAPS_MAX_SLOTS = 21_000
 _NEXT = timedelta(microseconds=1)
 
 
+#: Day-of-week numbers as crontab reads them: 0 (and 7) is Sunday.
+_CRONTAB_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NUMERIC_DAYS = re.compile(r"^(?P<base>\*|\d+(?:-\d+)?)(?:/(?P<step>\d+))?$")
+
+
+def cron_trigger(expression: str, timezone: str) -> CronTrigger:
+    """The trigger of a five-field crontab ``expression`` in ``timezone``.
+
+    APScheduler 3 numbers weekdays from Monday (0 = Monday), crontab from Sunday (0 or
+    7 = Sunday): its ``from_crontab`` would run ``1-5`` Tuesday to Saturday. Numeric weekdays
+    are therefore given to it as names, which both read alike."""
+    fields = expression.split()
+    if len(fields) == 5:
+        fields[4] = _weekday_names(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+
+
+def _weekday_names(field: str) -> str:
+    """A crontab day-of-week field with its numbers (``1-5``, ``0,6``, ``*/2``) as day names;
+    names, and anything malformed (left for APScheduler to reject), are kept as written."""
+    names: list[str] = []
+    for part in field.split(","):
+        match = _NUMERIC_DAYS.match(part)
+        if match is None or (match["base"] == "*" and match["step"] is None):
+            names.append(part)
+            continue
+        base, step = match["base"], int(match["step"] or 1)
+        first, _, last = ("0-6" if base == "*" else base).partition("-")
+        low, high = int(first), int(last or (6 if match["step"] else first))
+        if high > 7 or low > high or step < 1:
+            names.append(part)
+            continue
+        names += [_CRONTAB_DAYS[day % 7] for day in range(low, high + 1, step)]
+    return ",".join(dict.fromkeys(names))
+
+
 class Gaps(NamedTuple):
     """How often a schedule fires, as the rules need it.
 
@@ -61,7 +98,9 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     every: Duration | None = Field(None, description="Run at this interval (aligned to epoch).")
-    cron: str | None = Field(None, description="Five-field crontab expression.")
+    cron: str | None = Field(
+        None, description="Five-field crontab expression (weekdays: 0 or 7 is Sunday, or names)."
+    )
     timezone: str = Field("UTC", description="Zone the cron expression is read in.")
     jitter: Duration = Field(0.0, description="Spread starts by up to this much per slot.")
     misfire_grace: Duration | None = Field(
@@ -80,7 +119,7 @@ class Schedule(BaseModel):
             raise ValueError("'every' must be at least 1s")
         if self.cron is not None:
             try:
-                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+                cron_trigger(self.cron, self.timezone)
             except (ValueError, KeyError) as exc:
                 raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
         return self
@@ -172,7 +211,7 @@ class Schedule(BaseModel):
 
     def _cron(self) -> CronTrigger:
         assert self.cron is not None
-        return CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        return cron_trigger(self.cron, self.timezone)
 
     def _cron_fires(self, start: datetime) -> Iterator[datetime]:
         """The cron's slots at or after ``start``, in order, in UTC."""

@@ -126,6 +126,24 @@ def test_cron_slots_in_the_hour_the_clocks_go_back_are_each_listed_once() -> Non
     ]
 
 
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("0", ["Sun"]),
+        ("7", ["Sun"]),
+        ("6,0", ["Sat", "Sun"]),
+        ("*/2", ["Tue", "Thu", "Sat", "Sun"]),
+        ("*", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
+    ],
+)
+def test_weekday_numbers_are_read_as_crontab_reads_them(days: str, expected: list[str]) -> None:
+    # 0 and 7 are Sunday, as in crontab(5); APScheduler 3 alone would count from Monday.
+    week = Schedule(cron=f"0 9 * * {days}").slots(utc(2026, 11, 23), utc(2026, 11, 30))
+    assert [slot.strftime("%a") for slot in week] == expected
+
+
 # -- misfire grace ------------------------------------------------------------------------
 
 
@@ -197,6 +215,7 @@ def test_gaps_of_a_rare_cron() -> None:
         ({"every": 60, "cron": "* * * * *"}, "give exactly one of 'every'"),
         ({"every": 0.5}, "'every' must be at least 1s"),
         ({"cron": "61 * * * *"}, "invalid cron expression '61 * * * *'"),
+        ({"cron": "0 9 * * 8"}, "invalid cron expression '0 9 * * 8'"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "invalid cron expression"),
         ({"every": "1 hour"}, "invalid duration '1 hour'"),
         ({"every": 60, "evry": 60}, "Extra inputs are not permitted"),
