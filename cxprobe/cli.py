@@ -21,12 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cxprobe import __version__, logs
-from cxprobe.app import open_monitor
+from cxprobe.app import Monitor, open_monitor
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.errors import ConfigError
 from cxprobe.rules.common import DEFAULT_DOCS_URL
 from cxprobe.rules.generate import ProbedCheck, RuleOptions, generate_rules, regenerate_command
-from cxprobe.rules.schedule import cron_gaps
 from cxprobe.settings import Config, load_config
 from cxprobe.store.database import EvidenceStore
 from exporters.metrics import SLO_NAMES
@@ -88,12 +87,16 @@ def run(config: ConfigOption) -> None:
 
 async def _run(config: Config, logger: logging.Logger) -> None:
     stop = asyncio.Event()
+    reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # From the start: SIGHUP's default action would end the process.
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     async with open_monitor(config, logger) as monitor:
         resumed = await monitor.runner.resume_open_runs()
         monitor.scheduler.start()
+        reloading = asyncio.create_task(_reload_on_request(monitor, reload_requested))
         server = monitor.server
         logger.info(
             "cxprobe running",
@@ -106,8 +109,19 @@ async def _run(config: Config, logger: logging.Logger) -> None:
             },
         )
         await stop.wait()
+        reloading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloading
         logger.info("stopping: open runs stay in the store and resume at the next start")
     logger.info("cxprobe stopped")
+
+
+async def _reload_on_request(monitor: Monitor, requested: asyncio.Event) -> None:
+    """Reload the configuration whenever SIGHUP asked for it (several at once: one reload)."""
+    while True:
+        await requested.wait()
+        requested.clear()
+        await monitor.reload()
 
 
 @app.command()
@@ -320,15 +334,10 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
         target = config.targets[check.target]
         thresholds = config.thresholds(check)
         figures = thresholds.as_dict()
-        schedule = check.schedule
-        if schedule.every is not None:
-            interval, three_slots = schedule.every, 3 * schedule.every
-        else:
-            assert schedule.cron is not None
-            try:
-                interval, three_slots = cron_gaps(schedule.cron, schedule.timezone)
-            except ValueError as exc:
-                raise ValueError(f"checks[{index}] ({check.id}): {exc}") from None
+        try:
+            gaps = check.schedule.gaps()
+        except ValueError as exc:
+            raise ValueError(f"checks[{index}] ({check.id}): {exc}") from None
         checks.append(
             ProbedCheck(
                 check_id=check.id,
@@ -341,9 +350,9 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
                     (name, limit) for name in SLO_NAMES if (limit := figures[name]) is not None
                 ),
                 deadline=thresholds.deadline,
-                jitter=schedule.jitter,
-                interval=interval,
-                three_slots=three_slots,
+                jitter=check.schedule.jitter,
+                interval=gaps.mean,
+                three_slots=gaps.three_slots,
             )
         )
     return checks

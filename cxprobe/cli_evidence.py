@@ -11,10 +11,7 @@ arguments or an unusable output location.
 from __future__ import annotations
 
 import asyncio
-import functools
-import math
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -35,8 +32,7 @@ from cxprobe.evidence.format import FORMATS
 from cxprobe.evidence.verify import verify_export
 from cxprobe.report.build import ReportOptions, build_report, write_report
 from cxprobe.report.model import Report
-from cxprobe.scheduler import SLOT_EPOCH, trigger_for
-from cxprobe.settings import Config, Schedule, load_config
+from cxprobe.settings import Config, load_config
 from cxprobe.store.chain import Scope, utc_text
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.retention import PurgePolicy, PurgeReport, Retention
@@ -132,29 +128,6 @@ def check_filters(config: Config, scope: Scope, path: Path) -> None:
         )
 
 
-def nominal_slots(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
-    """A schedule's slots in [start, end), as the scheduler computes them."""
-    if schedule.every is not None:
-        every = schedule.every
-        index = math.ceil((start - SLOT_EPOCH).total_seconds() / every)
-        slot = SLOT_EPOCH + timedelta(seconds=index * every)
-        while slot < end:
-            if slot >= start:
-                yield slot
-            index += 1
-            slot = SLOT_EPOCH + timedelta(seconds=index * every)
-        return
-    trigger = trigger_for(schedule)
-    candidate = trigger.get_next_fire_time(None, start)
-    while candidate is not None and candidate < end:
-        yield candidate.astimezone(UTC)
-        candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
-
-
-def slots_of(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
-    return list(nominal_slots(schedule, start, end))
-
-
 def schedules_of(config: Config) -> list[ScheduledCheck]:
     return [
         ScheduledCheck(
@@ -162,7 +135,7 @@ def schedules_of(config: Config) -> list[ScheduledCheck]:
             target=check.target,
             channel=check.channel,
             locations=tuple(check.locations) if check.locations else None,
-            slots=functools.partial(slots_of, check.schedule),
+            schedule=check.schedule,
             settle=timedelta(seconds=check.schedule.jitter + 60),
         )
         for check in config.checks

@@ -164,6 +164,16 @@ class Runner:
             self._calendars[target_id] = BusinessCalendar(target.business_hours)
         stack.push_async_callback(self.stop)
 
+    def reconfigure(self, config: Config) -> None:
+        """Start later runs on ``config`` (a reload, cxprobe.app.Monitor.reload); runs in
+        progress keep what they started with. Its channel and monitor sections must be the
+        running ones: channels are created at start only."""
+        self.config = config
+        self._calendars = {
+            target_id: BusinessCalendar(target.business_hours)
+            for target_id, target in config.targets.items()
+        }
+
     # -- starting runs ---------------------------------------------------------------------
 
     async def start_slot(self, check: Check, slot: datetime) -> asyncio.Task[RunResult | None]:

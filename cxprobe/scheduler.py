@@ -1,11 +1,16 @@
 """APScheduler wiring: one job per check, firing at its slots.
 
-A *slot* is a check's nominal scheduled time (without jitter). Interval schedules are aligned
-to a fixed epoch, so a restart produces the same slots and the store's (check, slot) claim
-stops a slot from running twice. Jitter is a per-slot offset derived from a hash of the check
-and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the same if the slot
-is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
+A *slot* is a check's nominal scheduled time (without jitter); the slots, their epoch and the
+misfire grace are the check's :class:`scenarios.schedule.Schedule`'s (interval schedules are
+aligned to a fixed epoch, so a restart produces the same slots and the store's (check, slot)
+claim stops a slot from running twice). Jitter is a per-slot offset derived from a hash of the
+check and slot, so it spreads starts (as synthetic-monitoring agents do) yet is the same if the
+slot is re-fired. The APScheduler job only starts the run; the runner owns it from then on, so a
 long email run never blocks its check's next slot.
+
+A configuration reload replaces the checks (:meth:`CheckScheduler.replace_checks`): removed
+checks stop firing, added and changed ones are scheduled and catch up as at start, and runs
+already started go on.
 
 At start every check also catches up its current slot, when that slot is within its misfire
 grace (by default: until the next slot is due): a restart does not silently skip the slot it
@@ -24,45 +29,24 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
-from cxprobe.settings import Check, Schedule
+from cxprobe.settings import Check
 from scenarios.engine import Clock, utc_now
-
-#: Interval slots are multiples of the interval counted from here (stable across restarts).
-SLOT_EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, midnight UTC
 
 StartSlot = Callable[[Check, datetime], Awaitable[object]]
 
 
-def trigger_for(schedule: Schedule) -> BaseTrigger:
-    if schedule.every is not None:
-        return IntervalTrigger(seconds=schedule.every, start_date=SLOT_EPOCH, timezone=UTC)
-    assert schedule.cron is not None
-    return CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
+@dataclass(frozen=True)
+class ScheduleChange:
+    """The check ids a reload added, removed and changed (unchanged ones are not listed)."""
 
-
-def latest_slot(schedule: Schedule, now: datetime) -> datetime | None:
-    """The most recent nominal slot at or before ``now``, if one lies within the misfire grace
-    (a cron slot) — None when the schedule had no slot that recently."""
-    if schedule.every is not None:
-        elapsed = (now - SLOT_EPOCH).total_seconds()
-        return SLOT_EPOCH + timedelta(seconds=(elapsed // schedule.every) * schedule.every)
-    trigger = trigger_for(schedule)
-    # Walk forward from the oldest slot still worth running; cron slots are a minute apart
-    # at least, so this takes a handful of steps.
-    lookback = timedelta(seconds=schedule.grace + 1)
-    slot: datetime | None = None
-    candidate = trigger.get_next_fire_time(None, now - lookback)
-    while candidate is not None and candidate <= now:
-        slot = candidate
-        candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
-    return slot.astimezone(UTC) if slot is not None else None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
 
 def jitter_for(check_id: str, slot: datetime, jitter: float) -> float:
@@ -98,32 +82,74 @@ class CheckScheduler:
 
     def start(self) -> None:
         for check in self._checks.values():
-            # No next_run_time: APScheduler then starts from the trigger's own next fire, which
-            # is on a slot, and counts every later fire from there.
-            self._scheduler.add_job(
-                self._fire,
-                trigger_for(check.schedule),
-                args=[check.id],
-                id=check.id,
-                name=check.id,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(check.schedule.grace)),
-                replace_existing=True,
-            )
+            self._add_job(check)
         self._scheduler.start()
         for job in self._scheduler.get_jobs():
-            self._logger.info(
-                "check scheduled", extra={"check": job.id, "next_run": str(job.next_run_time)}
-            )
+            self._log_scheduled(job.id)
         now = self._clock()
         for check in self._checks.values():
-            if (slot := self._slot_in_grace(check, now)) is not None:
-                self._logger.info(
-                    "catching up the current slot",
-                    extra={"check": check.id, "slot": slot.isoformat()},
+            self._catch_up(check, now)
+
+    def replace_checks(self, checks: list[Check]) -> ScheduleChange:
+        """Schedule ``checks`` instead of the current ones (a configuration reload).
+
+        Removed checks fire no more; added and changed ones get a new job and catch up their
+        current slot, as at start; unchanged ones keep their job untouched. Runs already
+        started are not touched (the runner owns them), and neither is a jittered start that
+        is already waiting: its slot was due under the old configuration.
+        """
+        wanted = {check.id: check for check in checks}
+        change = ScheduleChange(
+            added=tuple(sorted(wanted.keys() - self._checks.keys())),
+            removed=tuple(sorted(self._checks.keys() - wanted.keys())),
+            changed=tuple(
+                sorted(
+                    check_id
+                    for check_id, check in wanted.items()
+                    if check_id in self._checks and self._checks[check_id] != check
                 )
-                self._launch(check, slot, catch_up=True)
+            ),
+        )
+        for check_id in change.removed:
+            if self._scheduler.get_job(check_id) is not None:
+                self._scheduler.remove_job(check_id)
+            self._last_slot.pop(check_id, None)
+        self._checks = wanted
+        now = self._clock()
+        for check_id in (*change.added, *change.changed):
+            self._add_job(wanted[check_id])
+            if self._scheduler.running:
+                self._log_scheduled(check_id)
+                self._catch_up(wanted[check_id], now)
+        return change
+
+    def _add_job(self, check: Check) -> None:
+        # No next_run_time: APScheduler then starts from the trigger's own next fire, which
+        # is on a slot, and counts every later fire from there.
+        self._scheduler.add_job(
+            self._fire,
+            check.schedule.trigger(),
+            args=[check.id],
+            id=check.id,
+            name=check.id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(check.schedule.grace)),
+            replace_existing=True,
+        )
+
+    def _log_scheduled(self, check_id: str) -> None:
+        job = self._scheduler.get_job(check_id)
+        next_run = None if job is None else job.next_run_time
+        self._logger.info("check scheduled", extra={"check": check_id, "next_run": str(next_run)})
+
+    def _catch_up(self, check: Check, now: datetime) -> None:
+        if (slot := check.schedule.slot_in_grace(now)) is not None:
+            self._logger.info(
+                "catching up the current slot",
+                extra={"check": check.id, "slot": slot.isoformat()},
+            )
+            self._launch(check, slot, catch_up=True)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -141,19 +167,13 @@ class CheckScheduler:
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
 
     async def _fire(self, check_id: str) -> None:
-        check = self._checks[check_id]
-        slot = self._slot_in_grace(check, self._clock())
+        check = self._checks.get(check_id)
+        if check is None:
+            return  # removed by a reload while this fire was being dispatched
+        slot = check.schedule.slot_in_grace(self._clock())
         if slot is None:
             return  # fired too late (a suspended process): the next slot runs in its turn
         self._launch(check, slot, catch_up=False)
-
-    @staticmethod
-    def _slot_in_grace(check: Check, now: datetime) -> datetime | None:
-        """The check's latest slot, if it may still start at ``now``."""
-        slot = latest_slot(check.schedule, now)
-        if slot is None or (now - slot).total_seconds() > check.schedule.grace:
-            return None
-        return slot
 
     def _launch(self, check: Check, slot: datetime, *, catch_up: bool) -> None:
         last = self._last_slot.get(check.id)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,7 +21,6 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
-    model_validator,
 )
 
 from cxprobe.errors import ConfigError
@@ -34,9 +31,7 @@ from probes.base import AddressUse, DefaultSla, Problem, Responder, ScenarioUse
 from scenarios.durations import Duration
 from scenarios.hours import BusinessHours
 from scenarios.model import Matcher, Scenario, Thresholds
-
-#: Anchor for computing a cron schedule's nominal interval.
-_EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
+from scenarios.schedule import Schedule
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "library"
 
@@ -181,50 +176,6 @@ class Target(Strict):
             after_hours_response=sla.after_hours_response,
             deadline=sla.deadline,
         )
-
-
-class Schedule(Strict):
-    every: Duration | None = Field(None, description="Run at this interval (aligned to epoch).")
-    cron: str | None = Field(None, description="Five-field crontab expression.")
-    timezone: str = Field("UTC", description="Zone the cron expression is read in.")
-    jitter: Duration = Field(0.0, description="Spread starts by up to this much per slot.")
-    misfire_grace: Duration | None = Field(
-        None,
-        description="Still run a slot this late (after downtime or a restart); "
-        "default: until the next slot is due.",
-    )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Schedule:
-        if (self.every is None) == (self.cron is None):
-            raise ValueError(
-                "give exactly one of 'every' (e.g. 15m) or 'cron' (e.g. '*/15 * * * *')"
-            )
-        if self.every is not None and self.every < 1:
-            raise ValueError("'every' must be at least 1s")
-        if self.cron is not None:
-            try:
-                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
-        return self
-
-    @property
-    def grace(self) -> float:
-        """Seconds after its time that a slot may still start."""
-        return self.misfire_grace if self.misfire_grace is not None else self.interval
-
-    @property
-    def interval(self) -> float:
-        """Nominal seconds between slots (cron: the gap after the next slot)."""
-        if self.every is not None:
-            return self.every
-        assert self.cron is not None
-        trigger = CronTrigger.from_crontab(self.cron, timezone=self.timezone)
-        first = trigger.get_next_fire_time(None, _EPOCH)
-        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
-        gap: timedelta = second - first
-        return gap.total_seconds()
 
 
 class Check(Strict):

@@ -526,3 +526,14 @@ def generic_platform(peer: Any) -> dict[str, Any]:
             "skip_if_true": "$.message.is_echo",
         },
     }
+
+
+def monitor_section(tmp_path: Path) -> dict[str, Any]:
+    """A config's ``monitor`` section for a test monitor: location ``test``, the store under
+    ``tmp_path``, HTTP on an ephemeral loopback port, JSON logs."""
+    return {
+        "location": "test",
+        "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
+        "http": {"host": "127.0.0.1", "port": 0},
+        "log_format": "json",
+    }

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,6 +58,7 @@ from cxprobe.store.chain import (
 )
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.snapshot import ExportRecord, Snapshot
+from scenarios.schedule import Schedule
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"
@@ -79,8 +80,8 @@ class ScheduledCheck:
     channel: str
     #: Where it runs; None: wherever it has claimed slots.
     locations: tuple[str, ...] | None
-    #: Nominal slots in [start, end).
-    slots: Callable[[datetime, datetime], Iterable[datetime]]
+    #: Its slots: those in the period that were never claimed are gaps.
+    schedule: Schedule
     #: How long after its slot a run may still claim it (jitter and start-up).
     settle: timedelta = timedelta(minutes=1)
 
@@ -188,7 +189,7 @@ def compute_gaps(snapshot: Snapshot, options: ExportOptions, zones: Mapping[str,
             if first is None:
                 continue  # never ran there: nothing to compare with
             end = min(scope.end, options.now - check.settle)
-            for slot in check.slots(max(scope.start, first), end):
+            for slot in check.schedule.slots(max(scope.start, first), end):
                 if (check.check_id, location, slot) not in snapshot.claimed:
                     gaps.append(
                         Gap(
@@ -209,6 +210,54 @@ def compute_gaps(snapshot: Snapshot, options: ExportOptions, zones: Mapping[str,
 async def export_evidence(store: EvidenceStore, options: ExportOptions) -> ExportResult:
     """Write the export described by ``options`` and record it in ``store``."""
     out = options.out
+    _check_destination(options)
+    checks = {check.check_id: (check.target, check.channel) for check in options.schedules}
+    snapshot = await store.snapshot(options.scope, checks)
+    zones = dict(options.zones)
+    runs = _exported_runs(snapshot, zones)
+    problems = list(snapshot.problems)
+    out.mkdir(parents=True, exist_ok=True)
+    attachments = await _write_attachments(store, runs, out, problems)
+    gaps = compute_gaps(snapshot, options, zones)
+    problems += [
+        f"slot {gap.check_id}@{gap.location} {utc_text(gap.slot_at)} was claimed but its run is "
+        "gone and no purge records it"
+        for gap in gaps
+        if gap.kind == NO_RUN and not gap.explained_by
+    ]
+    _write_tables(out, options.file_format, runs, snapshot, gaps)
+    span = (snapshot.chain[0].seq, snapshot.chain[-1].seq) if snapshot.chain else None
+    manifest = _manifest(
+        store, options, snapshot, _Contents(runs, zones, attachments, gaps, problems, span)
+    )
+    manifest_sha256 = _write_manifest(out, manifest)
+    export_id = await store.record_export(
+        ExportRecord(
+            exported_at=options.now,
+            scope=options.scope,
+            format=options.file_format,
+            manifest_sha256=manifest_sha256,
+            chain_seq=snapshot.head[0],
+            chain_hash=snapshot.head[1],
+            sealed_runs=_sealed_runs(runs),
+        )
+    )
+    return ExportResult(
+        out=out,
+        runs=len(runs),
+        open_runs=sum(run.entry is None for run in runs),
+        attachments=attachments,
+        gaps=gaps,
+        chain_span=span,
+        head=snapshot.head,
+        manifest_sha256=manifest_sha256,
+        export_id=export_id,
+        problems=problems,
+    )
+
+
+def _check_destination(options: ExportOptions) -> None:
+    out = options.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(
             f"{out} exists and is not an empty directory: export into a new directory (an "
@@ -216,13 +265,13 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
         )
     if options.file_format not in (CSV, JSONL):
         raise ExportError(f"unknown format {options.file_format!r}: use csv or jsonl")
-    checks = {check.check_id: (check.target, check.channel) for check in options.schedules}
-    snapshot = await store.snapshot(options.scope, checks)
-    zones = dict(options.zones)
-    runs = _exported_runs(snapshot, zones)
-    problems = list(snapshot.problems)
-    out.mkdir(parents=True, exist_ok=True)
 
+
+async def _write_attachments(
+    store: EvidenceStore, runs: list[ExportedRun], out: Path, problems: list[str]
+) -> int:
+    """Each run's artifacts, byte for byte, under ``attachments/``; how many were written.
+    One that vanished or whose content no longer matches its SHA-256 is a problem."""
     attachments = 0
     for run in runs:
         for artifact, relative in zip(run.sorted_artifacts(), run.paths(), strict=True):
@@ -241,15 +290,13 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             attachments += 1
+    return attachments
 
-    gaps = compute_gaps(snapshot, options, zones)
-    problems += [
-        f"slot {gap.check_id}@{gap.location} {utc_text(gap.slot_at)} was claimed but its run is "
-        "gone and no purge records it"
-        for gap in gaps
-        if gap.kind == NO_RUN and not gap.explained_by
-    ]
-    if options.file_format == CSV:
+
+def _write_tables(
+    out: Path, file_format: str, runs: list[ExportedRun], snapshot: Snapshot, gaps: list[Gap]
+) -> None:
+    if file_format == CSV:
         _write_csv(out / "runs.csv", RUN_COLUMNS, (run_row(run) for run in runs))
         _write_csv(
             out / "messages.csv",
@@ -268,17 +315,40 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
         _write_jsonl(out / "chain.jsonl", (chain_object(e) for e in snapshot.chain))
         _write_jsonl(out / "gaps.jsonl", (gap.row() for gap in gaps))
 
-    files = sorted(
-        (path for path in out.rglob("*") if path.is_file()), key=lambda p: p.relative_to(out)
-    )
-    span = (snapshot.chain[0].seq, snapshot.chain[-1].seq) if snapshot.chain else None
+
+def _sealed_runs(runs: list[ExportedRun]) -> list[tuple[str, str]]:
+    """(run id, record hash) of the runs whose exported content is what the chain sealed."""
     sealed = []
     for run in runs:
         if run.entry is not None:
             digest = record_hash(run_record(run.run, run.messages, run.artifacts))
             if digest == run.entry.record_hash:
                 sealed.append((run.run_id, digest))
-    manifest = {
+    return sealed
+
+
+@dataclass(frozen=True)
+class _Contents:
+    """What the export holds, as the manifest describes it."""
+
+    runs: list[ExportedRun]
+    zones: dict[str, str]
+    attachments: int
+    gaps: list[Gap]
+    problems: list[str]
+    span: tuple[int, int] | None
+
+
+def _manifest(
+    store: EvidenceStore, options: ExportOptions, snapshot: Snapshot, contents: _Contents
+) -> dict[str, Any]:
+    """The manifest: what was exported from where, the chain head, and every written file's
+    SHA-256 (so it is built after the files)."""
+    out, runs, gaps, span = options.out, contents.runs, contents.gaps, contents.span
+    files = sorted(
+        (path for path in out.rglob("*") if path.is_file()), key=lambda p: p.relative_to(out)
+    )
+    return {
         "format": EXPORT_FORMAT,
         "file_format": options.file_format,
         "cxprobe_version": options.version,
@@ -286,12 +356,12 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
         "exported_at": utc_text(options.now),
         "store": store.where,
         "filters": options.scope.as_json(),
-        "time_zones": dict(sorted(zones.items())),
+        "time_zones": dict(sorted(contents.zones.items())),
         "counts": {
             "runs": len(runs),
             "open_runs": sum(run.entry is None for run in runs),
             "messages": sum(len(run.messages) for run in runs),
-            "attachments": attachments,
+            "attachments": contents.attachments,
             "gaps_no_run": sum(gap.kind == NO_RUN for gap in gaps),
             "gaps_unclaimed": sum(gap.kind == UNCLAIMED for gap in gaps),
         },
@@ -303,7 +373,7 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
             "entries": len(snapshot.chain),
             "purges": [entry.seq for entry in snapshot.chain if entry.kind == PURGE],
         },
-        "store_problems": problems,
+        "store_problems": contents.problems,
         "files": [
             {
                 "path": path.relative_to(out).as_posix(),
@@ -313,32 +383,14 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
             for path in files
         ],
     }
+
+
+def _write_manifest(out: Path, manifest: Mapping[str, Any]) -> str:
+    """Write the manifest and its digest file; return the digest."""
     manifest_bytes = (
         json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     ).encode()
     (out / MANIFEST).write_bytes(manifest_bytes)
     manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
     (out / MANIFEST_DIGEST).write_text(f"{manifest_sha256}  {MANIFEST}\n", encoding="ascii")
-    export_id = await store.record_export(
-        ExportRecord(
-            exported_at=options.now,
-            scope=options.scope,
-            format=options.file_format,
-            manifest_sha256=manifest_sha256,
-            chain_seq=snapshot.head[0],
-            chain_hash=snapshot.head[1],
-            sealed_runs=sealed,
-        )
-    )
-    return ExportResult(
-        out=out,
-        runs=len(runs),
-        open_runs=sum(run.entry is None for run in runs),
-        attachments=attachments,
-        gaps=gaps,
-        chain_span=span,
-        head=snapshot.head,
-        manifest_sha256=manifest_sha256,
-        export_id=export_id,
-        problems=problems,
-    )
+    return manifest_sha256

@@ -15,13 +15,14 @@ JSONL (for programs): one JSON object per line, UTF-8 without BOM, same names.
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cxprobe.store.chain import (
@@ -404,54 +405,12 @@ def runs_from_rows(
 ) -> tuple[list[ExportedRun], list[str]]:
     """Runs parsed back from the three CSV files, and what could not be (a row that cannot be
     parsed is reported, and verify carries on with the rest)."""
-    by_run_messages: dict[str, list[dict[str, Any]]] = {}
-    by_run_artifacts: dict[str, list[dict[str, Any]]] = {}
     loose: list[str] = []
-    for number, row in enumerate(messages, start=2):
-        try:
-            message = {
-                name: uncell(kind, row[_message_column(name)])
-                for name, kind in MESSAGE_FIELDS.items()
-            }
-        except (KeyError, ValueError) as exc:
-            loose.append(f"messages.csv line {number}: cannot be read ({exc})")
-            continue
-        by_run_messages.setdefault(row["run_id"], []).append(message)
-    for number, row in enumerate(artifacts, start=2):
-        try:
-            ref = (
-                None
-                if not row["message_direction"]
-                else (row["message_direction"], row["message_external_id"])
-            )
-            artifact: dict[str, Any] = {
-                "id": int(row["artifact_id"]),
-                "message": ref,
-                "kind": row["kind"],
-                "media_type": row["media_type"],
-                "size": int(row["size"]),
-                "sha256": row["sha256"],
-            }
-        except (KeyError, ValueError) as exc:
-            loose.append(f"artifacts.csv line {number}: cannot be read ({exc})")
-            continue
-        by_run_artifacts.setdefault(row["run_id"], []).append(artifact)
+    by_run_messages = _by_run(_parsed(messages, "messages.csv", _message_from_row, loose))
+    by_run_artifacts = _by_run(_parsed(artifacts, "artifacts.csv", _artifact_from_row, loose))
     parsed = []
-    for number, row in enumerate(runs, start=2):
-        try:
-            values: dict[str, Any] = {
-                name: uncell(kind, row[f"{name}{_UTC_SUFFIX}" if "time" in kind else name])
-                for name, kind in RUN_FIELDS.items()
-            }
-            values["status"] = row["status"]
-            values["thresholds"] = {
-                name: uncell("opt_float", row[f"sla_{name}_seconds"]) for name in THRESHOLD_NAMES
-            }
-            seq = row["chain_seq"]
-            entry = entries.get(int(seq)) if seq else None
-        except (KeyError, ValueError) as exc:
-            loose.append(f"runs.csv line {number}: cannot be read ({exc})")
-            continue
+    read_run = functools.partial(_run_from_row, entries=entries)
+    for row, (values, entry) in _parsed(runs, "runs.csv", read_run, loose):
         run_id = str(values["run_id"])
         parsed.append(
             ExportedRun(
@@ -468,6 +427,70 @@ def runs_from_rows(
             "not in runs.csv (its line was removed?)"
         )
     return parsed, loose
+
+
+_Parsed = TypeVar("_Parsed")
+
+
+def _parsed(
+    rows: Sequence[Mapping[str, str]],
+    file: str,
+    parse: Callable[[Mapping[str, str]], _Parsed],
+    loose: list[str],
+) -> Iterator[tuple[Mapping[str, str], _Parsed]]:
+    """Each row with what ``parse`` read from it; a row it cannot read goes to ``loose``
+    (numbered as the file's lines, after the header)."""
+    for number, row in enumerate(rows, start=2):
+        try:
+            value = parse(row)
+        except (KeyError, ValueError) as exc:
+            loose.append(f"{file} line {number}: cannot be read ({exc})")
+            continue
+        yield row, value
+
+
+def _by_run(
+    parsed: Iterable[tuple[Mapping[str, str], dict[str, Any]]],
+) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row, value in parsed:
+        grouped.setdefault(row["run_id"], []).append(value)
+    return grouped
+
+
+def _message_from_row(row: Mapping[str, str]) -> dict[str, Any]:
+    return {name: uncell(kind, row[_message_column(name)]) for name, kind in MESSAGE_FIELDS.items()}
+
+
+def _artifact_from_row(row: Mapping[str, str]) -> dict[str, Any]:
+    ref = (
+        None
+        if not row["message_direction"]
+        else (row["message_direction"], row["message_external_id"])
+    )
+    return {
+        "id": int(row["artifact_id"]),
+        "message": ref,
+        "kind": row["kind"],
+        "media_type": row["media_type"],
+        "size": int(row["size"]),
+        "sha256": row["sha256"],
+    }
+
+
+def _run_from_row(
+    row: Mapping[str, str], entries: Mapping[int, ChainEntry]
+) -> tuple[dict[str, Any], ChainEntry | None]:
+    values: dict[str, Any] = {
+        name: uncell(kind, row[f"{name}{_UTC_SUFFIX}" if "time" in kind else name])
+        for name, kind in RUN_FIELDS.items()
+    }
+    values["status"] = row["status"]
+    values["thresholds"] = {
+        name: uncell("opt_float", row[f"sla_{name}_seconds"]) for name in THRESHOLD_NAMES
+    }
+    seq = row["chain_seq"]
+    return values, entries.get(int(seq)) if seq else None
 
 
 def _message_column(name: str) -> str:

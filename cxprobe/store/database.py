@@ -344,42 +344,8 @@ class EvidenceStore:
         if max_contacts is not None and since is None:
             raise ValueError("claim_slot(max_contacts=...) needs since= (the budget's start)")
         now = _now()
-        row = _figures(result) | {
-            "run_id": result.run_id,
-            "check_id": result.check_id,
-            "target": result.target,
-            "channel": result.channel,
-            "scenario": result.scenario,
-            "location": result.location,
-            "slot_at": result.slot,
-            "token": result.token,
-            "status": OPEN,
-            "period": str(result.period),
-            "thresholds": result.thresholds.as_dict(),
-            "sent_at": result.sent_at,
-            "outcome": None,
-            "reason": "",
-            "created_at": now,
-        }
         try:
-            async with self._write() as conn:
-                if max_contacts is not None and self._postgresql:
-                    # SQLite's writes are serialised already (BEGIN IMMEDIATE); PostgreSQL's
-                    # are not, and a count cannot lock rows that do not exist yet.
-                    lock = _budget_lock_key(result.target, result.channel)
-                    await conn.execute(select(func.pg_advisory_xact_lock(lock)))
-                claim = await _claim_in(conn, result, max_contacts, since)
-                if claim is Claim.CLAIMED:
-                    await conn.execute(insert(runs).values(row))
-                    await conn.execute(
-                        insert(slots).values(
-                            check_id=result.check_id,
-                            location=result.location,
-                            slot_at=result.slot,
-                            claimed_at=now,
-                            run_id=result.run_id,
-                        )
-                    )
+            claim = await self._claim_and_insert(result, max_contacts, since, now)
         except IntegrityError:
             # Without a budget, PostgreSQL claims of one slot race to the unique (check,
             # location, slot) key, the arbiter between processes; any other violation (a reused
@@ -397,6 +363,30 @@ class EvidenceStore:
                     "claim": str(claim),
                 },
             )
+        return claim
+
+    async def _claim_and_insert(
+        self, result: RunResult, max_contacts: int | None, since: datetime | None, now: datetime
+    ) -> Claim:
+        """The claim's write transaction: budget lock, check, and the open run and slot rows."""
+        async with self._write() as conn:
+            if max_contacts is not None and self._postgresql:
+                # SQLite's writes are serialised already (BEGIN IMMEDIATE); PostgreSQL's
+                # are not, and a count cannot lock rows that do not exist yet.
+                lock = _budget_lock_key(result.target, result.channel)
+                await conn.execute(select(func.pg_advisory_xact_lock(lock)))
+            claim = await _claim_in(conn, result, max_contacts, since)
+            if claim is Claim.CLAIMED:
+                await conn.execute(insert(runs).values(_open_run_row(result, now)))
+                await conn.execute(
+                    insert(slots).values(
+                        check_id=result.check_id,
+                        location=result.location,
+                        slot_at=result.slot,
+                        claimed_at=now,
+                        run_id=result.run_id,
+                    )
+                )
         return claim
 
     async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
@@ -811,6 +801,27 @@ def _budget_lock_key(target: str, channel: str) -> int:
     64-bit number, the same in every process (unlike ``hash()``)."""
     digest = hashlib.sha256(f"cxprobe contact budget\0{target}\0{channel}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _open_run_row(result: RunResult, now: datetime) -> dict[str, Any]:
+    """The ``runs`` row of a run whose slot was just claimed (open, nothing answered yet)."""
+    return _figures(result) | {
+        "run_id": result.run_id,
+        "check_id": result.check_id,
+        "target": result.target,
+        "channel": result.channel,
+        "scenario": result.scenario,
+        "location": result.location,
+        "slot_at": result.slot,
+        "token": result.token,
+        "status": OPEN,
+        "period": str(result.period),
+        "thresholds": result.thresholds.as_dict(),
+        "sent_at": result.sent_at,
+        "outcome": None,
+        "reason": "",
+        "created_at": now,
+    }
 
 
 def _figures(result: RunResult) -> dict[str, Any]:

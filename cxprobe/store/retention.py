@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 
 from cxprobe.store.chain import (
     PURGE,
@@ -33,6 +33,9 @@ from cxprobe.store.schema import artifacts, exported_runs, messages, runs, slots
 from scenarios.durations import Duration, format_duration
 
 DAY = 86400.0
+
+#: A row of the runs that may be due (any columns).
+_RunRow = Row[*tuple[Any, ...]]
 
 #: Outcomes that count as success; any other outcome, or a wrong route, is a failure.
 SUCCESS_OUTCOMES = frozenset({"met"})
@@ -108,6 +111,18 @@ def purge_runs(conn: Connection, policy: PurgePolicy, now: datetime, dry_run: bo
     """Purge inside the caller's write transaction (which holds the chain's lock when it
     appends); with ``dry_run`` nothing is written."""
     report = PurgeReport(dry_run=dry_run)
+    due = _due_runs(conn, policy, now, report)
+    _select_purgeable(conn, policy, due, report)
+    if not dry_run:
+        _delete_purged(conn, policy, now, report)
+    return report
+
+
+def _due_runs(
+    conn: Connection, policy: PurgePolicy, now: datetime, report: PurgeReport
+) -> list[_RunRow]:
+    """Closed runs old enough to purge by their outcome (failures younger than
+    ``keep_failures`` are counted as kept)."""
     success_before = now - policy.older_than
     failure_before = now - policy.keep_failures
     rows = conn.execute(
@@ -124,24 +139,38 @@ def purge_runs(conn: Connection, policy: PurgePolicy, now: datetime, dry_run: bo
         .where(runs.c.status == "closed", runs.c.slot_at < success_before)
         .order_by(runs.c.slot_at, runs.c.run_id)
     ).all()
-    due = []
+    due: list[_RunRow] = []
     for row in rows:
         if is_failure(row.outcome, row.routing) and row.slot_at >= failure_before:
             report.kept_failures += 1
         else:
             due.append(row)
-    latest = latest_entries(conn, [row.run_id for row in due])
+    return due
+
+
+def _exported_records(conn: Connection, run_ids: list[str]) -> set[tuple[str, str]]:
+    """The (run id, record hash) pairs of ``run_ids`` that went into an export."""
     exported: set[tuple[str, str]] = set()
-    if policy.require_exported:
-        for chunk in chunks([row.run_id for row in due]):
-            exported.update(
-                (run_id, digest)
-                for run_id, digest in conn.execute(
-                    select(exported_runs.c.run_id, exported_runs.c.record_hash).where(
-                        exported_runs.c.run_id.in_(chunk)
-                    )
+    for chunk in chunks(run_ids):
+        exported.update(
+            (run_id, digest)
+            for run_id, digest in conn.execute(
+                select(exported_runs.c.run_id, exported_runs.c.record_hash).where(
+                    exported_runs.c.run_id.in_(chunk)
                 )
             )
+        )
+    return exported
+
+
+def _select_purgeable(
+    conn: Connection, policy: PurgePolicy, due: list[_RunRow], report: PurgeReport
+) -> None:
+    """Of the due runs, those whose current record is known (sealed) and, if required,
+    exported go into ``report.purged``; the others are listed as kept and why."""
+    run_ids = [row.run_id for row in due]
+    latest = latest_entries(conn, run_ids)
+    exported = _exported_records(conn, run_ids) if policy.require_exported else set()
     for row in due:
         entry = latest.get(row.run_id)
         if entry is None:
@@ -161,8 +190,12 @@ def purge_runs(conn: Connection, policy: PurgePolicy, now: datetime, dry_run: bo
                 slot_at=row.slot_at,
             )
         )
-    if dry_run:
-        return report
+
+
+def _delete_purged(
+    conn: Connection, policy: PurgePolicy, now: datetime, report: PurgeReport
+) -> None:
+    """Record each batch of ``report.purged`` as a purge chain entry, then delete its runs."""
     for start in range(0, len(report.purged), IN_CHUNK):
         batch = report.purged[start : start + IN_CHUNK]
         detail = purge_record(batch, policy.as_json(now))
@@ -182,4 +215,3 @@ def purge_runs(conn: Connection, policy: PurgePolicy, now: datetime, dry_run: bo
         conn.execute(delete(artifacts).where(artifacts.c.run_id.in_(ids)))
         conn.execute(delete(messages).where(messages.c.run_id.in_(ids)))
         conn.execute(delete(runs).where(runs.c.run_id.in_(ids)))
-    return report

@@ -87,6 +87,34 @@ def _covered(scope: Scope) -> Any:
 def take_snapshot(
     conn: Connection, scope: Scope, checks: Mapping[str, tuple[str, str]]
 ) -> Snapshot:
+    problems: list[str] = []
+    snapshot_runs = _runs_in_scope(conn, scope, problems)
+    segment = _chain_segment(conn, scope)
+    present = {item.run_id for item in snapshot_runs}
+    problems += _deleted_runs(scope, segment, present)
+    chain_head = head(conn)
+    last = conn.execute(select(func.max(chain.c.seq))).scalar_one_or_none() or 0
+    if last != chain_head[0]:
+        problems.append(
+            f"the chain head says entry {chain_head[0]} is the latest, but the chain ends at "
+            f"{last}: entries were removed or added outside cxprobe"
+        )
+    missing, claimed = _claimed_slots(conn, scope, checks)
+    return Snapshot(
+        scope=scope,
+        runs=snapshot_runs,
+        chain=segment,
+        head=chain_head,
+        missing_run_slots=missing,
+        claimed=claimed,
+        first_claims=_first_claims(conn),
+        problems=problems,
+    )
+
+
+def _runs_in_scope(conn: Connection, scope: Scope, problems: list[str]) -> list[SnapshotRun]:
+    """The scope's runs with their content and latest chain entry; a closed run whose content
+    is not what the chain sealed is a problem."""
     query = select(runs).where(runs.c.slot_at >= scope.start, runs.c.slot_at < scope.end)
     if scope.targets:
         query = query.where(runs.c.target.in_(scope.targets))
@@ -96,7 +124,6 @@ def take_snapshot(
     ids = [row.run_id for row in rows]
     by_messages, by_artifacts = load_content(conn, ids)
     latest = latest_entries(conn, ids)
-    problems: list[str] = []
     snapshot_runs = []
     for row in rows:
         entry = latest.get(row.run_id)
@@ -115,8 +142,12 @@ def take_snapshot(
         snapshot_runs.append(
             SnapshotRun(fields, by_messages[row.run_id], by_artifacts[row.run_id], entry)
         )
+    return snapshot_runs
 
-    # The stretch of chain that concerns the scope: from its first relevant entry to its last.
+
+def _chain_segment(conn: Connection, scope: Scope) -> list[ChainEntry]:
+    """The stretch of chain that concerns the scope: from its first relevant entry (a run, an
+    amendment or a purge of a run in scope) to its last."""
     bounds = conn.execute(
         select(func.min(chain.c.seq), func.max(chain.c.seq)).where(
             chain.c.kind.in_((RUN, AMENDMENT)), _covered(scope)
@@ -129,9 +160,13 @@ def take_snapshot(
             for run in purged_runs(entry_row.detail or {})
         ):
             relevant.append(entry_row.seq)
-    segment = entries_between(conn, min(relevant), max(relevant)) if relevant else []
-    present = set(ids)
+    return entries_between(conn, min(relevant), max(relevant)) if relevant else []
+
+
+def _deleted_runs(scope: Scope, segment: list[ChainEntry], present: set[str]) -> list[str]:
+    """Runs in scope that the chain sealed but that are neither in the store nor purged."""
     purged = {run.run_id for e in segment if e.kind == PURGE for run in purged_runs(e.detail or {})}
+    problems: list[str] = []
     reported: set[str] = set()
     for entry in segment:
         run_id = entry.run_id
@@ -146,15 +181,13 @@ def take_snapshot(
                 "and no purge records it: it was deleted"
             )
             reported.add(run_id)
+    return problems
 
-    chain_head = head(conn)
-    last = conn.execute(select(func.max(chain.c.seq))).scalar_one_or_none() or 0
-    if last != chain_head[0]:
-        problems.append(
-            f"the chain head says entry {chain_head[0]} is the latest, but the chain ends at "
-            f"{last}: entries were removed or added outside cxprobe"
-        )
 
+def _claimed_slots(
+    conn: Connection, scope: Scope, checks: Mapping[str, tuple[str, str]]
+) -> tuple[list[MissingRunSlot], set[tuple[str, str, datetime]]]:
+    """The scope's claimed slots, and those of them whose run is gone."""
     owners = dict(_check_owners(conn)) | dict(checks)
     slot_rows = conn.execute(
         select(slots, runs.c.run_id.label("present"))
@@ -177,7 +210,12 @@ def take_snapshot(
                     slot.check_id, slot.location, slot.slot_at, slot.claimed_at, target, channel
                 )
             )
-    first_claims = {
+    return missing, claimed
+
+
+def _first_claims(conn: Connection) -> dict[tuple[str, str], datetime]:
+    """Each (check, location)'s first claimed slot, in or out of scope."""
+    return {
         (row.check_id, row.location): row.first
         for row in conn.execute(
             select(
@@ -185,16 +223,6 @@ def take_snapshot(
             ).group_by(slots.c.check_id, slots.c.location)
         )
     }
-    return Snapshot(
-        scope=scope,
-        runs=snapshot_runs,
-        chain=segment,
-        head=chain_head,
-        missing_run_slots=missing,
-        claimed=claimed,
-        first_claims=first_claims,
-        problems=problems,
-    )
 
 
 def _check_owners(conn: Connection) -> list[tuple[str, tuple[str, str]]]:

@@ -1,5 +1,6 @@
-"""Slots, jitter and the live scheduler: the last tests run real APScheduler on 2 s slots and
-assert on the slots started (and the scheduler's next fire), not on wall-clock timings."""
+"""Jitter and the live scheduler (the slots themselves: test_schedule.py): the scheduler tests
+run real APScheduler on 2 s slots and assert on the slots started (and the scheduler's next
+fire), not on wall-clock timings."""
 
 from __future__ import annotations
 
@@ -9,40 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from cxprobe.scheduler import SLOT_EPOCH, CheckScheduler, jitter_for, latest_slot
-from cxprobe.settings import Check, Schedule
+from cxprobe.scheduler import CheckScheduler, ScheduleChange, jitter_for
+from cxprobe.settings import Check
 from scenarios.engine import Clock, utc_now
-
-
-def test_interval_slots_are_aligned_and_stable() -> None:
-    schedule = Schedule(every=900)
-    now = datetime(2026, 11, 22, 10, 7, 31, tzinfo=UTC)
-    assert latest_slot(schedule, now) == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-    # A restart a few minutes later computes the same slot, so the store's claim dedupes it.
-    assert latest_slot(schedule, now + timedelta(minutes=5)) == latest_slot(schedule, now)
-    assert (latest_slot(schedule, now) - SLOT_EPOCH).total_seconds() % 900 == 0
-
-
-def test_slot_at_exact_boundary_is_that_slot() -> None:
-    boundary = datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
-    assert latest_slot(Schedule(every=900), boundary) == boundary
-
-
-def test_cron_slot_in_its_time_zone() -> None:
-    schedule = Schedule(cron="30 9 * * mon-fri", timezone="Europe/London")
-    now = datetime(2026, 11, 23, 9, 32, tzinfo=UTC)  # a Monday, GMT
-    assert latest_slot(schedule, now) == datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
-
-
-def test_cron_slot_older_than_the_misfire_grace_is_not_run() -> None:
-    schedule = Schedule(cron="30 9 * * mon-fri", misfire_grace=300)
-    assert latest_slot(schedule, datetime(2026, 11, 23, 9, 36, tzinfo=UTC)) is None
-
-
-def test_cron_slot_late_fire_within_grace() -> None:
-    schedule = Schedule(cron="*/5 * * * *")
-    now = datetime(2026, 11, 23, 12, 4, 59, tzinfo=UTC)
-    assert latest_slot(schedule, now) == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+from scenarios.schedule import SLOT_EPOCH, Schedule
 
 
 def test_jitter_is_stable_bounded_and_spread() -> None:
@@ -52,11 +23,6 @@ def test_jitter_is_stable_bounded_and_spread() -> None:
     offsets = {jitter_for(f"check-{i}", slot, 60) for i in range(50)}
     assert all(0 <= offset < 60 for offset in offsets)
     assert max(offsets) - min(offsets) > 30  # spread, not bunched
-
-
-def test_schedule_interval_of_cron() -> None:
-    assert Schedule(cron="*/15 * * * *").interval == 900
-    assert Schedule(every=120).interval == 120
 
 
 # -- the live scheduler -------------------------------------------------------------------
@@ -74,9 +40,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.lags: list[float] = []
+        self.checks: list[str] = []
         self._starts: asyncio.Queue[datetime] = asyncio.Queue()
 
     async def start_slot(self, check: Check, slot: datetime) -> None:
+        self.checks.append(check.id)
         self._starts.put_nowait(slot)
 
     async def next_starts(self, count: int) -> list[datetime]:
@@ -109,7 +77,7 @@ async def scheduling(
 async def into_a_slot() -> datetime:
     """Wait until ``OFFSET`` seconds into an interval slot; return that slot."""
     now = utc_now()
-    slot = latest_slot(Schedule(every=EVERY), now)
+    slot = Schedule(every=EVERY).latest_slot(now)
     assert slot is not None
     if (now - slot).total_seconds() > OFFSET:
         slot += timedelta(seconds=EVERY)
@@ -161,3 +129,21 @@ async def test_a_slot_caught_up_at_start_is_not_fired_again() -> None:
     async with scheduling(Schedule(every=EVERY), recorder, clock=ahead):
         starts = await recorder.next_starts(2)
     assert starts == slots_after(slot, 1, 2)
+
+
+async def test_replacing_the_checks_stops_removed_and_starts_added_ones() -> None:
+    recorder = Recorder()
+    slot = await into_a_slot()
+    async with scheduling(Schedule(every=EVERY), recorder) as scheduler:
+        assert await recorder.next_starts(1) == slots_after(slot, 0)  # the catch-up
+        other = Check(
+            id="other", target="acme", channel="email", scenario="s", schedule=Schedule(every=EVERY)
+        )
+        change = scheduler.replace_checks([other])
+        assert change == ScheduleChange(added=("other",), removed=("probe",))
+        # The added check catches up the current slot, as at start, then fires on every slot.
+        starts = await recorder.next_starts(2)
+        assert set(scheduler.next_runs()) == {"other"}
+        assert scheduler.replace_checks([other]) == ScheduleChange()  # unchanged: untouched
+    assert starts == slots_after(slot, 0, 1)
+    assert recorder.checks == ["probe", "other", "other"]
