@@ -22,13 +22,12 @@ from rich.table import Table
 
 from cxprobe import __version__, logs
 from cxprobe.app import Monitor, open_monitor
+from cxprobe.cli_config import ConfigOption, load_or_exit
 from cxprobe.cli_evidence import evidence_app, report
-from cxprobe.errors import ConfigError
 from cxprobe.rules.common import DEFAULT_DOCS_URL
 from cxprobe.rules.generate import ProbedCheck, RuleOptions, generate_rules, regenerate_command
-from cxprobe.settings import Config, load_config
+from cxprobe.settings import Config
 from cxprobe.store.database import EvidenceStore
-from exporters.metrics import SLO_NAMES
 from probes import CHANNEL_TYPES
 from probes.errors import CxprobeError
 from scenarios.durations import format_duration
@@ -50,26 +49,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The YAML configuration.", show_default=False)
-]
-
-
-def _load(path: Path, console: Console) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        console.print(f"[bold red]{path}: invalid configuration[/]", highlight=False)
-        for problem in exc.problems:
-            console.print(f"  - {problem}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
 
 @app.command()
 def validate(config: Annotated[Path, typer.Argument(help="The YAML configuration.")]) -> None:
     """Check a configuration; print OK or every problem (file, line, key) and exit 2."""
     console = Console(stderr=True)
-    loaded = _load(config, console)
+    loaded = load_or_exit(config, console)
     Console().print(
         f"OK: {config} — {len(loaded.targets)} target(s), {len(loaded.checks)} check(s), "
         f"{len(loaded.checks_here())} at location {loaded.monitor.location!r}",
@@ -80,7 +65,7 @@ def validate(config: Annotated[Path, typer.Argument(help="The YAML configuration
 @app.command()
 def run(config: ConfigOption) -> None:
     """Run the monitor around the clock until SIGTERM or Ctrl-C."""
-    loaded = _load(config, Console(stderr=True))
+    loaded = load_or_exit(config, Console(stderr=True))
     logger = logs.configure(loaded.monitor.log_format)
     asyncio.run(_run(loaded, logger))
 
@@ -131,7 +116,7 @@ def once(
 ) -> None:
     """Run one check now, wait for its outcome and print what was measured."""
     console = Console()
-    loaded = _load(config, Console(stderr=True))
+    loaded = load_or_exit(config, Console(stderr=True))
     check = loaded.check(check_id)
     if check is None:
         Console(stderr=True).print(
@@ -257,7 +242,7 @@ def runs(
     check: Annotated[str | None, typer.Option(help="Only this check.")] = None,
 ) -> None:
     """Recent runs from the evidence store, newest first."""
-    loaded = _load(config, Console(stderr=True))
+    loaded = load_or_exit(config, Console(stderr=True))
 
     async def fetch() -> list[RunResult]:
         async with EvidenceStore(loaded.monitor.store_url) as store:
@@ -300,7 +285,7 @@ def rules(
     """Generate Prometheus rules from the config: SLO recording rules, burn-rate alerts, probe
     health alerts (docs/alerting.md). Regenerate after changing targets, SLAs or checks."""
     errors = Console(stderr=True)
-    loaded = _load(config, errors)
+    loaded = load_or_exit(config, errors)
     try:
         checks = rule_checks(loaded)
     except ValueError as exc:
@@ -333,7 +318,6 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
             continue
         target = config.targets[check.target]
         thresholds = config.thresholds(check)
-        figures = thresholds.as_dict()
         try:
             gaps = check.schedule.gaps()
         except ValueError as exc:
@@ -346,9 +330,7 @@ def rule_checks(config: Config) -> list[ProbedCheck]:
                 channel=check.channel,
                 scenario=check.scenario,
                 objective=target.sla(check.channel).objective,
-                slos=tuple(
-                    (name, limit) for name in SLO_NAMES if (limit := figures[name]) is not None
-                ),
+                slos=tuple(thresholds.slos()),
                 deadline=thresholds.deadline,
                 jitter=check.schedule.jitter,
                 interval=gaps.mean,

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from cxprobe import __version__
-from cxprobe.errors import ConfigError
+from cxprobe.cli_config import ConfigOption, load_or_exit
 from cxprobe.evidence.export import (
     ExportError,
     ExportOptions,
@@ -32,7 +32,7 @@ from cxprobe.evidence.format import FORMATS
 from cxprobe.evidence.verify import verify_export
 from cxprobe.report.build import ReportOptions, build_report, write_report
 from cxprobe.report.model import Report
-from cxprobe.settings import Config, load_config
+from cxprobe.settings import Config
 from cxprobe.store.chain import Scope, utc_text
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.retention import PurgePolicy, PurgeReport, Retention
@@ -47,9 +47,6 @@ evidence_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The YAML configuration.", show_default=False)
-]
 FromOption = Annotated[
     str,
     typer.Option(
@@ -73,16 +70,6 @@ ChannelOption = Annotated[
 ]
 
 _AGE = re.compile(r"^\d+(?:\.\d+)?(?:ms|[smhd])(?:\d.*)?$")
-
-
-def load(path: Path, console: Console) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        console.print(f"[bold red]{path}: invalid configuration[/]", highlight=False)
-        for problem in exc.problems:
-            console.print(f"  - {problem}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 def parse_instant(text: str, now: datetime, option: str) -> datetime:
@@ -164,7 +151,7 @@ def export_command(
     """Export the runs of a period (by slot time) with their evidence, the chain entries that
     seal them, gaps, and a manifest of SHA-256 digests."""
     errors = Console(stderr=True)
-    loaded = load(config, errors)
+    loaded = load_or_exit(config, errors)
     scope = scope_of(start, end, target, channel)
     check_filters(loaded, scope, config)
     if file_format not in FORMATS:
@@ -265,7 +252,7 @@ def purge_command(
 ) -> None:
     """Delete runs past retention (failures kept longer), recording each purge in the chain."""
     errors = Console(stderr=True)
-    loaded = load(config, errors)
+    loaded = load_or_exit(config, errors)
     configured = retention_of(loaded)
     try:
         retention = Retention.model_validate(
@@ -332,7 +319,7 @@ def report(
     """Write the audit report of a period: SLA compliance, hour-of-week heatmaps, after-hours
     availability, routing, worst incidents, cross-channel comparison, methodology."""
     errors = Console(stderr=True)
-    loaded = load(config, errors)
+    loaded = load_or_exit(config, errors)
     scope = scope_of(start, end, target, channel)
     check_filters(loaded, scope, config)
     if out.suffix.lower() not in (".pdf", ".html", ".htm"):

@@ -24,7 +24,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from scenarios.model import Outcome, Period, RoutingResult, RunResult, SloName, Thresholds
+from scenarios.model import Outcome, Period, RoutingResult, RunResult, Thresholds
 
 #: Time to first answer spans a chat bot (sub-second) to an email desk (a day).
 RESPONSE_BUCKETS = (
@@ -36,7 +36,6 @@ RESPONSE_BUCKETS = (
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 #: SLOs whose events a run can produce (``scenarios.verdicts.slo_events``).
-SLO_NAMES = tuple(slo.value for slo in SloName)
 
 _CHECK_LABELS = ("target", "channel", "scenario", "location")
 _Series = tuple[MetricWrapperBase, tuple[str, ...]]
@@ -61,8 +60,7 @@ class CheckSeries:
 
     def slos(self) -> list[tuple[str, float]]:
         """The SLOs this check can produce events for, with their thresholds (seconds)."""
-        figures = self.thresholds.as_dict()
-        return [(name, limit) for name in SLO_NAMES if (limit := figures[name]) is not None]
+        return self.thresholds.slos()
 
 
 class MonitorMetrics:

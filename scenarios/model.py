@@ -199,6 +199,10 @@ class Thresholds:
     def as_dict(self) -> dict[str, float | None]:
         return {**{slo.value: self.limit(slo) for slo in SloName}, "deadline": self.deadline}
 
+    def slos(self) -> list[tuple[str, float]]:
+        """The SLOs a run can produce events for (those with a figure), with their limits."""
+        return [(slo.value, limit) for slo in SloName if (limit := self.limit(slo)) is not None]
+
 
 @dataclass(frozen=True)
 class ObservedReply:

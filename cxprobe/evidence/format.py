@@ -37,12 +37,14 @@ from cxprobe.store.chain import (
     parse_time,
     utc_text,
 )
+from probes.base import Responder
 
 CSV = "csv"
 JSONL = "jsonl"
 FORMATS = (CSV, JSONL)
 
-RESPONDERS = ("human", "bot", "auto", "ivr", "unknown")
+#: One ``first_<responder>_reply_seconds`` column per kind of responder.
+RESPONDERS = tuple(responder.value for responder in Responder)
 
 #: Time fields shown a second time in the target's local time.
 LOCAL_RUN_TIMES = ("slot_at", "sent_at", "finished_at")

@@ -1,7 +1,7 @@
 """What the rule generator knows about the configuration, and the small helpers its rule
 builders share (PromQL durations and selectors, runbook and dashboard links).
 
-The generator lives in ``exporters`` and must not import ``cxprobe.settings`` (dependency
+The generator lives in ``cxprobe.rules`` and must not import ``cxprobe.settings`` (dependency
 direction), so ``cxprobe`` hands it :class:`ProbedCheck` values built from the config.
 """
 

@@ -75,7 +75,9 @@ RUN_FIELDS: Mapping[str, FieldKind] = {
     "finished_at": "opt_time",
 }
 
-#: The SLA figures of a run (seconds), sealed as ``thresholds``.
+#: The SLA figures of a run (seconds), sealed as ``thresholds``: every ``SloName`` and the
+#: deadline. Written out, not derived: it is part of the sealed record's format, so an export
+#: made today verifies with tomorrow's code; a new SLO needs a new record format.
 THRESHOLD_NAMES = ("first_response", "human_response", "after_hours_response", "deadline")
 
 MESSAGE_FIELDS: Mapping[str, FieldKind] = {

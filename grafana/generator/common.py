@@ -18,8 +18,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from exporters.metrics import SLO_NAMES
-from scenarios.model import Outcome, RoutingResult
+from scenarios.model import Outcome, RoutingResult, SloName
 
 #: The uid of the datasource ``provisioning/datasources/prometheus.yml`` declares; the
 #: ``datasource`` variable selects it by default.
@@ -49,7 +48,7 @@ _Name = TypeVar("_Name", bound=enum.StrEnum)
 # -- names of the product --------------------------------------------------------------------
 
 #: The SLOs a run can produce events for; the dashboards take them from here alone.
-SLOS: tuple[str, ...] = SLO_NAMES
+SLOS: tuple[str, ...] = tuple(SloName)
 
 
 def slo_name(name: str) -> str:

@@ -21,9 +21,8 @@ import jsonschema
 import pytest
 import yaml
 
-from exporters.metrics import SLO_NAMES
 from probes.base import Responder
-from scenarios.model import Outcome, Period, RoutingResult
+from scenarios.model import Outcome, Period, RoutingResult, SloName
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -39,7 +38,7 @@ LABELS |= {"outcome", "responder", "result", "slo", "version", "python", "instan
 #: The values cxprobe gives the labels it defines (``result`` is the SLO event's or the routing
 #: verdict, by metric).
 PRODUCT_VALUES: dict[str, set[str]] = {
-    "slo": set(SLO_NAMES),
+    "slo": set(SloName),
     "responder": set(Responder),
     "outcome": set(Outcome),
     "period": set(Period),

@@ -17,6 +17,7 @@ from cxprobe.store.chain import (
     AMENDMENT,
     GENESIS,
     RUN,
+    THRESHOLD_NAMES,
     ChainEntry,
     link_problems,
     record_hash,
@@ -24,7 +25,7 @@ from cxprobe.store.chain import (
 )
 from cxprobe.store.database import SCHEMA_VERSION, EvidenceStore
 from cxprobe.store.ledger import entries_between
-from scenarios.model import Outcome, RoutingResult
+from scenarios.model import Outcome, RoutingResult, SloName
 from tests.unit.test_store import SENT_AT, new_result, query, reply, sent, sqlite_url
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -241,3 +242,7 @@ async def test_upgrading_a_version_1_store_seals_its_closed_runs(db_path: Path) 
         still_open.outcome = Outcome.BREACHED
         await store.finish(still_open)  # the chain goes on after the upgrade
         assert (await store.chain_head())[0] == 4
+
+
+def test_the_sealed_thresholds_are_every_slo_and_the_deadline() -> None:
+    assert set(THRESHOLD_NAMES) == {*SloName, "deadline"}
