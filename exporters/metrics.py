@@ -67,6 +67,17 @@ class MonitorMetrics:
     """Every metric cxprobe exports, registered on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self._declare_run_metrics(registry)
+        self._declare_check_metrics(registry)
+        self._declare_monitor_metrics(registry)
+        self.build_info.labels(version, platform.python_version()).set(1)
+        # Series that follow the configuration, and which configuration object owns the
+        # series created by recording, so a reload can remove exactly what became stale.
+        self._declared: set[_Series] = set()
+        self._owned: dict[Hashable, set[_Series]] = {}
+
+    def _declare_run_metrics(self, registry: CollectorRegistry) -> None:
+        """What the runs measured, and the runs under way."""
         check = _CHECK_LABELS
         self.runs = Counter(
             "cxprobe_runs_total",
@@ -117,6 +128,10 @@ class MonitorMetrics:
             ["channel"],
             registry=registry,
         )
+
+    def _declare_check_metrics(self, registry: CollectorRegistry) -> None:
+        """The configured checks and their thresholds (for dashboards and rules)."""
+        check = _CHECK_LABELS
         self.check_info = Gauge(
             "cxprobe_check_info",
             "Configured checks (value 1); joins a check id to its series labels.",
@@ -136,6 +151,9 @@ class MonitorMetrics:
             ["target", "channel", "slo"],
             registry=registry,
         )
+
+    def _declare_monitor_metrics(self, registry: CollectorRegistry) -> None:
+        """The monitor's own health: scheduling, configuration, build, refused input."""
         self.scheduler_lag = Histogram(
             "cxprobe_scheduler_lag_seconds",
             "Seconds between a slot's scheduled time (plus jitter) and the run's start.",
@@ -182,11 +200,6 @@ class MonitorMetrics:
             ["target", "channel"],
             registry=registry,
         )
-        self.build_info.labels(version, platform.python_version()).set(1)
-        # Series that follow the configuration, and which configuration object owns the
-        # series created by recording, so a reload can remove exactly what became stale.
-        self._declared: set[_Series] = set()
-        self._owned: dict[Hashable, set[_Series]] = {}
 
     # -- configuration ---------------------------------------------------------------------
 
