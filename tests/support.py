@@ -528,6 +528,11 @@ def generic_platform(peer: Any) -> dict[str, Any]:
     }
 
 
+def generic_channels(peer: Any) -> dict[str, Any]:
+    """The ``channels`` section for the generic peer as the platform ``social``."""
+    return {"generic": {"platforms": {"social": generic_platform(peer)}}}
+
+
 def monitor_section(tmp_path: Path) -> dict[str, Any]:
     """A config's ``monitor`` section for a test monitor: location ``test``, the store under
     ``tmp_path``, HTTP on an ephemeral loopback port, JSON logs."""

@@ -32,8 +32,7 @@ from cxprobe.rules.generate import RuleOptions, generate_rules
 from cxprobe.settings import Check, load_config
 from sandbox.clock import WeeklyHours
 from sandbox.generic.peer import GenericPeer
-from tests.integration.test_messaging_runs import generic_channels, profile
-from tests.support import require_binary, weekly
+from tests.support import generic_channels, messaging_profile, require_binary, weekly
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTMANAGER_YML = ROOT / "prometheus" / "alertmanager.yml"
@@ -367,7 +366,7 @@ def is_page(status: str) -> Callable[[str, Alert], bool]:
 
 
 async def test_an_outage_pages_and_the_page_resolves_when_it_ends(tmp_path: Path) -> None:
-    loaded = profile(outage=True)
+    loaded = messaging_profile(outage=True)
     assert loaded.generic_peer is not None
     hours = WeeklyHours.model_validate(weekly(True))
     async with (

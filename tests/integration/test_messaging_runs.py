@@ -30,7 +30,7 @@ from scenarios.model import Outcome, RunResult
 from tests.support import (
     PROBE_NUMBER,
     brand_number,
-    generic_platform,
+    generic_channels,
     messaging_config,
     messaging_profile,
     twilio_messaging,
@@ -40,7 +40,6 @@ from tests.support import (
 ACCURACY_SECONDS = 1.0
 TEMPLATE = "HX00000000000000000000000000000001"
 #: The name tests/integration/test_alerting.py imports the profile builder by.
-profile = messaging_profile
 
 
 @asynccontextmanager
@@ -219,10 +218,6 @@ async def peer(
     hours = WeeklyHours.model_validate(weekly(open_now))
     async with GenericPeer(loaded.generic_peer, workdir=tmp_path / "peer", hours=hours) as server:
         yield server, loaded
-
-
-def generic_channels(server: GenericPeer) -> dict[str, Any]:
-    return {"generic": {"platforms": {"social": generic_platform(server)}}}
 
 
 async def test_generic_platform_send_is_retried_after_a_rate_limit(tmp_path: Path) -> None:
