@@ -23,6 +23,7 @@ from rich.table import Table
 from cxprobe import __version__, logs
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.cli_db import db_app
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.rules.common import DEFAULT_DOCS_URL
 from cxprobe.rules.generate import ProbedCheck, RuleOptions, generate_rules, regenerate_command
@@ -347,6 +348,7 @@ def version() -> None:
 
 
 app.add_typer(evidence_app, name="evidence")
+app.add_typer(db_app, name="db")
 app.command()(report)
 
 

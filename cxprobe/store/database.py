@@ -65,7 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from cxprobe.store.chain import ChainEntry, Scope
 from cxprobe.store.ledger import head, seal_run
-from cxprobe.store.migrations import SCHEMA_VERSION, prepare_schema
+from cxprobe.store.migrations import SCHEMA_VERSION, SchemaState, prepare_store
 from cxprobe.store.retention import PurgePolicy, PurgeReport, purge_runs
 from cxprobe.store.schema import (
     SchemaVersionError,
@@ -176,7 +176,16 @@ class StoredMessage:
 class EvidenceStore:
     """Runs, messages and raw evidence in a SQL database; use as ``async with``."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        logger: logging.Logger | None = None,
+        upgrade_schema: bool = True,
+    ) -> None:
+        """``upgrade_schema=False`` opens the store only to read its schema's state
+        (:attr:`schema`; ``cxprobe db current``): nothing is created or upgraded, and a store
+        that is not at this code's revision must not be used for anything else."""
         try:
             self.url: URL = make_url(url)
         except (ArgumentError, ValueError) as exc:
@@ -197,6 +206,9 @@ class EvidenceStore:
         self._write_lock: AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self._sqlite else contextlib.nullcontext()
         )
+        self._upgrade_schema = upgrade_schema
+        #: The schema's revisions as opening found and left them (set by ``async with``).
+        self.schema: SchemaState | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -208,8 +220,8 @@ class EvidenceStore:
         self._engine = engine
         self._writer = engine.execution_options(**{_WRITES: True})
         try:
-            async with self._write() as conn:
-                found, version = await conn.run_sync(prepare_schema, self.where)
+            async with self._write_lock:
+                schema = await prepare_store(self._writer, self.where, upgrade=self._upgrade_schema)
         except BaseException as exc:
             self._engine = self._writer = None
             await engine.dispose()
@@ -219,14 +231,20 @@ class EvidenceStore:
                     "that the location exists and is writable (monitor.store_url)."
                 ) from exc
             raise
-        if found == 0:
+        self.schema = schema
+        if schema.created:
             self._logger.info(
-                "evidence store created", extra={"store": self.where, "schema_version": version}
+                "evidence store created",
+                extra={"store": self.where, "schema_revision": schema.revision},
             )
-        elif found < version:
+        elif schema.upgraded:
             self._logger.info(
                 "evidence store migrated",
-                extra={"store": self.where, "from_version": found, "schema_version": version},
+                extra={
+                    "store": self.where,
+                    "from_revision": schema.found,
+                    "schema_revision": schema.revision,
+                },
             )
         return self
 

@@ -4,8 +4,9 @@ Only portable types are used, so the same tables work on SQLite and PostgreSQL. 
 always stored in UTC: SQLite keeps no zone, so :class:`UtcDateTime` converts on the way in and
 re-attaches UTC on the way out.
 
-:data:`metadata` always describes the newest schema; :mod:`cxprobe.store.migrations` creates,
-checks and upgrades a database to it.
+:data:`metadata` always describes the newest schema, for the queries; the Alembic revisions in
+``cxprobe/store/alembic/versions/`` create it and upgrade older stores to it, run by
+:mod:`cxprobe.store.migrations` (``tests/unit/test_migrations.py`` checks the two agree).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    Connection,
     DateTime,
     Dialect,
     Float,
@@ -33,7 +33,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    insert,
 )
 
 from probes.errors import CxprobeError
@@ -207,89 +206,63 @@ channel_state = Table(
 )
 
 
-def evidence_tables_v2(meta: MetaData) -> tuple[Table, Table, Table, Table]:
-    """The chain and export tables as of schema version 2, defined on ``meta``.
-
-    Used by :data:`metadata` and by the version 2 migration. A later version that changes
-    these tables must first copy this function into its migration, frozen, as migrations are
-    never edited.
-    """
-    chain_table = Table(
-        "chain",
-        meta,
-        # Assigned by the writer holding the chain head's lock: consecutive, never reused.
-        Column("seq", BigInteger, primary_key=True, autoincrement=False),
-        Column("kind", Name, nullable=False),
-        # Scope of the run (run and amendment entries); no foreign key: the entry outlives
-        # the run when retention purges it.
-        Column("run_id", String(36)),
-        Column("check_id", Name),
-        Column("target", Name),
-        Column("channel", Name),
-        Column("location", Name),
-        Column("slot_at", UtcDateTime),
-        Column("record_hash", String(64), nullable=False),
-        # Unique: two entries can never link to one predecessor (no fork).
-        Column("prev_hash", String(64), nullable=False, unique=True),
-        Column("entry_hash", String(64), nullable=False, unique=True),
-        Column("created_at", UtcDateTime, nullable=False),
-        Column("note", Text, nullable=False),
-        Column("detail", JsonText),  # the purge record (purge entries)
-        CheckConstraint("kind IN ('run', 'amendment', 'purge')", name="kind"),
-        Index(None, "run_id", "seq"),
-        Index(None, "slot_at"),
-        Index(None, "kind"),
-    )
-    head_table = Table(
-        "chain_head",
-        meta,
-        # One row, locked (SELECT ... FOR UPDATE) by every writer that appends an entry.
-        Column("id", Integer, primary_key=True, autoincrement=False),
-        Column("seq", BigInteger, nullable=False),
-        Column("entry_hash", String(64), nullable=False),
-        Column("updated_at", UtcDateTime, nullable=False),
-        CheckConstraint("id = 1", name="single_row"),
-    )
-    exports_table = Table(
-        "exports",
-        meta,
-        Column("id", BigId, primary_key=True, autoincrement=True),
-        Column("exported_at", UtcDateTime, nullable=False),
-        Column("filters", JsonText, nullable=False),
-        Column("format", Name, nullable=False),
-        Column("manifest_sha256", String(64), nullable=False),
-        Column("chain_seq", BigInteger, nullable=False),
-        Column("chain_hash", String(64), nullable=False),
-        Column("runs", Integer, nullable=False),
-    )
-    exported_runs_table = Table(
-        "exported_runs",
-        meta,
-        Column("export_id", ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True),
-        # No foreign key: the record of an export outlives the runs it held.
-        Column("run_id", String(36), primary_key=True),
-        Column("record_hash", String(64), nullable=False),
-        Index(None, "run_id"),
-    )
-    return chain_table, head_table, exports_table, exported_runs_table
-
-
-chain, chain_head, exports, exported_runs = evidence_tables_v2(metadata)
-
-#: Tables that belong to the store (schema_version aside), to recognise an unversioned store.
-STORE_TABLES = (
-    "runs",
-    "slots",
-    "messages",
-    "artifacts",
-    "channel_state",
+chain = Table(
     "chain",
-    "chain_head",
-    "exports",
-    "exported_runs",
+    metadata,
+    # Assigned by the writer holding the chain head's lock: consecutive, never reused.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Name, nullable=False),
+    # Scope of the run (run and amendment entries); no foreign key: the entry outlives the run
+    # when retention purges it.
+    Column("run_id", String(36)),
+    Column("check_id", Name),
+    Column("target", Name),
+    Column("channel", Name),
+    Column("location", Name),
+    Column("slot_at", UtcDateTime),
+    Column("record_hash", String(64), nullable=False),
+    # Unique: two entries can never link to one predecessor (no fork).
+    Column("prev_hash", String(64), nullable=False, unique=True),
+    Column("entry_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("detail", JsonText),  # the purge record (purge entries)
+    CheckConstraint("kind IN ('run', 'amendment', 'purge')", name="kind"),
+    Index(None, "run_id", "seq"),
+    Index(None, "slot_at"),
+    Index(None, "kind"),
 )
 
+chain_head = Table(
+    "chain_head",
+    metadata,
+    # One row, locked (SELECT ... FOR UPDATE) by every writer that appends an entry.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
 
-def seed_chain_head(conn: Connection, now: datetime, table: Table = chain_head) -> None:
-    """The chain head of an empty chain: sequence 0, the genesis hash."""
-    conn.execute(insert(table).values(id=1, seq=0, entry_hash="0" * 64, updated_at=now))
+exports = Table(
+    "exports",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("exported_at", UtcDateTime, nullable=False),
+    Column("filters", JsonText, nullable=False),
+    Column("format", Name, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("chain_seq", BigInteger, nullable=False),
+    Column("chain_hash", String(64), nullable=False),
+    Column("runs", Integer, nullable=False),
+)
+
+exported_runs = Table(
+    "exported_runs",
+    metadata,
+    Column("export_id", ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True),
+    # No foreign key: the record of an export outlives the runs it held.
+    Column("run_id", String(36), primary_key=True),
+    Column("record_hash", String(64), nullable=False),
+    Index(None, "run_id"),
+)

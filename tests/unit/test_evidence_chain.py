@@ -213,9 +213,10 @@ async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(db_path:
 
 
 def downgrade_to_version_1(path: Path) -> None:
-    """What a schema 1 store looked like: no chain or export tables."""
+    """What a schema 1 store looked like: no chain or export tables, no Alembic revision
+    (tests/unit/test_migrations.py builds one from the old code's DDL as well)."""
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        for table in ("exported_runs", "exports", "chain", "chain_head"):
+        for table in ("exported_runs", "exports", "chain", "chain_head", "alembic_version"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')")
