@@ -43,8 +43,9 @@ def _legacy(state: SchemaState) -> str:
 
 @db_app.command("upgrade")
 def upgrade_command(config: ConfigOption) -> None:
-    """Upgrade the configured evidence store to this cxprobe's schema (head) and print the
-    revision it was at and is at now. Every run and the evidence chain are kept."""
+    """Upgrade the store to this cxprobe's schema; print the revisions before and after.
+
+    Every run and the evidence chain are kept; a store of a newer cxprobe is refused."""
     loaded = load_or_exit(config, Console(stderr=True))
     where, state = asyncio.run(_open_schema(loaded.monitor.store_url, upgrade=True))
     if state.created:
@@ -63,8 +64,7 @@ def upgrade_command(config: ConfigOption) -> None:
 
 @db_app.command("current")
 def current_command(config: ConfigOption) -> None:
-    """Print the configured evidence store's schema revision, and whether this cxprobe needs
-    to upgrade it; changes nothing."""
+    """Print the store's schema revision and whether it needs an upgrade; change nothing."""
     loaded = load_or_exit(config, Console(stderr=True))
     where, state = asyncio.run(_open_schema(loaded.monitor.store_url, upgrade=False))
     if state.revision is None:
