@@ -220,12 +220,13 @@ def _sqlite_foreign_keys(conn: Connection, enabled: bool) -> None:
 
 
 async def _restore_foreign_keys(conn: AsyncConnection) -> None:
-    """Foreign keys back on for the connection's next user, or the connection discarded."""
+    """Foreign keys back on for the connection's next user, or the connection discarded (the
+    pool must never hand one out without them); the error that broke it, if any, is raised
+    by the caller."""
     try:
         await conn.run_sync(_sqlite_foreign_keys, True)
     except Exception:
         await conn.invalidate()
-        raise
 
 
 def _check_foreign_keys(conn: Connection, where: str) -> None:
