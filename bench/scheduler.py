@@ -72,7 +72,7 @@ def _quiet_logger() -> logging.Logger:
     return logger
 
 
-def _window_figures(
+def window_figures(
     checks: list[Check], recorder: StartRecorder, window: tuple[datetime, datetime]
 ) -> dict[str, Any]:
     """Lags and missed or repeated slots for the slots due in ``window``."""
@@ -139,7 +139,7 @@ async def measure(
     run = await _run(configured, recorder, seconds, warmup)
     measured_from, measured_to = run.window
     due_until = measured_to - timedelta(seconds=END_MARGIN_SECONDS)
-    figures = _window_figures(configured, recorder, (measured_from, due_until))
+    figures = window_figures(configured, recorder, (measured_from, due_until))
     starts = sum(1 for _, _, at in recorder.starts if measured_from <= at < measured_to)
     observed = [lag for at, lag in recorder.observed_lags if measured_from <= at < measured_to]
     lag = figures["start_lag"]
