@@ -19,6 +19,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +65,32 @@ class StartRecorder:
 
     def observe_lag(self, seconds: float) -> None:
         self.observed_lags.append((utc_now(), seconds))
+
+
+class CountingHandler(logging.Handler):
+    """Counts the records it gets instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@contextmanager
+def counted_job_errors() -> Iterator[CountingHandler]:
+    """APScheduler's "Error running job" records, counted rather than printed: stopping
+    cancels the job coroutines it has dispatched and not yet run, and logs each one."""
+    executors = logging.getLogger("apscheduler.executors")
+    handler = CountingHandler()
+    executors.addHandler(handler)
+    executors.propagate = False
+    try:
+        yield handler
+    finally:
+        executors.removeHandler(handler)
+        executors.propagate = True
 
 
 def _quiet_logger() -> logging.Logger:
@@ -122,6 +150,7 @@ async def _run(
         measured_to = utc_now()
     finally:
         await scheduler.stop()
+        await asyncio.sleep(0.1)  # the cancelled job coroutines end and are logged (counted)
     return Measured(began, start_seconds, (measured_from, measured_to), cpu_used)
 
 
@@ -136,7 +165,8 @@ async def measure(
 ) -> dict[str, Any]:
     configured = bench_checks(checks, shortest, longest, aligned=aligned)
     recorder = StartRecorder()
-    run = await _run(configured, recorder, seconds, warmup)
+    with counted_job_errors() as job_errors:
+        run = await _run(configured, recorder, seconds, warmup)
     measured_from, measured_to = run.window
     due_until = measured_to - timedelta(seconds=END_MARGIN_SECONDS)
     figures = window_figures(configured, recorder, (measured_from, due_until))
@@ -153,6 +183,7 @@ async def measure(
         "scheduler_start_seconds": round(run.start_seconds, 3),
         "caught_up_at_start": sum(1 for _, slot, _ in recorder.starts if slot <= run.began),
         **figures,
+        "jobs_cancelled_at_stop": job_errors.count,
         "scheduler_observed_lag": summary_ms(observed) if observed else None,
         "starts_per_second": round(starts / seconds, 1),
         "cpu_seconds": round(run.cpu_seconds, 2),
