@@ -8,17 +8,26 @@ import json
 import os
 import platform
 
+import psutil
+
 from bench.accuracy import measure as measure_accuracy
 from bench.capacity import measure as measure_capacity
+from bench.metrics import measure as measure_metrics
+from bench.scheduler import measure as measure_scheduler
 from bench.webchat import LEVELS
 from bench.webchat import measure as measure_webchat
+
+PARTS = ("accuracy", "capacity", "scheduler", "metrics", "webchat")
 
 
 def machine() -> dict[str, object]:
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
+        # The machine is shared: how busy it was when the run started.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -26,6 +35,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=30, help="accuracy: runs against the desk")
     parser.add_argument("--open-runs", type=int, default=1000, help="capacity: open runs")
+    parser.add_argument(
+        "--baseline-runs",
+        type=int,
+        default=None,
+        help="capacity: connections of the baseline (default: open runs, at most 1000; 0: none)",
+    )
+    parser.add_argument("--checks", type=int, default=10_000, help="scheduler: checks")
+    parser.add_argument(
+        "--scheduler-seconds", type=float, default=120.0, help="scheduler: seconds measured"
+    )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="scheduler: every check on the same slots (worst case) instead of spread",
+    )
+    parser.add_argument("--series", type=int, default=10_000, help="metrics: series at least")
+    parser.add_argument("--scrapes", type=int, default=50, help="metrics: scrapes timed")
     parser.add_argument(
         "--chat-levels",
         default=",".join(map(str, LEVELS)),
@@ -35,14 +61,24 @@ def main() -> None:
     parser.add_argument(
         "--chat-spread", type=float, default=2.0, help="webchat: seconds a round's starts span"
     )
-    parser.add_argument("--only", choices=["accuracy", "capacity", "webchat"], default=None)
+    parser.add_argument(
+        "--only", nargs="+", choices=PARTS, default=PARTS, help="the parts to run (default: all)"
+    )
     args = parser.parse_args()
     figures: dict[str, object] = {"machine": machine()}
-    if args.only in (None, "accuracy"):
+    if "accuracy" in args.only:
         figures["accuracy"] = asyncio.run(measure_accuracy(args.runs))
-    if args.only in (None, "capacity"):
-        figures["capacity"] = asyncio.run(measure_capacity(args.open_runs))
-    if args.only in (None, "webchat"):
+    if "capacity" in args.only:
+        figures["capacity"] = asyncio.run(
+            measure_capacity(args.open_runs, baseline_runs=args.baseline_runs)
+        )
+    if "scheduler" in args.only:
+        figures["scheduler"] = asyncio.run(
+            measure_scheduler(args.checks, args.scheduler_seconds, aligned=args.aligned)
+        )
+    if "metrics" in args.only:
+        figures["metrics"] = asyncio.run(measure_metrics(args.series, args.scrapes))
+    if "webchat" in args.only:
         levels = tuple(int(level) for level in args.chat_levels.split(","))
         figures["webchat"] = asyncio.run(
             measure_webchat(levels, args.chat_rounds, args.chat_spread)
