@@ -1,17 +1,18 @@
-"""The evidence store on real SQLite files: claims, evidence, restarts, versions, concurrency."""
+"""The evidence store on real databases, each test on SQLite and on PostgreSQL: claims,
+evidence, restarts, versions, concurrency. Tests named ``test_sqlite_*`` are about SQLite
+itself (its file, WAL mode); ``test_postgresql_*`` about a PostgreSQL server."""
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cxprobe.store.database import (
     SCHEMA_VERSION,
@@ -24,6 +25,7 @@ from cxprobe.store.database import (
 from cxprobe.store.migrations import prepare_schema
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+from tests.stores import StoreBackend
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 SENT_AT = datetime(2025, 3, 3, 9, 0, 2, 123456, tzinfo=UTC)
@@ -37,13 +39,14 @@ def sqlite_url(path: Path) -> str:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "evidence" / "cxprobe.db"  # parents do not exist yet
+def sqlite_backend(tmp_path: Path) -> StoreBackend:
+    """A SQLite store file whose directories do not exist yet (for SQLite-only tests)."""
+    return StoreBackend.sqlite(tmp_path / "data" / "evidence" / "cxprobe.db")
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[EvidenceStore]:
-    async with EvidenceStore(sqlite_url(db_path)) as opened:
+async def store(store_backend: StoreBackend) -> AsyncIterator[EvidenceStore]:
+    async with EvidenceStore(store_backend.url) as opened:
         yield opened
 
 
@@ -112,21 +115,25 @@ def reply(
     return channel_reply, judged
 
 
-def query(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-async def test_new_store_creates_directories_in_wal_mode(
-    store: EvidenceStore, db_path: Path
+async def test_a_new_store_has_the_current_schema_and_no_runs(
+    store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
-    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]  # a new file would say "delete"
-    assert query(db_path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert await store_backend.query("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
     assert await store.recent_runs() == []
 
 
-async def test_a_closed_store_refuses_to_be_used(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_sqlite_a_new_store_creates_directories_in_wal_mode(
+    sqlite_backend: StoreBackend,
+) -> None:
+    assert sqlite_backend.sqlite_path is not None
+    assert not sqlite_backend.sqlite_path.parent.exists()
+    async with EvidenceStore(sqlite_backend.url):
+        # A new file would say "delete".
+        assert await sqlite_backend.query("PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_a_closed_store_refuses_to_be_used(store_backend: StoreBackend) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         pass
     with pytest.raises(StoreError, match="not open"):
         await store.recent_runs()
@@ -135,7 +142,7 @@ async def test_a_closed_store_refuses_to_be_used(db_path: Path) -> None:
 
 
 async def test_claiming_a_slot_twice_keeps_the_first_run(
-    store: EvidenceStore, db_path: Path
+    store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
     first, second = new_result(), new_result()
     assert await store.claim_slot(first) is Claim.CLAIMED
@@ -143,15 +150,17 @@ async def test_claiming_a_slot_twice_keeps_the_first_run(
     runs = await store.recent_runs()
     assert [run.run_id for run in runs] == [first.run_id]
     assert runs[0].outcome is None
-    assert query(db_path, "SELECT run_id FROM slots") == [(first.run_id,)]
+    assert await store_backend.query("SELECT run_id FROM slots") == [(first.run_id,)]
     assert await store.load_run(second.run_id) is None
 
 
-async def test_concurrent_claims_from_two_stores_on_one_file(db_path: Path) -> None:
+async def test_concurrent_claims_from_two_stores_on_one_database(
+    store_backend: StoreBackend,
+) -> None:
     slots = [SLOT + timedelta(minutes=minute) for minute in range(25)]
     async with (
-        EvidenceStore(sqlite_url(db_path)) as one,
-        EvidenceStore(sqlite_url(db_path)) as other,
+        EvidenceStore(store_backend.url) as one,
+        EvidenceStore(store_backend.url) as other,
     ):
         claims = [
             (slot, store.claim_slot(new_result(slot=slot)))
@@ -163,15 +172,17 @@ async def test_concurrent_claims_from_two_stores_on_one_file(db_path: Path) -> N
             per_slot = [w for (s, _), w in zip(claims, won, strict=True) if s == slot]
             assert sorted(per_slot) == [Claim.CLAIMED, Claim.TAKEN, Claim.TAKEN, Claim.TAKEN]
         assert len(await one.recent_runs(limit=1000)) == len(slots)
-    assert query(db_path, "SELECT count(*) FROM slots") == [(len(slots),)]
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(len(slots),)]
 
 
-async def test_each_location_claims_its_own_slot(store: EvidenceStore, db_path: Path) -> None:
+async def test_each_location_claims_its_own_slot(
+    store: EvidenceStore, store_backend: StoreBackend
+) -> None:
     paris, tokyo = new_result(location="paris"), new_result(location="tokyo")
     assert await store.claim_slot(paris) is Claim.CLAIMED
     assert await store.claim_slot(tokyo) is Claim.CLAIMED
     assert await store.claim_slot(new_result(location="tokyo")) is Claim.TAKEN
-    assert sorted(query(db_path, "SELECT location, run_id FROM slots")) == [
+    assert sorted(await store_backend.query("SELECT location, run_id FROM slots")) == [
         ("paris", paris.run_id),
         ("tokyo", tokyo.run_id),
     ]
@@ -309,17 +320,17 @@ async def test_finish_needs_an_outcome_and_a_known_run(store: EvidenceStore) -> 
         await store.record_reply(stranger.run_id, *reply("<r@x>", 1.0))
 
 
-async def test_open_runs_survive_a_restart(db_path: Path) -> None:
+async def test_open_runs_survive_a_restart(store_backend: StoreBackend) -> None:
     result = new_result()
     unsent = new_result(slot=SLOT + timedelta(hours=1))
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+    async with EvidenceStore(store_backend.url) as store:
         await store.claim_slot(result)
         await store.claim_slot(unsent)
         await store.record_sent(result.run_id, sent(), "billing")
         await store.record_reply(result.run_id, *reply("<r2@acme.test>", 95.0, late=True))
         await store.record_reply(result.run_id, *reply("<r1@acme.test>", 12.5, Responder.AUTO))
 
-    async with EvidenceStore(sqlite_url(db_path)) as restarted:
+    async with EvidenceStore(store_backend.url) as restarted:
         resumable, never_sent = await restarted.open_runs()
     assert resumable.result.run_id == result.run_id
     assert resumable.result.sent_at == SENT_AT
@@ -407,15 +418,16 @@ BUDGET_SINCE = SLOT - timedelta(hours=1)
 
 
 async def test_the_contact_budget_admits_only_max_contacts(
-    store: EvidenceStore, db_path: Path
+    store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
     claims = [
         await store.claim_slot(result, max_contacts=2, since=BUDGET_SINCE)
         for result in budgeted_checks()
     ]
     assert claims == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
-    assert query(db_path, "SELECT count(*) FROM runs") == [(2,)]  # a refusal writes nothing
-    assert query(db_path, "SELECT count(*) FROM slots") == [(2,)]
+    # A refusal writes nothing.
+    assert await store_backend.query("SELECT count(*) FROM runs") == [(2,)]
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(2,)]
     # Another channel of the same target has its own budget.
     webchat = new_result("acme-webchat", channel="webchat")
     assert await store.claim_slot(webchat, max_contacts=2, since=BUDGET_SINCE) is Claim.CLAIMED
@@ -431,10 +443,10 @@ async def test_concurrent_claims_share_the_budget(store: EvidenceStore) -> None:
     assert sorted(claims) == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
 
 
-async def test_two_stores_on_one_file_share_the_budget(db_path: Path) -> None:
+async def test_two_stores_on_one_database_share_the_budget(store_backend: StoreBackend) -> None:
     async with (
-        EvidenceStore(sqlite_url(db_path)) as one,
-        EvidenceStore(sqlite_url(db_path)) as other,
+        EvidenceStore(store_backend.url) as one,
+        EvidenceStore(store_backend.url) as other,
     ):
         for round_ in range(5):  # several rounds (each its own channel): interleavings vary
             results = [
@@ -448,7 +460,7 @@ async def test_two_stores_on_one_file_share_the_budget(db_path: Path) -> None:
             )
             counted = sorted(claims)
             assert counted == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
-    assert query(db_path, "SELECT count(*) FROM slots") == [(10,)]
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(10,)]
 
 
 async def test_a_taken_slot_is_reported_before_a_spent_budget(store: EvidenceStore) -> None:
@@ -488,8 +500,8 @@ async def test_recent_runs_newest_slot_first_and_filtered(store: EvidenceStore) 
     assert await store.recent_runs(target="other") == []
 
 
-async def test_five_hundred_concurrent_replies(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_five_hundred_concurrent_replies(store_backend: StoreBackend) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(50)]
         for result in results:
             assert await store.claim_slot(result) is Claim.CLAIMED
@@ -501,14 +513,14 @@ async def test_five_hundred_concurrent_replies(db_path: Path) -> None:
         reads = [store.open_runs() for _ in range(20)]
         outcomes = await asyncio.gather(*writes, *reads)
     assert outcomes[: len(writes)] == [True] * 500
-    assert query(db_path, "SELECT count(*) FROM messages") == [(500,)]
-    assert query(db_path, "SELECT count(*) FROM artifacts") == [(500,)]
+    assert await store_backend.query("SELECT count(*) FROM messages") == [(500,)]
+    assert await store_backend.query("SELECT count(*) FROM artifacts") == [(500,)]
 
 
-async def test_two_stores_write_one_file_at_once(db_path: Path) -> None:
+async def test_two_stores_write_one_database_at_once(store_backend: StoreBackend) -> None:
     async with (
-        EvidenceStore(sqlite_url(db_path)) as one,
-        EvidenceStore(sqlite_url(db_path)) as other,
+        EvidenceStore(store_backend.url) as one,
+        EvidenceStore(store_backend.url) as other,
     ):
         result = new_result()
         await one.claim_slot(result)
@@ -521,33 +533,31 @@ async def test_two_stores_write_one_file_at_once(db_path: Path) -> None:
     assert sorted(stored) == [False] * 100 + [True] * 100  # each reply stored exactly once
 
 
-async def test_a_newer_schema_is_refused(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)):
+async def test_a_newer_schema_is_refused(store_backend: StoreBackend) -> None:
+    async with EvidenceStore(store_backend.url):
         pass
-    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
-        conn.execute(
-            "INSERT INTO schema_version VALUES (?, '2030-01-01 00:00:00.000000')",
-            (SCHEMA_VERSION + 1,),
-        )
+    await store_backend.execute(
+        f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION + 1}, '2030-01-01 00:00:00.000000')"
+    )
     with pytest.raises(SchemaVersionError) as refused:
-        async with EvidenceStore(sqlite_url(db_path)):
+        async with EvidenceStore(store_backend.url):
             pass
     message = str(refused.value)
-    assert str(db_path) in message
+    assert store_backend.where in message
     assert f"schema version {SCHEMA_VERSION + 1}" in message
     assert "Upgrade cxprobe" in message
 
 
-async def test_tables_without_a_schema_version_are_refused(db_path: Path) -> None:
-    db_path.parent.mkdir(parents=True)
-    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
-        conn.execute("CREATE TABLE runs (id INTEGER)")
+async def test_tables_without_a_schema_version_are_refused(store_backend: StoreBackend) -> None:
+    if store_backend.sqlite_path is not None:
+        store_backend.sqlite_path.parent.mkdir(parents=True)
+    await store_backend.execute("CREATE TABLE runs (id INTEGER)")
     with pytest.raises(SchemaVersionError, match="no schema_version"):
-        async with EvidenceStore(sqlite_url(db_path)):
+        async with EvidenceStore(store_backend.url):
             pass
 
 
-def test_older_schemas_are_migrated_in_order(tmp_path: Path) -> None:
+async def test_older_schemas_are_migrated_in_order(store_backend: StoreBackend) -> None:
     applied: list[int] = []
 
     def add_notes(conn: Connection) -> None:
@@ -558,20 +568,25 @@ def test_older_schemas_are_migrated_in_order(tmp_path: Path) -> None:
         applied.append(3)
         conn.execute(text("CREATE INDEX ix_runs_notes ON runs (notes)"))
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    def versions(conn: Connection) -> list[int]:
+        found = conn.execute(text("SELECT version FROM schema_version ORDER BY 1"))
+        conn.execute(text("SELECT notes FROM runs"))
+        return list(found.scalars())
+
+    if store_backend.sqlite_path is not None:
+        store_backend.sqlite_path.parent.mkdir(parents=True)
+    migrations = (add_notes, index_notes)
+    engine = create_async_engine(store_backend.url)
     try:
-        with engine.begin() as conn:
-            assert prepare_schema(conn, "old.db", migrations=()) == (0, 1)
-        with engine.begin() as conn:
-            found = prepare_schema(conn, "old.db", migrations=(add_notes, index_notes))
-            assert found == (1, 3)
-        with engine.begin() as conn:
-            assert prepare_schema(conn, "old.db", migrations=(add_notes, index_notes)) == (3, 3)
-            versions = conn.execute(text("SELECT version FROM schema_version ORDER BY 1"))
-            assert versions.scalars().all() == [1, 2, 3]
-            conn.execute(text("SELECT notes FROM runs"))
+        async with engine.begin() as conn:
+            assert await conn.run_sync(prepare_schema, "old", migrations=()) == (0, 1)
+        async with engine.begin() as conn:
+            assert await conn.run_sync(prepare_schema, "old", migrations=migrations) == (1, 3)
+        async with engine.begin() as conn:
+            assert await conn.run_sync(prepare_schema, "old", migrations=migrations) == (3, 3)
+            assert await conn.run_sync(versions) == [1, 2, 3]
     finally:
-        engine.dispose()
+        await engine.dispose()
     assert applied == [2, 3]
 
 
@@ -614,18 +629,20 @@ async def test_store_messages_never_show_a_password() -> None:
     assert "S3cretPW" not in str(refused.value) and "K3yPW" not in str(refused.value)
 
 
-async def test_an_unusable_location_is_explained(tmp_path: Path) -> None:
+async def test_sqlite_an_unusable_location_is_explained(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the evidence store"):
         async with EvidenceStore(sqlite_url(tmp_path)):  # a directory, not a database file
             pass
 
 
-async def test_channel_state_is_saved_replaced_and_kept_per_channel(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_channel_state_is_saved_replaced_and_kept_per_channel(
+    store_backend: StoreBackend,
+) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         assert await store.load_channel_state("email", "imap:probe") is None
         await store.save_channel_state("email", "imap:probe", {"last_uid": 3})
         await store.save_channel_state("email", "imap:probe", {"last_uid": 7})
         await store.save_channel_state("sms", "imap:probe", {"other": True})
-    async with EvidenceStore(sqlite_url(db_path)) as restarted:
+    async with EvidenceStore(store_backend.url) as restarted:
         assert await restarted.load_channel_state("email", "imap:probe") == {"last_uid": 7}
         assert await restarted.load_channel_state("sms", "imap:probe") == {"other": True}
