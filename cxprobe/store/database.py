@@ -53,6 +53,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -109,6 +111,9 @@ _URL_PASSWORD = re.compile(r"(?P<user>[^:/@\s]*):(?!//).*@", re.DOTALL)
 _SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
 
 _MASK = "***"
+
+#: PostgreSQL advisory lock held while a store's schema is created, checked or upgraded.
+_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"cxprobe schema").digest()[:8], "big", signed=True)
 
 
 class Claim(enum.StrEnum):
@@ -209,6 +214,9 @@ class EvidenceStore:
         self._writer = engine.execution_options(**{_WRITES: True})
         try:
             async with self._write() as conn:
+                if self._postgresql:
+                    # Monitors starting at once on a new database would all create the tables.
+                    await conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
                 found, version = await conn.run_sync(prepare_schema, self.where)
         except BaseException as exc:
             self._engine = self._writer = None
@@ -346,12 +354,16 @@ class EvidenceStore:
         now = _now()
         try:
             claim = await self._claim_and_insert(result, max_contacts, since, now)
-        except IntegrityError:
+        except IntegrityError as exc:
             # Without a budget, PostgreSQL claims of one slot race to the unique (check,
             # location, slot) key, the arbiter between processes; any other violation (a reused
-            # run id or token) is a bug and is raised.
+            # run id or token) is a bug in the caller.
             if not await self._slot_claimed(result.check_id, result.location, result.slot):
-                raise
+                raise StoreError(
+                    f"cannot claim slot {result.slot.isoformat()} of check {result.check_id!r}: "
+                    f"run id {result.run_id!r} or token {result.token!r} is already in the "
+                    f"evidence store {self.where} (each run needs a new id and token)"
+                ) from exc
             claim = Claim.TAKEN
         if claim is not Claim.CLAIMED:
             self._logger.debug(
@@ -410,9 +422,7 @@ class EvidenceStore:
     async def record_follow_up(self, run_id: str, sent: Sent) -> None:
         """A further message the probe sent in the run's conversation, with its evidence."""
         async with self._write() as conn:
-            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-            if known.first() is None:
-                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await self._lock_run(conn, run_id)
             await _insert_outgoing(conn, run_id, sent)
             await _amend_if_closed(conn, run_id, "follow-up recorded after the run was sealed")
 
@@ -421,9 +431,7 @@ class EvidenceStore:
         if not evidence:
             return
         async with self._write() as conn:
-            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-            if known.first() is None:
-                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await self._lock_run(conn, run_id)
             for piece in evidence:
                 await _insert_artifact(conn, run_id, None, piece)
             await _amend_if_closed(conn, run_id, "evidence added after the run was sealed")
@@ -431,11 +439,14 @@ class EvidenceStore:
     async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
         """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
         row = {"value": dict(value), "updated_at": datetime.now(UTC)}
-        where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
+        # One statement (an upsert): monitors saving a new key at once must not both insert.
+        dialect_insert = postgresql_insert if self._postgresql else sqlite_insert
+        upsert = dialect_insert(channel_state).values(channel=channel, key=key, **row)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[channel_state.c.channel, channel_state.c.key], set_=row
+        )
         async with self._write() as conn:
-            updated = await conn.execute(update(channel_state).where(where).values(**row))
-            if updated.rowcount == 0:
-                await conn.execute(insert(channel_state).values(channel=channel, key=key, **row))
+            await conn.execute(upsert)
 
     async def load_channel_state(self, channel: str, key: str) -> dict[str, Any] | None:
         where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
@@ -448,9 +459,7 @@ class EvidenceStore:
         external_id = reply.external_id or _content_key(reply)
         try:
             async with self._write() as conn:
-                known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-                if known.first() is None:
-                    raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+                await self._lock_run(conn, run_id)
                 if await _message_id(conn, run_id, IN, external_id) is not None:
                     return False
                 inserted = await conn.execute(
@@ -681,6 +690,21 @@ class EvidenceStore:
             return content
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _lock_run(self, conn: AsyncConnection, run_id: str) -> None:
+        """Lock the run's row until the transaction ends, before adding to its content.
+
+        Sealing a run reads its messages and artifacts in several statements; on PostgreSQL
+        (READ COMMITTED) another monitor's reply committed between them would be half in the
+        seal, or missing from it with no amendment. Every writer of a run's content locks its
+        row first (finishing updates it, which locks it too), so they take turns. SQLite's
+        writes are serialised already (SQLAlchemy omits FOR UPDATE there).
+        """
+        found = await conn.execute(
+            select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update()
+        )
+        if found.first() is None:
+            raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
 
     async def _artifacts(self, conn: AsyncConnection, run_id: str) -> list[StoredArtifact]:
         rows = await conn.execute(

@@ -3,6 +3,7 @@ evidence, restarts, versions, concurrency. Tests named ``test_sqlite_*`` are abo
 itself (its file, WAL mode); ``test_postgresql_*`` about a PostgreSQL server."""
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import uuid
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cxprobe.store.chain import RUN, Scope, link_problems
 from cxprobe.store.database import (
     SCHEMA_VERSION,
     Claim,
@@ -646,3 +648,138 @@ async def test_channel_state_is_saved_replaced_and_kept_per_channel(
     async with EvidenceStore(store_backend.url) as restarted:
         assert await restarted.load_channel_state("email", "imap:probe") == {"last_uid": 7}
         assert await restarted.load_channel_state("sms", "imap:probe") == {"other": True}
+
+
+# -- several monitors on one database ------------------------------------------------------------
+
+#: Monitor processes sharing one store in the tests below: each its own EvidenceStore (engine
+#: and connection pool), as separate processes would have.
+MONITORS = 4
+
+
+@contextlib.asynccontextmanager
+async def monitors(url: str, count: int = MONITORS) -> AsyncIterator[list[EvidenceStore]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(EvidenceStore(url)) for _ in range(count)]
+
+
+async def test_several_monitors_open_a_new_store_at_once(store_backend: StoreBackend) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        opened = await asyncio.gather(
+            *(stack.enter_async_context(EvidenceStore(store_backend.url)) for _ in range(MONITORS))
+        )
+        assert [await store.chain_head() for store in opened] == [(0, "0" * 64)] * MONITORS
+    assert await store_backend.query("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert await store_backend.query("SELECT count(*) FROM chain_head") == [(1,)]
+
+
+async def test_several_monitors_claim_each_slot_once(store_backend: StoreBackend) -> None:
+    checks = ("acme-email-billing", "acme-email-tech")
+    slots = [SLOT + timedelta(minutes=minute) for minute in range(20)]
+    async with monitors(store_backend.url) as stores:
+        attempts = [
+            ((check, slot), store.claim_slot(new_result(check, slot)))
+            for check in checks
+            for slot in slots
+            for store in stores
+        ]
+        claims = await asyncio.gather(*(claim for _, claim in attempts))
+        # A budget shared by the monitors too: 6 checks on one channel, 3 contacts allowed.
+        budgeted = await asyncio.gather(
+            *(
+                store.claim_slot(
+                    new_result(f"acme-chat-{n}", channel="webchat"),
+                    max_contacts=3,
+                    since=BUDGET_SINCE,
+                )
+                for n in range(6)
+                for store in stores
+            )
+        )
+    won: dict[tuple[str, datetime], list[Claim]] = {}
+    for (key, _), claim in zip(attempts, claims, strict=True):
+        won.setdefault(key, []).append(claim)
+    assert all(sorted(each) == [Claim.CLAIMED] + [Claim.TAKEN] * 3 for each in won.values())
+    assert budgeted.count(Claim.CLAIMED) == 3
+    expected = len(checks) * len(slots) + 3
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(expected,)]
+    assert await store_backend.query("SELECT count(*) FROM runs") == [(expected,)]
+
+
+def closed(result: RunResult, outcome: Outcome = Outcome.MET) -> RunResult:
+    result.outcome, result.reason = outcome, f"{outcome} in the concurrency test"
+    result.sent_at = SENT_AT
+    return result
+
+
+async def test_several_monitors_finishing_at_once_write_one_valid_chain(
+    store_backend: StoreBackend,
+) -> None:
+    """Each run is finished by one monitor while another records a reply to it and a third
+    finishes it again with other figures: whatever the interleaving, every closed run's
+    content is what its latest entry sealed, and the entries form one unbroken chain."""
+    results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(24)]
+    async with monitors(store_backend.url) as stores:
+        for result in results:
+            assert await stores[0].claim_slot(result) is Claim.CLAIMED
+            await stores[0].record_sent(result.run_id, sent(f"<c-{result.run_id}@x>"), None)
+
+        def again(result: RunResult) -> RunResult:
+            revised = dataclasses.replace(closed(result), replies=[])
+            revised.first_response_seconds = 1.5
+            return revised
+
+        await asyncio.gather(
+            *(
+                step
+                for n, result in enumerate(results)
+                for step in (
+                    stores[n % MONITORS].finish(closed(result)),
+                    stores[(n + 1) % MONITORS].record_reply(
+                        result.run_id, *reply(f"<r-{n}@acme.test>", 9.0)
+                    ),
+                    stores[(n + 2) % MONITORS].finish(again(result)),
+                )
+            )
+        )
+        snapshot = await stores[3].snapshot(Scope(SLOT, SLOT + timedelta(days=1)))
+        head = await stores[2].chain_head()
+    assert snapshot.problems == []
+    entries = snapshot.chain
+    assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1))
+    assert link_problems(entries) == []
+    assert head == (entries[-1].seq, entries[-1].entry_hash)
+    sealed_first = [entry.run_id for entry in entries if entry.kind == RUN]
+    assert sorted(sealed_first) == sorted(result.run_id for result in results)  # once each
+    assert all(run.entry is not None for run in snapshot.runs)
+    assert all(len(run.messages) == 2 for run in snapshot.runs)  # contact and reply
+
+
+async def test_several_monitors_save_one_channel_state_at_once(
+    store_backend: StoreBackend,
+) -> None:
+    async with monitors(store_backend.url) as stores:
+        for round_ in range(3):  # a new key each round: every monitor inserts at once
+            key = f"imap:probe-{round_}"
+            await asyncio.gather(
+                *(
+                    store.save_channel_state("email", key, {"last_uid": n})
+                    for n, store in enumerate(stores)
+                )
+            )
+            assert await stores[0].load_channel_state("email", key) in [
+                {"last_uid": n} for n in range(MONITORS)
+            ]
+    assert await store_backend.query("SELECT count(*) FROM channel_state") == [(3,)]
+
+
+async def test_a_reused_run_id_or_token_is_a_store_error(store: EvidenceStore) -> None:
+    first = new_result()
+    await store.claim_slot(first)
+    same_id = dataclasses.replace(new_result(slot=SLOT + timedelta(hours=1)), run_id=first.run_id)
+    with pytest.raises(StoreError, match="already in the evidence store"):
+        await store.claim_slot(same_id)
+    same_token = dataclasses.replace(new_result(slot=SLOT + timedelta(hours=2)), token=first.token)
+    with pytest.raises(StoreError, match="already in the evidence store"):
+        await store.claim_slot(same_token)
+    assert [run.run_id for run in await store.recent_runs()] == [first.run_id]
