@@ -58,10 +58,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DBAPIError,
     IntegrityError,
     InvalidRequestError,
     NoSuchModuleError,
-    OperationalError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -221,11 +221,8 @@ class EvidenceStore:
         except BaseException as exc:
             self._engine = self._writer = None
             await engine.dispose()
-            if isinstance(exc, OperationalError | OSError):
-                raise StoreError(
-                    f"cannot open the evidence store {self.where}: {self._scrub(exc)}. Check "
-                    "that the location exists and is writable (monitor.store_url)."
-                ) from exc
+            if isinstance(exc, DBAPIError | OSError):
+                raise StoreError(self._cannot_open(exc)) from exc
             raise
         if found == 0:
             self._logger.info(
@@ -264,6 +261,43 @@ class EvidenceStore:
             for name, value in self.url.query.items()
         }
         return self.url.set(query=query).render_as_string(hide_password=True)
+
+    def _cannot_open(self, exc: DBAPIError | OSError) -> str:
+        """Why the store could not be opened, and what to do, without the URL's secrets."""
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        reason = self._scrub(cause).rstrip(".")
+        prefix = f"cannot open the evidence store {self.where}: {reason}."
+        if self._sqlite:
+            return f"{prefix} Check that the location exists and is writable (monitor.store_url)."
+        user, database = self.url.username or "(none)", self.url.database or "(none)"
+        server = f"{self.url.host or 'localhost'}:{self.url.port or 'default port'}"
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if isinstance(exc, OSError):
+            hint = (
+                f"The database server {server} cannot be reached: check the host and port in "
+                "monitor.store_url, that the server is running, and that it accepts TCP "
+                "connections from this host (listen_addresses, pg_hba.conf, firewalls)."
+            )
+        elif sqlstate.startswith("28"):  # invalid authorization: password, user, pg_hba.conf
+            hint = (
+                f"The server refused user {user!r}: check the user name and password in "
+                "monitor.store_url (write the password as ${VAR} and export VAR; %-encode "
+                "characters such as @ : / in it) and that pg_hba.conf lets the user in."
+            )
+        elif sqlstate == "3D000":  # invalid catalog name
+            hint = (
+                f"Create the database (CREATE DATABASE {database} OWNER {user}) or correct its "
+                "name in monitor.store_url."
+            )
+        elif sqlstate == "42501":  # insufficient privilege
+            hint = (
+                f"User {user!r} may not create or use the store's tables: make it the owner of "
+                f"the database (ALTER DATABASE {database} OWNER TO {user}) or grant it CREATE "
+                "on the schema."
+            )
+        else:
+            hint = "Check monitor.store_url and the database server's log."
+        return f"{prefix} {hint}"
 
     def _scrub(self, exc: BaseException) -> str:
         """A driver's error text for a message, with the URL's secrets masked in case it

@@ -26,7 +26,9 @@ from cxprobe.store.database import (
 )
 from cxprobe.store.migrations import prepare_schema
 from probes.base import Evidence, Reply, Responder, Sent
+from sandbox.net import free_port
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+from tests.postgres import PostgresServer
 from tests.stores import StoreBackend
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -783,3 +785,52 @@ async def test_a_reused_run_id_or_token_is_a_store_error(store: EvidenceStore) -
     with pytest.raises(StoreError, match="already in the evidence store"):
         await store.claim_slot(same_token)
     assert [run.run_id for run in await store.recent_runs()] == [first.run_id]
+
+
+# -- bad PostgreSQL URLs, against the real server ----------------------------------------------
+
+
+async def refusal(url: str) -> str:
+    """The message of the StoreError opening ``url`` raises (it must raise one)."""
+    with pytest.raises(StoreError) as refused:
+        async with EvidenceStore(url):
+            pass
+    return " ".join(str(refused.value).split())
+
+
+async def test_postgresql_a_wrong_password_is_explained_without_it(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    url = postgres_server.url(postgres_database, password="Wr0ngPassw0rd")
+    message = await refusal(url)
+    assert url.replace(":Wr0ngPassw0rd@", ":***@") in message
+    assert "Wr0ngPassw0rd" not in message and postgres_server.password not in message
+    assert "password authentication failed" in message
+    assert "refused user 'cxprobe'" in message and "${VAR}" in message
+
+
+async def test_postgresql_a_server_that_cannot_be_reached_is_explained(
+    postgres_server: PostgresServer,
+) -> None:
+    closed_port = free_port()  # nothing listens there
+    message = await refusal(postgres_server.url("cxprobe", port=closed_port))
+    assert f"postgresql+asyncpg://cxprobe:***@127.0.0.1:{closed_port}/cxprobe" in message
+    assert postgres_server.password not in message
+    assert f"127.0.0.1:{closed_port} cannot be reached" in message
+    assert "that the server is running" in message
+
+
+async def test_postgresql_a_missing_database_is_explained(postgres_server: PostgresServer) -> None:
+    message = await refusal(postgres_server.url("no_such_store"))
+    assert 'database "no_such_store" does not exist' in message
+    assert "CREATE DATABASE no_such_store OWNER cxprobe" in message
+    assert postgres_server.password not in message
+
+
+async def test_postgresql_a_url_without_an_async_driver_is_explained(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    url = postgres_server.url(postgres_database).replace("postgresql+asyncpg", "postgresql")
+    message = await refusal(url)  # SQLAlchemy's default driver for postgresql:// is psycopg2
+    assert "async driver" in message and "postgresql+asyncpg://" in message
+    assert postgres_server.password not in message
