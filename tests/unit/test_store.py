@@ -834,3 +834,40 @@ async def test_postgresql_a_url_without_an_async_driver_is_explained(
     message = await refusal(url)  # SQLAlchemy's default driver for postgresql:// is psycopg2
     assert "async driver" in message and "postgresql+asyncpg://" in message
     assert postgres_server.password not in message
+
+
+async def test_a_reply_with_nul_characters_is_stored(store: EvidenceStore) -> None:
+    """A broken or hostile reply may carry NUL characters, which PostgreSQL's text refuses:
+    they are stored as U+FFFD (on both backends alike), the raw evidence byte for byte."""
+    result = new_result()
+    await store.claim_slot(result)
+    channel_reply, judged = reply("<r1\x00@acme.test>", 3.0)
+    raw = b"From: billing@acme.test\r\n\r\nAn\x00swer\r\n"
+    channel_reply = dataclasses.replace(
+        channel_reply,
+        text="An\x00swer",
+        subject="Re:\x00 Invoice",
+        headers={"X-Odd": "a\x00b"},
+        evidence=Evidence(kind="email", media_type="message/rfc822", content=raw),
+    )
+    judged = dataclasses.replace(judged, sender="bil\x00ling@acme.test")
+    assert await store.record_reply(result.run_id, channel_reply, judged)
+    assert not await store.record_reply(result.run_id, channel_reply, judged)
+    [stored] = await store.messages(result.run_id)
+    assert (stored.text, stored.subject, stored.sender) == (
+        "An\ufffdswer",
+        "Re:\ufffd Invoice",
+        "bil\ufffdling@acme.test",
+    )
+    assert stored.external_id == "<r1\ufffd@acme.test>"
+    assert stored.headers == {"X-Odd": "a\x00b"}  # JSON escapes it
+    assert await store.artifact_content(stored.artifacts[0].id) == raw
+    result.outcome, result.reason = Outcome.FAILED, "Provider\x00Error"
+    await store.finish(result)
+    loaded = await store.load_run(result.run_id)
+    assert loaded is not None and loaded.reason == "Provider\ufffdError"
+    late, judged = reply("<late\x00@acme.test>", 9000.0, late=True)
+    assert await store.record_reply(result.run_id, late, judged)  # amends the sealed run
+    snapshot = await store.snapshot(Scope(SLOT, SLOT + timedelta(days=1)))
+    assert snapshot.problems == [] and link_problems(snapshot.chain) == []
+    assert [entry.note for entry in snapshot.chain][-1].endswith("<late\ufffd@acme.test>")
