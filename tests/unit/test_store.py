@@ -24,7 +24,9 @@ from cxprobe.store.database import (
     StoreError,
     UnknownRunError,
 )
+from cxprobe.store.ledger import entries_between
 from cxprobe.store.migrations import prepare_schema
+from cxprobe.store.retention import PurgePolicy, PurgeReport
 from probes.base import Evidence, Reply, Responder, Sent
 from sandbox.net import free_port
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
@@ -871,3 +873,41 @@ async def test_a_reply_with_nul_characters_is_stored(store: EvidenceStore) -> No
     snapshot = await store.snapshot(Scope(SLOT, SLOT + timedelta(days=1)))
     assert snapshot.problems == [] and link_problems(snapshot.chain) == []
     assert [entry.note for entry in snapshot.chain][-1].endswith("<late\ufffd@acme.test>")
+
+
+async def test_a_purge_and_late_replies_from_other_monitors_at_once(
+    store_backend: StoreBackend,
+) -> None:
+    """A purge deletes closed runs while other monitors record late replies to them: no
+    deadlock (every writer locks a run's row before the chain head), each reply is either
+    recorded (and amends the run before it goes) or refused as unknown, and the chain stays
+    valid."""
+    results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(16)]
+    policy = PurgePolicy(
+        older_than=timedelta(days=1), keep_failures=timedelta(days=1), require_exported=False
+    )
+    async with monitors(store_backend.url, 3) as (purger, *repliers):
+        for result in results:
+            await purger.claim_slot(result)
+            await purger.finish(closed(result))
+
+        async def late_reply(n: int, result: RunResult) -> str:
+            late = reply(f"<late-{n}@acme.test>", 90000.0, late=True)
+            try:
+                await repliers[n % 2].record_reply(result.run_id, *late)
+            except UnknownRunError:
+                return "purged first"
+            return "recorded"
+
+        purge, *replies = await asyncio.gather(
+            purger.purge(policy, now=SLOT + timedelta(days=30)),
+            *(late_reply(n, result) for n, result in enumerate(results)),
+        )
+        assert isinstance(purge, PurgeReport)
+        async with purger._read() as conn:
+            chain = await conn.run_sync(entries_between, 1, 10**9)
+    assert sorted(run.run_id for run in purge.purged) == sorted(r.run_id for r in results)
+    assert set(replies) <= {"recorded", "purged first"}
+    assert link_problems(chain) == []
+    assert await store_backend.query("SELECT count(*) FROM runs") == [(0,)]
+    assert await store_backend.query("SELECT count(*) FROM messages") == [(0,)]
