@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import PostgresServer, running_postgres
-from tests.stores import BACKENDS, StoreBackend
+from tests.stores import BACKENDS, SQLITE, StoreBackend
 
 #: The thread aiosqlite runs each connection on; one still alive after a test is a leak.
 _SQLITE_WORKER = "_connection_worker_thread"
@@ -52,7 +52,7 @@ def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
     """An empty store database: a SQLite file whose directories do not exist yet, or a new
     PostgreSQL database."""
-    if request.param == "sqlite":
+    if request.param == SQLITE:
         return StoreBackend.sqlite(tmp_path / "data" / "evidence" / "cxprobe.db")
     database = request.getfixturevalue("postgres_database")
     return StoreBackend.postgresql(request.getfixturevalue("postgres_server"), database)

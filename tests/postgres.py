@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sandbox.net import LOOPBACK, free_port
 
@@ -275,7 +275,7 @@ class PostgresServer:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _as_account(self) -> dict[str, object]:
+    def _as_account(self) -> dict[str, Any]:
         if not self._account.switches:
             return {}
         return {"user": self._account.uid, "group": self._account.gid, "extra_groups": []}
@@ -288,7 +288,7 @@ class PostgresServer:
             cwd=self.directory,
             timeout=START_TIMEOUT,
             check=False,
-            **self._as_account(),  # type: ignore[arg-type]
+            **self._as_account(),
         )
         if done.returncode != 0:
             raise AssertionError(

@@ -338,7 +338,9 @@ class EvidenceStore:
 
     def _create_engine(self) -> AsyncEngine:
         try:
-            engine = create_async_engine(self.url)
+            # A server's connections can be dropped under the pool (a restart, a failover, an
+            # idle timeout): test each before use. SQLite has no server.
+            engine = create_async_engine(self.url, pool_pre_ping=not self._sqlite)
         except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:
             raise StoreError(
                 f"monitor.store_url {self.where}: {self._scrub(exc)}. Use an async driver, e.g. "

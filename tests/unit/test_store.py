@@ -911,3 +911,19 @@ async def test_a_purge_and_late_replies_from_other_monitors_at_once(
     assert link_problems(chain) == []
     assert await store_backend.query("SELECT count(*) FROM runs") == [(0,)]
     assert await store_backend.query("SELECT count(*) FROM messages") == [(0,)]
+
+
+async def test_postgresql_the_store_reconnects_after_its_connections_are_dropped(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    async with EvidenceStore(postgres_server.url(postgres_database)) as store:
+        first = new_result()
+        await store.claim_slot(first)  # the pool now holds a connection
+        dropped = postgres_server.sql(
+            postgres_database,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{postgres_database}' AND pid <> pg_backend_pid()",
+        )
+        assert dropped and all(row == ("t",) for row in dropped)
+        assert await store.claim_slot(new_result(slot=SLOT + timedelta(hours=1))) is Claim.CLAIMED
+        assert len(await store.recent_runs()) == 2
