@@ -47,7 +47,8 @@ _READY = "database system is ready to accept connections"
 _PORT_TAKEN = "could not bind"
 
 #: Test settings: no durability needed (the data directory is thrown away), more connections
-#: than the default 100 for the tests with several stores, each with its own pool.
+#: than the default 100 for the tests with several stores, each with its own pool, and a
+#: server time zone far from UTC (an odd offset), so that nothing may depend on it.
 _SERVER_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
@@ -56,7 +57,7 @@ _SERVER_SETTINGS = {
     "shared_buffers": "32MB",
     "password_encryption": "scram-sha-256",
     "log_connections": "off",
-    "timezone": "UTC",
+    "timezone": "Pacific/Chatham",
 }
 
 

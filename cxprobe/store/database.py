@@ -9,8 +9,15 @@ SQLite specifics: WAL (readers never block the writer), ``synchronous=FULL`` (a 
 survives power loss), foreign keys on, and a busy timeout. Writes of one store are serialised
 by an asyncio lock and take the database's write lock up front (``BEGIN IMMEDIATE``), so two
 processes (or two stores) on one file wait for each other instead of failing with "database is
-locked". PostgreSQL relies on its own row locking and on the same unique constraints, plus a
-transaction-level advisory lock per target and channel while a contact budget is checked.
+locked". PostgreSQL (``postgresql+asyncpg://``; READ COMMITTED) relies on its own row locking
+and on the same unique constraints, so any number of monitor processes may share one database:
+the unique (check, location, slot) key decides a claim; a transaction-level advisory lock is
+held per target and channel while a contact budget is checked, and another while the schema
+is created or upgraded; every write to a run's content locks the run's row first, and then the
+chain head (that one order everywhere, so writers never deadlock); channel state is one upsert.
+Connections are tested before use (a server restart drops them). Opening a store that cannot
+be reached, refuses the login or lacks the database raises :class:`StoreError` saying what to
+do, with the URL's password masked.
 
 Tamper evidence: :meth:`EvidenceStore.finish` seals the run in the same transaction that closes
 it, appending an entry to the store's hash chain (:mod:`cxprobe.store.chain`,
