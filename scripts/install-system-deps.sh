@@ -8,6 +8,8 @@
 #   poppler-utils (pdftoppm)    : renders the audit report's PDF pages to images in its tests
 #   docker-compose              : `docker-compose config` validates docker-compose.yml offline (no
 #                                 Docker engine needed; Debian's v1, without docker.io)
+#   postgresql                  : the real PostgreSQL server the store tests run on besides SQLite
+#                                 (initdb and postgres in user space, as the package's postgres user)
 set -euo pipefail
 
 need=()
@@ -24,6 +26,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/lib/chromium/chromium ] || need+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# By path: the server's binaries are under a versioned directory, never on PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -48,6 +52,8 @@ for package in "${need[@]}"; do
     dovecot-imapd) services+=(dovecot) ;;
     prometheus) services+=(prometheus) ;;
     prometheus-alertmanager) services+=(prometheus-alertmanager) ;;
+    # The package's cluster would listen on 5432 after a reboot; the tests start their own.
+    postgresql) services+=(postgresql) ;;
   esac
 done
 if command -v systemctl >/dev/null 2>&1; then

@@ -9,8 +9,15 @@ SQLite specifics: WAL (readers never block the writer), ``synchronous=FULL`` (a 
 survives power loss), foreign keys on, and a busy timeout. Writes of one store are serialised
 by an asyncio lock and take the database's write lock up front (``BEGIN IMMEDIATE``), so two
 processes (or two stores) on one file wait for each other instead of failing with "database is
-locked". PostgreSQL relies on its own row locking and on the same unique constraints, plus a
-transaction-level advisory lock per target and channel while a contact budget is checked.
+locked". PostgreSQL (``postgresql+asyncpg://``; READ COMMITTED) relies on its own row locking
+and on the same unique constraints, so any number of monitor processes may share one database:
+the unique (check, location, slot) key decides a claim; a transaction-level advisory lock is
+held per target and channel while a contact budget is checked, and another while the schema
+is created or upgraded; every write to a run's content locks the run's row first, and then the
+chain head (that one order everywhere, so writers never deadlock); channel state is one upsert.
+Connections are tested before use (a server restart drops them). Opening a store that cannot
+be reached, refuses the login or lacks the database raises :class:`StoreError` saying what to
+do, with the URL's password masked.
 
 Tamper evidence: :meth:`EvidenceStore.finish` seals the run in the same transaction that closes
 it, appending an entry to the store's hash chain (:mod:`cxprobe.store.chain`,
@@ -53,13 +60,15 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DBAPIError,
     IntegrityError,
     InvalidRequestError,
     NoSuchModuleError,
-    OperationalError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -225,11 +234,8 @@ class EvidenceStore:
         except BaseException as exc:
             self._engine = self._writer = None
             await engine.dispose()
-            if isinstance(exc, OperationalError | OSError):
-                raise StoreError(
-                    f"cannot open the evidence store {self.where}: {self._scrub(exc)}. Check "
-                    "that the location exists and is writable (monitor.store_url)."
-                ) from exc
+            if isinstance(exc, DBAPIError | OSError):
+                raise StoreError(self._cannot_open(exc)) from exc
             raise
         self.schema = schema
         if schema.created:
@@ -275,6 +281,43 @@ class EvidenceStore:
         }
         return self.url.set(query=query).render_as_string(hide_password=True)
 
+    def _cannot_open(self, exc: DBAPIError | OSError) -> str:
+        """Why the store could not be opened, and what to do, without the URL's secrets."""
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        reason = self._scrub(cause).rstrip(".")
+        prefix = f"cannot open the evidence store {self.where}: {reason}."
+        if self._sqlite:
+            return f"{prefix} Check that the location exists and is writable (monitor.store_url)."
+        user, database = self.url.username or "(none)", self.url.database or "(none)"
+        server = f"{self.url.host or 'localhost'}:{self.url.port or 'default port'}"
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if isinstance(exc, OSError):
+            hint = (
+                f"The database server {server} cannot be reached: check the host and port in "
+                "monitor.store_url, that the server is running, and that it accepts TCP "
+                "connections from this host (listen_addresses, pg_hba.conf, firewalls)."
+            )
+        elif sqlstate.startswith("28"):  # invalid authorization: password, user, pg_hba.conf
+            hint = (
+                f"The server refused user {user!r}: check the user name and password in "
+                "monitor.store_url (write the password as ${VAR} and export VAR; %-encode "
+                "characters such as @ : / in it) and that pg_hba.conf lets the user in."
+            )
+        elif sqlstate == "3D000":  # invalid catalog name
+            hint = (
+                f"Create the database (CREATE DATABASE {database} OWNER {user}) or correct its "
+                "name in monitor.store_url."
+            )
+        elif sqlstate == "42501":  # insufficient privilege
+            hint = (
+                f"User {user!r} may not create or use the store's tables: make it the owner of "
+                f"the database (ALTER DATABASE {database} OWNER TO {user}) or grant it CREATE "
+                "on the schema."
+            )
+        else:
+            hint = "Check monitor.store_url and the database server's log."
+        return f"{prefix} {hint}"
+
     def _scrub(self, exc: BaseException) -> str:
         """A driver's error text for a message, with the URL's secrets masked in case it
         quotes them."""
@@ -314,7 +357,9 @@ class EvidenceStore:
 
     def _create_engine(self) -> AsyncEngine:
         try:
-            engine = create_async_engine(self.url)
+            # A server's connections can be dropped under the pool (a restart, a failover, an
+            # idle timeout): test each before use. SQLite has no server.
+            engine = create_async_engine(self.url, pool_pre_ping=not self._sqlite)
         except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:
             raise StoreError(
                 f"monitor.store_url {self.where}: {self._scrub(exc)}. Use an async driver, e.g. "
@@ -364,12 +409,16 @@ class EvidenceStore:
         now = _now()
         try:
             claim = await self._claim_and_insert(result, max_contacts, since, now)
-        except IntegrityError:
+        except IntegrityError as exc:
             # Without a budget, PostgreSQL claims of one slot race to the unique (check,
             # location, slot) key, the arbiter between processes; any other violation (a reused
-            # run id or token) is a bug and is raised.
+            # run id or token) is a bug in the caller.
             if not await self._slot_claimed(result.check_id, result.location, result.slot):
-                raise
+                raise StoreError(
+                    f"cannot claim slot {result.slot.isoformat()} of check {result.check_id!r}: "
+                    f"run id {result.run_id!r} or token {result.token!r} is already in the "
+                    f"evidence store {self.where} (each run needs a new id and token)"
+                ) from exc
             claim = Claim.TAKEN
         if claim is not Claim.CLAIMED:
             self._logger.debug(
@@ -428,9 +477,7 @@ class EvidenceStore:
     async def record_follow_up(self, run_id: str, sent: Sent) -> None:
         """A further message the probe sent in the run's conversation, with its evidence."""
         async with self._write() as conn:
-            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-            if known.first() is None:
-                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await self._lock_run(conn, run_id)
             await _insert_outgoing(conn, run_id, sent)
             await _amend_if_closed(conn, run_id, "follow-up recorded after the run was sealed")
 
@@ -439,9 +486,7 @@ class EvidenceStore:
         if not evidence:
             return
         async with self._write() as conn:
-            known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-            if known.first() is None:
-                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+            await self._lock_run(conn, run_id)
             for piece in evidence:
                 await _insert_artifact(conn, run_id, None, piece)
             await _amend_if_closed(conn, run_id, "evidence added after the run was sealed")
@@ -449,11 +494,14 @@ class EvidenceStore:
     async def save_channel_state(self, channel: str, key: str, value: Mapping[str, Any]) -> None:
         """Keep a channel driver's state (JSON-ready) under ``key``, replacing what was there."""
         row = {"value": dict(value), "updated_at": datetime.now(UTC)}
-        where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
+        # One statement (an upsert): monitors saving a new key at once must not both insert.
+        dialect_insert = postgresql_insert if self._postgresql else sqlite_insert
+        upsert = dialect_insert(channel_state).values(channel=channel, key=key, **row)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[channel_state.c.channel, channel_state.c.key], set_=row
+        )
         async with self._write() as conn:
-            updated = await conn.execute(update(channel_state).where(where).values(**row))
-            if updated.rowcount == 0:
-                await conn.execute(insert(channel_state).values(channel=channel, key=key, **row))
+            await conn.execute(upsert)
 
     async def load_channel_state(self, channel: str, key: str) -> dict[str, Any] | None:
         where = (channel_state.c.channel == channel) & (channel_state.c.key == key)
@@ -466,9 +514,7 @@ class EvidenceStore:
         external_id = reply.external_id or _content_key(reply)
         try:
             async with self._write() as conn:
-                known = await conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-                if known.first() is None:
-                    raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+                await self._lock_run(conn, run_id)
                 if await _message_id(conn, run_id, IN, external_id) is not None:
                     return False
                 inserted = await conn.execute(
@@ -699,6 +745,21 @@ class EvidenceStore:
             return content
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _lock_run(self, conn: AsyncConnection, run_id: str) -> None:
+        """Lock the run's row until the transaction ends, before adding to its content.
+
+        Sealing a run reads its messages and artifacts in several statements; on PostgreSQL
+        (READ COMMITTED) another monitor's reply committed between them would be half in the
+        seal, or missing from it with no amendment. Every writer of a run's content locks its
+        row first (finishing updates it, which locks it too), so they take turns. SQLite's
+        writes are serialised already (SQLAlchemy omits FOR UPDATE there).
+        """
+        found = await conn.execute(
+            select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update()
+        )
+        if found.first() is None:
+            raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
 
     async def _artifacts(self, conn: AsyncConnection, run_id: str) -> list[StoredArtifact]:
         rows = await conn.execute(

@@ -35,6 +35,7 @@ from cxprobe.store.schema import (
     chain,
     chain_head,
     messages,
+    outside_text,
     runs,
 )
 
@@ -74,6 +75,7 @@ def append_entry(
     """Add one entry after the head and move the head to it."""
     head_seq, head_hash = lock_head(conn)
     scope = scope or {}
+    note = outside_text(note)  # hashed as it will be stored
     seq = head_seq + 1
     fields = entry_fields(
         seq=seq,

@@ -138,6 +138,9 @@ def _due_runs(
         )
         .where(runs.c.status == "closed", runs.c.slot_at < success_before)
         .order_by(runs.c.slot_at, runs.c.run_id)
+        # Run rows before the chain head, as every other writer locks them (PostgreSQL): a
+        # purge taking the head first would deadlock with a late reply to a run it deletes.
+        .with_for_update()
     ).all()
     due: list[_RunRow] = []
     for row in rows:

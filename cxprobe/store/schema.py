@@ -71,6 +71,24 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class OutsideText(TypeDecorator[str]):
+    """Text from outside (a reply's body, subject, sender or id; an error's text), with NUL
+    characters stored as U+FFFD: PostgreSQL's text cannot hold NUL and would refuse the whole
+    reply. Done on every backend, so a store's content does not depend on its database; the
+    raw evidence keeps the original bytes."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else outside_text(value)
+
+
+def outside_text(value: str) -> str:
+    """``value`` as an :class:`OutsideText` column stores it (for hashes computed before)."""
+    return value.replace("\x00", "\ufffd")
+
+
 class JsonText(TypeDecorator[Any]):
     """JSON kept as plain text (readable with any SQL client; sorted keys, stable bytes)."""
 
@@ -125,7 +143,7 @@ runs = Table(
     Column("thresholds", JsonText, nullable=False),
     Column("expected_queue", Name),
     Column("sent_at", UtcDateTime),
-    Column("sent_external_id", Text),
+    Column("sent_external_id", OutsideText),
     Column("resume_state", JsonText),
     Column("first_response_seconds", Float),
     Column("first_response_responder", Name),
@@ -133,7 +151,7 @@ runs = Table(
     Column("routed_queue", Name),
     Column("routing", Name, nullable=False),
     Column("outcome", Name),
-    Column("reason", Text, nullable=False),
+    Column("reason", OutsideText, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
@@ -162,16 +180,16 @@ messages = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
     Column("direction", String(3), nullable=False),
-    Column("external_id", Text, nullable=False),
+    Column("external_id", OutsideText, nullable=False),
     Column("observed_at", UtcDateTime, nullable=False),
     Column("arrived_at", UtcDateTime, nullable=False),
     Column("timing_method", Name, nullable=False),
     Column("seconds", Float),  # arrived_at - sent_at as the engine judged it (replies only)
-    Column("sender", Text, nullable=False),
+    Column("sender", OutsideText, nullable=False),
     Column("responder", Name),  # the engine's verdict (replies only)
     Column("channel_responder", Name),  # what the channel itself reported (replies only)
-    Column("subject", Text, nullable=False),
-    Column("text", Text, nullable=False),
+    Column("subject", OutsideText, nullable=False),
+    Column("text", OutsideText, nullable=False),
     Column("headers", JsonText, nullable=False),
     Column("late", Boolean),
     Column("qualifies", Boolean),  # answers the run as its scenario asks (replies only)
@@ -225,7 +243,7 @@ chain = Table(
     Column("prev_hash", String(64), nullable=False, unique=True),
     Column("entry_hash", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
-    Column("note", Text, nullable=False),
+    Column("note", OutsideText, nullable=False),  # may quote a reply's external id
     Column("detail", JsonText),  # the purge record (purge entries)
     CheckConstraint("kind IN ('run', 'amendment', 'purge')", name="kind"),
     Index(None, "run_id", "seq"),

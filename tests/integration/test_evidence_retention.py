@@ -1,14 +1,16 @@
 """Retention: failures are kept longer, unexported runs are protected, every purge is a chain
-entry, and an export made after a purge still verifies and shows it."""
+entry, and an export made after a purge still verifies and shows it; on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
+
+import yaml
 
 from cxprobe.store.chain import PURGE, ChainEntry, link_problems, purged_runs
 from cxprobe.store.database import EvidenceStore
@@ -16,6 +18,7 @@ from cxprobe.store.ledger import entries_between
 from cxprobe.store.retention import PurgePolicy, PurgeReport, Retention
 from tests.evidence_support import SECRETS, WEEK_START, load, populate, write_config
 from tests.integration.test_evidence_export import cli
+from tests.stores import StoreBackend
 from tests.unit.test_store import reply
 
 POLICY = PurgePolicy(
@@ -25,11 +28,18 @@ LATER = WEEK_START + timedelta(days=100)  # successes are past retention, failur
 MUCH_LATER = WEEK_START + timedelta(days=400)  # everything is
 
 
-def runs_by_kind(db_path: Path) -> tuple[set[str], set[str]]:
+def write_backend_config(directory: Path, backend: StoreBackend) -> Path:
+    """The sandbox config (see ``write_config``) with its store in ``backend``."""
+    path = write_config(directory, directory / "unused.db")
+    data = yaml.safe_load(path.read_text())
+    data["monitor"]["store_url"] = backend.url
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+async def runs_by_kind(backend: StoreBackend) -> tuple[set[str], set[str]]:
     """(successes, failures) as the store holds them, computed here independently."""
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT run_id, outcome, routing FROM runs").fetchall()
-    conn.close()
+    rows = await backend.query("SELECT run_id, outcome, routing FROM runs")
     successes = {
         run_id for run_id, outcome, routing in rows if outcome == "met" and routing != "wrong"
     }
@@ -52,11 +62,10 @@ def export_all(config: Path, out: Path) -> None:
 
 
 def test_retention_keeps_failures_protects_unexported_and_records_purges(
-    tmp_path: Path,
+    tmp_path: Path, store_backend: StoreBackend
 ) -> None:
     """Synchronous: the CLI runs its own event loop; store steps run in theirs."""
-    db_path = tmp_path / "store.db"
-    config_path = write_config(tmp_path, db_path)
+    config_path = write_backend_config(tmp_path, store_backend)
     config = load(config_path)
     url = config.monitor.store_url
 
@@ -65,7 +74,7 @@ def test_retention_keeps_failures_protects_unexported_and_records_purges(
             await populate(store, config, hours=24)
 
     asyncio.run(fill())
-    successes, failures = runs_by_kind(db_path)
+    successes, failures = asyncio.run(runs_by_kind(store_backend))
     assert len(successes) > 10 and len(failures) > 5
 
     async def before_export() -> PurgeReport:
@@ -84,7 +93,8 @@ def test_retention_keeps_failures_protects_unexported_and_records_purges(
             # A late reply after the export changes one record: it is protected again.
             await store.record_reply(amended, *reply("<late@acme.test>", 99999.0))
             dry = await store.purge(POLICY, now=LATER, dry_run=True)
-            assert runs_by_kind(db_path)[0] == successes  # a dry run deletes nothing
+            # A dry run deletes nothing.
+            assert (await runs_by_kind(store_backend))[0] == successes
             report = await store.purge(POLICY, now=LATER)
             async with store._read() as conn:
                 chain = await conn.run_sync(entries_between, 1, 10**9)
@@ -102,14 +112,15 @@ def test_retention_keeps_failures_protects_unexported_and_records_purges(
     recorded = purged_runs(entry.detail or {})
     assert len(recorded) == len(successes) - 1
     assert all(run.record_hash == sealed[run.run_id] for run in recorded)
-    left_successes, left_failures = runs_by_kind(db_path)
+    left_successes, left_failures = asyncio.run(runs_by_kind(store_backend))
     assert left_successes == {amended} and left_failures == failures
-    with sqlite3.connect(db_path) as conn:  # the purged runs' slots are still claimed
-        claimed = conn.execute("SELECT count(*) FROM slots").fetchone()[0]
-        orphans = conn.execute(
+    # The purged runs' slots are still claimed.
+    [(claimed,)] = asyncio.run(store_backend.query("SELECT count(*) FROM slots"))
+    [(orphans,)] = asyncio.run(
+        store_backend.query(
             "SELECT count(*) FROM messages WHERE run_id NOT IN (SELECT run_id FROM runs)"
-        ).fetchone()[0]
-    conn.close()
+        )
+    )
     assert claimed == len(successes) + len(failures) and orphans == 0
 
     # An export after the purge verifies, and shows the purge and the purged slots.
@@ -138,11 +149,11 @@ def test_retention_keeps_failures_protects_unexported_and_records_purges(
     export_all(config_path, final)
     result = cli("verify", str(final))
     assert result.exit_code == 0, result.output
-    assert runs_by_kind(db_path) == (set(), set())
+    assert asyncio.run(runs_by_kind(store_backend)) == (set(), set())
 
 
-def test_purge_command_and_its_settings(tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, tmp_path / "store.db")
+def test_purge_command_and_its_settings(tmp_path: Path, store_backend: StoreBackend) -> None:
+    config_path = write_backend_config(tmp_path, store_backend)
     result = cli(
         "purge",
         "-c",

@@ -1,17 +1,13 @@
 """The tamper-evidence chain: canonical records, links, sealing in the store, amendments,
-concurrent finishes and the schema 1 -> 2 migration."""
+concurrent finishes and the schema 1 -> 2 migration; the store's tests on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from cxprobe.store.chain import (
     AMENDMENT,
@@ -26,7 +22,8 @@ from cxprobe.store.chain import (
 from cxprobe.store.database import SCHEMA_VERSION, EvidenceStore
 from cxprobe.store.ledger import entries_between
 from scenarios.model import Outcome, RoutingResult, SloName
-from tests.unit.test_store import SENT_AT, new_result, query, reply, sent, sqlite_url
+from tests.stores import StoreBackend
+from tests.unit.test_store import SENT_AT, new_result, reply, sent
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -159,13 +156,8 @@ async def chain_rows(store: EvidenceStore) -> list[ChainEntry]:
         return entries
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "cxprobe.db"
-
-
-async def test_finish_seals_and_a_late_reply_amends(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_finish_seals_and_a_late_reply_amends(store_backend: StoreBackend) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         assert await store.chain_head() == (0, GENESIS)
         result = new_result()
         await store.claim_slot(result)
@@ -194,10 +186,12 @@ async def test_finish_seals_and_a_late_reply_amends(db_path: Path) -> None:
         assert await store.chain_head() == (3, entries[-1].entry_hash)
 
 
-async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(db_path: Path) -> None:
+async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(
+    store_backend: StoreBackend,
+) -> None:
     async with (
-        EvidenceStore(sqlite_url(db_path)) as first,
-        EvidenceStore(sqlite_url(db_path)) as second,
+        EvidenceStore(store_backend.url) as first,
+        EvidenceStore(store_backend.url) as second,
     ):
         results = [new_result(slot=SLOT + timedelta(minutes=i)) for i in range(40)]
         for result in results:
@@ -212,18 +206,23 @@ async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(db_path:
     assert link_problems(entries) == []
 
 
-def downgrade_to_version_1(path: Path) -> None:
+async def downgrade_to_version_1(backend: StoreBackend) -> None:
     """What a schema 1 store looked like: no chain or export tables, no Alembic revision
     (tests/unit/test_migrations.py builds one from the old code's DDL as well)."""
-    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        for table in ("exported_runs", "exports", "chain", "chain_head", "alembic_version"):
-            conn.execute(f"DROP TABLE {table}")
-        conn.execute("DELETE FROM schema_version")
-        conn.execute("INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')")
+    await backend.execute(
+        *(
+            f"DROP TABLE {table}"
+            for table in ("exported_runs", "exports", "chain", "chain_head", "alembic_version")
+        ),
+        "DELETE FROM schema_version",
+        "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
+    )
 
 
-async def test_upgrading_a_version_1_store_seals_its_closed_runs(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_upgrading_a_version_1_store_seals_its_closed_runs(
+    store_backend: StoreBackend,
+) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         closed = [new_result(slot=SLOT + timedelta(minutes=i)) for i in range(3)]
         still_open = new_result(slot=SLOT + timedelta(hours=1))
         for result in [*closed, still_open]:
@@ -231,12 +230,13 @@ async def test_upgrading_a_version_1_store_seals_its_closed_runs(db_path: Path) 
         for result in closed:
             result.outcome = Outcome.MET
             await store.finish(result)
-    downgrade_to_version_1(db_path)
-    assert query(db_path, "SELECT max(version) FROM schema_version") == [(1,)]
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+    await downgrade_to_version_1(store_backend)
+    assert await store_backend.query("SELECT max(version) FROM schema_version") == [(1,)]
+    async with EvidenceStore(store_backend.url) as store:
         entries = await chain_rows(store)
         assert SCHEMA_VERSION == 2
-        assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+        versions = await store_backend.query("SELECT version FROM schema_version ORDER BY 1")
+        assert versions == [(1,), (2,)]
         assert sorted(e.run_id or "" for e in entries) == sorted(r.run_id for r in closed)
         assert {e.note for e in entries} == {"sealed when the store was upgraded to schema 2"}
         assert link_problems(entries) == []

@@ -1,10 +1,11 @@
-"""The evidence store on real SQLite files: claims, evidence, restarts, versions, concurrency."""
+"""The evidence store on real databases, each test on SQLite and on PostgreSQL: claims,
+evidence, restarts, versions, concurrency. Tests named ``test_sqlite_*`` are about SQLite
+itself (its file, WAL mode); ``test_postgresql_*`` about a PostgreSQL server."""
 
 import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cxprobe.store.chain import RUN, Scope, link_problems
 from cxprobe.store.database import (
     SCHEMA_VERSION,
     Claim,
@@ -19,9 +21,14 @@ from cxprobe.store.database import (
     StoreError,
     UnknownRunError,
 )
+from cxprobe.store.ledger import entries_between
 from cxprobe.store.migrations import HEAD_REVISION
+from cxprobe.store.retention import PurgePolicy, PurgeReport
 from probes.base import Evidence, Reply, Responder, Sent
+from sandbox.net import free_port
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+from tests.postgres import PostgresServer
+from tests.stores import StoreBackend
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 SENT_AT = datetime(2025, 3, 3, 9, 0, 2, 123456, tzinfo=UTC)
@@ -35,13 +42,14 @@ def sqlite_url(path: Path) -> str:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "evidence" / "cxprobe.db"  # parents do not exist yet
+def sqlite_backend(tmp_path: Path) -> StoreBackend:
+    """A SQLite store file whose directories do not exist yet (for SQLite-only tests)."""
+    return StoreBackend.sqlite(tmp_path / "data" / "evidence" / "cxprobe.db")
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[EvidenceStore]:
-    async with EvidenceStore(sqlite_url(db_path)) as opened:
+async def store(store_backend: StoreBackend) -> AsyncIterator[EvidenceStore]:
+    async with EvidenceStore(store_backend.url) as opened:
         yield opened
 
 
@@ -110,23 +118,32 @@ def reply(
     return channel_reply, judged
 
 
-def query(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-async def test_new_store_creates_directories_in_wal_mode(
-    store: EvidenceStore, db_path: Path
+async def test_a_new_store_has_the_current_schema_and_no_runs(
+    store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
-    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]  # a new file would say "delete"
     # Created by running every revision, each recorded for cxprobe from before Alembic too.
-    assert query(db_path, "SELECT version FROM schema_version") == [(1,), (SCHEMA_VERSION,)]
-    assert query(db_path, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert await store_backend.query("SELECT version FROM schema_version ORDER BY 1") == [
+        (1,),
+        (SCHEMA_VERSION,),
+    ]
+    assert await store_backend.query("SELECT version_num FROM alembic_version") == [
+        (HEAD_REVISION,)
+    ]
     assert await store.recent_runs() == []
 
 
-async def test_a_closed_store_refuses_to_be_used(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_sqlite_a_new_store_creates_directories_in_wal_mode(
+    sqlite_backend: StoreBackend,
+) -> None:
+    assert sqlite_backend.sqlite_path is not None
+    assert not sqlite_backend.sqlite_path.parent.exists()
+    async with EvidenceStore(sqlite_backend.url):
+        # A new file would say "delete".
+        assert await sqlite_backend.query("PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_a_closed_store_refuses_to_be_used(store_backend: StoreBackend) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         pass
     with pytest.raises(StoreError, match="not open"):
         await store.recent_runs()
@@ -135,7 +152,7 @@ async def test_a_closed_store_refuses_to_be_used(db_path: Path) -> None:
 
 
 async def test_claiming_a_slot_twice_keeps_the_first_run(
-    store: EvidenceStore, db_path: Path
+    store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
     first, second = new_result(), new_result()
     assert await store.claim_slot(first) is Claim.CLAIMED
@@ -143,15 +160,17 @@ async def test_claiming_a_slot_twice_keeps_the_first_run(
     runs = await store.recent_runs()
     assert [run.run_id for run in runs] == [first.run_id]
     assert runs[0].outcome is None
-    assert query(db_path, "SELECT run_id FROM slots") == [(first.run_id,)]
+    assert await store_backend.query("SELECT run_id FROM slots") == [(first.run_id,)]
     assert await store.load_run(second.run_id) is None
 
 
-async def test_concurrent_claims_from_two_stores_on_one_file(db_path: Path) -> None:
+async def test_concurrent_claims_from_two_stores_on_one_database(
+    store_backend: StoreBackend,
+) -> None:
     slots = [SLOT + timedelta(minutes=minute) for minute in range(25)]
     async with (
-        EvidenceStore(sqlite_url(db_path)) as one,
-        EvidenceStore(sqlite_url(db_path)) as other,
+        EvidenceStore(store_backend.url) as one,
+        EvidenceStore(store_backend.url) as other,
     ):
         claims = [
             (slot, store.claim_slot(new_result(slot=slot)))
@@ -163,15 +182,17 @@ async def test_concurrent_claims_from_two_stores_on_one_file(db_path: Path) -> N
             per_slot = [w for (s, _), w in zip(claims, won, strict=True) if s == slot]
             assert sorted(per_slot) == [Claim.CLAIMED, Claim.TAKEN, Claim.TAKEN, Claim.TAKEN]
         assert len(await one.recent_runs(limit=1000)) == len(slots)
-    assert query(db_path, "SELECT count(*) FROM slots") == [(len(slots),)]
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(len(slots),)]
 
 
-async def test_each_location_claims_its_own_slot(store: EvidenceStore, db_path: Path) -> None:
+async def test_each_location_claims_its_own_slot(
+    store: EvidenceStore, store_backend: StoreBackend
+) -> None:
     paris, tokyo = new_result(location="paris"), new_result(location="tokyo")
     assert await store.claim_slot(paris) is Claim.CLAIMED
     assert await store.claim_slot(tokyo) is Claim.CLAIMED
     assert await store.claim_slot(new_result(location="tokyo")) is Claim.TAKEN
-    assert sorted(query(db_path, "SELECT location, run_id FROM slots")) == [
+    assert sorted(await store_backend.query("SELECT location, run_id FROM slots")) == [
         ("paris", paris.run_id),
         ("tokyo", tokyo.run_id),
     ]
@@ -309,17 +330,17 @@ async def test_finish_needs_an_outcome_and_a_known_run(store: EvidenceStore) -> 
         await store.record_reply(stranger.run_id, *reply("<r@x>", 1.0))
 
 
-async def test_open_runs_survive_a_restart(db_path: Path) -> None:
+async def test_open_runs_survive_a_restart(store_backend: StoreBackend) -> None:
     result = new_result()
     unsent = new_result(slot=SLOT + timedelta(hours=1))
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+    async with EvidenceStore(store_backend.url) as store:
         await store.claim_slot(result)
         await store.claim_slot(unsent)
         await store.record_sent(result.run_id, sent(), "billing")
         await store.record_reply(result.run_id, *reply("<r2@acme.test>", 95.0, late=True))
         await store.record_reply(result.run_id, *reply("<r1@acme.test>", 12.5, Responder.AUTO))
 
-    async with EvidenceStore(sqlite_url(db_path)) as restarted:
+    async with EvidenceStore(store_backend.url) as restarted:
         resumable, never_sent = await restarted.open_runs()
     assert resumable.result.run_id == result.run_id
     assert resumable.result.sent_at == SENT_AT
@@ -407,15 +428,16 @@ BUDGET_SINCE = SLOT - timedelta(hours=1)
 
 
 async def test_the_contact_budget_admits_only_max_contacts(
-    store: EvidenceStore, db_path: Path
+    store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
     claims = [
         await store.claim_slot(result, max_contacts=2, since=BUDGET_SINCE)
         for result in budgeted_checks()
     ]
     assert claims == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
-    assert query(db_path, "SELECT count(*) FROM runs") == [(2,)]  # a refusal writes nothing
-    assert query(db_path, "SELECT count(*) FROM slots") == [(2,)]
+    # A refusal writes nothing.
+    assert await store_backend.query("SELECT count(*) FROM runs") == [(2,)]
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(2,)]
     # Another channel of the same target has its own budget.
     webchat = new_result("acme-webchat", channel="webchat")
     assert await store.claim_slot(webchat, max_contacts=2, since=BUDGET_SINCE) is Claim.CLAIMED
@@ -431,10 +453,10 @@ async def test_concurrent_claims_share_the_budget(store: EvidenceStore) -> None:
     assert sorted(claims) == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
 
 
-async def test_two_stores_on_one_file_share_the_budget(db_path: Path) -> None:
+async def test_two_stores_on_one_database_share_the_budget(store_backend: StoreBackend) -> None:
     async with (
-        EvidenceStore(sqlite_url(db_path)) as one,
-        EvidenceStore(sqlite_url(db_path)) as other,
+        EvidenceStore(store_backend.url) as one,
+        EvidenceStore(store_backend.url) as other,
     ):
         for round_ in range(5):  # several rounds (each its own channel): interleavings vary
             results = [
@@ -448,7 +470,7 @@ async def test_two_stores_on_one_file_share_the_budget(db_path: Path) -> None:
             )
             counted = sorted(claims)
             assert counted == [Claim.CLAIMED, Claim.CLAIMED, Claim.OVER_BUDGET, Claim.OVER_BUDGET]
-    assert query(db_path, "SELECT count(*) FROM slots") == [(10,)]
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(10,)]
 
 
 async def test_a_taken_slot_is_reported_before_a_spent_budget(store: EvidenceStore) -> None:
@@ -488,8 +510,8 @@ async def test_recent_runs_newest_slot_first_and_filtered(store: EvidenceStore) 
     assert await store.recent_runs(target="other") == []
 
 
-async def test_five_hundred_concurrent_replies(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_five_hundred_concurrent_replies(store_backend: StoreBackend) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(50)]
         for result in results:
             assert await store.claim_slot(result) is Claim.CLAIMED
@@ -501,14 +523,14 @@ async def test_five_hundred_concurrent_replies(db_path: Path) -> None:
         reads = [store.open_runs() for _ in range(20)]
         outcomes = await asyncio.gather(*writes, *reads)
     assert outcomes[: len(writes)] == [True] * 500
-    assert query(db_path, "SELECT count(*) FROM messages") == [(500,)]
-    assert query(db_path, "SELECT count(*) FROM artifacts") == [(500,)]
+    assert await store_backend.query("SELECT count(*) FROM messages") == [(500,)]
+    assert await store_backend.query("SELECT count(*) FROM artifacts") == [(500,)]
 
 
-async def test_two_stores_write_one_file_at_once(db_path: Path) -> None:
+async def test_two_stores_write_one_database_at_once(store_backend: StoreBackend) -> None:
     async with (
-        EvidenceStore(sqlite_url(db_path)) as one,
-        EvidenceStore(sqlite_url(db_path)) as other,
+        EvidenceStore(store_backend.url) as one,
+        EvidenceStore(store_backend.url) as other,
     ):
         result = new_result()
         await one.claim_slot(result)
@@ -560,18 +582,295 @@ async def test_store_messages_never_show_a_password() -> None:
     assert "S3cretPW" not in str(refused.value) and "K3yPW" not in str(refused.value)
 
 
-async def test_an_unusable_location_is_explained(tmp_path: Path) -> None:
+async def test_sqlite_an_unusable_location_is_explained(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the evidence store"):
         async with EvidenceStore(sqlite_url(tmp_path)):  # a directory, not a database file
             pass
 
 
-async def test_channel_state_is_saved_replaced_and_kept_per_channel(db_path: Path) -> None:
-    async with EvidenceStore(sqlite_url(db_path)) as store:
+async def test_channel_state_is_saved_replaced_and_kept_per_channel(
+    store_backend: StoreBackend,
+) -> None:
+    async with EvidenceStore(store_backend.url) as store:
         assert await store.load_channel_state("email", "imap:probe") is None
         await store.save_channel_state("email", "imap:probe", {"last_uid": 3})
         await store.save_channel_state("email", "imap:probe", {"last_uid": 7})
         await store.save_channel_state("sms", "imap:probe", {"other": True})
-    async with EvidenceStore(sqlite_url(db_path)) as restarted:
+    async with EvidenceStore(store_backend.url) as restarted:
         assert await restarted.load_channel_state("email", "imap:probe") == {"last_uid": 7}
         assert await restarted.load_channel_state("sms", "imap:probe") == {"other": True}
+
+
+# -- several monitors on one database ------------------------------------------------------------
+
+#: Monitor processes sharing one store in the tests below: each its own EvidenceStore (engine
+#: and connection pool), as separate processes would have.
+MONITORS = 4
+
+
+@contextlib.asynccontextmanager
+async def monitors(url: str, count: int = MONITORS) -> AsyncIterator[list[EvidenceStore]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(EvidenceStore(url)) for _ in range(count)]
+
+
+async def test_several_monitors_open_a_new_store_at_once(store_backend: StoreBackend) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        opened = await asyncio.gather(
+            *(stack.enter_async_context(EvidenceStore(store_backend.url)) for _ in range(MONITORS))
+        )
+        assert [await store.chain_head() for store in opened] == [(0, "0" * 64)] * MONITORS
+    assert await store_backend.query("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert await store_backend.query("SELECT count(*) FROM chain_head") == [(1,)]
+
+
+async def test_several_monitors_claim_each_slot_once(store_backend: StoreBackend) -> None:
+    checks = ("acme-email-billing", "acme-email-tech")
+    slots = [SLOT + timedelta(minutes=minute) for minute in range(20)]
+    async with monitors(store_backend.url) as stores:
+        attempts = [
+            ((check, slot), store.claim_slot(new_result(check, slot)))
+            for check in checks
+            for slot in slots
+            for store in stores
+        ]
+        claims = await asyncio.gather(*(claim for _, claim in attempts))
+        # A budget shared by the monitors too: 6 checks on one channel, 3 contacts allowed.
+        budgeted = await asyncio.gather(
+            *(
+                store.claim_slot(
+                    new_result(f"acme-chat-{n}", channel="webchat"),
+                    max_contacts=3,
+                    since=BUDGET_SINCE,
+                )
+                for n in range(6)
+                for store in stores
+            )
+        )
+    won: dict[tuple[str, datetime], list[Claim]] = {}
+    for (key, _), claim in zip(attempts, claims, strict=True):
+        won.setdefault(key, []).append(claim)
+    assert all(sorted(each) == [Claim.CLAIMED] + [Claim.TAKEN] * 3 for each in won.values())
+    assert budgeted.count(Claim.CLAIMED) == 3
+    expected = len(checks) * len(slots) + 3
+    assert await store_backend.query("SELECT count(*) FROM slots") == [(expected,)]
+    assert await store_backend.query("SELECT count(*) FROM runs") == [(expected,)]
+
+
+def closed(result: RunResult, outcome: Outcome = Outcome.MET) -> RunResult:
+    result.outcome, result.reason = outcome, f"{outcome} in the concurrency test"
+    result.sent_at = SENT_AT
+    return result
+
+
+async def test_several_monitors_finishing_at_once_write_one_valid_chain(
+    store_backend: StoreBackend,
+) -> None:
+    """Each run is finished by one monitor while another records a reply to it and a third
+    finishes it again with other figures: whatever the interleaving, every closed run's
+    content is what its latest entry sealed, and the entries form one unbroken chain."""
+    results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(24)]
+    async with monitors(store_backend.url) as stores:
+        for result in results:
+            assert await stores[0].claim_slot(result) is Claim.CLAIMED
+            await stores[0].record_sent(result.run_id, sent(f"<c-{result.run_id}@x>"), None)
+
+        def again(result: RunResult) -> RunResult:
+            revised = dataclasses.replace(closed(result), replies=[])
+            revised.first_response_seconds = 1.5
+            return revised
+
+        await asyncio.gather(
+            *(
+                step
+                for n, result in enumerate(results)
+                for step in (
+                    stores[n % MONITORS].finish(closed(result)),
+                    stores[(n + 1) % MONITORS].record_reply(
+                        result.run_id, *reply(f"<r-{n}@acme.test>", 9.0)
+                    ),
+                    stores[(n + 2) % MONITORS].finish(again(result)),
+                )
+            )
+        )
+        snapshot = await stores[3].snapshot(Scope(SLOT, SLOT + timedelta(days=1)))
+        head = await stores[2].chain_head()
+    assert snapshot.problems == []
+    entries = snapshot.chain
+    assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1))
+    assert link_problems(entries) == []
+    assert head == (entries[-1].seq, entries[-1].entry_hash)
+    sealed_first = [entry.run_id for entry in entries if entry.kind == RUN]
+    assert sorted(sealed_first) == sorted(result.run_id for result in results)  # once each
+    assert all(run.entry is not None for run in snapshot.runs)
+    assert all(len(run.messages) == 2 for run in snapshot.runs)  # contact and reply
+
+
+async def test_several_monitors_save_one_channel_state_at_once(
+    store_backend: StoreBackend,
+) -> None:
+    async with monitors(store_backend.url) as stores:
+        for round_ in range(3):  # a new key each round: every monitor inserts at once
+            key = f"imap:probe-{round_}"
+            await asyncio.gather(
+                *(
+                    store.save_channel_state("email", key, {"last_uid": n})
+                    for n, store in enumerate(stores)
+                )
+            )
+            assert await stores[0].load_channel_state("email", key) in [
+                {"last_uid": n} for n in range(MONITORS)
+            ]
+    assert await store_backend.query("SELECT count(*) FROM channel_state") == [(3,)]
+
+
+async def test_a_reused_run_id_or_token_is_a_store_error(store: EvidenceStore) -> None:
+    first = new_result()
+    await store.claim_slot(first)
+    same_id = dataclasses.replace(new_result(slot=SLOT + timedelta(hours=1)), run_id=first.run_id)
+    with pytest.raises(StoreError, match="already in the evidence store"):
+        await store.claim_slot(same_id)
+    same_token = dataclasses.replace(new_result(slot=SLOT + timedelta(hours=2)), token=first.token)
+    with pytest.raises(StoreError, match="already in the evidence store"):
+        await store.claim_slot(same_token)
+    assert [run.run_id for run in await store.recent_runs()] == [first.run_id]
+
+
+# -- bad PostgreSQL URLs, against the real server ----------------------------------------------
+
+
+async def refusal(url: str) -> str:
+    """The message of the StoreError opening ``url`` raises (it must raise one)."""
+    with pytest.raises(StoreError) as refused:
+        async with EvidenceStore(url):
+            pass
+    return " ".join(str(refused.value).split())
+
+
+async def test_postgresql_a_wrong_password_is_explained_without_it(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    url = postgres_server.url(postgres_database, password="Wr0ngPassw0rd")
+    message = await refusal(url)
+    assert url.replace(":Wr0ngPassw0rd@", ":***@") in message
+    assert "Wr0ngPassw0rd" not in message and postgres_server.password not in message
+    assert "password authentication failed" in message
+    assert "refused user 'cxprobe'" in message and "${VAR}" in message
+
+
+async def test_postgresql_a_server_that_cannot_be_reached_is_explained(
+    postgres_server: PostgresServer,
+) -> None:
+    closed_port = free_port()  # nothing listens there
+    message = await refusal(postgres_server.url("cxprobe", port=closed_port))
+    assert f"postgresql+asyncpg://cxprobe:***@127.0.0.1:{closed_port}/cxprobe" in message
+    assert postgres_server.password not in message
+    assert f"127.0.0.1:{closed_port} cannot be reached" in message
+    assert "that the server is running" in message
+
+
+async def test_postgresql_a_missing_database_is_explained(postgres_server: PostgresServer) -> None:
+    message = await refusal(postgres_server.url("no_such_store"))
+    assert 'database "no_such_store" does not exist' in message
+    assert "CREATE DATABASE no_such_store OWNER cxprobe" in message
+    assert postgres_server.password not in message
+
+
+async def test_postgresql_a_url_without_an_async_driver_is_explained(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    url = postgres_server.url(postgres_database).replace("postgresql+asyncpg", "postgresql")
+    message = await refusal(url)  # SQLAlchemy's default driver for postgresql:// is psycopg2
+    assert "async driver" in message and "postgresql+asyncpg://" in message
+    assert postgres_server.password not in message
+
+
+async def test_a_reply_with_nul_characters_is_stored(store: EvidenceStore) -> None:
+    """A broken or hostile reply may carry NUL characters, which PostgreSQL's text refuses:
+    they are stored as U+FFFD (on both backends alike), the raw evidence byte for byte."""
+    result = new_result()
+    await store.claim_slot(result)
+    channel_reply, judged = reply("<r1\x00@acme.test>", 3.0)
+    raw = b"From: billing@acme.test\r\n\r\nAn\x00swer\r\n"
+    channel_reply = dataclasses.replace(
+        channel_reply,
+        text="An\x00swer",
+        subject="Re:\x00 Invoice",
+        headers={"X-Odd": "a\x00b"},
+        evidence=Evidence(kind="email", media_type="message/rfc822", content=raw),
+    )
+    judged = dataclasses.replace(judged, sender="bil\x00ling@acme.test")
+    assert await store.record_reply(result.run_id, channel_reply, judged)
+    assert not await store.record_reply(result.run_id, channel_reply, judged)
+    [stored] = await store.messages(result.run_id)
+    assert (stored.text, stored.subject, stored.sender) == (
+        "An\ufffdswer",
+        "Re:\ufffd Invoice",
+        "bil\ufffdling@acme.test",
+    )
+    assert stored.external_id == "<r1\ufffd@acme.test>"
+    assert stored.headers == {"X-Odd": "a\x00b"}  # JSON escapes it
+    assert await store.artifact_content(stored.artifacts[0].id) == raw
+    result.outcome, result.reason = Outcome.FAILED, "Provider\x00Error"
+    await store.finish(result)
+    loaded = await store.load_run(result.run_id)
+    assert loaded is not None and loaded.reason == "Provider\ufffdError"
+    late, judged = reply("<late\x00@acme.test>", 9000.0, late=True)
+    assert await store.record_reply(result.run_id, late, judged)  # amends the sealed run
+    snapshot = await store.snapshot(Scope(SLOT, SLOT + timedelta(days=1)))
+    assert snapshot.problems == [] and link_problems(snapshot.chain) == []
+    assert [entry.note for entry in snapshot.chain][-1].endswith("<late\ufffd@acme.test>")
+
+
+async def test_a_purge_and_late_replies_from_other_monitors_at_once(
+    store_backend: StoreBackend,
+) -> None:
+    """A purge deletes closed runs while other monitors record late replies to them: no
+    deadlock (every writer locks a run's row before the chain head), each reply is either
+    recorded (and amends the run before it goes) or refused as unknown, and the chain stays
+    valid."""
+    results = [new_result(slot=SLOT + timedelta(minutes=n)) for n in range(16)]
+    policy = PurgePolicy(
+        older_than=timedelta(days=1), keep_failures=timedelta(days=1), require_exported=False
+    )
+    async with monitors(store_backend.url, 3) as (purger, *repliers):
+        for result in results:
+            await purger.claim_slot(result)
+            await purger.finish(closed(result))
+
+        async def late_reply(n: int, result: RunResult) -> str:
+            late = reply(f"<late-{n}@acme.test>", 90000.0, late=True)
+            try:
+                await repliers[n % 2].record_reply(result.run_id, *late)
+            except UnknownRunError:
+                return "purged first"
+            return "recorded"
+
+        purge, *replies = await asyncio.gather(
+            purger.purge(policy, now=SLOT + timedelta(days=30)),
+            *(late_reply(n, result) for n, result in enumerate(results)),
+        )
+        assert isinstance(purge, PurgeReport)
+        async with purger._read() as conn:
+            chain = await conn.run_sync(entries_between, 1, 10**9)
+    assert sorted(run.run_id for run in purge.purged) == sorted(r.run_id for r in results)
+    assert set(replies) <= {"recorded", "purged first"}
+    assert link_problems(chain) == []
+    assert await store_backend.query("SELECT count(*) FROM runs") == [(0,)]
+    assert await store_backend.query("SELECT count(*) FROM messages") == [(0,)]
+
+
+async def test_postgresql_the_store_reconnects_after_its_connections_are_dropped(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    async with EvidenceStore(postgres_server.url(postgres_database)) as store:
+        first = new_result()
+        await store.claim_slot(first)  # the pool now holds a connection
+        dropped = postgres_server.sql(
+            postgres_database,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{postgres_database}' AND pid <> pg_backend_pid()",
+        )
+        assert dropped and all(row == ("t",) for row in dropped)
+        assert await store.claim_slot(new_result(slot=SLOT + timedelta(hours=1))) is Claim.CLAIMED
+        assert len(await store.recent_runs()) == 2
