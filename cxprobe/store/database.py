@@ -38,6 +38,7 @@ import hashlib
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -790,6 +791,27 @@ class EvidenceStore:
 # -- module helpers (no state) -----------------------------------------------------------------
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database to WAL (it stays so: later connections find it already set).
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at once,
+    without its busy handler, when another connection is switching or creating the same new
+    file (monitors starting together on a new store). That race lasts milliseconds and happens
+    only on a new database, so retry briefly within the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, durability, foreign keys and a busy timeout on every connection; and BEGIN issued
     by SQLAlchemy (IMMEDIATE for writers) instead of by the sqlite3 module, which would start
@@ -801,7 +823,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

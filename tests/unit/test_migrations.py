@@ -33,9 +33,17 @@ from cxprobe.store.migrations import (
 )
 from cxprobe.store.schema import metadata
 from tests.evidence_support import SECRETS, WEEK_START, load, populate, write_config
-from tests.unit.test_store import new_result, query, reply, sent, sqlite_url
+from tests.unit.test_store import new_result, reply, sent, sqlite_url
 
 HERE = Path(__file__).parent
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` read with plain sqlite3, not through the store under test."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql).fetchall()
+
+
 #: The DDL cxprobe wrote on SQLite before Alembic, dumped from sqlite_master (frozen).
 OLD_SCHEMA = {1: HERE / "store_schema_v1.sql", 2: HERE / "store_schema_v2.sql"}
 #: Every table that holds evidence, and so must keep every row through an upgrade.
