@@ -12,12 +12,13 @@ import psutil
 
 from bench.accuracy import measure as measure_accuracy
 from bench.capacity import measure as measure_capacity
+from bench.claims import measure as measure_claims
 from bench.metrics import measure as measure_metrics
 from bench.scheduler import measure as measure_scheduler
 from bench.webchat import LEVELS
 from bench.webchat import measure as measure_webchat
 
-PARTS = ("accuracy", "capacity", "scheduler", "metrics", "webchat")
+PARTS = ("accuracy", "capacity", "scheduler", "metrics", "claims", "webchat")
 
 
 def machine() -> dict[str, object]:
@@ -62,6 +63,9 @@ def main() -> None:
         "--chat-spread", type=float, default=2.0, help="webchat: seconds a round's starts span"
     )
     parser.add_argument(
+        "--claim-monitors", type=int, default=4, help="claims: monitors competing on PostgreSQL"
+    )
+    parser.add_argument(
         "--only", nargs="+", choices=PARTS, default=PARTS, help="the parts to run (default: all)"
     )
     args = parser.parse_args()
@@ -78,6 +82,8 @@ def main() -> None:
         )
     if "metrics" in args.only:
         figures["metrics"] = asyncio.run(measure_metrics(args.series, args.scrapes))
+    if "claims" in args.only:
+        figures["claims"] = asyncio.run(measure_claims(args.claim_monitors))
     if "webchat" in args.only:
         levels = tuple(int(level) for level in args.chat_levels.split(","))
         figures["webchat"] = asyncio.run(

@@ -295,7 +295,8 @@ class PostgresServer:
             raise AssertionError(
                 f"{' '.join(command[:1])} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
             )
-        return done.stdout
+        # str: the keyword arguments spread from a dict hide text=True from the type checker.
+        return str(done.stdout)
 
     def _log_text(self) -> str:
         with contextlib.suppress(FileNotFoundError):
