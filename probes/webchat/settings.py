@@ -14,12 +14,11 @@ selector is then read inside that frame.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from probes.settings import Strict
+from probes.settings import Strict, valid_regex
 
 #: Debian's Chromium (apt-get install chromium); Playwright's own browser downloads are not used.
 DEBIAN_CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -34,15 +33,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--no-first-run",
 )
-
-
-def _valid_regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
-    return value
 
 
 class BrowserSettings(Strict):
@@ -142,7 +132,7 @@ class MessageSelectors(Strict):
     @field_validator("bot_author", "handoff")
     @classmethod
     def _valid_regexes(cls, value: str | None) -> str | None:
-        return _valid_regex(value)
+        return None if value is None else valid_regex(value)
 
 
 class EndChat(Strict):
