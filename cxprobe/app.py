@@ -31,7 +31,7 @@ from cxprobe.runner import Runner
 from cxprobe.scheduler import CheckScheduler, ScheduleChange
 from cxprobe.server import HttpServer
 from cxprobe.settings import Check, Config, load_config
-from cxprobe.store.database import EvidenceStore
+from cxprobe.store.database import EvidenceStore, LeaseHolder
 from exporters.metrics import CheckSeries, MonitorMetrics
 from probes import CHANNEL_TYPES
 from scenarios.engine import Clock, utc_now
@@ -160,8 +160,9 @@ async def open_monitor(
         metrics = MonitorMetrics(registry, __version__)
         metrics.declare_checks(check_series(config))
         metrics.config_reloaded(True)
+        holder = LeaseHolder(name=config.monitor.name, timeout=config.monitor.lease_timeout)
         store = await stack.enter_async_context(
-            EvidenceStore(config.monitor.store_url, logger=logger.getChild("store"))
+            EvidenceStore(config.monitor.store_url, logger=logger.getChild("store"), holder=holder)
         )
         runner = Runner(
             config,

@@ -5,6 +5,11 @@ outcomes; probes and the engine never see the store or the metrics. A run is cla
 store (check, slot) before anything is sent, its contact and every reply are persisted as they
 happen, and runs left open by a previous process are resumed (or marked ``interrupted`` when
 there is nothing to resume).
+
+Several monitors may share one store: each open run is leased to the process that claimed it
+(:mod:`cxprobe.store.leases`, kept by :class:`~cxprobe.lease_keeper.LeaseKeeper`). A run whose
+monitor died is taken over and resumed here; a run this process drove and lost (it was paused
+past its lease) is dropped without another write, and its new owner finishes it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cxprobe.lease_keeper import LeaseKeeper
 from cxprobe.settings import Check, Config
-from cxprobe.store.database import Claim, EvidenceStore, OpenRun
+from cxprobe.store.database import Claim, EvidenceStore, LeaseLostError, OpenRun
 from exporters.metrics import MonitorMetrics
 from probes import CHANNEL_TYPES
 from probes.base import (
@@ -53,6 +59,11 @@ from scenarios.verdicts import Judge, slo_events
 
 #: Why a run whose contact never left is ``interrupted``.
 NOT_SENT = "the monitor stopped before the contact was sent"
+#: Why a run taken over from another monitor before its contact was recorded is ``interrupted``.
+NOT_RECORDED_SENT = (
+    "the monitor that claimed this slot stopped before it recorded the contact as sent "
+    "(the contact may have left; it is not sent again)"
+)
 #: Default runs in progress at once per channel, when the config does not say.
 DEFAULT_CONCURRENCY = 8
 #: Longest a channel may take to end a conversation (hang up a call, leave a chat).
@@ -71,6 +82,11 @@ class _Hooks:
 
     async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None:
         await self.store.record_reply(result.run_id, reply, observed)
+
+    async def may_send(self, result: RunResult) -> None:
+        # A paused monitor whose run was taken over must not send a follow-up the new owner
+        # sends too: the lease is checked right before (its writes are fenced as well).
+        await self.store.check_lease(result.run_id)
 
     async def followed_up(self, result: RunResult, sent: Sent) -> None:
         await self.store.record_follow_up(result.run_id, sent)
@@ -134,6 +150,11 @@ class Runner:
     #: Runs this process drives (or is about to resume), each set once it is finished.
     _driven: dict[str, asyncio.Event] = field(default_factory=dict)
     _late_replies: set[asyncio.Task[None]] = field(default_factory=set)
+    #: The task driving each run, to stop it when its lease is lost.
+    _drivers: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    #: Runs whose lease another monitor took over while this process drove them.
+    _lost: set[str] = field(default_factory=set)
+    leases: LeaseKeeper | None = None
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Create and start the channels the configuration uses; resume open runs."""
@@ -163,6 +184,16 @@ class Runner:
         for target_id, target in self.config.targets.items():
             self._calendars[target_id] = BusinessCalendar(target.business_hours)
         stack.push_async_callback(self.stop)
+        self.leases = LeaseKeeper(
+            self.store,
+            self.config.monitor.location,
+            self.metrics,
+            self.logger.getChild("leases"),
+            driven=lambda: list(self._driven),
+            lost=self._lease_lost,
+            resume=self._resume,
+        )
+        await self.leases.start(stack)
 
     def reconfigure(self, config: Config) -> None:
         """Start later runs on ``config`` (a reload, cxprobe.app.Monitor.reload); runs in
@@ -246,10 +277,24 @@ class Runner:
 
     async def _drive(self, check: Check, result: RunResult, resume: OpenRun | None) -> RunResult:
         finished = self._driven.setdefault(result.run_id, asyncio.Event())
+        driver = asyncio.current_task()
+        assert driver is not None
+        self._drivers[result.run_id] = driver
         try:
             return await self._drive_to_the_end(check, result, resume)
+        except LeaseLostError as exc:
+            self._log_lease_lost(result, exc)
+            return result
+        except asyncio.CancelledError:
+            if result.run_id not in self._lost:
+                raise
+            driver.uncancel()  # stopped by _lease_lost, not by a shutdown
+            self._log_lease_lost(result, None)
+            return result
         finally:
             del self._driven[result.run_id]
+            self._drivers.pop(result.run_id, None)
+            self._lost.discard(result.run_id)
             finished.set()
 
     async def _drive_to_the_end(
@@ -267,7 +312,8 @@ class Runner:
         except asyncio.CancelledError:
             # Shutdown. A sent contact stays open in the store and is resumed by the next
             # process; one that was never sent cannot be, and is recorded as interrupted.
-            if result.sent_at is None:
+            # A run whose lease was lost is not this process's to record.
+            if result.sent_at is None and result.run_id not in self._lost:
                 result.outcome = Outcome.INTERRUPTED
                 result.reason = NOT_SENT
                 await asyncio.shield(self._finish(result))
@@ -275,6 +321,8 @@ class Runner:
         except ProbeError as exc:
             result.outcome = Outcome(exc.outcome)
             result.reason = f"{type(exc).__name__}: {exc}"
+        except LeaseLostError:
+            raise  # another monitor drives the run now (handled by _drive)
         except Exception as exc:
             # A probe bug must never kill the scheduler: record it as the run's outcome.
             self.logger.exception("run crashed", extra={"check": check.id})
@@ -388,10 +436,21 @@ class Runner:
     # -- restarts and late replies ---------------------------------------------------------
 
     async def resume_open_runs(self) -> int:
-        """Continue the runs a previous process left open; return how many were resumed."""
+        """At start: take over and continue the open runs of this location that no live
+        monitor holds (an earlier process of this monitor's, a dead monitor's, runs from before
+        leases); from then on the lease keeper takes over expired leases as they lapse.
+        Returns how many runs were resumed."""
+        assert self.leases is not None, "start() first"
+        return await self.leases.take_over()
+
+    async def _resume(self, open_runs: list[OpenRun]) -> int:
+        """Continue runs whose lease this process has just taken; a run that cannot be resumed
+        is finished as ``interrupted``. Returns how many are resumed."""
         resumed = 0
-        for open_run in await self.store.open_runs(location=self.config.monitor.location):
+        for open_run in open_runs:
             result = open_run.result
+            if result.run_id in self._driven:
+                continue  # already driven here (cannot happen: leases are per process)
             check = self.config.check(result.check_id)
             resumable = (
                 check is not None
@@ -402,7 +461,7 @@ class Runner:
             if not resumable or check is None:
                 result.outcome = Outcome.INTERRUPTED
                 result.reason = (
-                    NOT_SENT
+                    NOT_RECORDED_SENT
                     if result.sent_at is None
                     else "the monitor stopped and this channel cannot resume a conversation"
                     if check is not None
@@ -417,6 +476,24 @@ class Runner:
             task.add_done_callback(self._tasks.discard)
             resumed += 1
         return resumed
+
+    def _lease_lost(self, run_id: str) -> None:
+        """Another monitor holds the lease of a run this process drives: stop driving it,
+        without writing anything more (the new owner resumes and finishes it)."""
+        self._lost.add(run_id)
+        driver = self._drivers.get(run_id)
+        if driver is not None:
+            driver.cancel()
+
+    def _log_lease_lost(self, result: RunResult, error: LeaseLostError | None) -> None:
+        self.logger.warning(
+            "run lease lost: another monitor took the run over, this one leaves it",
+            extra={
+                "check": result.check_id,
+                "run_id": result.run_id,
+                "error": describe_error(error) if error is not None else None,
+            },
+        )
 
     async def _unmatched(self, kind: str, reply: Reply) -> None:
         """A reply no open conversation claimed: a late reply to a finished run, or noise."""
@@ -479,16 +556,28 @@ class Runner:
         )
 
     async def stop(self) -> None:
-        """Cancel runs in progress; sent contacts stay open in the store for the next start."""
+        """Cancel runs in progress; sent contacts stay open in the store, and their leases are
+        released so that another monitor of the location (or this one, restarted) takes them
+        over at once rather than after the lease timeout."""
+        if self.leases is not None:
+            await self.leases.stop()
         tasks = [*self._tasks, *self._late_replies]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            released = await self.store.release_leases()
+        except Exception as exc:  # the leases then expire after the timeout instead
+            self.logger.warning("leases not released", extra={"error": describe_error(exc)})
+            return
+        if released:
+            self.logger.info("leases released", extra={"runs": released})
 
     def health(self) -> Mapping[str, Any]:
         return {
             "runs_in_progress": len(self._tasks),
             "open_runs": dict(self._open),
+            "leases": self.leases.health() if self.leases is not None else None,
             "channels": {kind: channel.health() for kind, channel in self.channels.items()},
         }
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from cxprobe.errors import ConfigError
+from cxprobe.store.leases import DEFAULT_LEASE_TIMEOUT, default_monitor_name
 from cxprobe.store.retention import Retention
 from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
 from probes import CHANNEL_TYPES
@@ -47,6 +48,21 @@ class HttpSettings(Strict):
 
 class MonitorSettings(Strict):
     location: str = Field("default", description="Where this monitor runs (a `locations` key).")
+    name: str = Field(
+        default_factory=default_monitor_name,
+        min_length=1,
+        max_length=200,
+        description="This monitor among those sharing the store (unique per monitor): "
+        "$CXPROBE_MONITOR_NAME, else the host's name. A restarted monitor takes back at once "
+        "the open runs its earlier process held under this name.",
+    )
+    lease_timeout: Duration = Field(
+        DEFAULT_LEASE_TIMEOUT,
+        ge=1,
+        description="Longest an open run stays with a monitor that stopped renewing its lease "
+        "(died, hung, cut off from the store) before another monitor of the location takes it "
+        "over.",
+    )
     store_url: str = Field(
         "sqlite+aiosqlite:///data/cxprobe.db", description="SQLAlchemy URL of the evidence store."
     )

@@ -70,6 +70,7 @@ class MonitorMetrics:
         self._declare_run_metrics(registry)
         self._declare_check_metrics(registry)
         self._declare_monitor_metrics(registry)
+        self._declare_lease_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -201,6 +202,37 @@ class MonitorMetrics:
             registry=registry,
         )
 
+    def _declare_lease_metrics(self, registry: CollectorRegistry) -> None:
+        """Leases on open runs (several monitors sharing a store, cxprobe.store.leases)."""
+        location = ["location"]
+        self.leases_held = Gauge(
+            "cxprobe_leases_held",
+            "Open runs whose lease this monitor process holds (renewed every sixth of "
+            "monitor.lease_timeout).",
+            location,
+            registry=registry,
+        )
+        self.runs_taken_over = Counter(
+            "cxprobe_runs_taken_over_total",
+            "Open runs this monitor took over: their monitor stopped renewing its lease, or "
+            "was an earlier process of this monitor.",
+            location,
+            registry=registry,
+        )
+        self.leases_lost = Counter(
+            "cxprobe_leases_lost_total",
+            "Runs this monitor was driving whose lease another monitor took over (this one "
+            "was paused or cut off from the store for longer than the lease timeout).",
+            location,
+            registry=registry,
+        )
+        self.lease_renewal_failures = Counter(
+            "cxprobe_lease_renewal_failures_total",
+            "Lease renewals that failed (the store could not be reached or refused).",
+            location,
+            registry=registry,
+        )
+
     # -- configuration ---------------------------------------------------------------------
 
     def declare_checks(self, checks: Sequence[CheckSeries]) -> None:
@@ -324,6 +356,22 @@ class MonitorMetrics:
         # A slot started early (clock step, coarse timer) is on time, not negative lag: a
         # negative observation would corrupt the histogram's _sum.
         self.scheduler_lag.observe(max(0.0, seconds))
+
+    def set_leases_held(self, location: str, count: int) -> None:
+        """How many open runs this process holds the lease of, as its last renewal found."""
+        self.leases_held.labels(location).set(count)
+
+    def record_taken_over(self, location: str, count: int) -> None:
+        """``count`` open runs were just taken over."""
+        self.runs_taken_over.labels(location).inc(count)
+
+    def record_lease_lost(self, location: str) -> None:
+        """A run this process drove is leased to another monitor now."""
+        self.leases_lost.labels(location).inc()
+
+    def record_lease_renewal_failure(self, location: str) -> None:
+        """A renewal of this process's leases failed."""
+        self.lease_renewal_failures.labels(location).inc()
 
     # -- internals -------------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ class RunHooks(Protocol):
 
     async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None: ...
 
+    async def may_send(self, result: RunResult) -> None:
+        """Raise if this process may no longer send in the run's conversation."""
+
     async def followed_up(self, result: RunResult, sent: Sent) -> None: ...
 
     async def follow_up_failed(self, result: RunResult, error: ProbeError) -> None: ...
@@ -184,6 +187,7 @@ async def listen(
 async def _follow_up(
     conversation: Conversation, contact: Contact, judge: Judge, hooks: RunHooks
 ) -> None:
+    await hooks.may_send(judge.result)
     try:
         sent = await conversation.follow_up(contact)
     except ProbeError as exc:

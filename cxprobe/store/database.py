@@ -39,7 +39,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +74,17 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cxprobe.store.chain import ChainEntry, Scope
+from cxprobe.store.leases import (
+    LeaseHolder,
+    LeaseLostError,
+    Renewal,
+    check_lease,
+    database_now,
+    lease_columns,
+    release,
+    renew,
+    take_over,
+)
 from cxprobe.store.ledger import head, seal_run
 from cxprobe.store.migrations import SCHEMA_VERSION, SchemaState, prepare_store
 from cxprobe.store.retention import PurgePolicy, PurgeReport, purge_runs
@@ -83,6 +94,7 @@ from cxprobe.store.schema import (
     UnknownRunError,
     artifacts,
     channel_state,
+    in_chunks,
     messages,
     runs,
     slots,
@@ -97,8 +109,6 @@ DEFAULT_URL = "sqlite+aiosqlite:///data/cxprobe.db"
 #: How long a SQLite connection waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-#: How many ids go into one ``IN (...)`` list (well under SQLite's and asyncpg's limits).
-_IN_CHUNK = 500
 
 #: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
 _WRITES = "cxprobe_writes"
@@ -192,10 +202,14 @@ class EvidenceStore:
         *,
         logger: logging.Logger | None = None,
         upgrade_schema: bool = True,
+        holder: LeaseHolder | None = None,
     ) -> None:
         """``upgrade_schema=False`` opens the store only to read its schema's state
         (:attr:`schema`; ``cxprobe db current``): nothing is created or upgraded, and a store
-        that is not at this code's revision must not be used for anything else."""
+        that is not at this code's revision must not be used for anything else.
+
+        ``holder`` is the monitor process that claims runs through this store and holds their
+        leases (:mod:`cxprobe.store.leases`); by default a new session named after the host."""
         try:
             self.url: URL = make_url(url)
         except (ArgumentError, ValueError) as exc:
@@ -217,6 +231,8 @@ class EvidenceStore:
             asyncio.Lock() if self._sqlite else contextlib.nullcontext()
         )
         self._upgrade_schema = upgrade_schema
+        #: Who holds the leases of the runs claimed or taken over through this store.
+        self.holder = holder or LeaseHolder()
         #: The schema's revisions as opening found and left them (set by ``async with``).
         self.schema: SchemaState | None = None
 
@@ -445,7 +461,8 @@ class EvidenceStore:
                 await conn.execute(select(func.pg_advisory_xact_lock(lock)))
             claim = await _claim_in(conn, result, max_contacts, since)
             if claim is Claim.CLAIMED:
-                await conn.execute(insert(runs).values(_open_run_row(result, now)))
+                leased = lease_columns(self.holder, await database_now(conn))
+                await conn.execute(insert(runs).values(_open_run_row(result, now) | leased))
                 await conn.execute(
                     insert(slots).values(
                         check_id=result.check_id,
@@ -460,7 +477,8 @@ class EvidenceStore:
     async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
         """The channel accepted the contact: t0, its external id, resume state, evidence."""
         async with self._write() as conn:
-            updated = await conn.execute(
+            await self._lock_run(conn, run_id)
+            await conn.execute(
                 update(runs)
                 .where(runs.c.run_id == run_id)
                 .values(
@@ -470,8 +488,6 @@ class EvidenceStore:
                     expected_queue=expected_queue,
                 )
             )
-            if updated.rowcount == 0:
-                raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
             await _insert_outgoing(conn, run_id, sent)
             await _amend_if_closed(conn, run_id, "contact recorded after the run was sealed")
 
@@ -570,13 +586,10 @@ class EvidenceStore:
 
     async def _update(self, result: RunResult, note: str, **values: Any) -> None:
         async with self._write() as conn:
-            updated = await conn.execute(
+            await self._lock_run(conn, result.run_id)
+            await conn.execute(
                 update(runs).where(runs.c.run_id == result.run_id).values(_figures(result) | values)
             )
-            if updated.rowcount == 0:
-                raise UnknownRunError(
-                    f"no run {result.run_id!r} in the evidence store {self.where}"
-                )
             await _amend_if_closed(conn, result.run_id, note)
 
     # -- evidence chain, exports, retention --------------------------------------------------
@@ -633,12 +646,17 @@ class EvidenceStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def open_runs(self, *, location: str | None = None) -> list[OpenRun]:
-        """Runs not closed yet (left by a previous process), oldest slot first; only those of
-        ``location`` when given (another location's open runs are that monitor's, alive)."""
+    async def open_runs(
+        self, *, location: str | None = None, run_ids: Collection[str] | None = None
+    ) -> list[OpenRun]:
+        """Runs not closed yet, oldest slot first; only those of ``location`` and among
+        ``run_ids`` when given (see :meth:`take_over_leases`)."""
         query = select(runs).where(runs.c.status == OPEN)
         if location is not None:
             query = query.where(runs.c.location == location)
+        if run_ids is not None:
+            wanted = list(run_ids)
+            query = query.where(or_(*(runs.c.run_id.in_(chunk) for chunk in in_chunks(wanted))))
         async with self._read() as conn:
             rows = (await conn.execute(query.order_by(runs.c.slot_at, runs.c.created_at))).all()
             results = await _with_replies(conn, rows)
@@ -651,6 +669,51 @@ class EvidenceStore:
             for row, result in zip(rows, results, strict=True)
         ]
 
+    # -- leases ----------------------------------------------------------------------------
+
+    async def renew_leases(self, driven: Collection[str]) -> Renewal:
+        """Extend this process's leases; say which of the runs it drives (``driven``) another
+        monitor has taken over (:func:`cxprobe.store.leases.renew`)."""
+        async with self._write() as conn:
+            return await renew(conn, self.holder, driven)
+
+    async def take_over_leases(self, location: str, *, reclaim_own: bool = False) -> list[OpenRun]:
+        """Lease to this process the open runs of ``location`` no live monitor holds, and
+        return them to be resumed (:func:`cxprobe.store.leases.take_over`)."""
+        async with self._write() as conn:
+            taken = await take_over(conn, self.holder, location, reclaim_own=reclaim_own)
+        for run in taken:
+            self._logger.info(
+                "run lease taken over",
+                extra={
+                    "run_id": run.run_id,
+                    "previous_owner": run.previous_owner,
+                    "lease_expired_at": run.expired_at.isoformat() if run.expired_at else None,
+                },
+            )
+        if not taken:
+            return []
+        return await self.open_runs(run_ids=[run.run_id for run in taken])
+
+    async def check_lease(self, run_id: str) -> None:
+        """Raise :class:`LeaseLostError` if the run is open and leased to another process
+        (before a send, which no transaction can fence)."""
+        async with self._read() as conn:
+            found = await conn.execute(
+                select(
+                    runs.c.run_id, runs.c.status, runs.c.lease_owner, runs.c.lease_session
+                ).where(runs.c.run_id == run_id)
+            )
+            row = found.first()
+        if row is None:
+            raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+        check_lease(row, self.holder)
+
+    async def release_leases(self) -> int:
+        """End this process's leases now (it is stopping); returns how many it held."""
+        async with self._write() as conn:
+            return await release(conn, self.holder)
+
     async def find_run_by_thread_keys(self, keys: Iterable[str]) -> RunResult | None:
         """The run whose contact's external id or token is among ``keys`` (exact match);
         an external-id match wins over a token match, then the newest slot."""
@@ -658,8 +721,8 @@ class EvidenceStore:
         if not wanted:
             return None
         async with self._read() as conn:
-            by_id = or_(*(runs.c.sent_external_id.in_(chunk) for chunk in _chunks(wanted)))
-            by_token = or_(*(runs.c.token.in_(chunk) for chunk in _chunks(wanted)))
+            by_id = or_(*(runs.c.sent_external_id.in_(chunk) for chunk in in_chunks(wanted)))
+            by_token = or_(*(runs.c.token.in_(chunk) for chunk in in_chunks(wanted)))
             row = (
                 await conn.execute(
                     select(runs)
@@ -755,12 +818,19 @@ class EvidenceStore:
         seal, or missing from it with no amendment. Every writer of a run's content locks its
         row first (finishing updates it, which locks it too), so they take turns. SQLite's
         writes are serialised already (SQLAlchemy omits FOR UPDATE there).
+
+        An open run leased to another monitor process is refused (:class:`LeaseLostError`):
+        this process was paused or cut off past its lease and must no longer write to it.
         """
         found = await conn.execute(
-            select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update()
+            select(runs.c.run_id, runs.c.status, runs.c.lease_owner, runs.c.lease_session)
+            .where(runs.c.run_id == run_id)
+            .with_for_update()
         )
-        if found.first() is None:
+        row = found.first()
+        if row is None:
             raise UnknownRunError(f"no run {run_id!r} in the evidence store {self.where}")
+        check_lease(row, self.holder)
 
     async def _artifacts(self, conn: AsyncConnection, run_id: str) -> list[StoredArtifact]:
         rows = await conn.execute(
@@ -941,12 +1011,6 @@ def _figures(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
-    return [values[start : start + _IN_CHUNK] for start in range(0, len(values), _IN_CHUNK)] or [
-        values
-    ]
-
-
 async def _message_id(
     conn: AsyncConnection, run_id: str, direction: str, external_id: str
 ) -> int | None:
@@ -1020,7 +1084,7 @@ async def _with_replies(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list
     """Run rows as results, each with its replies (incoming messages) in arrival order."""
     results = [_result(row) for row in rows]
     by_id = {result.run_id: result for result in results}
-    for chunk in _chunks(list(by_id)):
+    for chunk in in_chunks(list(by_id)):
         replies = await conn.execute(
             select(messages)
             .where(messages.c.direction == IN, messages.c.run_id.in_(chunk))
@@ -1109,6 +1173,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claim",
     "EvidenceStore",
+    "LeaseHolder",
+    "LeaseLostError",
     "OpenRun",
     "SchemaVersionError",
     "StoreError",

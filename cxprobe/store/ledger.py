@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Row, and_, func, insert, select, update
 from cxprobe.store.chain import (
     AMENDMENT,
     RUN,
+    RUN_FIELDS,
     ChainEntry,
     canonical_json,
     entry_fields,
@@ -183,8 +184,11 @@ def load_content(
 
 
 def current_record_hash(conn: Connection, run_id: str) -> tuple[Row[Any], str] | None:
-    """The run's row and the record hash of its content as it is now (None: no such run)."""
-    row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+    """The run's row (the sealed columns) and the record hash of its content as it is now
+    (None: no such run). Only the sealed columns are read: the schema revisions that seal
+    runs (0002) run this on tables that later revisions extend."""
+    sealed_columns = [runs.c[name] for name in (*RUN_FIELDS, "thresholds")]
+    row = conn.execute(select(*sealed_columns).where(runs.c.run_id == run_id)).first()
     if row is None:
         return None
     by_messages, by_artifacts = load_content(conn, [run_id])

@@ -12,6 +12,7 @@ re-attaches UTC on the way out.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,6 +105,17 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
+#: How many ids go into one ``IN (...)`` list (well under SQLite's and asyncpg's limits).
+IN_CHUNK = 500
+
+
+def in_chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    """``values`` in lists short enough for one ``IN (...)`` each (one empty list if empty)."""
+    return [values[start : start + IN_CHUNK] for start in range(0, len(values), IN_CHUNK)] or [
+        values
+    ]
+
+
 #: An auto-incrementing 64-bit key (SQLite only auto-increments a plain INTEGER primary key).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -154,12 +166,18 @@ runs = Table(
     Column("reason", OutsideText, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
+    # The lease on an open run (cxprobe.store.leases): the owning monitor's name, its process
+    # (a new session each start) and when another monitor may take the run over.
+    Column("lease_owner", Name),
+    Column("lease_session", String(36)),
+    Column("lease_expires_at", UtcDateTime),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
     Index(None, "check_id", "slot_at"),
     Index(None, "target", "channel", "sent_at"),
     Index(None, "slot_at"),
     Index(None, "status"),
     Index(None, "sent_external_id"),
+    Index(None, "status", "location"),
 )
 
 #: Every slot ever claimed, per location (monitors at several locations may share one store and

@@ -83,12 +83,16 @@ class RecordingHooks:
     sent_ids: list[str] = field(default_factory=list)
     replies: list[ObservedReply] = field(default_factory=list)
     failures: list[ProbeError] = field(default_factory=list)
+    send_checks: int = 0
 
     async def sent(self, result: RunResult, sent: Sent) -> None:
         self.sent_ids.append(sent.external_id)
 
     async def reply(self, result: RunResult, reply: Reply, observed: ObservedReply) -> None:
         self.replies.append(observed)
+
+    async def may_send(self, result: RunResult) -> None:
+        self.send_checks += 1
 
     async def followed_up(self, result: RunResult, sent: Sent) -> None:
         self.sent_ids.append(sent.external_id)

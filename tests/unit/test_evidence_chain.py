@@ -19,7 +19,7 @@ from cxprobe.store.chain import (
     record_hash,
     run_record,
 )
-from cxprobe.store.database import SCHEMA_VERSION, EvidenceStore
+from cxprobe.store.database import SCHEMA_VERSION, EvidenceStore, LeaseHolder
 from cxprobe.store.ledger import entries_between
 from scenarios.model import Outcome, RoutingResult, SloName
 from tests.stores import StoreBackend
@@ -189,9 +189,10 @@ async def test_finish_seals_and_a_late_reply_amends(store_backend: StoreBackend)
 async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(
     store_backend: StoreBackend,
 ) -> None:
+    holder = LeaseHolder()  # the chain is under test here, not the leases: both may finish
     async with (
-        EvidenceStore(store_backend.url) as first,
-        EvidenceStore(store_backend.url) as second,
+        EvidenceStore(store_backend.url, holder=holder) as first,
+        EvidenceStore(store_backend.url, holder=holder) as second,
     ):
         results = [new_result(slot=SLOT + timedelta(minutes=i)) for i in range(40)]
         for result in results:
@@ -207,12 +208,17 @@ async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(
 
 
 async def downgrade_to_version_1(backend: StoreBackend) -> None:
-    """What a schema 1 store looked like: no chain or export tables, no Alembic revision
-    (tests/unit/test_migrations.py builds one from the old code's DDL as well)."""
+    """What a schema 1 store looked like: no chain or export tables, no run leases, no Alembic
+    revision (tests/unit/test_migrations.py builds one from the old code's DDL as well)."""
     await backend.execute(
         *(
             f"DROP TABLE {table}"
             for table in ("exported_runs", "exports", "chain", "chain_head", "alembic_version")
+        ),
+        "DROP INDEX ix_runs_status_location",
+        *(
+            f"ALTER TABLE runs DROP COLUMN {column}"
+            for column in ("lease_owner", "lease_session", "lease_expires_at")
         ),
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
@@ -234,9 +240,8 @@ async def test_upgrading_a_version_1_store_seals_its_closed_runs(
     assert await store_backend.query("SELECT max(version) FROM schema_version") == [(1,)]
     async with EvidenceStore(store_backend.url) as store:
         entries = await chain_rows(store)
-        assert SCHEMA_VERSION == 2
         versions = await store_backend.query("SELECT version FROM schema_version ORDER BY 1")
-        assert versions == [(1,), (2,)]
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert sorted(e.run_id or "" for e in entries) == sorted(r.run_id for r in closed)
         assert {e.note for e in entries} == {"sealed when the store was upgraded to schema 2"}
         assert link_problems(entries) == []

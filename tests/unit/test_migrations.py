@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from cxprobe.cli import app
@@ -51,13 +51,17 @@ DATA_TABLES = ("runs", "slots", "messages", "artifacts", "channel_state")
 
 #: A revision after the head, as a later cxprobe might add: it recreates ``runs`` on SQLite,
 #: the table every other one refers to (with ON DELETE CASCADE).
+#: The ``schema_version`` rows of a store at this code's head.
+ALL_VERSIONS = [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+#: Numbered after this code's head, whatever it is.
+NEXT, AFTER_NEXT = f"{SCHEMA_VERSION + 1:04d}", f"{SCHEMA_VERSION + 2:04d}"
 LATER_REVISIONS = {
-    "v0003_run_notes.py": """
+    f"v{NEXT}_run_notes.py": f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "{NEXT}"
+down_revision = "{HEAD_REVISION}"
 branch_labels = None
 depends_on = None
 
@@ -70,11 +74,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     raise NotImplementedError
 """,
-    "v0004_run_notes_index.py": """
+    f"v{AFTER_NEXT}_run_notes_index.py": f"""
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "{AFTER_NEXT}"
+down_revision = "{NEXT}"
 branch_labels = None
 depends_on = None
 
@@ -98,6 +102,31 @@ def ddl(path: Path) -> set[str]:
     """The store's schema as SQLite keeps it (statements, whitespace normalised)."""
     rows = query(path, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
     return {" ".join(str(sql).split()) for (sql,) in rows}
+
+
+def structure(path: Path) -> dict[str, object]:
+    """Every table's columns (name, type, nullable, default), primary key, foreign keys,
+    unique and check constraints and indexes, as SQLAlchemy reflects them."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            inspector = inspect(conn)
+            return {
+                table: {
+                    "columns": sorted(
+                        (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                        for c in inspector.get_columns(table)
+                    ),
+                    "primary_key": inspector.get_pk_constraint(table),
+                    "foreign_keys": sorted(map(repr, inspector.get_foreign_keys(table))),
+                    "unique": sorted(map(repr, inspector.get_unique_constraints(table))),
+                    "checks": sorted(map(repr, inspector.get_check_constraints(table))),
+                    "indexes": sorted(map(repr, inspector.get_indexes(table))),
+                }
+                for table in inspector.get_table_names()
+            }
+    finally:
+        engine.dispose()
 
 
 def old_ddl(version: int) -> set[str]:
@@ -135,7 +164,9 @@ def as_old_store(source: Path, target: Path, version: int) -> None:
         conn.execute("ATTACH DATABASE ? AS source", (str(source),))
         tables = [*DATA_TABLES, *(("chain", "chain_head", "exports", "exported_runs"))]
         for table in tables[: len(DATA_TABLES)] if version == 1 else tables:
-            conn.execute(f"INSERT INTO {table} SELECT * FROM source.{table}")
+            # The columns that version had (later revisions add some).
+            columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM source.{table}")
         conn.executemany(
             "INSERT INTO schema_version VALUES (?, '2025-01-01 00:00:00.000000')",
             [(number,) for number in range(1, version + 1)],
@@ -200,18 +231,28 @@ async def test_a_new_store_is_created_at_head_with_exactly_the_metadata(db_path:
     finally:
         engine.dispose()
     assert differences == []
-    assert query(db_path, "SELECT version FROM schema_version") == [(1,), (2,)]
+    assert query(db_path, "SELECT version FROM schema_version") == ALL_VERSIONS
 
 
-async def test_a_new_store_has_the_tables_the_old_code_created(db_path: Path) -> None:
+async def test_a_new_store_has_the_schema_of_an_old_store_upgraded(
+    db_path: Path, tmp_path: Path
+) -> None:
     async with EvidenceStore(sqlite_url(db_path)):
         pass
-    alembic_version = {
-        "CREATE TABLE alembic_version ( version_num VARCHAR(32) NOT NULL, "
-        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num) )"
-    }
-    assert ddl(db_path) == old_ddl(2) | alembic_version
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:
+        conn.executescript(OLD_SCHEMA[2].read_text())
+        conn.executemany(
+            "INSERT INTO schema_version VALUES (?, '2025-01-01 00:00:00.000000')", [(1,), (2,)]
+        )
+        conn.commit()
+    assert ddl(old) == old_ddl(2)
     assert old_ddl(1) < old_ddl(2)
+    async with EvidenceStore(sqlite_url(old)):
+        pass
+    # SQLite keeps the DDL as written (ALTER TABLE appends columns after the constraints), so
+    # compare what the DDL means: columns, keys, indexes and constraints of every table.
+    assert structure(old) == structure(db_path)
 
 
 # -- stores written before Alembic -------------------------------------------------------------
@@ -231,7 +272,7 @@ def test_a_version_1_store_of_the_old_code_keeps_every_run_and_gets_a_valid_chai
     assert state.legacy_version == 1 and state.upgraded
     assert counts(old) == before
     assert ddl(old) == ddl(db_path)
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == ALL_VERSIONS
     assert query(old, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     sealed = query(old, "SELECT run_id, kind, note FROM chain ORDER BY seq")
     assert {run_id for run_id, _, _ in sealed} == closed_runs(old)
@@ -271,12 +312,13 @@ async def test_a_version_2_store_of_the_old_code_is_stamped_and_its_chain_left_a
     assert len(chain_before) == 24
     async with EvidenceStore(sqlite_url(old)) as store:
         assert store.schema is not None
-        assert (store.schema.found, store.schema.revision) == (HEAD_REVISION, HEAD_REVISION)
-        assert store.schema.stamped and not store.schema.upgraded
+        assert (store.schema.found, store.schema.revision) == ("0002", HEAD_REVISION)
+        assert store.schema.stamped
+        assert store.schema.upgraded == (HEAD_REVISION != "0002")
     assert counts(old) == before
     assert query(old, "SELECT * FROM chain ORDER BY seq") == chain_before
     assert query(old, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == ALL_VERSIONS
     assert chain_problems(old) == []
 
 
@@ -294,7 +336,7 @@ async def test_two_monitors_upgrading_one_old_store_at_once_seal_each_run_once(
         states = [store.schema for store in opened]
     assert sorted(bool(state and state.upgraded) for state in states) == [False, True]
     assert len(query(old, "SELECT seq FROM chain")) == len(closed_runs(old)) == 24
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == ALL_VERSIONS
     assert chain_problems(old) == []
 
 
@@ -314,20 +356,21 @@ async def test_later_revisions_run_in_order_and_a_recreated_table_loses_no_row(
     async with EvidenceStore(sqlite_url(db_path)) as store:
         assert store._writer is not None
         state = await prepare_store(store._writer, store.where, config=config)
-        assert (state.found, state.revision) == (HEAD_REVISION, "0004")
+        assert (state.found, state.revision) == (HEAD_REVISION, AFTER_NEXT)
         again = await prepare_store(store._writer, store.where, config=config)
-        assert (again.found, again.revision, again.upgraded) == ("0004", "0004", False)
+        assert (again.found, again.revision, again.upgraded) == (AFTER_NEXT, AFTER_NEXT, False)
         async with store._read() as conn:
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
     # runs was dropped and recreated: with foreign keys on, its messages would have gone too.
     assert counts(db_path) == before
     assert query(db_path, "SELECT count(*) FROM runs WHERE notes IS NULL") == [(before["runs"],)]
     assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == [
-        (v,) for v in range(1, 5)
+        (v,) for v in range(1, SCHEMA_VERSION + 3)
     ]
     assert chain_problems(db_path) == []
-    # This cxprobe (head 0002) now refuses the store.
-    with pytest.raises(SchemaVersionError, match=r"schema version 4 \(revision 0004\)"):
+    # This cxprobe now refuses the store.
+    newest = rf"schema version {SCHEMA_VERSION + 2} \(revision {AFTER_NEXT}\)"
+    with pytest.raises(SchemaVersionError, match=newest):
         async with EvidenceStore(sqlite_url(db_path)):
             pass
 

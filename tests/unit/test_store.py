@@ -18,6 +18,7 @@ from cxprobe.store.database import (
     SCHEMA_VERSION,
     Claim,
     EvidenceStore,
+    LeaseHolder,
     StoreError,
     UnknownRunError,
 )
@@ -123,8 +124,7 @@ async def test_a_new_store_has_the_current_schema_and_no_runs(
 ) -> None:
     # Created by running every revision, each recorded for cxprobe from before Alembic too.
     assert await store_backend.query("SELECT version FROM schema_version ORDER BY 1") == [
-        (1,),
-        (SCHEMA_VERSION,),
+        (version,) for version in range(1, SCHEMA_VERSION + 1)
     ]
     assert await store_backend.query("SELECT version_num FROM alembic_version") == [
         (HEAD_REVISION,)
@@ -528,9 +528,10 @@ async def test_five_hundred_concurrent_replies(store_backend: StoreBackend) -> N
 
 
 async def test_two_stores_write_one_database_at_once(store_backend: StoreBackend) -> None:
+    holder = LeaseHolder()  # one monitor's two engines: both may write to its run
     async with (
-        EvidenceStore(store_backend.url) as one,
-        EvidenceStore(store_backend.url) as other,
+        EvidenceStore(store_backend.url, holder=holder) as one,
+        EvidenceStore(store_backend.url, holder=holder) as other,
     ):
         result = new_result()
         await one.claim_slot(result)
@@ -604,14 +605,19 @@ async def test_channel_state_is_saved_replaced_and_kept_per_channel(
 # -- several monitors on one database ------------------------------------------------------------
 
 #: Monitor processes sharing one store in the tests below: each its own EvidenceStore (engine
-#: and connection pool), as separate processes would have.
+#: and connection pool), as separate processes would have. They share one lease holder: these
+#: tests are about the store's transactions racing, where any writer may touch any run;
+#: tests/unit/test_leases.py has monitors that each hold their own leases.
 MONITORS = 4
 
 
 @contextlib.asynccontextmanager
 async def monitors(url: str, count: int = MONITORS) -> AsyncIterator[list[EvidenceStore]]:
+    holder = LeaseHolder()
     async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(EvidenceStore(url)) for _ in range(count)]
+        yield [
+            await stack.enter_async_context(EvidenceStore(url, holder=holder)) for _ in range(count)
+        ]
 
 
 async def test_several_monitors_open_a_new_store_at_once(store_backend: StoreBackend) -> None:
@@ -622,8 +628,7 @@ async def test_several_monitors_open_a_new_store_at_once(store_backend: StoreBac
         assert [await store.chain_head() for store in opened] == [(0, "0" * 64)] * MONITORS
     # Created once: every revision recorded once, one chain head.
     assert await store_backend.query("SELECT version FROM schema_version ORDER BY 1") == [
-        (1,),
-        (SCHEMA_VERSION,),
+        (version,) for version in range(1, SCHEMA_VERSION + 1)
     ]
     assert await store_backend.query("SELECT version_num FROM alembic_version") == [
         (HEAD_REVISION,)
