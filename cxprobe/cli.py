@@ -25,6 +25,7 @@ from cxprobe.app import Monitor, open_monitor
 from cxprobe.cli_config import ConfigOption, load_or_exit
 from cxprobe.cli_db import db_app
 from cxprobe.cli_evidence import evidence_app, report
+from cxprobe.cli_plan import plan
 from cxprobe.rules.common import DEFAULT_DOCS_URL
 from cxprobe.rules.generate import ProbedCheck, RuleOptions, generate_rules, regenerate_command
 from cxprobe.settings import Config
@@ -350,6 +351,7 @@ def version() -> None:
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(db_app, name="db")
 app.command()(report)
+app.command()(plan)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from cxprobe.errors import ConfigError
@@ -223,6 +224,21 @@ class Config(Strict):
     source: Path | None = Field(default=None, exclude=True)
     sha256: str = Field(default="", exclude=True)
 
+    @model_validator(mode="after")
+    def _plan_coverage(self) -> Config:
+        """Coverage schedules are planned in their target's calendar and rate limit (a check
+        naming an unknown target is reported by the cross-checks)."""
+        for check in self.checks:
+            target = self.targets.get(check.target)
+            if check.schedule.coverage is not None and target is not None:
+                check.schedule = check.schedule.planned(
+                    seed=check.id,
+                    hours=target.business_hours,
+                    contacts_per_hour=target.rate_limit.max_contacts_per_hour,
+                    contacts_per_slot=len(check.locations or self.locations) or 1,
+                )
+        return self
+
     def channel_settings(self, kind: str) -> BaseModel | None:
         """The ``channels.<kind>`` section (the channel's settings model), if configured."""
         section: BaseModel | None = getattr(self.channels, kind, None)
@@ -326,6 +342,7 @@ def _cross_check(config: Config) -> list[Problem]:
         *_sla_kind_problems(config),
         *_channel_problems(config),
         *_check_problems(config),
+        *_coverage_problems(config),
         *_series_problems(config),
     ]
 
@@ -465,6 +482,19 @@ def _check_channel_problems(
             )
         )
     return problems
+
+
+def _coverage_problems(config: Config) -> list[Problem]:
+    """Coverage plans that cannot keep their target's rate limit."""
+    return [
+        (("checks", index, "schedule", "coverage", "samples_per_week"), problem)
+        for index, check in enumerate(config.checks)
+        if check.enabled
+        and check.schedule.coverage is not None
+        and check.target in config.targets
+        and (plan := check.schedule.plan) is not None
+        and (problem := plan.fit_problem()) is not None
+    ]
 
 
 def _series_problems(config: Config) -> list[Problem]:

@@ -10,6 +10,13 @@ starts: a restart produces the same slots, so the store's (check, slot) claim st
 running twice, and slots already claimed in a store keep their times. Cron slots are the
 expression's times in its zone; where a cron figure must not depend on today (its nominal
 interval, its gaps), it is counted from the same epoch.
+
+**Coverage.** A ``coverage`` schedule's slots are a plan (:mod:`scenarios.coverage`) that
+samples every hour of the target's week in turn. The plan needs what the schedule section does
+not say (the target's calendar and rate limit, the check's id as its seed), so the
+configuration hands them over with :meth:`Schedule.planned`; the plan's weeks are local weeks
+counted from the slot epoch's date, and like interval slots they do not depend on when a
+monitor started.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from typing import NamedTuple
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from scenarios.coverage import Coverage, CoveragePlan
 from scenarios.durations import Duration
+from scenarios.hours import BusinessHours
 
 #: Interval slots are multiples of the interval counted from here; cron figures that must not
 #: depend on today start here too.
@@ -92,14 +101,39 @@ class Gaps(NamedTuple):
     three_slots: float
 
 
+class PlanTrigger(BaseTrigger):  # type: ignore[misc]
+    """Fires on a coverage plan's slots (as :class:`CronTrigger` does on a cron's)."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: CoveragePlan) -> None:
+        self.plan = plan
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        start = now if previous_fire_time is None else max(previous_fire_time + _NEXT, now)
+        slot = self.plan.following(start)
+        return None if slot is None else slot.at
+
+    def __str__(self) -> str:
+        return f"coverage[{self.plan.samples_per_week}/week]"
+
+
 class Schedule(BaseModel):
-    """When a check runs: ``every`` (aligned to :data:`SLOT_EPOCH`) or ``cron`` in a zone."""
+    """When a check runs: ``every`` (aligned to :data:`SLOT_EPOCH`), ``cron`` in a zone, or
+    ``coverage`` (a plan over the target's week, once :meth:`planned`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     every: Duration | None = Field(None, description="Run at this interval (aligned to epoch).")
     cron: str | None = Field(
         None, description="Five-field crontab expression (weekdays: 0 or 7 is Sunday, or names)."
+    )
+    coverage: Coverage | None = Field(
+        None,
+        description="Spread this many samples a week so every hour of the target's week is "
+        "sampled in turn (in its business-hours time zone).",
     )
     timezone: str = Field("UTC", description="Zone the cron expression is read in.")
     jitter: Duration = Field(0.0, description="Spread starts by up to this much per slot.")
@@ -109,11 +143,19 @@ class Schedule(BaseModel):
         "default: until the next slot is due.",
     )
 
+    _plan: CoveragePlan | None = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Schedule:
-        if (self.every is None) == (self.cron is None):
+        if sum(kind is not None for kind in (self.every, self.cron, self.coverage)) != 1:
             raise ValueError(
-                "give exactly one of 'every' (e.g. 15m) or 'cron' (e.g. '*/15 * * * *')"
+                "give exactly one of 'every' (e.g. 15m) or 'cron' (e.g. '*/15 * * * *') "
+                "or 'coverage' (e.g. {samples_per_week: 168})"
+            )
+        if self.coverage is not None and "timezone" in self.model_fields_set:
+            raise ValueError(
+                "a coverage plan follows the target's business_hours.timezone; remove "
+                "'timezone' from the schedule"
             )
         if self.every is not None and self.every < 1:
             raise ValueError("'every' must be at least 1s")
@@ -124,12 +166,55 @@ class Schedule(BaseModel):
                 raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
         return self
 
+    # -- the coverage plan -----------------------------------------------------------------
+
+    def planned(
+        self,
+        *,
+        seed: str,
+        hours: BusinessHours,
+        contacts_per_hour: int,
+        contacts_per_slot: int = 1,
+        weekly_quota: int | None = None,
+    ) -> Schedule:
+        """This schedule with its coverage plan made (itself unchanged for every/cron).
+
+        ``seed`` is the check's id (every monitor computes the same plan from it), ``hours``
+        the target's calendar, ``contacts_per_hour`` its rate limit on the channel and
+        ``contacts_per_slot`` the locations the check runs at; ``weekly_quota`` is a weekly
+        contact budget, if one applies."""
+        if self.coverage is None:
+            return self
+        planned = self.model_copy()
+        planned._plan = CoveragePlan(
+            seed=seed,
+            samples_per_week=self.coverage.samples_per_week,
+            hours=hours,
+            contacts_per_hour=contacts_per_hour,
+            contacts_per_slot=contacts_per_slot,
+            jitter=self.jitter,
+            weekly_quota=weekly_quota,
+        )
+        return planned
+
+    @property
+    def plan(self) -> CoveragePlan | None:
+        """The coverage plan (None for every/cron). Raises ``ValueError`` for a coverage
+        schedule that was never :meth:`planned` (the configuration plans every check's)."""
+        if self.coverage is not None and self._plan is None:
+            raise ValueError(
+                "a coverage schedule has no plan until Schedule.planned() is given the target"
+            )
+        return self._plan
+
     # -- what the scheduler fires ----------------------------------------------------------
 
     def trigger(self) -> BaseTrigger:
         """The APScheduler trigger that fires on this schedule's slots."""
         if self.every is not None:
             return IntervalTrigger(seconds=self.every, start_date=SLOT_EPOCH, timezone=UTC)
+        if (plan := self.plan) is not None:
+            return PlanTrigger(plan)
         return self._cron()
 
     @property
@@ -139,9 +224,12 @@ class Schedule(BaseModel):
 
     @property
     def interval(self) -> float:
-        """Nominal seconds between slots (cron: the gap after its first slot from the epoch)."""
+        """Nominal seconds between slots (cron: the gap after its first slot from the epoch;
+        coverage: a week over its samples)."""
         if self.every is not None:
             return self.every
+        if (plan := self.plan) is not None:
+            return plan.mean_gap
         fires = self._cron_fires(SLOT_EPOCH)
         first, second = next(fires), next(fires)
         return (second - first).total_seconds()
@@ -154,6 +242,9 @@ class Schedule(BaseModel):
         if self.every is not None:
             elapsed = (now - SLOT_EPOCH).total_seconds()
             return self._every_slot(int(elapsed // self.every))
+        if (plan := self.plan) is not None:
+            latest = plan.latest(now)
+            return None if latest is None else latest.at
         # Walk forward from the oldest slot still worth running; cron slots are a minute apart
         # at least, so this takes a handful of steps.
         slot: datetime | None = None
@@ -179,6 +270,9 @@ class Schedule(BaseModel):
                     yield slot
                 index += 1
             return
+        if (plan := self.plan) is not None:
+            yield from (slot.at for slot in plan.slots(start, end))
+            return
         for fire in self._cron_fires(start):
             if fire >= end:
                 return
@@ -191,6 +285,8 @@ class Schedule(BaseModel):
         Raises ``ValueError`` for a cron that fires less than twice in 800 days."""
         if self.every is not None:
             return Gaps(self.every, 3 * self.every)
+        if (plan := self.plan) is not None:
+            return self._plan_gaps(plan)
         slots = self._gaps_sample()
         if len(slots) < 2:
             raise ValueError(
@@ -223,6 +319,18 @@ class Schedule(BaseModel):
             # clocks go back, "a microsecond after" the second 01:30 would be before it and
             # the trigger would answer that 01:30 again, for ever.
             fire = trigger.get_next_fire_time(fire, fire.astimezone(UTC) + _NEXT)
+
+    def _plan_gaps(self, plan: CoveragePlan) -> Gaps:
+        """A plan's mean gap is exact; its longest three gaps are measured over a period of
+        its weeks (at least two, fewer for plans of very many slots)."""
+        weeks = max(2, min(plan.period_weeks + 1, _GAPS_MAX_SLOTS // plan.samples_per_week))
+        start = plan.week_start(0)
+        slots = list(self.slots(start, start + timedelta(weeks=weeks)))
+        seconds = [(later - earlier).total_seconds() for earlier, later in pairwise(slots)]
+        if len(seconds) < 3:
+            return Gaps(plan.mean_gap, 3 * max(seconds, default=plan.mean_gap))
+        three = max(sum(seconds[i : i + 3]) for i in range(len(seconds) - 2))
+        return Gaps(plan.mean_gap, three)
 
     def _gaps_sample(self) -> list[datetime]:
         slots: list[datetime] = []

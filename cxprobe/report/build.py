@@ -6,7 +6,8 @@
 
 Contents: key figures; SLA compliance per target, channel and period with the thresholds that
 applied; hour-of-week heatmaps (answer rate, median time to first answer) per target and
-channel in the target's local time; after-hours availability; routing correctness; the worst
+channel in the target's local time; 24/7 coverage (which hours of the week were sampled);
+after-hours availability; routing correctness; the worst
 incidents with evidence excerpts; a cross-channel comparison of each scenario; methodology.
 """
 
@@ -20,8 +21,11 @@ from pathlib import Path
 
 from cxprobe.report.charts import heatmap_png
 from cxprobe.report.data import (
+    DAYS,
+    CellSample,
     after_hours,
     compliance,
+    coverage_grids,
     cross_channel,
     heatmaps,
     local,
@@ -147,6 +151,35 @@ def _heatmap_section(runs: Sequence[RunResult], zones: Mapping[str, str]) -> Sec
     if not blocks:
         blocks.append(Text(("No contact was sent in this period.",)))
     return Section("Hour of week", tuple(blocks))
+
+
+COVERAGE_MARKS = {CellSample.SAMPLED: "●", CellSample.HOLIDAY_ONLY: "H", CellSample.NONE: "·"}
+
+
+def _coverage_section(runs: Sequence[RunResult], zones: Mapping[str, str]) -> Section:
+    blocks: list[Block] = []
+    for grid in coverage_grids(runs, zones):
+        blocks.append(
+            TableBlock(
+                title=f"{grid.target} · {grid.channel} ({grid.zone}): {grid.sampled} of "
+                f"168 hours sampled",
+                columns=("day", *(f"{hour:02d}" for hour in range(24))),
+                rows=tuple(
+                    (DAYS[weekday], *(COVERAGE_MARKS[cell] for cell in day))
+                    for weekday, day in enumerate(grid.cells)
+                ),
+            )
+        )
+    if not blocks:
+        return Section("24/7 coverage", (Text(("No contact was sent in this period.",)),))
+    note = Text(
+        (
+            "Each hour of the week in the target's local time: ● a contact was sent in it on "
+            "an ordinary day, H only on public holidays, · none. A complete grid evidences "
+            "round-the-clock responsiveness from probes, not from extrapolation.",
+        )
+    )
+    return Section("24/7 coverage", (note, *blocks))
 
 
 def _after_hours_section(runs: Sequence[RunResult]) -> Section:
@@ -325,6 +358,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
     sections = (
         _compliance_section(runs),
         heat,
+        _coverage_section(runs, options.zones),
         _after_hours_section(runs),
         _routing_section(runs),
         await _incidents_section(store, runs, options),

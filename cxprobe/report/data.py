@@ -10,6 +10,8 @@ Definitions (also printed in the report's methodology section):
   are evidence, not answers); the *answer rate* of an hour-of-week cell = answered / sent.
 - *Time to first answer* = first reply of any kind after t0; medians are over answered runs.
 - *Routing correctness* = correct / (correct + wrong); ``unknown`` routes are listed apart.
+- *Coverage*: an hour of the week (target-local) is *sampled* when a contact was sent in it on
+  an ordinary day; one reached only on public holidays is marked apart.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from probes.base import Responder
+from scenarios.coverage import HOURS_PER_WEEK, cell_of
 from scenarios.model import Outcome, Period, RoutingResult, RunResult
 from scenarios.verdicts import slo_events
 
@@ -100,6 +104,57 @@ def heatmaps(runs: Sequence[RunResult], zones: Mapping[str, str]) -> list[Heatma
             )
         )
     return maps
+
+
+class CellSample(StrEnum):
+    """Whether an hour of the week had a contact sent in it."""
+
+    SAMPLED = "sampled"
+    HOLIDAY_ONLY = "holiday only"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class CoverageGrid:
+    """The 168 hours of the week (7 days x 24 hours, target-local) of one target and channel."""
+
+    target: str
+    channel: str
+    zone: str
+    cells: tuple[tuple[CellSample, ...], ...]  # [weekday][hour]
+
+    @property
+    def sampled(self) -> int:
+        return sum(cell is CellSample.SAMPLED for day in self.cells for cell in day)
+
+    @property
+    def complete(self) -> bool:
+        return self.sampled == HOURS_PER_WEEK
+
+
+def coverage_grids(runs: Sequence[RunResult], zones: Mapping[str, str]) -> list[CoverageGrid]:
+    """Which hours of the week each target and channel had a contact sent in."""
+    found: dict[tuple[str, str], list[list[CellSample]]] = {}
+    for run in runs:
+        if run.sent_at is None:
+            continue
+        grid = found.setdefault(
+            (run.target, run.channel), [[CellSample.NONE] * 24 for _ in range(7)]
+        )
+        cell = cell_of(run.sent_at, ZoneInfo(zones.get(run.target, "UTC")))
+        if run.period is not Period.HOLIDAY:
+            grid[cell.weekday][cell.hour] = CellSample.SAMPLED
+        elif grid[cell.weekday][cell.hour] is CellSample.NONE:
+            grid[cell.weekday][cell.hour] = CellSample.HOLIDAY_ONLY
+    return [
+        CoverageGrid(
+            target=target,
+            channel=channel,
+            zone=zones.get(target, "UTC"),
+            cells=tuple(tuple(day) for day in grid),
+        )
+        for (target, channel), grid in sorted(found.items())
+    ]
 
 
 @dataclass

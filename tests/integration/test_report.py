@@ -9,7 +9,9 @@ import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import typer
@@ -163,6 +165,35 @@ def test_routing_and_after_hours_figures_match_the_store(
            WHERE period != 'business' AND sent_at IS NOT NULL GROUP BY channel""",
     ):
         assert re.search(rf"acme\s+{channel}\s+{sent}\s+{met}\s", text), channel
+
+
+def test_coverage_grids_match_the_store(week: tuple[Path, Path], text: str) -> None:
+    """The hours of the week each target and channel was sampled in, recomputed from the sent
+    times in the store (in the target's zone; holiday contacts count apart)."""
+    zones = {
+        target_id: target.business_hours.timezone
+        for target_id, target in load(week[0]).targets.items()
+    }
+    sampled: dict[tuple[str, str], set[tuple[int, int]]] = {}
+    for target, channel, sent_at, period in sql(
+        week[1], "SELECT target, channel, sent_at, period FROM runs WHERE sent_at IS NOT NULL"
+    ):
+        assert isinstance(target, str) and isinstance(channel, str) and isinstance(sent_at, str)
+        cells = sampled.setdefault((target, channel), set())
+        if period != "holiday":
+            local = (
+                datetime.fromisoformat(sent_at)
+                .replace(tzinfo=UTC)
+                .astimezone(ZoneInfo(zones[target]))
+            )
+            cells.add((local.weekday(), local.hour))
+    assert len(sampled) == len(CHECKS)
+    assert "24/7 coverage" in text
+    for (target, channel), cells in sampled.items():
+        title = f"{target} · {channel} ({zones[target]}): {len(cells)} of 168 hours sampled"
+        assert title in text, title
+    # One day's row of the grid: a mark in each of the 24 hours.
+    assert re.search(r"Mon(\s+[●H·]){24}", text)
 
 
 def test_the_report_explains_itself(text: str) -> None:

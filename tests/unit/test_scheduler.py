@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from cxprobe.scheduler import CheckScheduler, ScheduleChange, jitter_for
 from cxprobe.settings import Check
 from scenarios.engine import Clock, utc_now
+from scenarios.hours import BusinessHours
 from scenarios.schedule import SLOT_EPOCH, Schedule
 
 
@@ -147,3 +148,48 @@ async def test_replacing_the_checks_stops_removed_and_starts_added_ones() -> Non
         assert scheduler.replace_checks([other]) == ScheduleChange()  # unchanged: untouched
     assert starts == slots_after(slot, 0, 1)
     assert recorder.checks == ["probe", "other", "other"]
+
+
+# -- a coverage plan ------------------------------------------------------------------------
+
+
+def coverage_schedule(samples: int) -> Schedule:
+    return Schedule(coverage={"samples_per_week": samples}).planned(
+        seed="probe",
+        hours=BusinessHours(timezone="Europe/London", always_open=True),
+        contacts_per_hour=6,
+    )
+
+
+async def test_a_coverage_check_catches_up_its_planned_slot_and_waits_for_the_next() -> None:
+    """A simulated clock weeks ahead, inside a planned slot's grace: the scheduler starts that
+    slot, and APScheduler (on the real clock) waits for the plan's next slot."""
+    schedule = coverage_schedule(168)
+    plan = schedule.plan
+    assert plan is not None
+    planned = plan.week(plan.week_of(utc_now()) + 5)[40].at
+    recorder = Recorder()
+
+    def in_its_grace() -> datetime:
+        return planned + timedelta(minutes=2)
+
+    async with scheduling(schedule, recorder, clock=in_its_grace) as scheduler:
+        assert await recorder.next_starts(1) == [planned]
+        following = plan.following(utc_now())
+        assert following is not None
+        assert scheduler.next_runs()["probe"] == following.at
+        # A reload with another quota is a changed check, which fires on its new plan.
+        changed = Check(
+            id="probe",
+            target="acme",
+            channel="email",
+            scenario="s",
+            schedule=coverage_schedule(100),
+        )
+        assert scheduler.replace_checks([changed]) == ScheduleChange(changed=("probe",))
+        new_plan = changed.schedule.plan
+        assert new_plan is not None
+        new_following = new_plan.following(utc_now())
+        assert new_following is not None
+        assert scheduler.next_runs()["probe"] == new_following.at
+    assert recorder.lags == []  # catch-ups are late by design, not lag
