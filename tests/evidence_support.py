@@ -81,7 +81,10 @@ class Plan:
     reason: str
 
 
-def new_result(config: Config, check_id: str, slot: datetime) -> RunResult:
+def new_result(
+    config: Config, check_id: str, slot: datetime, location: str | None = None
+) -> RunResult:
+    """A new run of ``check_id`` at ``location`` (default: the config's monitor's)."""
     check = config.check(check_id)
     assert check is not None
     calendar = BusinessCalendar(config.targets[check.target].business_hours)
@@ -91,7 +94,7 @@ def new_result(config: Config, check_id: str, slot: datetime) -> RunResult:
         target=check.target,
         channel=check.channel,
         scenario=check.scenario,
-        location=config.monitor.location,
+        location=location or config.monitor.location,
         slot=slot,
         token="CXP-" + uuid.uuid4().hex[:10].upper(),
         period=calendar.period_at(slot),
@@ -211,15 +214,17 @@ async def populate(
     hours: int = 7 * 24,
     every_hours: int = 2,
     seed: int = 7,
+    location: str | None = None,
 ) -> list[RunResult]:
-    """Runs of every check in :data:`CHECKS`, one per ``every_hours`` (staggered)."""
+    """Runs of every check in :data:`CHECKS`, one per ``every_hours`` (staggered), at
+    ``location`` (default: the config's monitor's)."""
     rng = random.Random(seed)
     clock = FakeClock(start)
     results = []
     for hour in range(0, hours, every_hours):
         for index, check_id in enumerate(CHECKS):
             slot = start + timedelta(hours=hour, minutes=15 * index)
-            result = new_result(config, check_id, slot)
+            result = new_result(config, check_id, slot, location)
             await record_run(store, result, plan_for(result, rng), clock)
             results.append(result)
     return results

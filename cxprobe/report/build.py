@@ -7,8 +7,9 @@
 Contents: key figures; SLA compliance per target, channel and period with the thresholds that
 applied; hour-of-week heatmaps (answer rate, median time to first answer) per target and
 channel in the target's local time; 24/7 coverage (which hours of the week were sampled);
-after-hours availability; routing correctness; the worst
-incidents with evidence excerpts; a cross-channel comparison of each scenario; methodology.
+after-hours availability; routing correctness; the worst incidents with evidence excerpts; a
+cross-channel comparison of each scenario; when the runs come from more than one location,
+each target and channel compared across locations; methodology.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from cxprobe.report.data import (
     cross_channel,
     heatmaps,
     local,
+    locations,
     median,
+    quantile,
     routing,
     worst_incidents,
 )
@@ -343,6 +346,50 @@ def _cross_channel_section(runs: Sequence[RunResult]) -> Section:
     return Section("Cross-channel comparison", tuple(blocks))
 
 
+def _locations_section(runs: Sequence[RunResult]) -> Section | None:
+    """Each target and channel, a line per location that probed it; None when every run
+    comes from one location (there is nothing to compare)."""
+    if len({run.location for run in runs}) < 2:
+        return None
+    rows = tuple(
+        (
+            figures.target,
+            figures.channel,
+            figures.location,
+            str(figures.runs),
+            str(figures.met),
+            pct(figures.compliance),
+            seconds(quantile(figures.first_answers, 0.5)),
+            seconds(quantile(figures.first_answers, 0.95)),
+            seconds(quantile(figures.human_answers, 0.95)),
+            pct(figures.routing),
+            pct(figures.after_hours),
+        )
+        for figures in locations(runs)
+    )
+    table = TableBlock(
+        columns=(
+            "target",
+            "channel",
+            "location",
+            "runs",
+            "met",
+            "compliance",
+            "first answer p50",
+            "first answer p95",
+            "first human p95",
+            "routing correct",
+            "after hours",
+        ),
+        rows=rows,
+        note="Finished runs of each target and channel per monitor location. Compliance, "
+        "routing and after-hours availability as in the sections above; quantiles over the "
+        "answered runs.",
+        numbers_from=3,
+    )
+    return Section("Locations", (table,))
+
+
 async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
     scope = options.scope
     runs = await store.runs_between(
@@ -355,6 +402,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
     targets = sorted({run.target for run in runs})
     # Charts are CPU work: off the event loop.
     heat = await asyncio.to_thread(_heatmap_section, runs, options.zones)
+    by_location = _locations_section(runs)
     sections = (
         _compliance_section(runs),
         heat,
@@ -363,6 +411,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
         _routing_section(runs),
         await _incidents_section(store, runs, options),
         _cross_channel_section(runs),
+        *([by_location] if by_location is not None else []),
         methodology(),
     )
     facts = (

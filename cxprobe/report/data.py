@@ -12,10 +12,14 @@ Definitions (also printed in the report's methodology section):
 - *Routing correctness* = correct / (correct + wrong); ``unknown`` routes are listed apart.
 - *Coverage*: an hour of the week (target-local) is *sampled* when a contact was sent in it on
   an ordinary day; one reached only on public holidays is marked apart.
+- *Quantiles* (p50, p95) interpolate linearly between the closest ranks of the values.
+- *Locations*: the same target and channel, a line per location (``monitor.location``) that
+  probed it, with the figures above computed over that location's runs alone.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +47,18 @@ def ratio(part: int, whole: int) -> float | None:
 def median(values: Iterable[float]) -> float | None:
     found = list(values)
     return statistics.median(found) if found else None
+
+
+def quantile(values: Iterable[float], q: float) -> float | None:
+    """The ``q`` quantile (0 to 1), linear between the closest ranks (numpy's default, and
+    ``statistics.quantiles(method="inclusive")``); None without values."""
+    found = sorted(values)
+    if not found:
+        return None
+    position = (len(found) - 1) * q
+    lower = math.floor(position)
+    upper = min(lower + 1, len(found) - 1)
+    return found[lower] + (found[upper] - found[lower]) * (position - lower)
 
 
 def answered_seconds(run: RunResult) -> float | None:
@@ -350,6 +366,20 @@ class ChannelFigures:
     def routing(self) -> float | None:
         return ratio(self.correct, self.routed)
 
+    def count(self, run: RunResult) -> None:
+        """Add a finished run."""
+        self.runs += 1
+        if run.outcome in JUDGED:
+            self.judged += 1
+            self.met += run.outcome is Outcome.MET
+        if (seconds := answered_seconds(run)) is not None:
+            self.first_answers.append(seconds)
+        if run.first_human_seconds is not None:
+            self.human_answers.append(run.first_human_seconds)
+        if run.routing is not RoutingResult.UNKNOWN:
+            self.routed += 1
+            self.correct += run.routing is RoutingResult.CORRECT
+
 
 @dataclass
 class CrossChannel:
@@ -365,22 +395,48 @@ def cross_channel(runs: Sequence[RunResult]) -> list[CrossChannel]:
     for run in runs:
         if run.outcome is None:
             continue
-        figures = groups[(run.target, run.scenario)].setdefault(
+        groups[(run.target, run.scenario)].setdefault(
             run.channel, ChannelFigures(run.channel)
-        )
-        figures.runs += 1
-        if run.outcome in JUDGED:
-            figures.judged += 1
-            figures.met += run.outcome is Outcome.MET
-        if (seconds := answered_seconds(run)) is not None:
-            figures.first_answers.append(seconds)
-        if run.first_human_seconds is not None:
-            figures.human_answers.append(run.first_human_seconds)
-        if run.routing is not RoutingResult.UNKNOWN:
-            figures.routed += 1
-            figures.correct += run.routing is RoutingResult.CORRECT
+        ).count(run)
     return [
         CrossChannel(target, scenario, sorted(channels.values(), key=lambda c: c.channel))
         for (target, scenario), channels in sorted(groups.items())
         if len(channels) > 1
     ]
+
+
+@dataclass
+class LocationFigures(ChannelFigures):
+    """One target and channel as probed from one location."""
+
+    target: str = ""
+    location: str = ""
+    after_hours_met: int = 0
+    after_hours_judged: int = 0
+
+    @property
+    def after_hours(self) -> float | None:
+        """After-hours availability, as :class:`AfterHours` has it."""
+        return ratio(self.after_hours_met, self.after_hours_judged)
+
+    def count(self, run: RunResult) -> None:
+        super().count(run)
+        # Contacts sent outside business hours, as the after-hours section counts them.
+        sent_out_of_hours = run.period is not Period.BUSINESS and run.sent_at is not None
+        if sent_out_of_hours and run.outcome in JUDGED:
+            self.after_hours_judged += 1
+            self.after_hours_met += run.outcome is Outcome.MET
+
+
+def locations(runs: Sequence[RunResult]) -> list[LocationFigures]:
+    """The finished runs' figures per target, channel and location (in that order)."""
+    rows: dict[tuple[str, str, str], LocationFigures] = {}
+    for run in runs:
+        if run.outcome is None:
+            continue
+        key = (run.target, run.channel, run.location)
+        figures = rows.setdefault(
+            key, LocationFigures(run.channel, target=run.target, location=run.location)
+        )
+        figures.count(run)
+    return [rows[key] for key in sorted(rows)]

@@ -51,6 +51,10 @@ DEFINITIONS = (
     "Routing correctness = correct ÷ (correct + wrong), for runs whose scenario expects a team; "
     "the team is recognised from the reply (sender, signature, headers, IVR menu). 'Unknown' "
     "routes (no team recognised) are listed apart.",
+    "Quantiles (p50, p95) interpolate linearly between the closest ranks of the answered "
+    "runs' times. Locations: when the runs come from monitors at more than one location "
+    "(monitor.location), each target and channel has a line per location, its figures "
+    "computed over that location's runs alone.",
     "Worst incidents: the worst refused contact, the worst breach (by how far past its limit "
     "the answer came; no answer ranks worst) and the worst wrong route, then the next of each "
     "kind, and so on.",

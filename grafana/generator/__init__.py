@@ -33,6 +33,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from .locations import locations
 from .monitor_health import monitor_health
 from .overview import overview
 from .target_drill_down import target_drill_down
@@ -42,6 +43,7 @@ DASHBOARDS: Mapping[str, Callable[[], builders.Dashboard]] = {
     "overview.json": overview,
     "target.json": target_drill_down,
     "monitor.json": monitor_health,
+    "locations.json": locations,
 }
 
 #: Written by the SDK on every variable, but only interval variables have them (and the

@@ -1,4 +1,4 @@
-"""What the three dashboards share: the datasource, the product's names, query expressions, the
+"""What the dashboards share: the datasource, the product's names, query expressions, the
 panel shapes, variables and the dashboard frame."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from scenarios.model import Outcome, RoutingResult, SloName
+from probes.base import Responder
+from scenarios.model import Outcome, Period, RoutingResult, SloName
 
 #: The uid of the datasource ``provisioning/datasources/prometheus.yml`` declares; the
 #: ``datasource`` variable selects it by default.
@@ -29,6 +30,7 @@ DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
 OVERVIEW_UID = "cxprobe-overview"
 TARGET_UID = "cxprobe-target"  # alert rules link to /d/cxprobe-target/…?var-target=&var-channel=
 MONITOR_UID = "cxprobe-monitor"
+LOCATIONS_UID = "cxprobe-locations"
 TAG = "cxprobe"
 
 #: Minimum interval of over-time panels of probe results (quantiles, counts per bar): one probe
@@ -188,6 +190,40 @@ def answer_quantile(q: float, match: str, window: str, by: str, *, drop_nan: boo
     """The ``q`` quantile of time to first answer; ``by`` without ``le``."""
     expr = histogram_quantile(q, "cxprobe_first_response_seconds", match, window, by)
     return f"{expr} >= 0" if drop_nan else expr
+
+
+def routed_correctly_share(match: str, window: str, by: str) -> str:
+    """Of the contacts some team answered, the share the expected team answered. "unknown" (no
+    team recognised, e.g. a bot-only after-hours answer) says nothing about routing."""
+    return ratio(
+        increase("cxprobe_routing_total", f'{match}, result="{RoutingResult.CORRECT}"', window, by),
+        increase(
+            "cxprobe_routing_total",
+            f'{match}, result=~"{one_of([RoutingResult.CORRECT, RoutingResult.WRONG])}"',
+            window,
+            by,
+        ),
+    )
+
+
+def after_hours_bot_share(match: str, window: str, by: str) -> str:
+    """Of the after-hours and holiday runs the probe could perform, the share a bot answered
+    (at any time): the first-answer histogram counts one observation per responder kind."""
+    out_of_hours = f'{match}, period!="{Period.BUSINESS}"'
+    return ratio(
+        increase(
+            "cxprobe_first_response_seconds_count",
+            f'{out_of_hours}, responder="{Responder.BOT}"',
+            window,
+            by,
+        ),
+        increase(
+            "cxprobe_runs_total",
+            f'{out_of_hours}, outcome!~"{one_of([Outcome.ERROR, Outcome.INTERRUPTED])}"',
+            window,
+            by,
+        ),
+    )
 
 
 def checks_never_run(match: str, check_labels: str) -> str:
@@ -520,25 +556,33 @@ def quantile_table(
     match: str,
     by: str,
     *,
+    quantiles: tuple[float, float] = (0.5, 0.9),
     width: int = 12,
     height: int = 8,
     link_target: bool = False,
 ) -> table.Panel:
-    """p50 and p90 of time to first answer over the dashboard range, a row per ``by``."""
+    """Two quantiles (p50 and p90 unless told) of time to first answer over the dashboard
+    range, a row per ``by``."""
+    low, high = quantiles
     return data_table(
         title,
         description,
         [
-            table_query(answer_quantile(0.5, match, "$__range", by)),
-            table_query(answer_quantile(0.9, match, "$__range", by)),
+            table_query(answer_quantile(low, match, "$__range", by)),
+            table_query(answer_quantile(high, match, "$__range", by)),
         ],
         unit="s",
         width=width,
         height=height,
         labels=by.split(", "),
-        values={"Value #A": "p50", "Value #B": "p90"},
+        values={"Value #A": percentile_name(low), "Value #B": percentile_name(high)},
         link_target=link_target,
     )
+
+
+def percentile_name(q: float) -> str:
+    """``0.95`` -> ``p95``."""
+    return f"p{round(q * 100)}"
 
 
 # -- variables -------------------------------------------------------------------------------
@@ -579,6 +623,25 @@ def label_variable(
             model.VariableOption(selected=True, text=["All"], value=["$__all"])
         )
     return variable
+
+
+def targets_channels_locations() -> list[builders.QueryVariable]:
+    """The targets, their channels and the locations to show (each several or all)."""
+    return [
+        label_variable(
+            "target", "label_values(cxprobe_check_info, target)", "Targets (config keys)."
+        ),
+        label_variable(
+            "channel",
+            'label_values(cxprobe_check_info{target=~"$target"}, channel)',
+            "Channel kinds probed for the selected targets.",
+        ),
+        label_variable(
+            "location",
+            "label_values(cxprobe_check_info, location)",
+            "Where the monitors probe from.",
+        ),
+    ]
 
 
 # -- dashboards ------------------------------------------------------------------------------

@@ -36,11 +36,19 @@ def monitor_health() -> builders.Dashboard:
         time_from="now-6h",
         variables=[
             label_variable(
+                "location",
+                "label_values(cxprobe_check_info, location)",
+                "Where the monitors probe from (monitor.location): selects their monitors.",
+            ),
+            label_variable(
                 "instance",
-                "label_values(cxprobe_build_info, instance)",
-                "The scraped cxprobe monitors (Prometheus' instance label).",
+                # The monitors' own metrics carry no location: cxprobe_check_info joins the
+                # two (every monitor exports its configured checks with its location).
+                'label_values(cxprobe_check_info{location=~"$location"}, instance)',
+                "The scraped cxprobe monitors (Prometheus' instance label) at the selected "
+                "locations.",
                 label="Monitor",
-            )
+            ),
         ],
         rows=[
             ("Status", _status()),

@@ -7,7 +7,6 @@ from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.models import dashboard as model
 
 from probes.base import Responder
-from scenarios.model import Outcome, Period, RoutingResult
 
 from .common import (
     AFTER_HOURS_SLO,
@@ -16,6 +15,7 @@ from .common import (
     OVERVIEW_UID,
     SPARSE_INTERVAL,
     Panel,
+    after_hours_bot_share,
     answer_quantile,
     bar_gauge,
     dashboard,
@@ -26,13 +26,13 @@ from .common import (
     label_variable,
     legend_of,
     objective,
-    one_of,
     quantile_table,
     query,
-    ratio,
+    routed_correctly_share,
     routing_verdicts,
     slo_compliance,
     table_query,
+    targets_channels_locations,
     time_series,
 )
 
@@ -53,19 +53,7 @@ def overview() -> builders.Dashboard:
         "probed target and channel.",
         time_from="now-7d",
         variables=[
-            label_variable(
-                "target", "label_values(cxprobe_check_info, target)", "Targets (config keys)."
-            ),
-            label_variable(
-                "channel",
-                'label_values(cxprobe_check_info{target=~"$target"}, channel)',
-                "Channel kinds probed for the selected targets.",
-            ),
-            label_variable(
-                "location",
-                "label_values(cxprobe_check_info, location)",
-                "Where the monitors probe from.",
-            ),
+            *targets_channels_locations(),
             label_variable(
                 "scenario",
                 'label_values(cxprobe_check_info{target=~"$target", channel=~"$channel"}, '
@@ -159,37 +147,9 @@ def _time_to_first_answer() -> list[Panel]:
 
 
 def _routing_and_after_hours() -> list[Panel]:
-    # Of the contacts some team answered: "unknown" (no team recognised, e.g. a bot-only
-    # after-hours answer) says nothing about routing and is shown in "Routing verdicts".
-    routed_share = ratio(
-        increase(
-            "cxprobe_routing_total",
-            f'{CHECK}, result="{RoutingResult.CORRECT}"',
-            "$__range",
-            "target, channel",
-        ),
-        increase(
-            "cxprobe_routing_total",
-            f'{CHECK}, result=~"{one_of([RoutingResult.CORRECT, RoutingResult.WRONG])}"',
-            "$__range",
-            "target, channel",
-        ),
-    )
-    out_of_hours = f'{CHECK}, period!="{Period.BUSINESS}"'
-    bot_share = ratio(
-        increase(
-            "cxprobe_first_response_seconds_count",
-            f'{out_of_hours}, responder="{Responder.BOT}"',
-            "$__range",
-            "target, channel",
-        ),
-        increase(
-            "cxprobe_runs_total",
-            f'{out_of_hours}, outcome!~"{one_of([Outcome.ERROR, Outcome.INTERRUPTED])}"',
-            "$__range",
-            "target, channel",
-        ),
-    )
+    pair = "target, channel"
+    routed_share = routed_correctly_share(CHECK, "$__range", pair)
+    bot_share = after_hours_bot_share(CHECK, "$__range", pair)
     return [
         _share_per_pair(
             "Correctly routed",

@@ -15,15 +15,29 @@ from typing import Any
 import pytest
 import yaml
 
+from cxprobe.settings import load_config
 from tests.support import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = {"cxprobe", "prometheus", "alertmanager", "grafana"}
+#: One location's pair of monitors, sharing the store in the postgres service.
+PAIR = ("cxprobe-a", "cxprobe-b")
+PRODUCTION = {"postgres", *PAIR, "prometheus", "alertmanager", "grafana"}
 DEMO = {"sandbox", "cxprobe-demo"}
-MONITORS = {"cxprobe", "cxprobe-demo"}
+MONITORS = {*PAIR, "cxprobe-demo"}
 # Variables that would change what is validated (the defaults are under test), from the
 # environment; a developer's .env is not read either (--env-file names an empty file).
-OVERRIDES = ("CXPROBE_CONFIG", "GRAFANA_ADMIN_PASSWORD", "COMPOSE_FILE", "COMPOSE_PROFILES")
+OVERRIDES = (
+    "CXPROBE_CONFIG",
+    "GRAFANA_ADMIN_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "COMPOSE_FILE",
+    "COMPOSE_PROFILES",
+)
+#: The passwords the file requires, for the tests that resolve it.
+PASSWORDS = {
+    "GRAFANA_ADMIN_PASSWORD": "test-only-password",
+    "POSTGRES_PASSWORD": "testOnlyStorePassword1",
+}
 
 
 class Compose:
@@ -48,7 +62,7 @@ class Compose:
         )
 
     def resolved(self, *profile: str) -> dict[str, Any]:
-        result = self(*profile, "config", GRAFANA_ADMIN_PASSWORD="test-only-password")
+        result = self(*profile, "config", **PASSWORDS)
         assert result.returncode == 0, result.stderr
         document = yaml.safe_load(result.stdout)
         assert isinstance(document, dict)
@@ -97,10 +111,13 @@ def test_compose_version_and_profiles(
             assert services[name]["profiles"] == ["demo"]
 
 
-def test_grafana_admin_password_is_required(compose: Compose) -> None:
-    result = compose("config", "-q")
+@pytest.mark.parametrize("password", sorted(PASSWORDS))
+def test_each_password_is_required(compose: Compose, password: str) -> None:
+    others = {name: value for name, value in PASSWORDS.items() if name != password}
+    assert compose("config", "-q", **PASSWORDS).returncode == 0
+    result = compose("config", "-q", **others)
     assert result.returncode != 0
-    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr
+    assert f"set {password}" in result.stderr, result.stderr
 
 
 def test_every_bind_mount_is_a_path_of_the_repository(demo: dict[str, Any]) -> None:
@@ -115,7 +132,7 @@ def test_every_bind_mount_is_a_path_of_the_repository(demo: dict[str, Any]) -> N
         for volume in service.get("volumes", []):
             if not volume.startswith("/"):
                 assert volume.split(":")[0] in demo["volumes"], (name, volume)
-    assert mounted == 8
+    assert mounted == 9
 
 
 def test_mounts_are_where_the_configurations_expect_them(demo: dict[str, Any]) -> None:
@@ -127,7 +144,10 @@ def test_mounts_are_where_the_configurations_expect_them(demo: dict[str, Any]) -
             for source, target, _ in _binds(services[service])
         }
 
-    assert mounts("cxprobe") == {"/etc/cxprobe/config.yaml": Path("config/example.yaml")}
+    for monitor in PAIR:
+        assert mounts(monitor) == {
+            "/etc/cxprobe/config.yaml": Path("config/production-postgres.yaml")
+        }
     assert mounts("cxprobe-demo") == {"/etc/cxprobe/config.yaml": Path("config/sandbox.yaml")}
     assert mounts("alertmanager") == {
         "/etc/alertmanager/alertmanager.yml": Path("prometheus/alertmanager.yml")
@@ -163,7 +183,8 @@ def test_published_ports_bind_loopback_only(demo: dict[str, Any]) -> None:
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
             published[name] = port
     assert published == {
-        "cxprobe": "127.0.0.1:9464:9464/tcp",
+        "cxprobe-a": "127.0.0.1:9464:9464/tcp",
+        "cxprobe-b": "127.0.0.1:9465:9464/tcp",  # both behind the reverse proxy
         "prometheus": "127.0.0.1:9090:9090/tcp",
         "alertmanager": "127.0.0.1:9093:9093/tcp",
         "grafana": "127.0.0.1:3000:3000/tcp",
@@ -191,8 +212,52 @@ def test_demo_monitor_shares_the_sandbox_network_namespace(demo: dict[str, Any])
     assert monitor["network_mode"] == "service:sandbox"
     assert monitor["depends_on"] == {"sandbox": {"condition": "service_healthy"}}
     assert "ports" not in monitor  # published by the namespace's owner, the sandbox
-    assert services["sandbox"]["networks"]["default"]["aliases"] == ["cxprobe"]
+    assert services["sandbox"]["networks"]["default"]["aliases"] == ["cxprobe-a"]
     assert services["sandbox"]["healthcheck"]["test"][:2] == ["CMD", "python"]
+
+
+def test_the_pair_shares_one_config_and_the_postgres_store(production: dict[str, Any]) -> None:
+    """Both monitors: the same configuration, a monitor.name each, the store's password, and
+    started once PostgreSQL answers; the configuration's store is that service's database."""
+    services = production["services"]
+    postgres = services["postgres"]
+    database = postgres["environment"]
+    assert database["POSTGRES_PASSWORD"] == PASSWORDS["POSTGRES_PASSWORD"]
+    assert "ports" not in postgres  # only the monitors reach it, over the compose network
+    assert [volume.split(":")[:2] for volume in postgres["volumes"]] == [
+        ["postgres-data", "/var/lib/postgresql/data"]
+    ]
+    assert "postgres-data" in production["volumes"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    names = []
+    for monitor in PAIR:
+        service = services[monitor]
+        assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        environment = service["environment"]
+        assert environment["POSTGRES_PASSWORD"] == database["POSTGRES_PASSWORD"]
+        names.append(environment["CXPROBE_MONITOR_NAME"])
+    assert names == list(PAIR)  # distinct, and the names Prometheus scrapes them by
+    first, second = (services[monitor] for monitor in PAIR)
+    assert first["volumes"] == second["volumes"]
+    shared = [
+        {
+            name: value
+            for name, value in service["environment"].items()
+            if name != "CXPROBE_MONITOR_NAME"
+        }
+        for service in (first, second)
+    ]
+    assert shared[0] == shared[1]  # the same secrets, passed through
+    config = load_config(
+        ROOT / "config" / "production-postgres.yaml",
+        environ={name: "x" for name in services[PAIR[0]]["environment"]}
+        | {"POSTGRES_PASSWORD": database["POSTGRES_PASSWORD"]},
+    )
+    assert config.monitor.store_url == (
+        f"postgresql+asyncpg://{database['POSTGRES_USER']}:{database['POSTGRES_PASSWORD']}"
+        f"@postgres/{database['POSTGRES_DB']}"
+    )
+    assert config.monitor.http.host == "0.0.0.0" and config.monitor.http.port == 9464
 
 
 def test_a_broken_service_reference_is_caught(compose: Compose, tmp_path: Path) -> None:
@@ -200,7 +265,7 @@ def test_a_broken_service_reference_is_caught(compose: Compose, tmp_path: Path) 
     text = (ROOT / "docker-compose.yml").read_text()
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(text.replace('"service:sandbox"', '"service:nope"'))
-    result = compose("config", "-q", compose_file=broken, GRAFANA_ADMIN_PASSWORD="x")
+    result = compose("config", "-q", compose_file=broken, **PASSWORDS)
     assert result.returncode != 0
     assert "nope" in result.stderr
 

@@ -1,20 +1,24 @@
 """Every query of the committed dashboards returns data from a real Prometheus.
 
 A real monitor (``open_monitor`` with its HTTP server on a free port) probes the sandbox on SMS
-(the Twilio sandbox) and on the generic messaging channel (two generic peers), and a real
-Prometheus scrapes it every second. The runs cover what the panels show: met, correctly routed
-runs with bot and human answers (acme on SMS); misrouted runs (acme on the generic platform
-``social``, whose agents always answer for the wrong team); runs judged at a deadline shorter
-than the agents take, whose human answer then arrives late (slowco on ``social``); and
-after-hours runs started by the monitor's own scheduler (nightowl, closed all week, on the
-platform ``night``), which also give the scheduler-lag histogram its observations.
+(the Twilio sandbox) and on the generic messaging channel (two generic peers), a second monitor
+at another location probes two generic peers of its own with the checks the configuration does
+not limit to the first location, and a real Prometheus scrapes both every second. The runs
+cover what the panels show: met, correctly routed runs with bot and human answers (acme on
+SMS); misrouted runs (acme on the generic platform ``social``, whose agents always answer for
+the wrong team); runs judged at a deadline shorter than the agents take, whose human answer
+then arrives late (slowco on ``social``); and after-hours runs started by the monitor's own
+scheduler (nightowl, closed all week, on the platform ``night``), which also give the
+scheduler-lag histogram its observations. The second location runs acme's generic check and
+nightowl's, so the Locations dashboard has every figure for both locations side by side.
 
 Then each dashboard is resolved as Grafana would: template variables from their
 ``label_values(…)`` queries (multi-value and "All" variables formatted as Grafana formats them
 for Prometheus), ``$__interval`` / ``$__rate_interval`` from the panel's minimum interval and
 the scrape interval, ``$__range`` from the time range. Every panel target's ``expr`` is run
 through ``/api/v1/query`` and must return at least one finite value: a NaN-only answer draws
-nothing, so it counts as no data.
+nothing, so it counts as no data. On the Locations dashboard, every query must also answer for
+both locations.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ RANGE_SECONDS = 300
 #: Grafana's panel width in data points: $__interval is at least range / this.
 MAX_DATA_POINTS = 1000
 PROBE_NUMBER = "+15005550006"
+#: Where the two monitors probe from; checks limited to the first run there only.
+LOCATION = "test"
+ELSEWHERE = "second"
 RUNS_PER_CHECK = 3
 #: The agents on the generic platform ``social`` answer after this long, slowco's runs are
 #: judged before that (a late reply each run).
@@ -87,7 +94,7 @@ def free_port() -> int:
 
 
 class PrometheusProcess:
-    """``prometheus`` in a temp dir on 127.0.0.1, scraping one target every second."""
+    """``prometheus`` in a temp dir on 127.0.0.1, scraping its targets every second."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
         self.binary = binary
@@ -98,7 +105,7 @@ class PrometheusProcess:
         self.started_at = 0.0
         self._log: IO[bytes] | None = None
 
-    def start(self, scrape_target: str) -> None:
+    def start(self, *scrape_targets: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = {
             "global": {
@@ -106,7 +113,7 @@ class PrometheusProcess:
                 "evaluation_interval": f"{SCRAPE_SECONDS}s",
             },
             "scrape_configs": [
-                {"job_name": "cxprobe", "static_configs": [{"targets": [scrape_target]}]}
+                {"job_name": "cxprobe", "static_configs": [{"targets": list(scrape_targets)}]}
             ],
         }
         config_path = self.workdir / "prometheus.yml"
@@ -240,20 +247,37 @@ def target(open_now: bool, channels: dict[str, Any], slas: dict[str, Any]) -> di
     }
 
 
+@dataclass(frozen=True)
+class LocationPeers:
+    """The generic platforms a location's monitor probes (each posts its webhooks to one
+    monitor)."""
+
+    social: GenericPeer
+    night: GenericPeer
+
+    def point_at(self, monitor: Monitor) -> None:
+        assert monitor.server is not None
+        self.social.set_webhook_url(f"{monitor.server.url}/webhooks/generic/social")
+        self.night.set_webhook_url(f"{monitor.server.url}/webhooks/generic/night")
+
+
 def write_config(
-    tmp_path: Path, lines: TwilioSandbox, profile: Profile, social: GenericPeer, night: GenericPeer
+    tmp_path: Path, lines: TwilioSandbox, profile: Profile, peers: LocationPeers, location: str
 ) -> Path:
+    """The configuration of the monitor at ``location``: the same targets and checks at both
+    locations, but acme's SMS and slowco's checks run at :data:`LOCATION` only."""
     assert profile.twilio is not None and profile.messaging is not None
+    social, night = peers.social, peers.night
     page = social.settings.page_id
     document: dict[str, Any] = {
         "version": 1,
         "monitor": {
-            "location": "test",
-            "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
+            "location": location,
+            "store_url": f"sqlite+aiosqlite:///{tmp_path / f'cxprobe-{location}.db'}",
             "http": {"host": "127.0.0.1", "port": 0},
             "log_format": "json",
         },
-        "locations": {"test": {}},
+        "locations": {LOCATION: {}, ELSEWHERE: {}},
         "channels": {
             "sms": {
                 "twilio": {
@@ -305,6 +329,7 @@ def write_config(
                 "channel": "sms",
                 "scenario": "billing-question",
                 "schedule": NEVER,
+                "locations": [LOCATION],
             },
             {
                 "id": "acme-generic",
@@ -319,6 +344,7 @@ def write_config(
                 "channel": "generic",
                 "scenario": "billing-question",
                 "schedule": NEVER,
+                "locations": [LOCATION],
             },
             {
                 "id": "nightowl-generic",
@@ -329,19 +355,35 @@ def write_config(
             },
         ],
     }
-    path = tmp_path / "cxprobe.yaml"
+    path = tmp_path / f"cxprobe-{location}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+async def location_peers(stack: AsyncExitStack, workdir: Path) -> LocationPeers:
+    """A slow misrouting platform (open) and a closed one, for one location's monitor."""
+    profile = load_profile()
+    slow = slow_misrouting_peer()
+    assert profile.generic_peer is not None and slow.generic_peer is not None
+    social = await stack.enter_async_context(
+        GenericPeer(slow.generic_peer, workdir=workdir / "social")
+    )
+    night = await stack.enter_async_context(
+        GenericPeer(
+            profile.generic_peer,
+            workdir=workdir / "night",
+            hours=WeeklyHours.model_validate(weekly(False)),
+        )
+    )
+    return LocationPeers(social, night)
 
 
 @asynccontextmanager
 async def sandbox(
     tmp_path: Path,
-) -> AsyncIterator[tuple[TwilioSandbox, Profile, GenericPeer, GenericPeer]]:
+) -> AsyncIterator[tuple[TwilioSandbox, Profile, dict[str, LocationPeers]]]:
     profile = load_profile()
-    slow = slow_misrouting_peer()
-    assert profile.twilio is not None and profile.generic_peer is not None
-    assert slow.generic_peer is not None
+    assert profile.twilio is not None
     async with AsyncExitStack() as stack:
         lines = await stack.enter_async_context(
             TwilioSandbox(
@@ -351,17 +393,11 @@ async def sandbox(
                 messaging=profile.messaging,
             )
         )
-        social = await stack.enter_async_context(
-            GenericPeer(slow.generic_peer, workdir=tmp_path / "social")
-        )
-        night = await stack.enter_async_context(
-            GenericPeer(
-                profile.generic_peer,
-                workdir=tmp_path / "night",
-                hours=WeeklyHours.model_validate(weekly(False)),
-            )
-        )
-        yield lines, profile, social, night
+        peers = {
+            location: await location_peers(stack, tmp_path / location)
+            for location in (LOCATION, ELSEWHERE)
+        }
+        yield lines, profile, peers
 
 
 def sample(monitor: Monitor, name: str, **labels: str) -> float:
@@ -384,9 +420,10 @@ async def until(condition: Callable[[], bool], what: str, within: float = 20) ->
 
 
 async def run_checks(monitor: Monitor) -> None:
-    """The test-started checks' runs, one check's after the other (a conversation per customer
-    id at a time); a slowco run ends at its deadline, and the next waits for its late answer."""
-    checks = {check.id: check for check in monitor.config.checks}
+    """The test-started checks' runs (those the monitor's location has), one check's after the
+    other (a conversation per customer id at a time); a slowco run ends at its deadline, and
+    the next waits for its late answer."""
+    checks = {check.id: check for check in monitor.config.checks_here()}
     start = datetime.now(UTC)
 
     async def runs_of(check_id: str, *, late: bool = False) -> None:
@@ -399,9 +436,13 @@ async def run_checks(monitor: Monitor) -> None:
                 )
 
     async with asyncio.TaskGroup() as runs:
-        runs.create_task(runs_of("acme-sms"))
-        runs.create_task(runs_of("acme-generic"))
-        runs.create_task(runs_of("slowco-generic", late=True))
+        for check_id, late in (
+            ("acme-sms", False),
+            ("acme-generic", False),
+            ("slowco-generic", True),
+        ):
+            if check_id in checks:
+                runs.create_task(runs_of(check_id, late=late))
 
 
 # -- resolving dashboards as Grafana does ---------------------------------------------------------
@@ -487,99 +528,177 @@ def finite(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(series["value"][1])) for series in result)
 
 
+def finite_locations(result: list[dict[str, Any]]) -> set[str]:
+    """The locations of the series with a finite value."""
+    return {
+        series["metric"].get("location", "")
+        for series in result
+        if math.isfinite(float(series["value"][1]))
+    }
+
+
 # -- the test -------------------------------------------------------------------------------------
+
+#: Lines (target, channel, location) of the Locations dashboard's comparison the runs produce:
+#: acme's generic check runs at both locations, acme's SMS and slowco's at the first only.
+COMPARED = {
+    ("acme", "sms", LOCATION),
+    ("acme", "generic", LOCATION),
+    ("acme", "generic", ELSEWHERE),
+    ("slowco", "generic", LOCATION),
+    ("nightowl", "generic", LOCATION),
+    ("nightowl", "generic", ELSEWHERE),
+}
+
+
+async def produce_runs(monitors: dict[str, Monitor], api: PrometheusApi) -> None:
+    """Every location's runs, until Prometheus has scraped their final counts."""
+    monitor = monitors[LOCATION]
+    for each in monitors.values():
+        each.scheduler.start()
+    async with asyncio.TaskGroup() as locations:
+        for each in monitors.values():
+            locations.create_task(run_checks(each))
+    await until(
+        lambda: (
+            all(
+                sample(each, "cxprobe_runs_total", target="nightowl") >= RUNS_PER_CHECK
+                for each in monitors.values()
+            )
+            and sample(monitor, "cxprobe_scheduler_lag_seconds_count") >= 2
+        ),
+        "nightowl's scheduled runs",
+    )
+    for each in monitors.values():
+        await each.scheduler.stop()
+    await until(
+        lambda: all(sample(each, "cxprobe_open_runs") == 0 for each in monitors.values()),
+        "the last scheduled run to finish",
+    )
+    # The runs produced what the panels are for, not just zero-valued series.
+    for name, labels in [
+        ("cxprobe_runs_total", {"outcome": "met"}),
+        ("cxprobe_runs_total", {"outcome": "breached"}),
+        ("cxprobe_runs_total", {"period": "after_hours"}),
+        ("cxprobe_routing_total", {"result": "correct"}),
+        ("cxprobe_routing_total", {"result": "wrong"}),
+        ("cxprobe_slo_events_total", {"slo": "after_hours_response"}),
+        ("cxprobe_slo_events_total", {"result": "bad"}),
+        ("cxprobe_first_response_seconds_count", {"responder": "human"}),
+        ("cxprobe_first_response_seconds_count", {"responder": "bot"}),
+        ("cxprobe_late_replies_total", {}),
+        ("cxprobe_scheduler_lag_seconds_count", {}),
+    ]:
+        assert sample(monitor, name, **labels) > 0, (name, labels)
+    elsewhere = monitors[ELSEWHERE]
+    for name, labels in [
+        ("cxprobe_runs_total", {"target": "acme", "outcome": "met"}),
+        ("cxprobe_runs_total", {"target": "nightowl", "period": "after_hours"}),
+        ("cxprobe_first_response_seconds_count", {"responder": "human"}),
+    ]:
+        assert sample(elsewhere, name, **labels) > 0, (ELSEWHERE, name, labels)
+    finished = sum(sample(each, "cxprobe_runs_total") for each in monitors.values())
+    late = sample(monitor, "cxprobe_late_replies_total")
+    await api.wait_until("sum(cxprobe_runs_total)", finished)
+    await api.wait_until("sum(cxprobe_late_replies_total)", late)
+
+
+@dataclass
+class Answers:
+    """What every panel query answered, over every selection."""
+
+    failures: list[str]
+    answered: set[tuple[str, str, str]]
+    excused: set[tuple[str, str, str]]
+    used: set[tuple[str, str, str, str]]
+    #: (dashboard, panel, refId) -> the locations with a finite value, for each selection.
+    locations: dict[tuple[str, str, str], list[set[str]]]
+    #: (target, channel, location) of the Locations comparison's run counts.
+    compared: set[tuple[str, str, str]]
+
+
+async def query_every_panel(api: PrometheusApi, boards: dict[str, dict[str, Any]]) -> Answers:
+    now = time.time()
+    start = now - RANGE_SECONDS
+    answers = Answers([], set(), set(), set(), {}, set())
+    for name, board in boards.items():
+        for selection in await selections(api, board, start, now):
+            for panel in panels(board):
+                variables = {**selection.values, **intervals(panel)}
+                for query in panel["targets"]:
+                    expr = substitute(query["expr"], variables)
+                    assert "$" not in expr, f"{name} {panel['title']}: {expr}"
+                    result = await api.query(expr, now)
+                    key = (name, panel["title"], query["refId"])
+                    answers.locations.setdefault(key, []).append(finite_locations(result))
+                    if key == ("locations.json", "Locations side by side", "A"):
+                        answers.compared |= {
+                            (s["metric"]["target"], s["metric"]["channel"], s["metric"]["location"])
+                            for s in result
+                        }
+                    if finite(result):
+                        answers.answered.add(key)
+                        continue
+                    allowed = [
+                        entry
+                        for entry in EMPTY_BY_DESIGN
+                        if entry[:2] == key[:2] and selection.values.get(entry[2]) == entry[3]
+                    ]
+                    if allowed:
+                        answers.used.update(allowed)
+                        answers.excused.add(key)
+                    else:
+                        answers.failures.append(
+                            f"{' / '.join(key)} [{selection.describe()}]: {expr} -> {result}"
+                        )
+    return answers
 
 
 async def test_every_dashboard_query_returns_data(
     tmp_path: Path, prometheus: PrometheusProcess
 ) -> None:
     boards = {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
-    assert set(boards) == {"overview.json", "target.json", "monitor.json"}
-    async with sandbox(tmp_path) as (lines, profile, social, night):
-        path = write_config(tmp_path, lines, profile, social, night)
+    assert set(boards) == {"overview.json", "target.json", "monitor.json", "locations.json"}
+    logger = logging.getLogger("cxprobe.test")
+    async with sandbox(tmp_path) as (lines, profile, peers):
+        configs = {
+            location: load_config(write_config(tmp_path, lines, profile, peers[location], location))
+            for location in (LOCATION, ELSEWHERE)
+        }
         async with (
-            open_monitor(load_config(path), logging.getLogger("cxprobe.test")) as monitor,
+            open_monitor(configs[LOCATION], logger) as monitor,
+            open_monitor(configs[ELSEWHERE], logger) as elsewhere,
             aiohttp.ClientSession() as session,
         ):
-            assert monitor.server is not None
+            monitors = {LOCATION: monitor, ELSEWHERE: elsewhere}
+            assert monitor.server is not None and elsewhere.server is not None
             lines.messaging.set_inbound_webhook(
                 PROBE_NUMBER, f"{monitor.server.url}/webhooks/twilio/sms"
             )
-            social.set_webhook_url(f"{monitor.server.url}/webhooks/generic/social")
-            night.set_webhook_url(f"{monitor.server.url}/webhooks/generic/night")
+            for location, each in monitors.items():
+                peers[location].point_at(each)
             api = PrometheusApi(session, prometheus)
-            prometheus.start(monitor.server.url.removeprefix("http://"))
+            prometheus.start(
+                *(each.server.url.removeprefix("http://") for each in monitors.values())
+            )
             # The zero-valued series must be scraped before the first run counts, or
             # increase() would miss it.
-            await api.wait_until('up{job="cxprobe"}', 1)
-            await api.wait_until("count(cxprobe_check_info)", 4)
-
-            monitor.scheduler.start()
-            await run_checks(monitor)
-            await until(
-                lambda: (
-                    sample(monitor, "cxprobe_runs_total", target="nightowl") >= RUNS_PER_CHECK
-                    and sample(monitor, "cxprobe_scheduler_lag_seconds_count") >= 2
-                ),
-                "nightowl's scheduled runs",
-            )
-            await monitor.scheduler.stop()
-            await until(
-                lambda: sample(monitor, "cxprobe_open_runs") == 0,
-                "the last scheduled run to finish",
-            )
-            finished = sample(monitor, "cxprobe_runs_total")
-            late = sample(monitor, "cxprobe_late_replies_total")
-            # The runs produced what the panels are for, not just zero-valued series.
-            for name, labels in [
-                ("cxprobe_runs_total", {"outcome": "met"}),
-                ("cxprobe_runs_total", {"outcome": "breached"}),
-                ("cxprobe_runs_total", {"period": "after_hours"}),
-                ("cxprobe_routing_total", {"result": "correct"}),
-                ("cxprobe_routing_total", {"result": "wrong"}),
-                ("cxprobe_slo_events_total", {"slo": "after_hours_response"}),
-                ("cxprobe_slo_events_total", {"result": "bad"}),
-                ("cxprobe_first_response_seconds_count", {"responder": "human"}),
-                ("cxprobe_first_response_seconds_count", {"responder": "bot"}),
-                ("cxprobe_late_replies_total", {}),
-                ("cxprobe_scheduler_lag_seconds_count", {}),
-            ]:
-                assert sample(monitor, name, **labels) > 0, (name, labels)
-            await api.wait_until("sum(cxprobe_runs_total)", finished)
-            await api.wait_until("sum(cxprobe_late_replies_total)", late)
-
-            now = time.time()
-            start = now - RANGE_SECONDS
-            failures: list[str] = []
-            answered: set[tuple[str, str, str]] = set()
-            excused: set[tuple[str, str, str]] = set()
-            used: set[tuple[str, str, str, str]] = set()
-            for name, board in boards.items():
-                for selection in await selections(api, board, start, now):
-                    for panel in panels(board):
-                        variables = {**selection.values, **intervals(panel)}
-                        for query in panel["targets"]:
-                            expr = substitute(query["expr"], variables)
-                            assert "$" not in expr, f"{name} {panel['title']}: {expr}"
-                            result = await api.query(expr, now)
-                            key = (name, panel["title"], query["refId"])
-                            if finite(result):
-                                answered.add(key)
-                                continue
-                            allowed = [
-                                entry
-                                for entry in EMPTY_BY_DESIGN
-                                if entry[:2] == key[:2]
-                                and selection.values.get(entry[2]) == entry[3]
-                            ]
-                            if allowed:
-                                used.update(allowed)
-                                excused.add(key)
-                            else:
-                                failures.append(
-                                    f"{' / '.join(key)} [{selection.describe()}]: "
-                                    f"{expr} -> {result}"
-                                )
-    assert failures == [], "\n".join(failures)
-    assert excused <= answered, f"no data for any selection: {excused - answered}"
-    assert used == set(EMPTY_BY_DESIGN), f"not needed: {set(EMPTY_BY_DESIGN) - used}"
+            await api.wait_until('sum(up{job="cxprobe"})', 2)
+            await api.wait_until("count(cxprobe_check_info)", 4 + 2)
+            await produce_runs(monitors, api)
+            answers = await query_every_panel(api, boards)
+    assert answers.failures == [], "\n".join(answers.failures)
+    assert answers.excused <= answers.answered, (
+        f"no data for any selection: {answers.excused - answers.answered}"
+    )
+    assert answers.used == set(EMPTY_BY_DESIGN), (
+        f"not needed: {set(EMPTY_BY_DESIGN) - answers.used}"
+    )
+    # The Locations dashboard (no single-value variable: one selection, all) compares both.
+    compared = {
+        key: found for key, found in answers.locations.items() if key[0] == "locations.json"
+    }
+    assert compared
+    for key, found in compared.items():
+        assert found == [{LOCATION, ELSEWHERE}], f"{' / '.join(key)}: {found}"
+    assert answers.compared == COMPARED

@@ -27,6 +27,14 @@ SANDBOX_ENV = {
     "CXPROBE_SANDBOX_PEER_TOKEN": "sandbox-peer-token-not-a-secret",
     "CXPROBE_SANDBOX_PEER_SECRET": "sandbox-peer-app-secret",
 }
+#: The secrets config/example.yaml names.
+EXAMPLE_SECRETS = (
+    "PROBE_SMTP_PASSWORD",
+    "PROBE_IMAP_PASSWORD",
+    "TWILIO_AUTH_TOKEN",
+    "MESSENGER_PAGE_TOKEN",
+    "MESSENGER_APP_SECRET",
+)
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$", re.IGNORECASE)
 # ${VAR} or ${VAR:?message}: a reference without a default, so no value is written here.
 ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*)?\}$")
@@ -255,6 +263,19 @@ def test_demo_monitor_derives_a_config_that_differs_only_in_the_listen_address(
     assert copy.model_dump() == original.model_dump()
 
 
+def test_the_pair_config_is_the_example_with_the_postgres_store() -> None:
+    """config/production-postgres.yaml (the compose pair's) is config/example.yaml but for the
+    store and the listen address a container needs."""
+    environ = {name: "x" for name in EXAMPLE_SECRETS} | {"POSTGRES_PASSWORD": "pw"}
+    example = load_config(ROOT / "config" / "example.yaml", environ)
+    pair = load_config(ROOT / "config" / "production-postgres.yaml", environ)
+    assert pair.monitor.store_url == "postgresql+asyncpg://cxprobe:pw@postgres/cxprobe"
+    assert (example.monitor.http.host, pair.monitor.http.host) == ("127.0.0.1", "0.0.0.0")
+    pair.monitor.store_url = example.monitor.store_url
+    pair.monitor.http.host = example.monitor.http.host
+    assert pair.model_dump() == example.model_dump()
+
+
 # --- Prometheus: compose and `make demo` in step ---------------------------------------------
 
 
@@ -277,7 +298,8 @@ def _shape(config: dict[str, Any]) -> dict[str, Any]:
             static["targets"] = ["<address>"] * len(static["targets"])
     for job in shaped["scrape_configs"]:
         for static in job.get("static_configs", []):
-            static["targets"] = ["<address>"] * len(static["targets"])
+            # compose scrapes a pair of monitors, `make demo` its one
+            static["targets"] = ["<monitors>"]
     return shaped
 
 
@@ -296,11 +318,15 @@ def test_compose_prometheus_addresses_are_compose_services(compose: dict[str, An
     (alertmanager,) = _targets(config["alerting"]["alertmanagers"][0]["static_configs"])
     assert alertmanager == "alertmanager:9093"
     assert "127.0.0.1:9093:9093" in services["alertmanager"]["ports"]
-    (monitor,) = _targets(config["scrape_configs"][0]["static_configs"])
-    assert monitor == "cxprobe:9464"
-    # In the demo profile the monitor lives in the sandbox's namespace, which answers as cxprobe.
-    assert "cxprobe" in services
-    assert services["sandbox"]["networks"]["default"]["aliases"] == ["cxprobe"]
+    monitors = _targets(config["scrape_configs"][0]["static_configs"])
+    assert monitors == ["cxprobe-a:9464", "cxprobe-b:9464"]
+    for monitor in monitors:
+        name = monitor.removesuffix(":9464")
+        # Each scraped on its own, by the service name it also carries as monitor.name.
+        assert _environment(services[name])["CXPROBE_MONITOR_NAME"] == name
+    # In the demo profile the monitor lives in the sandbox's namespace, which answers as the
+    # first of the pair.
+    assert services["sandbox"]["networks"]["default"]["aliases"] == ["cxprobe-a"]
     assert services["cxprobe-demo"]["network_mode"] == "service:sandbox"
 
 

@@ -39,7 +39,7 @@ def test_invalid_config_exits_2_with_its_message(path: Path) -> None:
         assert " ".join(message.split()) in output
 
 
-@pytest.mark.parametrize("name", ["example.yaml", "sandbox.yaml"])
+@pytest.mark.parametrize("name", ["example.yaml", "production-postgres.yaml", "sandbox.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     env = {
         "PROBE_SMTP_PASSWORD": "x",
@@ -51,6 +51,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
         "CXPROBE_SANDBOX_PEER_SECRET": "x",
         "MESSENGER_PAGE_TOKEN": "x",
         "MESSENGER_APP_SECRET": "x",
+        "POSTGRES_PASSWORD": "x",
     }
     config = load_config(ROOT / "config" / name, environ=env)
     assert config.checks_here()

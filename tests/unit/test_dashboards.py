@@ -32,6 +32,7 @@ UIDS = {
     "overview.json": "cxprobe-overview",
     "target.json": "cxprobe-target",
     "monitor.json": "cxprobe-monitor",
+    "locations.json": "cxprobe-locations",
 }
 LABELS = {"target", "channel", "scenario", "location", "check", "period"}
 LABELS |= {"outcome", "responder", "result", "slo", "version", "python", "instance", "job"}
@@ -133,6 +134,91 @@ def test_the_drill_down_takes_the_variables_alerts_link_with() -> None:
             rf"label_values\(cxprobe_check_info(\{{.*\}})?, {name}\)", variables[name]["query"]
         ), variables[name]["query"]
     assert not variables["target"]["multi"]  # ?var-target=<t> selects exactly one
+
+
+#: The metrics that carry a location label (docs/metrics.md).
+LOCATION_METRICS = {
+    "cxprobe_runs_total",
+    "cxprobe_first_response_seconds",
+    "cxprobe_routing_total",
+    "cxprobe_last_run_timestamp_seconds",
+    "cxprobe_last_run_success",
+    "cxprobe_check_info",
+    "cxprobe_slo_threshold_seconds",
+}
+SELECTOR = re.compile(r"\b(cxprobe_\w+)\{([^}]*)\}")
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_every_dashboard_selects_locations(name: str) -> None:
+    """A location variable (several or all), and every series that has a location follows it,
+    directly or through the monitors (instances) it selects."""
+    variables = {v["name"]: v for v in load(name)["templating"]["list"]}
+    location = variables["location"]
+    assert location["multi"] and location["includeAll"], name
+    assert location["current"]["value"] == ["$__all"], name
+    assert re.fullmatch(r"label_values\(cxprobe_check_info(\{.*\})?, location\)", location["query"])
+    followed = 0
+    for expr in exprs(load(name)):
+        for metric, match in SELECTOR.findall(expr):
+            if re.sub(r"_(bucket|count|sum)$", "", metric) not in LOCATION_METRICS:
+                continue
+            followed += 1
+            assert 'location=~"$location"' in match or 'instance=~"$instance"' in match, (
+                f"{name}: {metric}{{{match}}} ignores the location variable"
+            )
+    assert followed, name
+    if "instance" in variables:
+        assert '{location=~"$location"}' in variables["instance"]["query"]
+
+
+def by_title(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {panel["title"]: panel for panel in panels(board)}
+
+
+def test_locations_dashboard_compares_each_target_and_channel_per_location() -> None:
+    shown = by_title(load("locations.json"))
+    table = shown["Locations side by side"]
+    organize = next(t for t in table["transformations"] if t["id"] == "organize")["options"]
+    assert sorted(organize["indexByName"], key=organize["indexByName"].get) == [
+        "target",
+        "channel",
+        "location",
+        *[f"Value #{ref}" for ref in "ABCDE"],
+    ]
+    assert [organize["renameByName"][f"Value #{ref}"] for ref in "ABCDE"] == [
+        "Runs",
+        "Met",
+        "Routed correctly",
+        "After hours: bot",
+        "Human answer p95",
+    ]
+    figures = [target["expr"] for target in table["targets"]]
+    assert "cxprobe_runs_total" in figures[0]
+    assert 'outcome="met"' in figures[1] and 'outcome=~"met|breached|failed"' in figures[1]
+    assert 'result="correct"' in figures[2] and 'result=~"correct|wrong"' in figures[2]
+    assert 'period!="business", responder="bot"' in figures[3]
+    assert figures[4].startswith("histogram_quantile(0.95, ") and 'responder="human"' in figures[4]
+    quantiles = shown["Time to first answer by responder (p50 / p95)"]
+    assert [t["expr"].split(",")[0] for t in quantiles["targets"]] == [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+    ]
+    compared = [table, quantiles]
+    compared += [
+        shown["Runs met per location"],
+        shown["Time to first human answer (p95) per location"],
+    ]
+    for panel in compared:
+        for target in panel["targets"]:
+            for grouping in re.findall(r"\bby \(([^)]*)\)", target["expr"]):
+                assert {"target", "channel", "location"} <= {
+                    label.strip() for label in grouping.split(",")
+                }, (panel["title"], target["expr"])
+    for title in ("Monitors up", "Monitors seen in the range", "Time since the last finished run"):
+        (target,) = shown[title]["targets"]
+        assert target["expr"].startswith(("count by (location)", "time() - max by (location)"))
+        assert target["legendFormat"] == "{{location}}"
 
 
 def test_queries_use_only_contract_metrics_and_no_hard_coded_targets() -> None:
