@@ -505,7 +505,12 @@ class Runner:
         if result.finished_at is None:
             finished = self._driven.get(result.run_id)
             if finished is None:
-                # Open and not yet resumed: the resumed conversation's own search collects it.
+                # Open and driven by another monitor (or not yet resumed): only the lease
+                # holder writes to it; its channel's own listing or back-fill collects it.
+                self.logger.info(
+                    "reply for a run another monitor drives",
+                    extra={"run_id": result.run_id, "sender_domain": _domain(reply)},
+                )
                 return
             # Its conversation has just closed and the run is being stored: record the reply
             # once it is, without holding up the watcher that handed it over.
