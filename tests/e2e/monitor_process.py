@@ -54,6 +54,16 @@ class MonitorProcess:
         self.process.wait(timeout=10)
         self._close_log()
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen as a suspended VM or a stalled host is, sockets left open."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def terminate(self, timeout: float = 20) -> int:
         """SIGTERM and wait; returns the exit code."""
         assert self.process is not None
@@ -65,6 +75,7 @@ class MonitorProcess:
 
     def ensure_stopped(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process cannot be reaped
             self.process.kill()
             self.process.wait(timeout=10)
         self._close_log()

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 
@@ -46,6 +47,8 @@ LEASE_TIMEOUT = 3.0
 #: claim, between claim and send, while waiting for the auto-ack or the human).
 KILL_GAP = (0.5, 4.0)
 ENV = {"CXPROBE_TEST_IMAP_PASSWORD": "probe-secret"}
+#: What a monitor logs when it leaves a run another monitor took over.
+LEASE_LOST = "run lease lost: another monitor took the run over, this one leaves it"
 
 SCENARIO = {
     "intent": "billing-question",
@@ -124,12 +127,20 @@ class Fleet:
         return events
 
 
-def fault_config(tmp_path: Path, smtp_port: int, imap_port: int, store_url: str) -> Path:
+def fault_config(
+    tmp_path: Path,
+    smtp_port: int,
+    imap_port: int,
+    store_url: str,
+    *,
+    checks: int = CHECKS,
+    human_response: str = "10s",
+) -> Path:
     path = monitor_config(
         tmp_path,
         smtp_port=smtp_port,
         imap_port=imap_port,
-        sla={"first_response": "5s", "human_response": "10s", "deadline": "20s"},
+        sla={"first_response": "5s", "human_response": human_response, "deadline": "30s"},
         checks=[
             {
                 "id": f"acme-email-{n:02d}",
@@ -138,10 +149,10 @@ def fault_config(tmp_path: Path, smtp_port: int, imap_port: int, store_url: str)
                 "scenario": f"fault-billing-{n:02d}",
                 "schedule": {"every": f"{EVERY:g}s"},
             }
-            for n in range(CHECKS)
+            for n in range(checks)
         ],
         # One scenario per check: checks of one target, channel and scenario would share series.
-        scenarios={f"fault-billing-{n:02d}": SCENARIO for n in range(CHECKS)},
+        scenarios={f"fault-billing-{n:02d}": SCENARIO for n in range(checks)},
     )
     config = yaml.safe_load(path.read_text())
     config["monitor"]["store_url"] = store_url
@@ -150,18 +161,19 @@ def fault_config(tmp_path: Path, smtp_port: int, imap_port: int, store_url: str)
     return path
 
 
-async def open_leases(store_url: str, owner: str) -> list[str]:
-    """The open runs leased to ``owner`` now (read straight from the database)."""
-    import asyncpg  # the store's own driver, used without the store under test
-
+async def open_leases(store_url: str, owner: str, *, sent: bool = False) -> list[str]:
+    """The open runs leased to ``owner`` now (only those whose contact was recorded as sent
+    with ``sent``), read straight from the database, not through the store under test."""
     conn = await asyncpg.connect(store_url.replace("postgresql+asyncpg", "postgresql"))
     try:
         rows = await conn.fetch(
-            "SELECT run_id FROM runs WHERE status = 'open' AND lease_owner = $1", owner
+            "SELECT run_id FROM runs WHERE status = 'open' AND lease_owner = $1"
+            + (" AND sent_at IS NOT NULL" if sent else ""),
+            owner,
         )
     finally:
         await conn.close()
-    return [row["run_id"] for row in rows]
+    return sorted(row["run_id"] for row in rows)
 
 
 @pytest.mark.timeout(300)
@@ -288,3 +300,73 @@ def missed_slots(runs: list[Any], start: datetime, end: datetime) -> list[tuple[
                 missing.append((f"acme-email-{n:02d}", slot))
             slot += timedelta(seconds=EVERY)
     return missing
+
+
+@pytest.mark.timeout(180)
+async def test_a_paused_monitor_finds_its_runs_taken_over_and_leaves_them(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    """SIGSTOP a monitor holding open runs (a frozen VM) past its lease; its peer takes them
+    over; SIGCONT: the paused monitor notices at its next renewal and never writes to them
+    again, and the peer finishes them (one contact each, judged once)."""
+    require_binary("dovecot")
+    store_url = postgres_server.url(postgres_database)
+    (tmp_path / "logs").mkdir()
+    async with (
+        MailDesk(
+            Profile.model_validate(desk_profile(human_seconds=8.0)), tmp_path / "desk"
+        ) as desk,
+        EvidenceStore(store_url) as store,
+    ):
+        config = fault_config(
+            tmp_path, desk.smtp_port, desk.imap_port, store_url, checks=3, human_response="20s"
+        )
+        fleet = Fleet(config, tmp_path / "logs")
+        try:
+            paused, peer = fleet.start(), fleet.start()
+            for name in (paused, peer):
+                await fleet.ready(name)
+            await wait_until(
+                lambda: open_leases(store_url, paused, sent=True), 60, f"{paused} to hold runs"
+            )
+            fleet.alive[paused].pause()
+            held = await open_leases(store_url, paused, sent=True)
+
+            async def all_taken() -> bool:
+                return not set(held) & set(await open_leases(store_url, paused))
+
+            await wait_until(all_taken, 30, f"{peer} to take over the paused monitor's runs")
+            fleet.alive[paused].resume()
+
+            def noticed() -> bool:
+                fleet.check_alive()
+                left = {e["run_id"] for e in fleet.log_events(LEASE_LOST) if e["log"] == paused}
+                return set(held) <= left
+
+            await wait_until(noticed, 30, f"{paused} to notice its leases were lost")
+
+            async def finished() -> bool:
+                loaded = [await store.load_run(run_id) for run_id in held]
+                return all(run is not None and run.outcome is not None for run in loaded)
+
+            await wait_until(finished, 60, "the taken-over runs to finish")
+            assert fleet.stop_all() == [0, 0]
+            runs = [await store.load_run(run_id) for run_id in held]
+            messages = {run_id: await store.messages(run_id) for run_id in held}
+        finally:
+            fleet.ensure_stopped()
+        received = [e for e in desk.ground_truth() if e["event"] == "received"]
+
+    finished_by = {event["run_id"]: event["log"] for event in fleet.log_events("run finished")}
+    print(
+        f"\nFAULT pause-takeover: paused_runs={len(held)} "
+        f"finished_by_peer={sum(finished_by.get(r) == peer for r in held)} "
+        f"lost_noticed={len(fleet.log_events(LEASE_LOST))}"
+    )
+    for run in runs:
+        assert run is not None and run.outcome is Outcome.MET, run and run.reason
+        assert finished_by[run.run_id] == peer, "only the lease holder finishes a run"
+        outgoing = [m for m in messages[run.run_id] if m.direction == "out"]
+        assert len(outgoing) == 1
+        assert [r.responder for r in run.replies] == ["auto", "human"]
+        assert sum(run.token in e["subject"] for e in received) == 1, "contact sent twice"
