@@ -45,7 +45,7 @@ SENT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 SCALING_SIZES = (1000, 2500, 5000)
 
 
-def _check(index: int) -> CheckSeries:
+def fleet_check(index: int) -> CheckSeries:
     # A target per ten checks, three channels: label values as varied as a real fleet's.
     return CheckSeries(
         check_id=f"check-{index:05d}",
@@ -63,7 +63,7 @@ def _reply(seconds: float, responder: Responder) -> ObservedReply:
     return ObservedReply(at, at, seconds, responder, "desk@acme.test", None, False)
 
 
-def _runs_of(check: CheckSeries) -> list[RunResult]:
+def runs_of(check: CheckSeries) -> list[RunResult]:
     """A met business run (auto + human), a met after-hours run (auto), a breached run."""
     base = RunResult(
         run_id=f"{check.check_id}-1",
@@ -92,10 +92,10 @@ def filled_metrics(checks: int) -> CollectorRegistry:
     """A registry as a monitor with ``checks`` checks that each ran three times leaves it."""
     registry = CollectorRegistry(auto_describe=True)
     metrics = MonitorMetrics(registry, "bench")
-    declared = [_check(index) for index in range(checks)]
+    declared = [fleet_check(index) for index in range(checks)]
     metrics.declare_checks(declared)
     for check in declared:
-        for result in _runs_of(check):
+        for result in runs_of(check):
             metrics.record_run(result, [("first_response", result.outcome is Outcome.MET)])
     metrics.observe_scheduler_lag(0.002)
     return registry
