@@ -2,17 +2,19 @@
 
 prometheus_client builds every sample line from nothing on every scrape: a ``Sample`` with a
 label dict per line, then each label name validated and escaped, each value escaped, the
-labels sorted and joined, the float formatted (17 to 21 µs a line on the reference machine; a
-monitor with 10,000 series took ~200 ms a scrape, 4 times the 50 ms goal of issue 11). All of that
-except the value is the same on every scrape: a series' labels never change once its child
-exists. :class:`Exposition` therefore keeps, per series, the line *without its value* (rendered
+labels sorted and joined, the float formatted (17 to 21 µs a line on the reference machine;
+10,000 series took ~200 ms a scrape, 4 times the 50 ms goal of issue 11). All of that but the
+value is the same on every scrape: a series' labels never change once its child exists.
+:class:`Exposition` therefore keeps, per series, its lines *without their values* (rendered
 once, with prometheus_client's own escaping functions, when it first meets the child) and on
-each scrape reads the values live and joins.
+each scrape reads the values live and joins. A histogram (22 lines a series) also keeps its
+lines as last rendered with the raw values they show, and renders them again only when a
+value read now differs: most series do not change between two scrapes.
 
-Nothing can go stale, by construction: values are never cached (the only state kept per
-series is its labels, which a child cannot change, and its ``_created`` time, re-checked on
-each scrape); a template is used only for the very child object it was made from, so a series
-removed and created again gets a new one; templates of removed series are dropped.
+Nothing can go stale, by construction: every value is read on every scrape, and any text kept
+is reused only for the very values (and the very child object) it was made from; a series
+removed and created again is a new child with new templates; templates of removed series and
+unregistered metrics are dropped. No write path needs to invalidate anything.
 
 The output is byte for byte what ``prometheus_client.generate_latest`` (classic text) and
 ``prometheus_client.openmetrics.exposition.generate_latest`` (OpenMetrics 1.0.0) give for the
@@ -168,6 +170,11 @@ class _SeriesTemplate:
     created_prefix: str
     created_value: float | None = None
     created_line: str = ""
+    # A histogram's lines as last rendered, and the raw values they show: most histograms
+    # do not change between two scrapes, and comparing their values costs a quarter of
+    # rendering them again.
+    last_values: tuple[float, ...] = ()
+    last_lines: str = ""
 
     def created(self, value_text: _ValueText) -> str:
         value: float = self.child._created  # type: ignore[attr-defined]
@@ -302,15 +309,28 @@ def _single_value(template: _SeriesTemplate, out: list[str], text: _ValueText) -
 
 def _histogram_values(template: _SeriesTemplate, out: list[str], text: _ValueText) -> None:
     child: Any = template.child
-    prefixes = template.prefixes
+    # The values themselves, not their text, decide: a change always shows. Bucket counts
+    # and the sum start at 0.0 and are only added to, so none becomes -0.0 (which equals
+    # 0.0 but renders otherwise); a NaN sum is the same object until it changes.
+    values = (*(bucket.get() for bucket in child._buckets), child._sum.get())
+    if values != template.last_values:
+        template.last_values = values
+        template.last_lines = _histogram_lines(template.prefixes, values, text)
+    out.append(template.last_lines)
+
+
+def _histogram_lines(prefixes: list[str], values: tuple[float, ...], text: _ValueText) -> str:
+    """Cumulative ``_bucket`` lines, ``_count`` and (if it has a prefix) ``_sum``."""
+    *buckets, sum_value = values
+    lines = []
     cumulative = 0.0
-    for prefix, bucket in zip(prefixes, child._buckets, strict=False):
-        cumulative += bucket.get()
-        out.append(f"{prefix}{text(cumulative)}\n")
-    bounds = len(child._buckets)
-    out.append(f"{prefixes[bounds]}{text(cumulative)}\n")  # _count: every observation
-    if len(prefixes) > bounds + 1:
-        out.append(f"{prefixes[bounds + 1]}{text(child._sum.get())}\n")
+    for prefix, count in zip(prefixes, buckets, strict=False):
+        cumulative += count
+        lines.append(f"{prefix}{text(cumulative)}\n")
+    lines.append(f"{prefixes[len(buckets)]}{text(cumulative)}\n")  # _count: every observation
+    if len(prefixes) > len(buckets) + 1:
+        lines.append(f"{prefixes[len(buckets) + 1]}{text(sum_value)}\n")
+    return "".join(lines)
 
 
 _VALUE_RENDERERS: dict[type, Callable[[_SeriesTemplate, list[str], _ValueText], None]] = {
