@@ -7,9 +7,10 @@ labels sorted and joined, the float formatted (17 to 21 µs a line on the refere
 value is the same on every scrape: a series' labels never change once its child exists.
 :class:`Exposition` therefore keeps, per series, its lines *without their values* (rendered
 once, with prometheus_client's own escaping functions, when it first meets the child) and on
-each scrape reads the values live and joins. A histogram (22 lines a series) also keeps its
-lines as last rendered with the raw values they show, and renders them again only when a
-value read now differs: most series do not change between two scrapes.
+each scrape reads the values live and joins. Each series also keeps its lines as last
+rendered with the raw value(s) they show, and renders them again only when a value read now
+differs (a counter's or gauge's value object, a histogram's 20 counts and sum): most series
+do not change between two scrapes.
 
 Nothing can go stale, by construction: every value is read on every scrape, and any text kept
 is reused only for the very values (and the very child object) it was made from; a series
@@ -24,8 +25,8 @@ know is handed to prometheus_client, family by family: collectors other than pla
 legacy character set, other negotiated formats or versions, and a registry with target info.
 Exemplars are not rendered (cxprobe records none).
 
-Reads prometheus_client internals (a metric's children, its value cells): the byte-for-byte
-tests are what pins them to the installed version.
+Reads prometheus_client internals (a registry's collectors, a metric's children, their value
+cells): the byte-for-byte tests are what pins them to the installed version.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import metrics as client_metrics
+from prometheus_client import values as client_values
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.openmetrics import exposition as openmetrics
@@ -54,6 +56,10 @@ _OPENMETRICS_EOF = "# EOF\n"
 _VALUE_MEMO_LIMIT = 50_000
 
 _Children = dict[tuple[str, ...], MetricWrapperBase]
+#: prometheus_client's in-process value cell keeps its float in ``_value``; reading it there
+#: skips a lock that only makes increments atomic (a read of it is atomic by itself). Other
+#: cells (multiprocess mode) are read with ``get()``.
+_PLAIN_CELLS = client_values.ValueClass is client_values.MutexValue
 #: prometheus_client's own float formatting and OpenMetrics encoder (untyped there).
 _go_float = cast(Callable[[float], str], floatToGoString)
 _openmetrics_latest = cast(Callable[[Collector], bytes], openmetrics.generate_latest)
@@ -170,10 +176,10 @@ class _SeriesTemplate:
     created_prefix: str
     created_value: float | None = None
     created_line: str = ""
-    # A histogram's lines as last rendered, and the raw values they show: most histograms
-    # do not change between two scrapes, and comparing their values costs a quarter of
-    # rendering them again.
-    last_values: tuple[float, ...] = ()
+    # The lines as last rendered and the raw value(s) they show: most series do not change
+    # between two scrapes, and comparing values costs a fraction of rendering them again.
+    last_value: object = None  # a counter's or gauge's value cell content
+    last_values: tuple[float, ...] = ()  # a histogram's bucket counts and sum
     last_lines: str = ""
 
     def created(self, value_text: _ValueText) -> str:
@@ -304,7 +310,14 @@ def _header(metric: Counter | Gauge | Histogram, fmt: Format, suffix: str = "") 
 
 
 def _single_value(template: _SeriesTemplate, out: list[str], text: _ValueText) -> None:
-    out.append(f"{template.prefixes[0]}{text(template.child._value.get())}\n")  # type: ignore[attr-defined]
+    cell: Any = template.child._value  # type: ignore[attr-defined]
+    value = cell._value if _PLAIN_CELLS else cell.get()
+    # The very same object shows the same text (and, referenced here, cannot be freed and
+    # its address reused); any write stores a new object, or an equal small int.
+    if value is not template.last_value:
+        template.last_value = value
+        template.last_lines = f"{template.prefixes[0]}{text(value)}\n"
+    out.append(template.last_lines)
 
 
 def _histogram_values(template: _SeriesTemplate, out: list[str], text: _ValueText) -> None:
@@ -312,7 +325,10 @@ def _histogram_values(template: _SeriesTemplate, out: list[str], text: _ValueTex
     # The values themselves, not their text, decide: a change always shows. Bucket counts
     # and the sum start at 0.0 and are only added to, so none becomes -0.0 (which equals
     # 0.0 but renders otherwise); a NaN sum is the same object until it changes.
-    values = (*(bucket.get() for bucket in child._buckets), child._sum.get())
+    if _PLAIN_CELLS:
+        values = (*(bucket._value for bucket in child._buckets), child._sum._value)
+    else:
+        values = (*(bucket.get() for bucket in child._buckets), child._sum.get())
     if values != template.last_values:
         template.last_values = values
         template.last_lines = _histogram_lines(template.prefixes, values, text)

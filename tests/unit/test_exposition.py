@@ -271,3 +271,15 @@ def test_templates_of_unregistered_collectors_are_dropped() -> None:
     registry.unregister(gone)
     assert b"gone_total" not in exposition.render_format(Format.TEXT)
     assert not [key for key in exposition._templates if key[0] is gone]
+
+
+def test_value_cells_read_through_get_render_the_same(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The path for value cells other than the in-process one (multiprocess mode).
+    monkeypatch.setattr("exporters.exposition._PLAIN_CELLS", False)
+    registry, metrics, exposition, checks = fleet
+    assert_same(exposition, registry)
+    for result in runs_of(checks[1]):
+        metrics.record_run(result, [("first_response", result.outcome is Outcome.MET)])
+        assert_same(exposition, registry)
