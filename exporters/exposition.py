@@ -98,7 +98,9 @@ class Exposition:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
-        self._templates: dict[tuple[Collector, Format], _FamilyTemplate | None] = {}
+        # Per collector (the sample lines are the same in both formats; headers are kept
+        # per format); None for what prometheus_client renders.
+        self._templates: dict[Collector, _FamilyTemplate | None] = {}
         self._value_text = _ValueText()
         # One render at a time: two concurrent scrapes would share the templates and both
         # pay the full CPU; one after the other, the second waits no longer than that.
@@ -119,24 +121,25 @@ class Exposition:
             out: list[str] = []
             with_created = client_metrics._use_created
             for collector in collectors:
-                template = self._template(collector, fmt)
-                if template is None or not template.render(out, self._value_text, with_created):
+                template = self._template(collector)
+                if template is None or not template.render(
+                    out, fmt, self._value_text, with_created
+                ):
                     out.append(_library_render(collector, fmt))
             self._forget_unregistered(collectors)
         if fmt is Format.OPENMETRICS:
             out.append(_OPENMETRICS_EOF)
         return "".join(out).encode("utf-8")
 
-    def _template(self, collector: Collector, fmt: Format) -> _FamilyTemplate | None:
-        key = (collector, fmt)
-        if key not in self._templates:
-            self._templates[key] = _FamilyTemplate.of(collector, fmt)
-        return self._templates[key]
+    def _template(self, collector: Collector) -> _FamilyTemplate | None:
+        if collector not in self._templates:
+            self._templates[collector] = _FamilyTemplate.of(collector)
+        return self._templates[collector]
 
     def _forget_unregistered(self, collectors: Iterable[Collector]) -> None:
         registered = set(collectors)
-        for key in [key for key in self._templates if key[0] not in registered]:
-            del self._templates[key]
+        for collector in [known for known in self._templates if known not in registered]:
+            del self._templates[collector]
 
 
 def _library_render(collector: Collector, fmt: Format) -> str:
@@ -191,17 +194,16 @@ class _SeriesTemplate:
 
 
 class _FamilyTemplate:
-    """A metric family's header and its series' templates, in one format."""
+    """A metric family's headers (per format) and its series' templates."""
 
-    def __init__(self, metric: Counter | Gauge | Histogram, fmt: Format) -> None:
+    def __init__(self, metric: Counter | Gauge | Histogram) -> None:
         self.metric = metric
-        self.fmt = fmt
-        self.header = _header(metric, fmt)
-        self.created_header = _header(metric, fmt, suffix="_created")
+        self.headers = {fmt: _header(metric, fmt) for fmt in Format}
+        self.created_header = _header(metric, Format.TEXT, suffix="_created")  # text only
         self.series: dict[tuple[str, ...], _SeriesTemplate] = {}
 
     @classmethod
-    def of(cls, collector: Collector, fmt: Format) -> _FamilyTemplate | None:
+    def of(cls, collector: Collector) -> _FamilyTemplate | None:
         """The template of ``collector``, or None if the fast path does not know its kind."""
         if type(collector) not in (Counter, Gauge, Histogram):  # subclasses may sample otherwise
             return None
@@ -211,22 +213,26 @@ class _FamilyTemplate:
             map(_is_valid_legacy_labelname, names[1:])
         ):
             return None
-        return cls(collector, fmt)
+        return cls(collector)
 
-    def render(self, out: list[str], value_text: _ValueText, with_created: bool) -> bool:
+    def render(
+        self, out: list[str], fmt: Format, value_text: _ValueText, with_created: bool
+    ) -> bool:
         """Append the family to ``out``; False (nothing appended) if the library must."""
         children = self._children()
-        if any("_child_samples" in vars(child) for child in children.values()):
+        if isinstance(self.metric, Gauge) and any(
+            "_child_samples" in vars(child) for child in children.values()
+        ):
             return False  # a Gauge with set_function computes its own samples
         lines: list[str] = []
         created: list[str] = []
         render_values = _VALUE_RENDERERS[type(self.metric)]
-        inline_created = self.fmt is Format.OPENMETRICS
+        inline_created = fmt is Format.OPENMETRICS  # the text format gathers them after
         for template in self._series_of(children):
             render_values(template, lines, value_text)
             if with_created and template.created_prefix:
                 (lines if inline_created else created).append(template.created(value_text))
-        out.append(self.header)
+        out.append(self.headers[fmt])
         out.extend(lines)
         if created:
             out.append(self.created_header)

@@ -117,7 +117,7 @@ def test_removed_and_recreated_series_follow_the_registry(fleet: Fleet) -> None:
     assert b"check-00005" not in text
     assert_same(exposition, registry)
     # Their templates went too: a monitor reloading for months must not keep them all.
-    for (collector, _), template in exposition._templates.items():
+    for collector, template in exposition._templates.items():
         assert template is not None
         assert set(template.series) == set(getattr(collector, "_metrics", {(): None}))
     # Back again: new children, whose _created differs from the templates' first children.
@@ -270,7 +270,7 @@ def test_templates_of_unregistered_collectors_are_dropped() -> None:
     exposition.render_format(Format.TEXT)
     registry.unregister(gone)
     assert b"gone_total" not in exposition.render_format(Format.TEXT)
-    assert not [key for key in exposition._templates if key[0] is gone]
+    assert gone not in exposition._templates
 
 
 def test_value_cells_read_through_get_render_the_same(
