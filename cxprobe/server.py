@@ -130,8 +130,9 @@ class HttpServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
         gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        # Rendering (~14 ms for 10,000 series) and compressing happen in a worker thread, so
-        # they cannot delay the timestamps the probes take on the event loop.
+        # Rendering (a few ms for 10,000 series, BENCHMARKS.md) and compressing (zlib lets go
+        # of the GIL) happen in a worker thread: the timestamps the probes take on the event
+        # loop wait at most the interpreter's thread switch interval, not the whole scrape.
         body, content_type = await asyncio.to_thread(self._scrape_body, accept, gzipped)
         headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
         if gzipped:
