@@ -1,4 +1,5 @@
-"""Prometheus metrics: the only module that imports ``prometheus_client``.
+"""Prometheus metrics: with :mod:`exporters.exposition`, which renders them for ``/metrics``,
+the only modules that import ``prometheus_client``.
 
 Names and labels are a contract with dashboards and alert rules (``docs/metrics.md``): prefix
 ``cxprobe_``, base units, counters end in ``_total``, and label values come only from bounded

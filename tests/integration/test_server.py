@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from cxprobe.server import HttpServer
+from bench.metrics import PROMETHEUS_ACCEPT, filled_metrics
+from cxprobe.server import HttpServer, accepts_gzip
 from exporters.metrics import CheckSeries, MonitorMetrics
 from probes.base import Responder
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
@@ -214,3 +217,44 @@ async def test_busy_port_fails_loudly(registry: CollectorRegistry) -> None:
         second = HttpServer(port=first.port, registry=registry, health=healthy, logger=LOGGER)
         with pytest.raises(OSError):
             await second.__aenter__()
+
+
+async def test_a_large_scrape_gzipped_is_the_registry_and_passes_promtool() -> None:
+    registry = filled_metrics(12)  # over a thousand series: histograms, _created, last runs
+    server = HttpServer(port=0, registry=registry, health=healthy, logger=LOGGER)
+    async with server, aiohttp.ClientSession(auto_decompress=False) as session:
+        url = f"{server.url}/metrics"
+        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["Vary"] == "Accept-Encoding"
+            gzipped = await response.read()
+        async with session.get(url, headers={"Accept-Encoding": "gzip;q=0, br"}) as response:
+            assert "Content-Encoding" not in response.headers
+            plain = await response.read()
+        prometheus = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+        async with session.get(url, headers=prometheus) as response:
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            openmetrics_body = gzip.decompress(await response.read())
+    assert gzip.decompress(gzipped) == plain == generate_latest(registry)
+    assert openmetrics_body == openmetrics_latest(registry)
+    returncode, lint = await promtool_check_metrics(plain)
+    assert (returncode, lint) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("*", True),
+        ("", False),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.0, *", False),  # the explicit refusal wins over the wildcard
+        ("*;q=0", False),
+        ("gzip;q=bad", False),
+    ],
+)
+def test_gzip_only_when_accepted(accept_encoding: str, gzipped: bool) -> None:
+    assert accepts_gzip(accept_encoding) is gzipped
