@@ -74,6 +74,16 @@ async def run_where(
         raise AssertionError(f"no {what} in the store within {STEP_TIMEOUT:g}s") from None
 
 
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition`` holds (read every READ_EVERY: what it reads has no event)."""
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(READ_EVERY)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not happen within {STEP_TIMEOUT:g}s") from None
+
+
 async def run_in_flight(monitor: Monitor) -> RunResult:
     """A run the scheduler started whose contact is out and which is not judged yet."""
     return await run_where(
@@ -125,12 +135,7 @@ async def settle(monitor: Monitor, fault: str, **extra: Any) -> Figures:
     """Stop the scheduler, let the runs in progress end, count what the store holds, and
     print the figures line."""
     await monitor.scheduler.stop()
-    try:
-        async with asyncio.timeout(STEP_TIMEOUT):
-            while monitor.runner.health()["runs_in_progress"]:  # noqa: ASYNC110
-                await asyncio.sleep(READ_EVERY)
-    except TimeoutError:
-        raise AssertionError(f"runs still in progress {STEP_TIMEOUT:g}s after the end") from None
+    await until(lambda: not monitor.runner.health()["runs_in_progress"], "the runs' end")
     runs = await monitor.store.recent_runs(1000)
     recorded = sum(run.outcome is not None and run.finished_at is not None for run in runs)
     figures = Figures(
@@ -157,15 +162,38 @@ def _slots_not_started(monitor: Monitor, runs: list[RunResult]) -> int:
     return missing
 
 
+class LogWatch:
+    """The records with one message that a logger (or a child) logs, as they come."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.records: list[logging.LogRecord] = []
+        self._seen = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def note(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.message:
+            self.records.append(record)
+            self._loop.call_soon_threadsafe(self._seen.set)
+
+    async def seen(self) -> None:
+        """Until the message has been logged at least once."""
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                await self._seen.wait()
+        except TimeoutError:
+            raise AssertionError(f"{self.message!r} not logged within {STEP_TIMEOUT:g}s") from None
+
+
 @contextmanager
-def log_records(logger: str, message: str) -> Iterator[list[logging.LogRecord]]:
-    """The records ``logger`` (or a child) logs with ``message`` while the block runs."""
-    records: list[logging.LogRecord] = []
+def log_records(logger: str, message: str) -> Iterator[LogWatch]:
+    """What ``logger`` (or a child) logs with ``message`` while the block runs (warnings and
+    worse: the level the logger is raised to if it is quieter)."""
+    watch = LogWatch(message)
 
     class _Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage() == message:
-                records.append(record)
+            watch.note(record)
 
     handler = _Collect(level=logging.DEBUG)
     target = logging.getLogger(logger)
@@ -174,7 +202,7 @@ def log_records(logger: str, message: str) -> Iterator[list[logging.LogRecord]]:
     if target.getEffectiveLevel() > logging.WARNING:
         target.setLevel(logging.WARNING)
     try:
-        yield records
+        yield watch
     finally:
         target.removeHandler(handler)
         target.setLevel(previous)

@@ -81,10 +81,13 @@ async def test_imap_connection_dropped_mid_run_the_reply_is_still_matched(
                 faulted = await finished(monitor, faulted)
                 later = await later_run_finished(monitor, after=mended_at)
                 figures = await settle(
-                    monitor, "imap-drop", killed_sessions=len(killed), reconnects=len(lost_sessions)
+                    monitor,
+                    "imap-drop",
+                    killed_sessions=len(killed),
+                    reconnects=len(lost_sessions.records),
                 )
     assert killed, "no Dovecot imap process was found to kill"
-    assert lost_sessions, "the watcher never noticed its connection was gone"
+    assert lost_sessions.records, "the watcher never noticed its connection was gone"
     assert faulted.outcome is Outcome.MET, faulted.reason
     (human,) = [reply for reply in faulted.replies if reply.responder is Responder.HUMAN]
     assert human.observed_at >= mended_at  # read after the reconnect, not before the drop
