@@ -59,14 +59,15 @@ async def scheduled(sandbox: Sandbox[Any]) -> AsyncIterator[Monitor]:
 
 
 async def run_where(
-    monitor: Monitor, predicate: Callable[[RunResult], bool], what: str
+    monitor: Monitor, predicate: Callable[[RunResult], bool], what: str, *, oldest: bool = False
 ) -> RunResult:
-    """The newest stored run for which ``predicate`` holds, once there is one (``what``
-    says which run the test waited for when it fails)."""
+    """The newest (or ``oldest``) stored run for which ``predicate`` holds, once there is
+    one (``what`` says which run the test waited for when it fails)."""
     try:
         async with asyncio.timeout(STEP_TIMEOUT):
             while True:
-                for run in await monitor.store.recent_runs(200):
+                runs = await monitor.store.recent_runs(200)
+                for run in reversed(runs) if oldest else runs:
                     if predicate(run):
                         return run
                 await asyncio.sleep(READ_EVERY)
@@ -91,6 +92,13 @@ async def run_in_flight(monitor: Monitor) -> RunResult:
         lambda run: run.sent_at is not None and run.finished_at is None,
         "run with its contact sent and still open",
     )
+
+
+async def first_run_finished(monitor: Monitor) -> RunResult:
+    """The monitor's first run (the slot the scheduler catches up at start), once finished:
+    a later slot's run may end before it."""
+    first = await run_where(monitor, lambda run: True, "run claimed", oldest=True)
+    return await finished(monitor, first)
 
 
 async def finished(monitor: Monitor, run: RunResult) -> RunResult:

@@ -24,10 +24,10 @@ from tests.faults.harness import (
     edit_config,
     every,
     finished,
+    first_run_finished,
     later_run_finished,
     log_records,
     run_in_flight,
-    run_where,
     scheduled,
     settle,
 )
@@ -115,9 +115,7 @@ async def test_smtp_refusal_at_send_is_recorded_with_the_code(
         edit_config(sandbox.config, every(INTERVAL))
         refusing(True)
         async with scheduled(sandbox) as monitor:
-            faulted = await run_where(
-                monitor, lambda run: run.finished_at is not None, "finished run"
-            )
+            faulted = await first_run_finished(monitor)
             refusing(False)
             mended_at = datetime.now(UTC)
             later = await later_run_finished(monitor, after=mended_at)
