@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from cxprobe.app import Monitor
@@ -168,6 +169,22 @@ def _slots_not_started(monitor: Monitor, runs: list[RunResult]) -> int:
         expected = check.schedule.slots(slots[0], slots[-1] + timedelta(microseconds=1))
         missing += len(set(expected) - set(slots))
     return missing
+
+
+def descendants(
+    root: psutil.Process, named: Callable[[str, str | None], bool]
+) -> list[psutil.Process]:
+    """The processes under ``root`` for which ``named(name, parent's name)`` holds (those
+    that end while being looked at are left out)."""
+    found = []
+    for process in root.children(recursive=True):
+        try:
+            parent = process.parent()
+            if named(process.name(), parent.name() if parent is not None else None):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 class LogWatch:

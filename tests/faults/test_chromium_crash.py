@@ -16,6 +16,7 @@ from scenarios.model import Outcome
 from tests.contract.harness import Pace, Setup
 from tests.contract.harnesses import HARNESSES
 from tests.faults.harness import (
+    descendants,
     edit_config,
     every,
     finished,
@@ -34,20 +35,15 @@ def _browser_process() -> psutil.Process:
     """The Chromium browser process this test process launched (through Playwright's
     driver): the one Chromium whose parent is not a Chromium (renderers, GPU and zygote
     processes are its children)."""
-    browsers = [
-        process
-        for process in psutil.Process().children(recursive=True)
-        if _is_chromium(process) and not _is_chromium(process.parent())
-    ]
+    browsers = descendants(
+        psutil.Process(), lambda name, parent: _chromium(name) and not _chromium(parent or "")
+    )
     assert len(browsers) == 1, f"expected one browser process, found {browsers}"
     return browsers[0]
 
 
-def _is_chromium(process: psutil.Process | None) -> bool:
-    try:
-        return process is not None and "chrom" in process.name()
-    except psutil.NoSuchProcess:
-        return False
+def _chromium(name: str) -> bool:
+    return "chrom" in name
 
 
 async def test_browser_killed_mid_chat_is_an_error_and_the_next_run_relaunches_it(

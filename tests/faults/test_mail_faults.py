@@ -6,6 +6,7 @@ later slots."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from scenarios.model import Outcome
 from tests.contract.harness import Pace, Setup
 from tests.contract.harnesses import HARNESSES
 from tests.faults.harness import (
+    descendants,
     edit_config,
     every,
     finished,
@@ -47,18 +49,14 @@ def _watcher_reconnects_fast(data: dict[str, Any]) -> None:
 
 
 def _kill_imap_sessions(desk: MailDesk) -> list[int]:
-    """SIGKILL the desk's Dovecot processes serving IMAP sessions (the watcher's one): the
-    server drops the client's connection without a goodbye."""
+    """SIGKILL the desk's Dovecot processes serving IMAP sessions (the watcher's one), by
+    PID: the server drops the client's connection without a goodbye."""
     assert desk.dovecot.pid is not None
-    killed = []
-    for process in psutil.Process(desk.dovecot.pid).children(recursive=True):
-        try:
-            if process.name() == "imap":
-                process.send_signal(signal.SIGKILL)
-                killed.append(process.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return killed
+    sessions = descendants(psutil.Process(desk.dovecot.pid), lambda name, _: name == "imap")
+    for process in sessions:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    return [process.pid for process in sessions]
 
 
 async def test_imap_connection_dropped_mid_run_the_reply_is_still_matched(
