@@ -8,15 +8,18 @@ and the pool's pre-ping replaces the connections the restart dropped."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from cxprobe.app import Monitor
 from cxprobe.store.chain import Scope, link_problems
+from cxprobe.store.database import EvidenceStore
 from probes.base import Responder
 from scenarios.model import Outcome
 from tests.contract.harness import Pace, Setup
@@ -105,3 +108,21 @@ async def test_postgres_restart_mid_run_loses_nothing(
     assert snapshot.problems == [] and link_problems(snapshot.chain) == []
     assert len(snapshot.runs) == figures.runs
     assert all(run.entry is not None for run in snapshot.runs)
+
+
+async def test_a_write_fails_once_the_server_stays_away_longer_than_its_wait(
+    own_postgres: PostgresServer,
+) -> None:
+    # Bounded: a server that does not come back fails the write with its own error (the
+    # runner records what it can), it never hangs a run.
+    url = own_postgres.url(own_postgres.create_database())
+    async with EvidenceStore(url) as store:
+        await store.save_channel_state("email", "position", {"uid": 1})
+        await asyncio.to_thread(own_postgres.stop_server)
+        store.WRITE_RECONNECT_SECONDS = 1.0
+        began = time.monotonic()
+        with pytest.raises((OSError, DBAPIError)):
+            await store.save_channel_state("email", "position", {"uid": 2})
+        waited = time.monotonic() - began
+    print(f"FAULT postgres-gone: writes=1 failed=1 waited_seconds={waited:.1f}")
+    assert 0.5 <= waited < 5.0
