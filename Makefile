@@ -1,11 +1,13 @@
-# cxprobe — `make demo` runs the monitor against the local sandbox; `make test` runs the tests.
+# cxprobe — `make demo` runs the monitor against the local sandbox; `make test` runs the tests
+# (the fault suite, tests/faults, included); `make faults` runs the fault suite alone, with its
+# figures lines shown (docs/faults.md).
 # Both install what is missing (system packages via apt, Python packages into .venv).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test faults lint bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,9 @@ demo: system-deps $(STAMP)
 
 test: system-deps $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+faults: system-deps $(STAMP)
+	$(BIN)/pytest -q -s $(PYTEST_ARGS) tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ from sandbox.clock import iso_utc, real_now
 EventName = Literal[
     "received",
     "rejected",
+    "deferred",
     "reply_sent",
     "reply_dropped",
     # Web chat (sandbox/chat/desk.py).

@@ -84,6 +84,7 @@ class MailSettings(StrictModel):
     misroute_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     outage: bool = False
     reject: bool = False
+    defer: bool = False
 
     @_model_validator(mode="after")
     def _default_queue_exists(self) -> MailSettings:

@@ -145,6 +145,12 @@ class PostgresServer:
         self.started_in = time.monotonic() - began
 
     def stop(self) -> None:
+        self.stop_server()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def stop_server(self) -> None:
+        """Stop the server, keeping its data: :meth:`start_server` brings it back (a restart,
+        as a deployment's server has on an upgrade or a failover)."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGINT)  # "fast" shutdown: disconnect clients, stop
@@ -153,11 +159,24 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT)
-        if self._log_pump is not None:
-            self._log_pump.join(timeout=STOP_TIMEOUT)
+        pump, self._log_pump = self._log_pump, None
+        if pump is not None:
+            pump.join(timeout=STOP_TIMEOUT)
         if process is not None and process.stderr is not None:
             process.stderr.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def start_server(self) -> None:
+        """Start the stopped server again on its port, with its data (after :meth:`start`
+        and :meth:`stop_server`)."""
+        if self._process is not None:
+            raise AssertionError("PostgreSQL is running already")
+        # A log of its own: the ready and port-taken lines of the last run must not count.
+        with contextlib.suppress(FileNotFoundError):
+            self.log.replace(self.log.with_name(f"{self.log.name}.before-restart"))
+        if not self._start_server():
+            raise AssertionError(
+                f"PostgreSQL could not start again: port {self.port} was taken meanwhile"
+            )
 
     def _initdb(self) -> None:
         self._run(

@@ -389,12 +389,45 @@ class EvidenceStore:
 
     # -- transactions ----------------------------------------------------------------------
 
+    #: How long a write waits for a database server it cannot reach (restarting, failing
+    #: over) before it fails, and the first and the longest wait between its attempts.
+    WRITE_RECONNECT_SECONDS = 30.0
+    _RECONNECT_FIRST_WAIT = 0.1
+    _RECONNECT_LONGEST_WAIT = 2.0
+
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         if self._writer is None:
             raise StoreError("the evidence store is not open: use it as `async with`")
-        async with self._write_lock, self._writer.begin() as conn:
-            yield conn
+        async with self._write_lock:
+            conn = await self._connect_for_write(self._writer)
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                await asyncio.shield(conn.close())
+
+    async def _connect_for_write(self, writer: AsyncEngine) -> AsyncConnection:
+        """A connection to write on. While the database server cannot be reached (a restart
+        drops every connection and refuses new ones for a while), the write waits for it,
+        with back-off, for up to ``WRITE_RECONNECT_SECONDS``: a reply or an outcome that
+        comes meanwhile is stored once the server is back instead of being lost with its
+        run. Pooled connections the restart dropped are replaced by the pre-ping."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.WRITE_RECONNECT_SECONDS
+        wait = self._RECONNECT_FIRST_WAIT
+        while True:
+            try:
+                return await writer.connect().start()
+            except (DBAPIError, OSError) as exc:
+                if self._sqlite or not _server_unreachable(exc) or loop.time() + wait > deadline:
+                    raise
+                self._logger.warning(
+                    "evidence store unreachable; the write waits for it",
+                    extra={"store": self.where, "error": self._scrub(exc), "retry_in": wait},
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self._RECONNECT_LONGEST_WAIT)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -859,6 +892,16 @@ class EvidenceStore:
 
 
 # -- module helpers (no state) -----------------------------------------------------------------
+
+
+def _server_unreachable(exc: DBAPIError | OSError) -> bool:
+    """The database server could not be reached or dropped the connection (connection
+    refused or reset, SQLSTATE class 08, or 57P: shutting down, starting up), as opposed to
+    a write it refused."""
+    if isinstance(exc, OSError) or exc.connection_invalidated:
+        return True
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return sqlstate.startswith(("08", "57P")) or isinstance(exc.orig, OSError)
 
 
 def _enable_wal(cursor: Any) -> None:

@@ -59,6 +59,7 @@ class MailDesk(SandboxPeer):
         self._rng = random.Random(profile.seed)
         self._outage = mail.outage
         self._reject = mail.reject
+        self._defer = mail.defer
         self.dovecot = Dovecot(
             self.workdir / "dovecot",
             [MailUser(m.address, m.password) for m in mail.probe_mailboxes],
@@ -99,10 +100,15 @@ class MailDesk(SandboxPeer):
     def set_reject(self, on: bool) -> None:
         self._reject = on
 
+    def set_defer(self, on: bool) -> None:
+        """Answer the support address's RCPT with a temporary failure (4xx) while on."""
+        self._defer = on
+
     def state(self) -> dict[str, Any]:
         return {
             "outage": self._outage,
             "reject": self._reject,
+            "defer": self._defer,
             **self.clock_state(),
             "pending_replies": len(self._tasks),
             "support_address": self._support,
@@ -128,7 +134,8 @@ class MailDesk(SandboxPeer):
                 auth=(smtp.auth.username, smtp.auth.password) if smtp.auth else None,
             )
         )
-        app = build_app(self._controls(), self.set_outage, self.set_reject)
+        switches = {"outage": self.set_outage, "reject": self.set_reject, "defer": self.set_defer}
+        app = build_app(self._controls(), switches)
         await self._serve(app, "the mail desk's control API", [self.profile.control.port])
         stack.push_async_callback(self._cancel_tasks)
 
@@ -140,6 +147,9 @@ class MailDesk(SandboxPeer):
         if self._reject:
             self._record("rejected", to=address, period=self.period_now())
             return f"550 5.1.1 <{address}>: Recipient address rejected: mailbox unavailable"
+        if self._defer:
+            self._record("deferred", to=address, period=self.period_now())
+            return f"451 4.3.2 <{address}>: Recipient address deferred: try again later"
         return None
 
     async def _on_message(self, mail_from: str, recipients: list[str], raw: bytes) -> None:
