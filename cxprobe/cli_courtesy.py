@@ -114,7 +114,9 @@ def add_command(
             return await store.add_maintenance(window, created_by=_operator(by))
 
     window_id = asyncio.run(add())
-    Console().print(f"maintenance window {window_id} added: {window.describe()}", highlight=False)
+    Console().print(
+        f"maintenance window {window_id} added: {window.describe()}", highlight=False, markup=False
+    )
 
 
 @maintenance_app.command("list")
@@ -144,6 +146,7 @@ def list_command(
         console.print(
             f"{declared.source}: [{state}] {declared.window.describe()}",
             highlight=False,
+            markup=False,
             soft_wrap=True,
         )
     if not found:
@@ -196,7 +199,7 @@ def optout_list_command(
     console = Console()
     lines = asyncio.run(listed())
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if not lines:
         console.print("no opt-outs")
 

@@ -172,6 +172,8 @@ class DeclaredWindow:
                 if opened >= self.ended_at:
                     return
                 closed = min(closed, self.ended_at)
+                if closed <= start:
+                    continue  # ended before the range
             yield opened, closed
 
     def open_at(self, moment: datetime) -> bool:
