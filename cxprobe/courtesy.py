@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,6 +59,23 @@ async def windows_in_force(config: Config, store: EvidenceStore) -> list[Declare
     """Every maintenance window in force: the configuration's, then the store's."""
     declared = [DeclaredWindow(window, source="config") for window in config.maintenance]
     return declared + await store.maintenance_windows()
+
+
+async def windows_for_audit(
+    config: Config,
+    store: EvidenceStore,
+    targets: Sequence[str] = (),
+    channels: Sequence[str] = (),
+) -> list[DeclaredWindow]:
+    """Every window an auditor of ``targets``' ``channels`` (all when empty) must see: those in
+    force and those ended early, whose hours before their end were declared all the same."""
+    ended = [w for w in await store.maintenance_windows(include_ended=True) if w.ended_at]
+    return [
+        declared
+        for declared in await windows_in_force(config, store) + ended
+        if (not targets or declared.window.target in (None, *targets))
+        and (not channels or declared.window.channel in (None, *channels))
+    ]
 
 
 @dataclass
