@@ -171,7 +171,10 @@ def export_command(
 
     async def run() -> ExportResult:
         async with EvidenceStore(loaded.monitor.store_url) as store:
-            return await export_evidence(store, options)
+            maintenance = await windows_for_audit(loaded, store, scope.targets, scope.channels)
+            return await export_evidence(
+                store, dataclasses.replace(options, maintenance=maintenance)
+            )
 
     try:
         result = asyncio.run(run())
