@@ -33,6 +33,7 @@ from cxprobe.store.migrations import (
 )
 from cxprobe.store.schema import metadata
 from tests.evidence_support import SECRETS, WEEK_START, load, populate, write_config
+from tests.stores import revision_numbers
 from tests.unit.test_store import new_result, reply, sent, sqlite_url
 
 HERE = Path(__file__).parent
@@ -51,13 +52,14 @@ DATA_TABLES = ("runs", "slots", "messages", "artifacts", "channel_state")
 
 #: A revision after the head, as a later cxprobe might add: it recreates ``runs`` on SQLite,
 #: the table every other one refers to (with ON DELETE CASCADE).
+_NOTES, _NOTES_INDEX = f"{int(HEAD_REVISION) + 1:04d}", f"{int(HEAD_REVISION) + 2:04d}"
 LATER_REVISIONS = {
-    "v0003_run_notes.py": """
+    f"v{_NOTES}_run_notes.py": f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "{_NOTES}"
+down_revision = "{HEAD_REVISION}"
 branch_labels = None
 depends_on = None
 
@@ -70,11 +72,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     raise NotImplementedError
 """,
-    "v0004_run_notes_index.py": """
+    f"v{_NOTES_INDEX}_run_notes_index.py": f"""
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "{_NOTES_INDEX}"
+down_revision = "{_NOTES}"
 branch_labels = None
 depends_on = None
 
@@ -135,7 +137,9 @@ def as_old_store(source: Path, target: Path, version: int) -> None:
         conn.execute("ATTACH DATABASE ? AS source", (str(source),))
         tables = [*DATA_TABLES, *(("chain", "chain_head", "exports", "exported_runs"))]
         for table in tables[: len(DATA_TABLES)] if version == 1 else tables:
-            conn.execute(f"INSERT INTO {table} SELECT * FROM source.{table}")
+            # The old table's columns only: later revisions add some to today's tables.
+            names = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM source.{table}")
         conn.executemany(
             "INSERT INTO schema_version VALUES (?, '2025-01-01 00:00:00.000000')",
             [(number,) for number in range(1, version + 1)],
@@ -200,18 +204,20 @@ async def test_a_new_store_is_created_at_head_with_exactly_the_metadata(db_path:
     finally:
         engine.dispose()
     assert differences == []
-    assert query(db_path, "SELECT version FROM schema_version") == [(1,), (2,)]
+    assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
 
 
 async def test_a_new_store_has_the_tables_the_old_code_created(db_path: Path) -> None:
     async with EvidenceStore(sqlite_url(db_path)):
         pass
-    alembic_version = {
-        "CREATE TABLE alembic_version ( version_num VARCHAR(32) NOT NULL, "
-        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num) )"
-    }
-    assert ddl(db_path) == old_ddl(2) | alembic_version
     assert old_ddl(1) < old_ddl(2)
+    # A store the old code wrote at schema 2 (stamped 0002, then the later revisions) and a new
+    # one (every revision) come out alike: 0001 and 0002 create what the old code did.
+    old = db_path.with_name("old.db")
+    as_old_store(db_path, old, 2)
+    assert ddl(old) == old_ddl(2)
+    await open_schema(old)
+    assert ddl(old) == ddl(db_path)
 
 
 # -- stores written before Alembic -------------------------------------------------------------
@@ -231,7 +237,7 @@ def test_a_version_1_store_of_the_old_code_keeps_every_run_and_gets_a_valid_chai
     assert state.legacy_version == 1 and state.upgraded
     assert counts(old) == before
     assert ddl(old) == ddl(db_path)
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
     assert query(old, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     sealed = query(old, "SELECT run_id, kind, note FROM chain ORDER BY seq")
     assert {run_id for run_id, _, _ in sealed} == closed_runs(old)
@@ -271,12 +277,14 @@ async def test_a_version_2_store_of_the_old_code_is_stamped_and_its_chain_left_a
     assert len(chain_before) == 24
     async with EvidenceStore(sqlite_url(old)) as store:
         assert store.schema is not None
-        assert (store.schema.found, store.schema.revision) == (HEAD_REVISION, HEAD_REVISION)
-        assert store.schema.stamped and not store.schema.upgraded
+        # Stamped at the revision it was written at; the revisions since run on it.
+        assert (store.schema.found, store.schema.revision) == (LEGACY_REVISIONS[2], HEAD_REVISION)
+        assert store.schema.stamped
+        assert store.schema.upgraded == (LEGACY_REVISIONS[2] != HEAD_REVISION)
     assert counts(old) == before
     assert query(old, "SELECT * FROM chain ORDER BY seq") == chain_before
     assert query(old, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
     assert chain_problems(old) == []
 
 
@@ -294,7 +302,7 @@ async def test_two_monitors_upgrading_one_old_store_at_once_seal_each_run_once(
         states = [store.schema for store in opened]
     assert sorted(bool(state and state.upgraded) for state in states) == [False, True]
     assert len(query(old, "SELECT seq FROM chain")) == len(closed_runs(old)) == 24
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
     assert chain_problems(old) == []
 
 
@@ -314,20 +322,23 @@ async def test_later_revisions_run_in_order_and_a_recreated_table_loses_no_row(
     async with EvidenceStore(sqlite_url(db_path)) as store:
         assert store._writer is not None
         state = await prepare_store(store._writer, store.where, config=config)
-        assert (state.found, state.revision) == (HEAD_REVISION, "0004")
+        assert (state.found, state.revision) == (HEAD_REVISION, _NOTES_INDEX)
         again = await prepare_store(store._writer, store.where, config=config)
-        assert (again.found, again.revision, again.upgraded) == ("0004", "0004", False)
+        assert (again.found, again.revision, again.upgraded) == (_NOTES_INDEX, _NOTES_INDEX, False)
         async with store._read() as conn:
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
     # runs was dropped and recreated: with foreign keys on, its messages would have gone too.
     assert counts(db_path) == before
     assert query(db_path, "SELECT count(*) FROM runs WHERE notes IS NULL") == [(before["runs"],)]
     assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == [
-        (v,) for v in range(1, 5)
+        *revision_numbers(),
+        (int(_NOTES),),
+        (int(_NOTES_INDEX),),
     ]
     assert chain_problems(db_path) == []
-    # This cxprobe (head 0002) now refuses the store.
-    with pytest.raises(SchemaVersionError, match=r"schema version 4 \(revision 0004\)"):
+    # This cxprobe (at HEAD_REVISION) now refuses the store.
+    refused = rf"schema version {int(_NOTES_INDEX)} \(revision {_NOTES_INDEX}\)"
+    with pytest.raises(SchemaVersionError, match=refused):
         async with EvidenceStore(sqlite_url(db_path)):
             pass
 
