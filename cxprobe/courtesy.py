@@ -112,7 +112,17 @@ class Courtesy:
         return await windows_in_force(config, self.store)
 
     async def opted_out(self, result: RunResult, error: OptedOut, now: datetime) -> None:
-        """The run learnt that its recipient opted out: pause contacts to it."""
+        """The run learnt that its recipient opted out: pause contacts to it. Never raises:
+        the run's own outcome must still be recorded if the store fails here."""
+        try:
+            await self._record_opt_out(result, error, now)
+        except Exception as exc:
+            self.logger.error(
+                "opt-out not recorded: the next slot may contact the recipient again",
+                extra={"run_id": result.run_id, "error": describe_error(exc)},
+            )
+
+    async def _record_opt_out(self, result: RunResult, error: OptedOut, now: datetime) -> None:
         recorded = await self.store.record_opt_out(
             OptOut(
                 id=0,
