@@ -1,8 +1,8 @@
 """The ``cxprobe`` command line.
 
 Exit codes: 0 success (``once``: met with no misroute), 1 breached or misrouted, 2 invalid
-configuration or usage, 3 the contact failed (refused/bounced), 4 the probe errored or was
-interrupted.
+configuration or usage, 3 the contact failed (refused/bounced), 4 the probe errored, was
+interrupted or was skipped (an opt-out, a maintenance window, the contact budget).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rich.table import Table
 from cxprobe import __version__, logs
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.cli_courtesy import maintenance_app, optout_app
 from cxprobe.cli_db import db_app
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.cli_plan import plan
@@ -41,6 +42,7 @@ EXIT_BY_OUTCOME = {
     Outcome.FAILED: 3,
     Outcome.ERROR: 4,
     Outcome.INTERRUPTED: 4,
+    Outcome.SKIPPED: 4,  # no contact sent on purpose: nothing was probed
 }
 
 app = typer.Typer(
@@ -163,7 +165,7 @@ def once(
         )
         raise typer.Exit(2) from None
     if result is None:
-        console.print("[yellow]not run: the slot was taken or the contact budget is spent[/]")
+        console.print("[yellow]not run: the slot was taken[/]")
         raise typer.Exit(4)
     _print_result(console, result, evidence)
     code = EXIT_BY_OUTCOME[result.outcome or Outcome.ERROR]
@@ -350,6 +352,8 @@ def version() -> None:
 
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(db_app, name="db")
+app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(optout_app, name="optout")
 app.command()(report)
 app.command()(plan)
 

@@ -11,6 +11,7 @@ arguments or an unusable output location.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from rich.console import Console
 
 from cxprobe import __version__
 from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.courtesy import windows_for_audit
 from cxprobe.evidence.export import (
     ExportError,
     ExportOptions,
@@ -169,7 +171,10 @@ def export_command(
 
     async def run() -> ExportResult:
         async with EvidenceStore(loaded.monitor.store_url) as store:
-            return await export_evidence(store, options)
+            maintenance = await windows_for_audit(loaded, store, scope.targets, scope.channels)
+            return await export_evidence(
+                store, dataclasses.replace(options, maintenance=maintenance)
+            )
 
     try:
         result = asyncio.run(run())
@@ -336,7 +341,8 @@ def report(
 
     async def build() -> Report:
         async with EvidenceStore(loaded.monitor.store_url) as store:
-            return await build_report(store, options)
+            maintenance = await windows_for_audit(loaded, store, scope.targets, scope.channels)
+            return await build_report(store, dataclasses.replace(options, maintenance=maintenance))
 
     document = asyncio.run(build())
     write_report(document, out)

@@ -101,7 +101,7 @@ def check_plan(config: Config, check: Check, first_day: datetime, weeks: int) ->
         channel=check.channel,
         schedule=describe(check.schedule),
         timezone=target.business_hours.timezone,
-        max_contacts_per_hour=target.rate_limit.max_contacts_per_hour,
+        max_contacts_per_hour=target.contacts_per_hour(),
         weeks=planned_weeks,
         cells_sampled=len(sampled),
         cycle_weeks=None if plan is None else plan.cycle_weeks,

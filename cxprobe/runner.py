@@ -15,6 +15,7 @@ past its lease) is dropped without another write, and its new owner finishes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -28,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cxprobe.courtesy import Courtesy, Skip, rate_limit_skip
 from cxprobe.lease_keeper import LeaseKeeper
 from cxprobe.settings import Check, Config
 from cxprobe.store.database import Claim, EvidenceStore, LeaseLostError, OpenRun
@@ -43,7 +45,7 @@ from probes.base import (
     Webhooks,
     new_token,
 )
-from probes.errors import ProbeError, describe_error
+from probes.errors import OptedOut, ProbeError, describe_error
 from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
     Clock,
@@ -54,7 +56,7 @@ from scenarios.engine import (
     utc_now,
 )
 from scenarios.hours import BusinessCalendar
-from scenarios.model import ObservedReply, Outcome, RunResult
+from scenarios.model import ContactMode, ObservedReply, Outcome, RunResult
 from scenarios.verdicts import Judge, slo_events
 
 #: Why a run whose contact never left is ``interrupted``.
@@ -155,6 +157,10 @@ class Runner:
     #: Runs whose lease another monitor took over while this process drove them.
     _lost: set[str] = field(default_factory=set)
     leases: LeaseKeeper | None = None
+    _courtesy: Courtesy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._courtesy = Courtesy(self.store, self.metrics, self.logger.getChild("courtesy"))
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Create and start the channels the configuration uses; resume open runs."""
@@ -183,6 +189,10 @@ class Runner:
             self.metrics.set_open_runs(kind, 0)
         for target_id, target in self.config.targets.items():
             self._calendars[target_id] = BusinessCalendar(target.business_hours)
+        gauges = asyncio.create_task(
+            self._courtesy.keep_gauges_fresh(lambda: self.config, self.clock), name="courtesy"
+        )
+        stack.push_async_callback(_cancel_and_wait, gauges)
         stack.push_async_callback(self.stop)
         self.leases = LeaseKeeper(
             self.store,
@@ -231,31 +241,45 @@ class Runner:
         self.metrics.record_start_failure(check.target, check.channel)
 
     async def execute(self, check: Check, slot: datetime) -> RunResult | None:
-        """Run ``check`` for ``slot`` to its end. None when the slot was already taken or the
-        target's contact budget is spent. Never raises for a probe's failure."""
+        """Run ``check`` for ``slot`` to its end. None when the slot was already taken; a
+        ``skipped`` run when no contact may be sent (an opt-out, a maintenance window, the
+        target's contact budget spent). Never raises for a probe's failure."""
         target = self.config.targets[check.target]
         result = self._new_result(check, slot)
+        skip = await self._courtesy.screen(self.config, check, result, self.clock())
         # The budget and the claim are one transaction: checks firing together cannot all
         # slip under the limit.
         since = self.clock() - timedelta(hours=1)
-        limit = target.rate_limit.max_contacts_per_hour
-        claim = await self.store.claim_slot(result, max_contacts=limit, since=since)
+        limit = target.contacts_per_hour()
+        budget = None if skip is not None else limit
+        claim = await self.store.claim_slot(result, max_contacts=budget, since=since)
         if claim is Claim.OVER_BUDGET:
-            self.logger.warning(
-                "slot skipped: contact budget spent",
-                extra={"check": check.id, "slot": slot.isoformat(), "max_contacts_per_hour": limit},
-            )
-            return None
+            skip = rate_limit_skip(limit)
+            claim = await self.store.claim_slot(result)  # the skipped run has the slot
         if claim is not Claim.CLAIMED:
             self.logger.info(
                 "slot already claimed", extra={"check": check.id, "slot": slot.isoformat()}
             )
             return None
+        if skip is not None:
+            return await self._skipped(result, skip)
         self.logger.info(
             "run started",
             extra={"check": check.id, "run_id": result.run_id, "period": str(result.period)},
         )
         return await self._drive(check, result, resume=None)
+
+    async def _skipped(self, result: RunResult, skip: Skip) -> RunResult:
+        """Record a slot that sends no contact on purpose: a closed run, never a breach."""
+        result.outcome = Outcome.SKIPPED
+        result.reason = skip.run_reason
+        self.metrics.record_skipped(result.target, result.channel, skip.reason)
+        self.logger.warning(
+            "slot skipped",
+            extra={"check": result.check_id, "run_id": result.run_id, "reason": skip.run_reason},
+        )
+        await self._finish(result)
+        return result
 
     def _new_result(self, check: Check, slot: datetime) -> RunResult:
         scenario = self.config.scenarios[check.scenario]
@@ -321,6 +345,8 @@ class Runner:
         except ProbeError as exc:
             result.outcome = Outcome(exc.outcome)
             result.reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, OptedOut):
+                await self._courtesy.opted_out(result, exc, self.clock())
         except LeaseLostError:
             raise  # another monitor drives the run now (handled by _drive)
         except Exception as exc:
@@ -344,7 +370,11 @@ class Runner:
             token=result.token,
             customer_name=self.config.monitor.customer_name,
             target_name=target.name,
-            disclosure=self.config.monitor.disclosure,
+            disclosure=(
+                self.config.monitor.disclosure
+                if result.contact_mode is ContactMode.DECLARED
+                else None
+            ),
             expected_queue=result.expected_queue,
         )
         return _RunParts(
@@ -619,6 +649,12 @@ async def _close_and_keep(
             "conversation evidence not stored",
             extra={"run_id": run_id, "error": describe_error(exc)},
         )
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _domain(reply: Reply) -> str:

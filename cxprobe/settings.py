@@ -32,7 +32,8 @@ from probes import CHANNEL_TYPES
 from probes.base import AddressUse, DefaultSla, Problem, Responder, ScenarioUse
 from scenarios.durations import Duration
 from scenarios.hours import BusinessHours
-from scenarios.model import Matcher, Scenario, Thresholds
+from scenarios.maintenance import MaintenanceWindow
+from scenarios.model import ContactMode, Matcher, Scenario, Thresholds
 from scenarios.schedule import Schedule
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "library"
@@ -71,8 +72,8 @@ class MonitorSettings(Strict):
     customer_name: str = Field("Alex Morgan", description="Name the test customer signs with.")
     disclosure: str | None = Field(
         "This is an automated service-quality test contact (ref {token}).",
-        description="Line appended to every contact so staff can identify test contacts; "
-        "null to omit (mystery shopping).",
+        description="Line every declared contact carries so staff can identify test contacts "
+        "(targets in contact_mode: mystery go without it).",
     )
     concurrency: dict[str, int] = Field(
         default_factory=dict, description="Per channel kind: runs in progress at once."
@@ -80,6 +81,18 @@ class MonitorSettings(Strict):
     send_timeout: Duration = Field(60.0, description="Longest a channel may take to accept.")
     shutdown_grace: Duration = Field(10.0, description="Wait this long for sends on SIGTERM.")
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("disclosure")
+    @classmethod
+    def _disclosure_text(cls, value: str | None) -> str | None:
+        # One way to go undisclosed: a target's contact_mode, whose reason is recorded.
+        if value is None or not value.strip():
+            raise ValueError(
+                "the disclosure cannot be turned off here: set contact_mode: mystery and "
+                "mystery: {reason: ...} on the targets whose contacts must not disclose "
+                "themselves"
+            )
+        return value
 
     @field_validator("concurrency")
     @classmethod
@@ -122,10 +135,24 @@ class ResponderRule(Strict):
     match: Matcher
 
 
+#: Contacts per hour and channel when a target's rate_limit does not say: mystery contacts
+#: do not say they are tests, so they are kept rarer.
+DEFAULT_CONTACTS_PER_HOUR = {ContactMode.DECLARED: 6, ContactMode.MYSTERY: 1}
+
+
 class RateLimit(Strict):
-    max_contacts_per_hour: int = Field(
-        6, ge=1, description="Per channel; slots beyond it are skipped and logged."
+    max_contacts_per_hour: int | None = Field(
+        None,
+        ge=1,
+        description="Per channel; slots beyond it are skipped (recorded as skipped: "
+        "rate_limit). Default 6, or 1 for contact_mode: mystery.",
     )
+
+
+class Mystery(Strict):
+    """Why a target is probed without disclosure (kept with the configuration for audits)."""
+
+    reason: str = Field(min_length=1, description="E.g. 'quarterly competitor benchmark'.")
 
 
 def _target_channels_model() -> type[BaseModel]:
@@ -163,6 +190,20 @@ class Target(Strict):
     responders: list[ResponderRule] = Field(default_factory=list)
     slas: dict[str, Sla] = Field(default_factory=dict)
     rate_limit: RateLimit = Field(default_factory=lambda: RateLimit())
+    contact_mode: ContactMode = Field(
+        ContactMode.DECLARED,
+        description="declared: every contact says it is a test; mystery: it does not "
+        "(needs mystery.reason).",
+    )
+    mystery: Mystery | None = Field(None, description="Required with contact_mode: mystery.")
+    competitor: bool = Field(
+        False, description="Another company's service: probed on public channels only."
+    )
+
+    def contacts_per_hour(self) -> int:
+        """The contact budget per hour and channel: the configured one, else the mode's."""
+        configured = self.rate_limit.max_contacts_per_hour
+        return DEFAULT_CONTACTS_PER_HOUR[self.contact_mode] if configured is None else configured
 
     def address(self, kind: str) -> BaseModel | None:
         """The target's ``channels.<kind>`` section (the channel's address model), if any."""
@@ -219,6 +260,10 @@ class Config(Strict):
     scenarios: dict[str, Scenario] = Field(default_factory=dict)
     checks: list[Check] = Field(min_length=1)
     retention: Retention = Field(default_factory=lambda: Retention())
+    maintenance: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        description="Declared maintenance windows (more are added with cxprobe maintenance).",
+    )
 
     # Filled by load_config, not read from YAML.
     source: Path | None = Field(default=None, exclude=True)
@@ -234,7 +279,7 @@ class Config(Strict):
                 check.schedule = check.schedule.planned(
                     seed=check.id,
                     hours=target.business_hours,
-                    contacts_per_hour=target.rate_limit.max_contacts_per_hour,
+                    contacts_per_hour=target.contacts_per_hour(),
                     contacts_per_slot=len(check.locations or self.locations) or 1,
                 )
         return self
@@ -344,6 +389,7 @@ def _cross_check(config: Config) -> list[Problem]:
         *_check_problems(config),
         *_coverage_problems(config),
         *_series_problems(config),
+        *courtesy_problems(config),
     ]
 
 
@@ -519,4 +565,70 @@ def _series_problems(config: Config) -> list[Problem]:
                 )
                 break
         seen_series.setdefault(series, []).append((index, places))
+    return problems
+
+
+def courtesy_problems(config: Config) -> list[Problem]:
+    """Contact modes, competitors' channels and maintenance windows (issue 12)."""
+    return [
+        *_contact_mode_problems(config),
+        *_competitor_problems(config),
+        *_maintenance_problems(config),
+    ]
+
+
+def _contact_mode_problems(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    for target_id, target in config.targets.items():
+        where: KeyPath = ("targets", target_id)
+        if target.contact_mode is ContactMode.MYSTERY and target.mystery is None:
+            problems.append(
+                (
+                    (*where, "contact_mode"),
+                    "contact_mode: mystery needs its reason on record: add "
+                    "mystery: {reason: ...} (why this target is probed without disclosure)",
+                )
+            )
+        elif target.contact_mode is ContactMode.DECLARED and target.mystery is not None:
+            problems.append(
+                (
+                    (*where, "mystery"),
+                    "mystery is set but contact_mode is declared: set contact_mode: mystery, "
+                    "or remove mystery",
+                )
+            )
+    return problems
+
+
+def _competitor_problems(config: Config) -> list[Problem]:
+    """A competitor is reached only where any member of the public may reach it."""
+    return [
+        (
+            ("checks", index, "channel"),
+            f"target {check.target!r} is a competitor (competitor: true), and "
+            f"{check.channel} is not a public channel: probe competitors only on public "
+            f"channels ({', '.join(kind for kind, t in CHANNEL_TYPES.items() if t.public)})",
+        )
+        for index, check in enumerate(config.checks)
+        if (target := config.targets.get(check.target)) is not None
+        and target.competitor
+        and (channel_type := CHANNEL_TYPES.get(check.channel)) is not None
+        and not channel_type.public
+    ]
+
+
+def _maintenance_problems(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, window in enumerate(config.maintenance):
+        where: KeyPath = ("maintenance", index)
+        if window.target is not None and window.target not in config.targets:
+            problems.append(
+                (
+                    (*where, "target"),
+                    f"unknown target {window.target!r}; defined "
+                    f"targets: {', '.join(config.targets)}",
+                )
+            )
+        if window.channel is not None and window.channel not in CHANNEL_TYPES:
+            problems.append(((*where, "channel"), _unknown_kind(window.channel)))
     return problems

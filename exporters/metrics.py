@@ -25,7 +25,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from scenarios.model import Outcome, Period, RoutingResult, RunResult, Thresholds
+from scenarios.model import Outcome, Period, RoutingResult, RunResult, SkipReason, Thresholds
 
 #: Time to first answer spans a chat bot (sub-second) to an email desk (a day).
 RESPONSE_BUCKETS = (
@@ -72,6 +72,7 @@ class MonitorMetrics:
         self._declare_check_metrics(registry)
         self._declare_monitor_metrics(registry)
         self._declare_lease_metrics(registry)
+        self._declare_courtesy_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -128,6 +129,30 @@ class MonitorMetrics:
             "cxprobe_probes_in_flight",
             "Probes currently executing (holding a concurrency slot).",
             ["channel"],
+            registry=registry,
+        )
+
+    def _declare_courtesy_metrics(self, registry: CollectorRegistry) -> None:
+        """Slots skipped on purpose, maintenance windows and paused recipients (issue 12)."""
+        pair = ["target", "channel"]
+        self.runs_skipped = Counter(
+            "cxprobe_runs_skipped_total",
+            "Slots that sent no contact on purpose (recorded as skipped runs), by reason.",
+            [*pair, "reason"],
+            registry=registry,
+        )
+        self.maintenance_active = Gauge(
+            "cxprobe_maintenance_active",
+            "1 while a declared maintenance window covers the target's channel (the SLO and "
+            "probe alerts are silent then).",
+            pair,
+            registry=registry,
+        )
+        self.opted_out = Gauge(
+            "cxprobe_opted_out",
+            "1 while contacts to the target's channel are paused by an opt-out or a permanent "
+            "bounce (until cxprobe optout clear).",
+            pair,
             registry=registry,
         )
 
@@ -263,6 +288,10 @@ class MonitorMetrics:
                 for result in ("good", "bad"):
                     want(self.slo_events, (check.target, check.channel, name, result), None)
             want(self.late_replies, (check.target, check.channel), None)
+            for reason in SkipReason:
+                want(self.runs_skipped, (check.target, check.channel, reason), None)
+            for courtesy_gauge in (self.maintenance_active, self.opted_out):
+                want(courtesy_gauge, (check.target, check.channel), None)
             want(self.start_failures, (check.target, check.channel), None)
             for per_channel in (
                 self.open_runs,
@@ -310,9 +339,10 @@ class MonitorMetrics:
             self._child(pair, self.slo_events, result.target, result.channel, slo, verdict).inc()
         finished = result.finished_at.timestamp() if result.finished_at else time.time()
         self._child(owner, self.last_run_timestamp, *key).set(finished)
-        self._child(owner, self.last_run_success, *key).set(
-            1 if result.outcome is Outcome.MET else 0
-        )
+        if result.outcome is not Outcome.SKIPPED:  # a skipped slot says nothing of the service
+            self._child(owner, self.last_run_success, *key).set(
+                1 if result.outcome is Outcome.MET else 0
+            )
 
     def observe_first_response(self, result: RunResult, responder: str, seconds: float) -> None:
         """The run's first reply of ``responder``'s kind: at judgement, or later if it was late."""
@@ -325,6 +355,21 @@ class MonitorMetrics:
     def record_late_reply(self, target: str, channel: str) -> None:
         """A reply arrived for a run that had already been judged."""
         self._child(("pair", target, channel), self.late_replies, target, channel).inc()
+
+    def record_skipped(self, target: str, channel: str, reason: SkipReason) -> None:
+        """A slot sent no contact on purpose (its skipped run is counted by record_run)."""
+        pair = ("pair", target, channel)
+        self._child(pair, self.runs_skipped, target, channel, reason).inc()
+
+    def set_maintenance_active(self, target: str, channel: str, active: bool) -> None:
+        """Whether a declared maintenance window covers the target's channel now."""
+        pair = ("pair", target, channel)
+        self._child(pair, self.maintenance_active, target, channel).set(1 if active else 0)
+
+    def set_opted_out(self, target: str, channel: str, paused: bool) -> None:
+        """Whether an opt-out (or a permanent bounce) pauses contacts to the target's channel."""
+        pair = ("pair", target, channel)
+        self._child(pair, self.opted_out, target, channel).set(1 if paused else 0)
 
     def record_start_failure(self, target: str, channel: str) -> None:
         """A scheduled run could not start; its slot has no run to show for it."""

@@ -83,6 +83,12 @@ class Contact:
     #: The team the contact should reach (a target queue id), for channels whose route is
     #: chosen by the customer (a phone menu path).
     expected_queue: str | None = None
+    #: Whether the contact says it is a test (the target's ``contact_mode: declared``): the
+    #: disclosure is in ``text`` already; channels with headers also mark the message itself.
+    disclosed: bool = True
+    #: The disclosure line alone (token filled in), for channels that say it rather than send
+    #: ``text`` (a call says it to the person who answers); "" when not disclosed.
+    disclosure: str = ""
 
 
 @dataclass(frozen=True)
@@ -335,6 +341,10 @@ class ChannelType(Generic[SettingsT, AddressT]):
     resumable: bool = False
     #: Whether the driver needs the monitor's HTTP server (provider webhooks).
     needs_http: bool = False
+    #: Whether any member of the public reaches the target this way, with no account or
+    #: agreement with the target (a support address, a public chat page or number): only
+    #: public channels may be probed on a target marked ``competitor: true``.
+    public: bool = False
 
     def settings_of(self, section: BaseModel | None) -> SettingsT:
         """``section`` (a validated config's ``channels.<kind>``) as this channel's settings."""

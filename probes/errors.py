@@ -4,6 +4,8 @@
     ├── ConfigError              a configuration file is wrong (cxprobe.errors)
     └── ProbeError               a probe could not complete a contact; maps to a run outcome
         ├── ContactRejected      the channel refused the contact (bounce, 5xx)      -> "failed"
+        │   └── OptedOut         the recipient asked for no more contacts, or cannot
+        │                        take any for good (STOP, 21610, a permanent bounce)
         ├── ChannelUnavailable   the channel or its provider could not be reached   -> "error"
         ├── ProbeTimeout         a step the runner timed out (connect, send)        -> "error"
         └── ProviderError        the provider answered with an error                -> "error"
@@ -52,3 +54,14 @@ class ProbeTimeout(ProbeError):
 
 class ProviderError(ProbeError):
     """The provider answered with an error that is not a refusal of the contact."""
+
+
+class OptedOut(ContactRejected):
+    """The recipient asked not to be contacted again (an SMS STOP, Twilio error 21610), or
+    cannot be contacted for good (an email's permanent-failure bounce). The run is ``failed``
+    and the runner pauses contacts to the recipient until an operator clears it
+    (``cxprobe optout clear``)."""
+
+    def __init__(self, message: str, *, recipient: str) -> None:
+        super().__init__(message)
+        self.recipient = recipient

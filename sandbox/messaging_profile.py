@@ -11,6 +11,7 @@ Example (all keys shown; most have defaults)::
       sms:
         address: "+442071234568"       # the brand's SMS number
         enabled: true                  # false: messages to it end undelivered (30005)
+        opted_out: false               # true: it texted STOP; sends fail at create (21610)
         outage: false                  # delivered, never answered
         bot: true                      # the bot answers on this line
         agents: true                   # people answer on this line
@@ -131,6 +132,9 @@ class ReplyTeam(StrictModel):
 
 class _Line(StrictModel):
     enabled: bool = True
+    #: The brand's number has texted STOP to the monitor's numbers: like Twilio, creating a
+    #: message to it fails at once with error 21610.
+    opted_out: bool = False
     outage: bool = False
     bot: bool = True
     agents: bool = True

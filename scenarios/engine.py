@@ -56,8 +56,9 @@ def build_contact(
     """The opening contact with its placeholders filled in and the token carried in the text."""
     values = {"token": token, "customer_name": customer_name, "target": target_name}
     text = scenario.render(scenario.opening, **values).rstrip()
-    if disclosure:
-        text += "\n\n--\n" + disclosure.replace("{token}", token)
+    disclosure_line = disclosure.replace("{token}", token) if disclosure else ""
+    if disclosure_line:
+        text += "\n\n--\n" + disclosure_line
     if token not in text:
         text += f"\n\nRef: {token}"
     return Contact(
@@ -66,6 +67,8 @@ def build_contact(
         text=text + "\n",
         sender_name=customer_name,
         expected_queue=expected_queue,
+        disclosed=bool(disclosure_line),
+        disclosure=disclosure_line,
     )
 
 
@@ -88,6 +91,7 @@ def build_follow_ups(
             subject=opening.subject,
             text=text + "\n",
             sender_name=opening.sender_name,
+            disclosed=opening.disclosed,
         )
         follow_ups.append((follow_up.after, contact))
     return follow_ups

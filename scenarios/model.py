@@ -40,6 +40,24 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # the channel refused the contact (bounce, 5xx)
     ERROR = "error"  # the probe could not run (unreachable, provider error, crash)
     INTERRUPTED = "interrupted"  # the monitor stopped before the contact was sent
+    #: No contact was sent on purpose (an opt-out, a maintenance window, a spent contact
+    #: budget): never a breach, never an SLO event.
+    SKIPPED = "skipped"
+
+
+class SkipReason(enum.StrEnum):
+    """Why a slot sent no contact on purpose (``skipped: <reason>``; the metric label)."""
+
+    OPT_OUT = "opt_out"  # the recipient opted out (STOP, 21610, a permanent bounce)
+    MAINTENANCE = "maintenance"  # a maintenance window in pause mode is open
+    RATE_LIMIT = "rate_limit"  # the target's contacts per hour on the channel are spent
+
+
+class ContactMode(enum.StrEnum):
+    """Whether a target's contacts say they are tests (``targets.<id>.contact_mode``)."""
+
+    DECLARED = "declared"  # every contact discloses itself and carries its reference token
+    MYSTERY = "mystery"  # no disclosure: mystery shopping, with a recorded reason
 
 
 class RoutingResult(enum.StrEnum):
@@ -246,6 +264,11 @@ class RunResult:
     routing: RoutingResult = RoutingResult.UNKNOWN
     replies: list[ObservedReply] = field(default_factory=list)
     finished_at: datetime | None = None
+    #: Whether the contact disclosed itself: recorded on every run for the auditors.
+    contact_mode: ContactMode = ContactMode.DECLARED
+    #: Why the run counts for no SLO (a maintenance window in ``exclude_from_slo`` mode);
+    #: None when it counts.
+    slo_excluded: str | None = None
 
     @property
     def deadline_at(self) -> datetime | None:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from alembic.script import ScriptDirectory
 
+from cxprobe.store.migrations import alembic_config
 from tests.postgres import PostgresServer
 
 SQLITE = "sqlite"
@@ -73,3 +75,10 @@ class StoreBackend:
                     await conn.execute(statement)
         finally:
             await conn.close()
+
+
+def revision_numbers() -> list[tuple[int]]:
+    """``schema_version``'s rows once every revision ran, oldest first: each revision writes
+    its number (a store from before Alembic has the first ones already)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [(int(revision.revision),) for revision in script.walk_revisions()][::-1]

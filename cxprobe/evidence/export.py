@@ -7,6 +7,9 @@
     messages.csv, artifacts.csv  (CSV only; JSONL nests them in each run's line)
     chain.csv | chain.jsonl      the contiguous chain entries covering the period
     gaps.csv | gaps.jsonl        scheduled slots without a run (claimed but gone; unclaimed)
+    courtesy.json                each run's contact mode (declared/mystery), skip reason and
+                                 SLO exclusion; the maintenance windows open in the period,
+                                 with their openings and why (so declared gaps read as such)
     attachments/<run_id>/<artifact_id>-<kind>.<ext>   the raw evidence, byte for byte
     manifest.json                every file's SHA-256, the chain head, filters, config digest,
                                  cxprobe version, export time
@@ -58,9 +61,11 @@ from cxprobe.store.chain import (
 )
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.snapshot import ExportRecord, Snapshot
+from scenarios.maintenance import DeclaredWindow
 from scenarios.schedule import Schedule
 
 MANIFEST = "manifest.json"
+COURTESY = "courtesy.json"
 MANIFEST_DIGEST = "manifest.sha256"
 EXPORT_FORMAT = "cxprobe-evidence-export/1"
 NO_RUN = "no_run"
@@ -96,6 +101,8 @@ class ExportOptions:
     config_sha256: str
     version: str
     schedules: Sequence[ScheduledCheck] = ()
+    #: Maintenance windows an auditor of the scope must see (configuration and store).
+    maintenance: Sequence[DeclaredWindow] = ()
 
 
 @dataclass
@@ -226,6 +233,7 @@ async def export_evidence(store: EvidenceStore, options: ExportOptions) -> Expor
         if gap.kind == NO_RUN and not gap.explained_by
     ]
     _write_tables(out, options.file_format, runs, snapshot, gaps)
+    await _write_courtesy(store, options)
     span = (snapshot.chain[0].seq, snapshot.chain[-1].seq) if snapshot.chain else None
     manifest = _manifest(
         store, options, snapshot, _Contents(runs, zones, attachments, gaps, problems, span)
@@ -314,6 +322,52 @@ def _write_tables(
         _write_jsonl(out / "runs.jsonl", (run_object(run) for run in runs))
         _write_jsonl(out / "chain.jsonl", (chain_object(e) for e in snapshot.chain))
         _write_jsonl(out / "gaps.jsonl", (gap.row() for gap in gaps))
+
+
+async def _write_courtesy(store: EvidenceStore, options: ExportOptions) -> None:
+    """``courtesy.json``: listed in the manifest like every file, so its digest is sealed
+    with the export (the run fields it holds are not part of the chain's run records)."""
+    scope = options.scope
+    results = await store.runs_between(
+        scope.start, scope.end, targets=scope.targets, channels=scope.channels
+    )
+    windows = []
+    for declared in options.maintenance:
+        openings = list(declared.openings(scope.start, scope.end))
+        if not openings:
+            continue
+        windows.append(
+            {
+                "source": declared.source,
+                "target": declared.window.target,
+                "channel": declared.window.channel,
+                "mode": str(declared.window.mode),
+                "reason": declared.window.reason,
+                "declared": declared.window.describe(),
+                "ended_at": None if declared.ended_at is None else utc_text(declared.ended_at),
+                "openings": [
+                    {
+                        "from": utc_text(max(opened, scope.start)),
+                        "to": utc_text(min(closed, scope.end)),
+                    }
+                    for opened, closed in openings
+                ],
+            }
+        )
+    document = {
+        "runs": [
+            {
+                "run_id": result.run_id,
+                "contact_mode": str(result.contact_mode),
+                "skipped": result.reason if str(result.outcome) == "skipped" else None,
+                "slo_excluded": result.slo_excluded,
+            }
+            for result in results
+        ],
+        "maintenance_windows": windows,
+    }
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    (options.out / COURTESY).write_text(text, encoding="utf-8")
 
 
 def _sealed_runs(runs: list[ExportedRun]) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cxprobe.report.charts import heatmap_png
+from cxprobe.report.courtesy import courtesy_section
 from cxprobe.report.data import (
     DAYS,
     CellSample,
@@ -51,6 +52,7 @@ from cxprobe.report.model import (
 from cxprobe.store.chain import Scope
 from cxprobe.store.database import EvidenceStore
 from probes.base import Responder
+from scenarios.maintenance import DeclaredWindow
 from scenarios.model import RunResult, SloName
 
 #: Lines of a reply shown with an incident.
@@ -80,6 +82,8 @@ class ReportOptions:
     config_sha256: str
     version: str
     incidents: int = 8
+    #: Maintenance windows in force (configuration and store): their hours are listed.
+    maintenance: Sequence[DeclaredWindow] = ()
 
 
 def _when(instant: datetime | None, zone: str | None) -> str:
@@ -133,7 +137,8 @@ def _compliance_section(runs: Sequence[RunResult]) -> Section:
             "thresholds",
         ),
         rows=tuple(rows),
-        note="Compliance = met ÷ (met + breached + failed). 'Not run': the monitor's own errors.",
+        note="Compliance = met ÷ (met + breached + failed). 'Not run': the monitor's own errors. "
+        "Skipped slots and runs inside declared maintenance are left out (see Courtesy).",
         numbers_from=3,
         text_columns=(9, 10),
     )
@@ -397,7 +402,11 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
     )
     head = await store.chain_head()
     finished = [run for run in runs if run.outcome is not None]
-    judged = [run for run in finished if str(run.outcome) in ("met", "breached", "failed")]
+    judged = [
+        run
+        for run in finished
+        if str(run.outcome) in ("met", "breached", "failed") and run.slo_excluded is None
+    ]
     met = sum(str(run.outcome) == "met" for run in judged)
     targets = sorted({run.target for run in runs})
     # Charts are CPU work: off the event loop.
@@ -412,6 +421,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
         await _incidents_section(store, runs, options),
         _cross_channel_section(runs),
         *([by_location] if by_location is not None else []),
+        courtesy_section(runs, options.maintenance, scope.start, scope.end),
         methodology(),
     )
     facts = (

@@ -203,6 +203,8 @@ def compliance(runs: Sequence[RunResult]) -> list[Compliance]:
     for run in runs:
         if run.outcome is None:
             continue  # still open: not judged yet
+        if run.outcome is Outcome.SKIPPED or run.slo_excluded is not None:
+            continue  # declared courtesy: listed in the report's courtesy section
         row = rows.setdefault(
             (run.target, run.channel, run.period), Compliance(run.target, run.channel, run.period)
         )

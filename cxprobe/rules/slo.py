@@ -47,6 +47,8 @@ EVENTS = "cxprobe_slo_events_total"
 EVENTS_RECORD = "cxprobe_slo:events:increase{window}"
 #: Bad events / all events per window; absent when the window holds none.
 ERROR_RATIO_RECORD = "cxprobe_slo:sli_error:ratio_rate{window}"
+#: 1 while a declared maintenance window covers a target's channel (exporters.metrics).
+MAINTENANCE_GAUGE = "cxprobe_maintenance_active"
 #: A long window must hold this many events before its error ratio may alert.
 MIN_EVENTS = 3
 #: The budget period the burn rates are expressed against (the workbook's 30 days).
@@ -198,6 +200,10 @@ def _burn_alert(slo: Slo, window: BurnWindow, options: RuleOptions) -> Rule:
         f"{selector(EVENTS_RECORD.format(window=long_name), slo.labels)} >= {MIN_EVENTS}\n"
         f"unless {on}\n"
         f"{selector(ERROR_RATIO_RECORD.format(window=short_name), slo.labels)} <= {threshold}\n"
+        # A declared maintenance window is no burn: its runs make no events, and its silence
+        # must not page either (DESIGN: the SLO alerts skip declared maintenance).
+        f"unless on (target, channel)\n"
+        f"{selector(MAINTENANCE_GAUGE, {'target': slo.target, 'channel': slo.channel})} == 1\n"
     )
     target, name = literal(slo.target), literal(slo.target_name)
     wanted = _WANTED[slo.slo].format(limit=format_duration(slo.limit))

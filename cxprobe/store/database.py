@@ -73,7 +73,9 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from cxprobe.store import courtesy
 from cxprobe.store.chain import ChainEntry, Scope
+from cxprobe.store.courtesy import OptOut
 from cxprobe.store.leases import (
     LeaseHolder,
     LeaseLostError,
@@ -101,7 +103,16 @@ from cxprobe.store.schema import (
 )
 from cxprobe.store.snapshot import ExportRecord, Snapshot, record_export, take_snapshot
 from probes.base import Evidence, Reply, Responder, Sent
-from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+from scenarios.maintenance import DeclaredWindow, MaintenanceWindow
+from scenarios.model import (
+    ContactMode,
+    ObservedReply,
+    Outcome,
+    Period,
+    RoutingResult,
+    RunResult,
+    Thresholds,
+)
 
 #: The default store: one SQLite file under the working directory.
 DEFAULT_URL = "sqlite+aiosqlite:///data/cxprobe.db"
@@ -843,6 +854,43 @@ class EvidenceStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    # -- courtesy: maintenance windows and opt-outs (cxprobe.store.courtesy) ------------------
+
+    async def add_maintenance(self, window: MaintenanceWindow, *, created_by: str) -> int:
+        """Declare ``window`` (``cxprobe maintenance add``); returns its id."""
+        async with self._write() as conn:
+            return await courtesy.insert_window(conn, window, created_by, _now())
+
+    async def maintenance_windows(self, *, include_ended: bool = False) -> list[DeclaredWindow]:
+        """Windows declared in the store, oldest first; ended ones only when asked."""
+        async with self._read() as conn:
+            return await courtesy.select_windows(conn, include_ended=include_ended)
+
+    async def end_maintenance(self, window_id: int, *, at: datetime | None = None) -> bool:
+        """End a stored window now (every later opening of a recurring one too); False when
+        there is no such window still in force."""
+        async with self._write() as conn:
+            return await courtesy.end_window(conn, window_id, at or _now())
+
+    async def record_opt_out(self, opt_out: OptOut) -> bool:
+        """Pause contacts to ``opt_out``'s target on its channel; False if already paused."""
+        async with self._write() as conn:
+            return await courtesy.insert_opt_out(conn, opt_out)
+
+    async def active_opt_out(self, target: str, channel: str) -> OptOut | None:
+        async with self._read() as conn:
+            return await courtesy.active_opt_out(conn, target, channel)
+
+    async def opt_outs(self, *, include_cleared: bool = False) -> list[OptOut]:
+        async with self._read() as conn:
+            return await courtesy.select_opt_outs(conn, include_cleared=include_cleared)
+
+    async def clear_opt_outs(self, target: str, channel: str | None, *, by: str) -> int:
+        """Re-enable contacts to ``target`` (on ``channel``, or every channel); how many
+        opt-outs were cleared. The rows stay, cleared, as the record."""
+        async with self._write() as conn:
+            return await courtesy.clear_opt_outs(conn, target, channel, by, _now())
+
     async def _lock_run(self, conn: AsyncConnection, run_id: str) -> None:
         """Lock the run's row until the transaction ends, before adding to its content.
 
@@ -1035,6 +1083,8 @@ def _open_run_row(result: RunResult, now: datetime) -> dict[str, Any]:
         "outcome": None,
         "reason": "",
         "created_at": now,
+        "contact_mode": str(result.contact_mode),
+        "slo_excluded": result.slo_excluded,
     }
 
 
@@ -1182,6 +1232,8 @@ def _result(row: Row[Any]) -> RunResult:
         expected_queue=row.expected_queue,
         routing=RoutingResult(row.routing),
         finished_at=row.finished_at,
+        contact_mode=ContactMode(row.contact_mode),
+        slo_excluded=row.slo_excluded,
     )
 
 

@@ -155,6 +155,11 @@ def artifact_fields(row: Row[Any], keys: Mapping[int, tuple[str, str]]) -> dict[
     return values
 
 
+def sealed_run_columns() -> list[Any]:
+    """The ``runs`` columns a run record seals (:data:`RUN_FIELDS` and the thresholds)."""
+    return [runs.c[name] for name in (*RUN_FIELDS, "thresholds")]
+
+
 def artifact_columns() -> list[Any]:
     return [column for column in artifacts.c if column.name != "content"]
 
@@ -184,11 +189,10 @@ def load_content(
 
 
 def current_record_hash(conn: Connection, run_id: str) -> tuple[Row[Any], str] | None:
-    """The run's row (the sealed columns) and the record hash of its content as it is now
-    (None: no such run). Only the sealed columns are read: the schema revisions that seal
-    runs (0002) run this on tables that later revisions extend."""
-    sealed_columns = [runs.c[name] for name in (*RUN_FIELDS, "thresholds")]
-    row = conn.execute(select(*sealed_columns).where(runs.c.run_id == run_id)).first()
+    """The run's row and the record hash of its content as it is now (None: no such run)."""
+    # Only the sealed columns: revision 0002 seals with this code while later revisions'
+    # columns do not exist yet.
+    row = conn.execute(select(*sealed_run_columns()).where(runs.c.run_id == run_id)).first()
     if row is None:
         return None
     by_messages, by_artifacts = load_content(conn, [run_id])

@@ -171,6 +171,10 @@ runs = Table(
     Column("lease_owner", Name),
     Column("lease_session", String(36)),
     Column("lease_expires_at", UtcDateTime),
+    # Whether the contact disclosed itself (declared) or not (mystery): for the auditors.
+    Column("contact_mode", Name, nullable=False, server_default="declared"),
+    # Why the run counts for no SLO (a maintenance window); NULL when it counts.
+    Column("slo_excluded", OutsideText),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
     Index(None, "check_id", "slot_at"),
     Index(None, "target", "channel", "sent_at"),
@@ -301,4 +305,44 @@ exported_runs = Table(
     Column("run_id", String(36), primary_key=True),
     Column("record_hash", String(64), nullable=False),
     Index(None, "run_id"),
+)
+
+
+#: Maintenance windows declared with ``cxprobe maintenance add`` (the configuration's own are
+#: read from the file): the runner reads them before every claim, so no restart is needed.
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("target", Name),
+    Column("channel", Name),
+    Column("reason", OutsideText, nullable=False),
+    Column("mode", Name, nullable=False),
+    Column("starts_at", UtcDateTime),
+    Column("ends_at", UtcDateTime),
+    Column("cron", Name),
+    Column("duration_seconds", Float),
+    Column("timezone", Name, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", Name, nullable=False),
+    # Set by ``cxprobe maintenance end``: the window (every later opening too) is over.
+    Column("ended_at", UtcDateTime),
+)
+
+#: Recipients that asked for no more contacts (an SMS STOP, Twilio 21610) or cannot take any
+#: (a permanent bounce), per target and channel; contacts stay paused until an operator clears
+#: the row (``cxprobe optout clear``), which is kept, cleared, as the record of who did.
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("target", Name, nullable=False),
+    Column("channel", Name, nullable=False),
+    Column("recipient", OutsideText, nullable=False),
+    Column("reason", OutsideText, nullable=False),
+    Column("run_id", String(36)),  # the run that learnt it; no foreign key: outlives the run
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("cleared_at", UtcDateTime),
+    Column("cleared_by", Name),
+    Index(None, "target", "channel", "cleared_at"),
 )

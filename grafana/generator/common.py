@@ -92,6 +92,7 @@ OUTCOME_COLOURS = colours_of(
         Outcome.FAILED: "red",
         Outcome.ERROR: "purple",
         Outcome.INTERRUPTED: "text",
+        Outcome.SKIPPED: "blue",
     },
 )
 ROUTING_COLOURS = colours_of(

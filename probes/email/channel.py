@@ -54,7 +54,7 @@ from probes.base import (
     per_address,
     utc_now,
 )
-from probes.email.parse import TOKEN_HEADER
+from probes.email.parse import TEST_HEADER, TOKEN_HEADER
 from probes.email.settings import (
     EmailAddress,
     EmailChannelSettings,
@@ -64,7 +64,7 @@ from probes.email.settings import (
     tls_context,
 )
 from probes.email.watcher import FetchedMail, MailboxWatcher, Registration, WatcherStats
-from probes.errors import describe_error
+from probes.errors import OptedOut, describe_error
 
 __all__ = [
     "EMAIL",
@@ -119,7 +119,10 @@ def build_message(
     if thread:
         message["In-Reply-To"] = thread[-1]
         message["References"] = " ".join(thread)
-    message[TOKEN_HEADER] = contact.token
+    if contact.disclosed:
+        # Mystery contacts look like any customer's mail: the token stays in the subject.
+        message[TOKEN_HEADER] = contact.token
+        message[TEST_HEADER] = f"yes; ref={contact.token}"
     message.set_content(contact.text)
     return message
 
@@ -348,10 +351,14 @@ class EmailConversation:
             if bounce is None:
                 yield fetched.reply(sent_at=self._sent.at if self._sent else None)
             elif bounce.failed_for(self._address.to):
-                raise ContactRejected(
+                described = (
                     f"the contact bounced: {bounce.describe()}, reported by "
                     f"{fetched.mail.sender or 'an unnamed sender'}"
                 )
+                if bounce.status.startswith("5."):
+                    # A permanent failure: writing again would bounce again.
+                    raise OptedOut(described, recipient=self._address.to)
+                raise ContactRejected(described)
             else:
                 # Like a cc refused when sending: the support address still got the contact.
                 self._channel.services.logger.info(
@@ -494,4 +501,6 @@ EMAIL = ChannelType(
     ),
     cross_check=per_address(EmailAddress.check_against),
     resumable=True,
+    # A published support address: anyone may write to it.
+    public=True,
 )

@@ -38,6 +38,9 @@ from probes.base import TOKEN_PATTERN, Evidence, Reply, Responder
 
 #: Header names carrying the probe's token on the contact, echoed by some desks.
 TOKEN_HEADER = "X-Cxprobe-Token"
+#: Marks a declared test contact (``contact_mode: declared``), so the target's own mail rules
+#: can keep it out of their statistics; mystery contacts carry neither header.
+TEST_HEADER = "X-Cxprobe-Test"
 #: Extra header on every reply: the raw IMAP INTERNALDATE, ISO 8601.
 INTERNALDATE_HEADER = "X-Cxprobe-Internaldate"
 TIMING_METHOD = "imap-internaldate"

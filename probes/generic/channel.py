@@ -447,4 +447,7 @@ GENERIC = ChannelType(
     cross_check=per_address(GenericAddress.check_against),
     resumable=True,
     needs_http=True,
+    # A platform integration with its own credentials and terms (an inbox API, a partner
+    # webhook): not something any member of the public can reach, so not public.
+    public=False,
 )

@@ -57,6 +57,7 @@ from probes.base import (
     per_address,
     utc_now,
 )
+from probes.errors import OptedOut
 from probes.inbox import (
     MESSAGE_RECORDS,
     InboxConversation,
@@ -67,7 +68,7 @@ from probes.inbox import (
 )
 from probes.messaging.settings import MessagingAddress, TwilioMessagingSettings
 from probes.rejections import Rejections
-from probes.twilio.http import TwilioApi
+from probes.twilio.http import OptOutCodes, TwilioApi
 from probes.twilio.webhooks import SignedRequests, forbidden
 
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -86,8 +87,15 @@ REFUSALS = {
     "30006": "the brand's number cannot receive messages (a landline?)",
     "63024": "the brand's WhatsApp number is not a valid WhatsApp recipient",
 }
-#: The same refusals when Twilio answers them at create time.
-CREATE_REFUSALS = {int(code): reason for code, reason in REFUSALS.items()}
+#: Twilio's error for a number that texted STOP to the sender: nothing more may be sent to it.
+OPTED_OUT = "21610"
+#: The same refusals when Twilio answers them at create time (an opt-out is raised apart).
+CREATE_REFUSALS = {int(code): reason for code, reason in REFUSALS.items() if code != OPTED_OUT}
+#: Replies that opt the sender out of further messages (Twilio's standard opt-out keywords,
+#: matched like Twilio does: the whole message, case and surrounding space ignored).
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
 #: Before sending, replies this many seconds old are noted as an earlier run's.
 EARLIER_WINDOW = 2.0
 #: Seconds between checks of an outbound message's status while it is not final.
@@ -387,7 +395,10 @@ class MessagingConversation(InboxConversation):
         await channel.inbox.remember(self.pair, self.token)
         await self._note_earlier_replies()
         message = await channel.twilio.call(
-            "send the message", channel.client.messages.create_async(**options), CREATE_REFUSALS
+            "send the message",
+            channel.client.messages.create_async(**options),
+            CREATE_REFUSALS,
+            OptOutCodes(self.address.to, {int(OPTED_OUT): REFUSALS[OPTED_OUT]}),
         )
         self.sent_at = utc_now()
         self.sid = str(message.sid)
@@ -434,6 +445,21 @@ class MessagingConversation(InboxConversation):
         return last is not None and utc_now() - last < WHATSAPP_SESSION
 
     def deliver(self, reply: Reply) -> bool:
+        if reply.text.strip().upper() in OPT_OUT_KEYWORDS:
+            if reply.external_id in self._seen:
+                return False  # webhook and poll both saw it
+            self._seen.add(reply.external_id)
+            # Not an answer to the contact: the brand's number asks for no more messages.
+            # Kept in the run's message records; the run fails and the number is paused.
+            self.received.append(reply)
+            self.fail(
+                OptedOut(
+                    f"the brand's number replied {reply.text.strip()!r}: it opted out of "
+                    "messages from this number",
+                    recipient=self.address.to,
+                )
+            )
+            return True
         classified = classify_auto(reply, self._auto)
         return super().deliver(dataclasses.replace(classified, thread_keys=frozenset({self.token})))
 
@@ -451,6 +477,10 @@ class MessagingConversation(InboxConversation):
                     f"error 63016): configure targets.<target>.channels.{self._channel.kind}."
                     "template with an approved ContentSid"
                 )
+            )
+        elif code == OPTED_OUT:
+            self.fail(
+                OptedOut(f"{REFUSALS[code]} (Twilio error {code})", recipient=self.address.to)
             )
         elif code in REFUSALS:
             self.fail(ContactRejected(f"{REFUSALS[code]} (Twilio error {code})"))
@@ -579,6 +609,8 @@ def _messaging_type(
         cross_check=per_address(MessagingAddress.check_against),
         resumable=True,
         needs_http=True,
+        # The brand's published number: anyone may text it.
+        public=True,
     )
 
 

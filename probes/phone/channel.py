@@ -231,6 +231,7 @@ class PhoneConversation:
         self._finished = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._disclosure = ""
         self._human = [re.compile(p, re.IGNORECASE) for p in address.human]
         self._closed_message = [re.compile(p, re.IGNORECASE) for p in address.closed]
         self._voicebot = [re.compile(p, re.IGNORECASE) for p in address.voicebot]
@@ -241,6 +242,9 @@ class PhoneConversation:
         if self.call_sid is not None:
             return await self.follow_up(contact)
         self._steps = list(self.address.path_to(contact.expected_queue))
+        # Said to the person who answers, before anything else (DESIGN: a declared contact
+        # says it is a test in its opening); the menu before them hears only the moves.
+        self._disclosure = contact.disclosure if contact.disclosed else ""
         settings = self._settings
         options: dict[str, Any] = {
             "to": self.address.number,
@@ -418,6 +422,8 @@ class PhoneConversation:
     def _say_goodbye(self) -> str:
         self._ending = True
         response = VoiceResponse()
+        if self._disclosure:
+            response.say(self._disclosure)
         response.say(self._settings.closing_line)
         response.hangup()
         self._note("hung up", "by the probe, after its closing line")
@@ -617,4 +623,6 @@ PHONE = ChannelType(
     evidence_summaries={TIMELINE: timeline_lines},
     resumable=False,
     needs_http=True,
+    # The brand's published support line: anyone may call it.
+    public=True,
 )

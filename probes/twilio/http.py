@@ -22,6 +22,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -30,7 +31,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from probes.errors import ChannelUnavailable, ContactRejected, ProviderError
+from probes.errors import ChannelUnavailable, ContactRejected, OptedOut, ProviderError
 from probes.twilio.account import TwilioAccount
 
 _T = TypeVar("_T")
@@ -155,22 +156,37 @@ def twilio_client(
     return http, client
 
 
+@dataclass(frozen=True)
+class OptOutCodes:
+    """Twilio error codes that mean ``recipient`` opted out (e.g. 21610 after a STOP)."""
+
+    recipient: str
+    reasons: Mapping[int, str]
+
+
 async def twilio_call(
     what: str,
     request: Awaitable[_T],
     base_url: str,
     refusals: Mapping[int, str] | None = None,
+    opt_outs: OptOutCodes | None = None,
 ) -> _T:
     """Await a ``twilio`` client call; its failures as probe errors that say what failed.
 
     401/403 are the probe's credentials (:class:`ChannelUnavailable`); other API errors carry
     Twilio's status, code and message (:class:`ProviderError`); a host that cannot be reached
     is :class:`ChannelUnavailable`; an error code in ``refusals`` is the target refusing the
-    contact (:class:`ContactRejected`). Twilio's messages never contain credentials.
+    contact (:class:`ContactRejected`), one in ``opt_outs`` the recipient having opted out
+    (:class:`OptedOut`). Twilio's messages never contain credentials.
     """
     try:
         return await request
     except TwilioRestException as exc:
+        if opt_outs and exc.code in opt_outs.reasons:
+            raise OptedOut(
+                f"{opt_outs.reasons[exc.code]} (Twilio error {exc.code})",
+                recipient=opt_outs.recipient,
+            ) from None
         if refusals and exc.code in refusals:
             raise ContactRejected(f"{refusals[exc.code]} (Twilio error {exc.code})") from None
         detail = f"{what}: Twilio answered HTTP {exc.status}"
@@ -238,7 +254,11 @@ class TwilioApi:
         return self._http.retries if self._http is not None else 0
 
     async def call(
-        self, what: str, request: Awaitable[_T], refusals: Mapping[int, str] | None = None
+        self,
+        what: str,
+        request: Awaitable[_T],
+        refusals: Mapping[int, str] | None = None,
+        opt_outs: OptOutCodes | None = None,
     ) -> _T:
         """:func:`twilio_call` on this account."""
-        return await twilio_call(what, request, self._account.api_base_url, refusals)
+        return await twilio_call(what, request, self._account.api_base_url, refusals, opt_outs)

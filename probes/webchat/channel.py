@@ -723,4 +723,6 @@ WEBCHAT = ChannelType(
     ),
     cross_check=per_address(WebchatAddress.check_against),
     resumable=False,
+    # A chat widget on the brand's public site: anyone who opens the page may use it.
+    public=True,
 )

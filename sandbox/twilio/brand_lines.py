@@ -107,6 +107,11 @@ class BrandLines:
 
     # -- sending to a line -------------------------------------------------------------
 
+    def opted_out(self, to: str) -> bool:
+        """Whether ``to`` is a line that opted out (Twilio refuses the create with 21610)."""
+        line = self._settings.line_for(to)
+        return line is not None and line.opted_out
+
     def failure_for(self, from_: str, to: str, template: bool) -> Failure | None:
         """How a message from_ -> to will fail, decided (like Twilio) when it is created."""
         line = self._settings.line_for(to)

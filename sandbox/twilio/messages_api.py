@@ -38,6 +38,8 @@ CHANNEL_MISMATCH = 21910
 SAME_TO_AND_FROM = 21266
 BODY_REQUIRED = 21602
 BODY_TOO_LONG = 21617
+#: The recipient texted STOP to the sender: nothing more may be sent to it.
+UNSUBSCRIBED = 21610
 
 _DEFAULT_PAGE_SIZE = 50
 _PAGING = ("Page", "PageSize", "PageToken")
@@ -110,6 +112,8 @@ class MessagesApi:
             )
         if not body and not request.media_urls:
             return twilio_error(400, BODY_REQUIRED, "Message body is required")
+        if self._lines.opted_out(request.to):
+            return twilio_error(400, UNSUBSCRIBED, "Attempt to send to unsubscribed recipient")
         failure = self._lines.failure_for(
             from_, request.to, template=request.content_sid is not None
         )

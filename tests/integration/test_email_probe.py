@@ -44,6 +44,7 @@ from probes.email.channel import (
     EmailChannelSettings,
     EmailConversation,
 )
+from probes.errors import OptedOut
 from sandbox.mail.dovecot import Dovecot, MailUser
 from sandbox.mail.tls import ServerCertificate, make_certificate
 from tests.support import require_binary
@@ -627,6 +628,28 @@ async def test_bounce_fails_the_contact(dovecot: Dovecot, probe: Probe) -> None:
 
     with pytest.raises(ContactRejected, match=r"5\.1\.1.*mailbox unknown"):
         await next_reply(conversation)
+
+
+async def test_a_permanent_bounce_opts_the_address_out(dovecot: Dovecot, probe: Probe) -> None:
+    """A 5.x.x failure: writing again would bounce again, so the runner pauses the address."""
+    conversation, sent = await probe.contact()
+    await dovecot.deliver("", PROBE.address, dsn(sent, SUPPORT))
+
+    with pytest.raises(OptedOut, match=r"5\.1\.1") as raised:
+        await next_reply(conversation)
+    assert raised.value.recipient == SUPPORT
+
+
+async def test_a_temporary_failure_bounce_fails_without_opting_out(
+    dovecot: Dovecot, probe: Probe
+) -> None:
+    conversation, sent = await probe.contact()
+    report = dsn(sent, SUPPORT).replace(b"Status: 5.1.1", b"Status: 4.4.7")
+    await dovecot.deliver("", PROBE.address, report)
+
+    with pytest.raises(ContactRejected, match=r"4\.4\.7") as raised:
+        await next_reply(conversation)
+    assert not isinstance(raised.value, OptedOut)
 
 
 async def test_plain_text_bounce_fails_the_contact(dovecot: Dovecot, probe: Probe) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 
 from cxprobe.store.database import EvidenceStore
 from probes.base import Responder
+from scenarios.maintenance import MaintenanceWindow
 from tests.evidence_support import (
     SECRETS,
     WEEK_START,
@@ -144,6 +145,7 @@ def copy_export(source: Path, target: Path) -> Path:
         "artifacts.csv",
         "chain.csv",
         "gaps.csv",
+        "courtesy.json",
         "manifest.json",
         "manifest.sha256",
         "attachment",
@@ -274,3 +276,35 @@ def test_filters_and_a_used_directory(populated: tuple[Path, Path], tmp_path: Pa
     assert again.exit_code == 2 and "not an empty directory" in again.output
     typo = export(config, tmp_path / "typo", "--target", "acmee")
     assert typo.exit_code == 2 and "acmee" in typo.output
+
+
+def test_the_export_lists_contact_modes_and_the_maintenance_windows_of_its_period(
+    store_copy: Path, tmp_path: Path
+) -> None:
+    config = load(store_copy)
+
+    async def declare() -> None:
+        async with EvidenceStore(config.monitor.store_url) as store:
+            await store.add_maintenance(
+                MaintenanceWindow(
+                    target="acme",
+                    reason="desk move",
+                    starts_at=WEEK_START + timedelta(hours=2),
+                    ends_at=WEEK_START + timedelta(hours=4),
+                ),
+                created_by="test",
+            )
+
+    asyncio.run(declare())
+    out = tmp_path / "export"
+    assert export(store_copy, out).exit_code == 0
+    assert verify(out).exit_code == 0
+    courtesy = json.loads((out / "courtesy.json").read_text())
+    assert {run["contact_mode"] for run in courtesy["runs"]} == {"declared"}
+    assert len(courtesy["runs"]) == 48
+    [window] = courtesy["maintenance_windows"]
+    described = (window["source"], window["reason"], window["mode"])
+    assert described == ("store #1", "desk move", "pause")
+    assert window["openings"] == [
+        {"from": "2025-03-03T02:00:00.000000Z", "to": "2025-03-03T04:00:00.000000Z"}
+    ]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
@@ -87,6 +88,28 @@ async def test_rate_limit_and_unavailable_are_retried_then_the_call_goes_through
     assert result.outcome is Outcome.MET, result.reason
     assert health["api_retries"] == 3
     assert len(created) == 1  # retried requests never placed a second call
+
+
+@pytest.mark.parametrize("mode", ["declared", "mystery"])
+async def test_a_declared_call_says_it_is_a_test_to_the_person_who_answers(
+    tmp_path: Path, mode: str
+) -> None:
+    path = phone_config(tmp_path, "http://127.0.0.1:1")  # the sandbox's URL is set below
+    async with sandbox_line(tmp_path) as sandbox:
+        data = yaml.safe_load(path.read_text().replace("http://127.0.0.1:1", sandbox.base_url))
+        if mode == "mystery":
+            data["targets"]["acme"].update(contact_mode="mystery", mystery={"reason": "audit"})
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        async with monitoring(path) as monitor:
+            result = await run_once(monitor)
+        said = [event["text"] for event in events(sandbox, "probe_said")]
+    assert result.outcome is Outcome.MET, result.reason
+    disclosure = f"This is an automated service-quality test contact (ref {result.token})."
+    if mode == "declared":
+        # Said once a person is on the line, before the closing line; the menu hears only moves.
+        assert said[-2:] == [disclosure, "Thanks, goodbye."]
+    else:
+        assert said[-1] == "Thanks, goodbye." and not any("test contact" in s for s in said)
 
 
 async def test_busy_line_is_a_failed_contact(tmp_path: Path) -> None:

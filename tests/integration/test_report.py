@@ -9,7 +9,7 @@ import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,11 +20,15 @@ from typer.testing import CliRunner, Result
 
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.store.database import EvidenceStore
+from probes.base import Sent
+from scenarios.maintenance import MaintenanceMode, MaintenanceWindow
+from scenarios.model import ContactMode, Outcome
 from tests.evidence_support import (
     CHECKS,
     SECRETS,
     WEEK_START,
     load,
+    new_result,
     populate,
     write_config,
 )
@@ -220,3 +224,52 @@ def test_html_is_self_contained(week: tuple[Path, Path], tmp_path: Path) -> None
     assert html.count('src="data:image/png;base64,') == len(CHECKS)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     assert "<script" not in html and "SLA compliance" in html
+
+
+def test_the_report_lists_disclosure_skipped_slots_and_maintenance_hours(tmp_path: Path) -> None:
+    """Skipped slots and excluded runs are in no compliance figure; the courtesy section counts
+    them and lists each window's excluded hours and why."""
+    db_path = tmp_path / "store.db"
+    config = write_config(tmp_path, db_path)
+    loaded = load(config)
+
+    async def build() -> None:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            slot = WEEK_START + timedelta(hours=10)
+            skipped = new_result(loaded, "acme-sms-billing", slot)
+            excluded = new_result(loaded, "acme-sms-billing", slot + timedelta(hours=1))
+            mystery = new_result(loaded, "acme-sms-billing", slot + timedelta(hours=2))
+            mystery.contact_mode = ContactMode.MYSTERY
+            excluded.slo_excluded = "desk upgrade (maintenance window, store #1)"
+            for result in (skipped, excluded, mystery):
+                await store.claim_slot(result)
+            skipped.outcome = Outcome.SKIPPED
+            skipped.reason = "skipped: maintenance: carrier migration (maintenance window, config)"
+            await store.finish(skipped)
+            for result in (excluded, mystery):
+                contact = Sent(at=result.slot, external_id=f"<{result.run_id}@cxprobe.test>")
+                await store.record_sent(result.run_id, contact, result.expected_queue)
+                result.sent_at = contact.at
+                result.outcome = Outcome.BREACHED
+                await store.finish(result)
+            await store.add_maintenance(
+                MaintenanceWindow(
+                    channel="sms",
+                    reason="desk upgrade",
+                    starts_at=WEEK_START + timedelta(hours=11),
+                    ends_at=WEEK_START + timedelta(hours=14, minutes=30),
+                    mode=MaintenanceMode.EXCLUDE_FROM_SLO,
+                ),
+                created_by="test",
+            )
+
+    asyncio.run(build())
+    out = tmp_path / "report.html"
+    make_report(config, out)
+    text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text(encoding="utf-8")).split())
+    # declared 1 (the excluded run), mystery 1; skipped: opt_out 0, maintenance 1, rate_limit 0;
+    # excluded 1
+    assert re.search(r"acme sms 1 1 0 1 0 1", text), text
+    assert re.search(r"store #1 all sms not in SLO 3\.5 desk upgrade", text), text
+    # Only the mystery run is judged: the excluded breach and the skipped slot are not.
+    assert re.search(r"acme sms business 1 0 1 0 0 0\.0 %", text), text

@@ -19,10 +19,10 @@ from cxprobe.store.chain import (
     record_hash,
     run_record,
 )
-from cxprobe.store.database import SCHEMA_VERSION, EvidenceStore, LeaseHolder
+from cxprobe.store.database import EvidenceStore, LeaseHolder
 from cxprobe.store.ledger import entries_between
 from scenarios.model import Outcome, RoutingResult, SloName
-from tests.stores import StoreBackend
+from tests.stores import StoreBackend, revision_numbers
 from tests.unit.test_store import SENT_AT, new_result, reply, sent
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -213,13 +213,24 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
     await backend.execute(
         *(
             f"DROP TABLE {table}"
-            for table in ("exported_runs", "exports", "chain", "chain_head", "alembic_version")
+            for table in (
+                "exported_runs",
+                "exports",
+                "chain",
+                "chain_head",
+                "alembic_version",
+                "maintenance_windows",
+                "opt_outs",
+            )
         ),
         "DROP INDEX ix_runs_status_location",
         *(
             f"ALTER TABLE runs DROP COLUMN {column}"
             for column in ("lease_owner", "lease_session", "lease_expires_at")
         ),
+        # What revision 0004 added to runs (dropped on its own: PostgreSQL and SQLite alike).
+        "ALTER TABLE runs DROP COLUMN contact_mode",
+        "ALTER TABLE runs DROP COLUMN slo_excluded",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )
@@ -241,7 +252,7 @@ async def test_upgrading_a_version_1_store_seals_its_closed_runs(
     async with EvidenceStore(store_backend.url) as store:
         entries = await chain_rows(store)
         versions = await store_backend.query("SELECT version FROM schema_version ORDER BY 1")
-        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+        assert versions == revision_numbers()
         assert sorted(e.run_id or "" for e in entries) == sorted(r.run_id for r in closed)
         assert {e.note for e in entries} == {"sealed when the store was upgraded to schema 2"}
         assert link_problems(entries) == []

@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
 from cxprobe.cli import app
@@ -33,6 +33,7 @@ from cxprobe.store.migrations import (
 )
 from cxprobe.store.schema import metadata
 from tests.evidence_support import SECRETS, WEEK_START, load, populate, write_config
+from tests.stores import revision_numbers
 from tests.unit.test_store import new_result, reply, sent, sqlite_url
 
 HERE = Path(__file__).parent
@@ -51,16 +52,13 @@ DATA_TABLES = ("runs", "slots", "messages", "artifacts", "channel_state")
 
 #: A revision after the head, as a later cxprobe might add: it recreates ``runs`` on SQLite,
 #: the table every other one refers to (with ON DELETE CASCADE).
-#: The ``schema_version`` rows of a store at this code's head.
-ALL_VERSIONS = [(version,) for version in range(1, SCHEMA_VERSION + 1)]
-#: Numbered after this code's head, whatever it is.
-NEXT, AFTER_NEXT = f"{SCHEMA_VERSION + 1:04d}", f"{SCHEMA_VERSION + 2:04d}"
+_NOTES, _NOTES_INDEX = f"{int(HEAD_REVISION) + 1:04d}", f"{int(HEAD_REVISION) + 2:04d}"
 LATER_REVISIONS = {
-    f"v{NEXT}_run_notes.py": f"""
+    f"v{_NOTES}_run_notes.py": f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "{NEXT}"
+revision = "{_NOTES}"
 down_revision = "{HEAD_REVISION}"
 branch_labels = None
 depends_on = None
@@ -74,11 +72,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     raise NotImplementedError
 """,
-    f"v{AFTER_NEXT}_run_notes_index.py": f"""
+    f"v{_NOTES_INDEX}_run_notes_index.py": f"""
 from alembic import op
 
-revision = "{AFTER_NEXT}"
-down_revision = "{NEXT}"
+revision = "{_NOTES_INDEX}"
+down_revision = "{_NOTES}"
 branch_labels = None
 depends_on = None
 
@@ -102,31 +100,6 @@ def ddl(path: Path) -> set[str]:
     """The store's schema as SQLite keeps it (statements, whitespace normalised)."""
     rows = query(path, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
     return {" ".join(str(sql).split()) for (sql,) in rows}
-
-
-def structure(path: Path) -> dict[str, object]:
-    """Every table's columns (name, type, nullable, default), primary key, foreign keys,
-    unique and check constraints and indexes, as SQLAlchemy reflects them."""
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as conn:
-            inspector = inspect(conn)
-            return {
-                table: {
-                    "columns": sorted(
-                        (c["name"], str(c["type"]), c["nullable"], c.get("default"))
-                        for c in inspector.get_columns(table)
-                    ),
-                    "primary_key": inspector.get_pk_constraint(table),
-                    "foreign_keys": sorted(map(repr, inspector.get_foreign_keys(table))),
-                    "unique": sorted(map(repr, inspector.get_unique_constraints(table))),
-                    "checks": sorted(map(repr, inspector.get_check_constraints(table))),
-                    "indexes": sorted(map(repr, inspector.get_indexes(table))),
-                }
-                for table in inspector.get_table_names()
-            }
-    finally:
-        engine.dispose()
 
 
 def old_ddl(version: int) -> set[str]:
@@ -164,9 +137,9 @@ def as_old_store(source: Path, target: Path, version: int) -> None:
         conn.execute("ATTACH DATABASE ? AS source", (str(source),))
         tables = [*DATA_TABLES, *(("chain", "chain_head", "exports", "exported_runs"))]
         for table in tables[: len(DATA_TABLES)] if version == 1 else tables:
-            # The columns that version had (later revisions add some).
-            columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
-            conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM source.{table}")
+            # The old table's columns only: later revisions add some to today's tables.
+            names = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM source.{table}")
         conn.executemany(
             "INSERT INTO schema_version VALUES (?, '2025-01-01 00:00:00.000000')",
             [(number,) for number in range(1, version + 1)],
@@ -231,7 +204,7 @@ async def test_a_new_store_is_created_at_head_with_exactly_the_metadata(db_path:
     finally:
         engine.dispose()
     assert differences == []
-    assert query(db_path, "SELECT version FROM schema_version") == ALL_VERSIONS
+    assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
 
 
 async def test_a_new_store_has_the_schema_of_an_old_store_upgraded(
@@ -239,20 +212,14 @@ async def test_a_new_store_has_the_schema_of_an_old_store_upgraded(
 ) -> None:
     async with EvidenceStore(sqlite_url(db_path)):
         pass
-    old = tmp_path / "old.db"
-    with contextlib.closing(sqlite3.connect(old)) as conn:
-        conn.executescript(OLD_SCHEMA[2].read_text())
-        conn.executemany(
-            "INSERT INTO schema_version VALUES (?, '2025-01-01 00:00:00.000000')", [(1,), (2,)]
-        )
-        conn.commit()
-    assert ddl(old) == old_ddl(2)
     assert old_ddl(1) < old_ddl(2)
-    async with EvidenceStore(sqlite_url(old)):
-        pass
-    # SQLite keeps the DDL as written (ALTER TABLE appends columns after the constraints), so
-    # compare what the DDL means: columns, keys, indexes and constraints of every table.
-    assert structure(old) == structure(db_path)
+    # A store the old code wrote at schema 2 (stamped 0002, then the later revisions) and a new
+    # one (every revision) come out alike: 0001 and 0002 create what the old code did.
+    old = db_path.with_name("old.db")
+    as_old_store(db_path, old, 2)
+    assert ddl(old) == old_ddl(2)
+    await open_schema(old)
+    assert ddl(old) == ddl(db_path)
 
 
 # -- stores written before Alembic -------------------------------------------------------------
@@ -272,7 +239,7 @@ def test_a_version_1_store_of_the_old_code_keeps_every_run_and_gets_a_valid_chai
     assert state.legacy_version == 1 and state.upgraded
     assert counts(old) == before
     assert ddl(old) == ddl(db_path)
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == ALL_VERSIONS
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
     assert query(old, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     sealed = query(old, "SELECT run_id, kind, note FROM chain ORDER BY seq")
     assert {run_id for run_id, _, _ in sealed} == closed_runs(old)
@@ -312,13 +279,14 @@ async def test_a_version_2_store_of_the_old_code_is_stamped_and_its_chain_left_a
     assert len(chain_before) == 24
     async with EvidenceStore(sqlite_url(old)) as store:
         assert store.schema is not None
-        assert (store.schema.found, store.schema.revision) == ("0002", HEAD_REVISION)
+        # Stamped at the revision it was written at; the revisions since run on it.
+        assert (store.schema.found, store.schema.revision) == (LEGACY_REVISIONS[2], HEAD_REVISION)
         assert store.schema.stamped
-        assert store.schema.upgraded == (HEAD_REVISION != "0002")
+        assert store.schema.upgraded == (LEGACY_REVISIONS[2] != HEAD_REVISION)
     assert counts(old) == before
     assert query(old, "SELECT * FROM chain ORDER BY seq") == chain_before
     assert query(old, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == ALL_VERSIONS
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
     assert chain_problems(old) == []
 
 
@@ -336,7 +304,7 @@ async def test_two_monitors_upgrading_one_old_store_at_once_seal_each_run_once(
         states = [store.schema for store in opened]
     assert sorted(bool(state and state.upgraded) for state in states) == [False, True]
     assert len(query(old, "SELECT seq FROM chain")) == len(closed_runs(old)) == 24
-    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == ALL_VERSIONS
+    assert query(old, "SELECT version FROM schema_version ORDER BY 1") == revision_numbers()
     assert chain_problems(old) == []
 
 
@@ -356,21 +324,23 @@ async def test_later_revisions_run_in_order_and_a_recreated_table_loses_no_row(
     async with EvidenceStore(sqlite_url(db_path)) as store:
         assert store._writer is not None
         state = await prepare_store(store._writer, store.where, config=config)
-        assert (state.found, state.revision) == (HEAD_REVISION, AFTER_NEXT)
+        assert (state.found, state.revision) == (HEAD_REVISION, _NOTES_INDEX)
         again = await prepare_store(store._writer, store.where, config=config)
-        assert (again.found, again.revision, again.upgraded) == (AFTER_NEXT, AFTER_NEXT, False)
+        assert (again.found, again.revision, again.upgraded) == (_NOTES_INDEX, _NOTES_INDEX, False)
         async with store._read() as conn:
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
     # runs was dropped and recreated: with foreign keys on, its messages would have gone too.
     assert counts(db_path) == before
     assert query(db_path, "SELECT count(*) FROM runs WHERE notes IS NULL") == [(before["runs"],)]
     assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == [
-        (v,) for v in range(1, SCHEMA_VERSION + 3)
+        *revision_numbers(),
+        (int(_NOTES),),
+        (int(_NOTES_INDEX),),
     ]
     assert chain_problems(db_path) == []
-    # This cxprobe now refuses the store.
-    newest = rf"schema version {SCHEMA_VERSION + 2} \(revision {AFTER_NEXT}\)"
-    with pytest.raises(SchemaVersionError, match=newest):
+    # This cxprobe (at HEAD_REVISION) now refuses the store.
+    refused = rf"schema version {int(_NOTES_INDEX)} \(revision {_NOTES_INDEX}\)"
+    with pytest.raises(SchemaVersionError, match=refused):
         async with EvidenceStore(sqlite_url(db_path)):
             pass
 

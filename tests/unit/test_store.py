@@ -15,7 +15,6 @@ import pytest
 
 from cxprobe.store.chain import RUN, Scope, link_problems
 from cxprobe.store.database import (
-    SCHEMA_VERSION,
     Claim,
     EvidenceStore,
     LeaseHolder,
@@ -29,7 +28,7 @@ from probes.base import Evidence, Reply, Responder, Sent
 from sandbox.net import free_port
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
 from tests.postgres import PostgresServer
-from tests.stores import StoreBackend
+from tests.stores import StoreBackend, revision_numbers
 
 SLOT = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 SENT_AT = datetime(2025, 3, 3, 9, 0, 2, 123456, tzinfo=UTC)
@@ -123,9 +122,10 @@ async def test_a_new_store_has_the_current_schema_and_no_runs(
     store: EvidenceStore, store_backend: StoreBackend
 ) -> None:
     # Created by running every revision, each recorded for cxprobe from before Alembic too.
-    assert await store_backend.query("SELECT version FROM schema_version ORDER BY 1") == [
-        (version,) for version in range(1, SCHEMA_VERSION + 1)
-    ]
+    assert (
+        await store_backend.query("SELECT version FROM schema_version ORDER BY 1")
+        == revision_numbers()
+    )
     assert await store_backend.query("SELECT version_num FROM alembic_version") == [
         (HEAD_REVISION,)
     ]
@@ -627,9 +627,10 @@ async def test_several_monitors_open_a_new_store_at_once(store_backend: StoreBac
         )
         assert [await store.chain_head() for store in opened] == [(0, "0" * 64)] * MONITORS
     # Created once: every revision recorded once, one chain head.
-    assert await store_backend.query("SELECT version FROM schema_version ORDER BY 1") == [
-        (version,) for version in range(1, SCHEMA_VERSION + 1)
-    ]
+    assert (
+        await store_backend.query("SELECT version FROM schema_version ORDER BY 1")
+        == revision_numbers()
+    )
     assert await store_backend.query("SELECT version_num FROM alembic_version") == [
         (HEAD_REVISION,)
     ]
