@@ -424,17 +424,20 @@ class EvidenceStore:
         with back-off, for up to ``WRITE_RECONNECT_SECONDS``: a reply or an outcome that
         comes meanwhile is stored once the server is back instead of being lost with its
         run. Pooled connections the restart dropped are replaced by the pre-ping."""
+        return await self._connect_waiting(writer, "the write waits for it")
+
+    async def _connect_waiting(self, engine: AsyncEngine, waiting: str) -> AsyncConnection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.WRITE_RECONNECT_SECONDS
         wait = self._RECONNECT_FIRST_WAIT
         while True:
             try:
-                return await writer.connect().start()
+                return await engine.connect().start()
             except (DBAPIError, OSError) as exc:
                 if self._sqlite or not _server_unreachable(exc) or loop.time() + wait > deadline:
                     raise
                 self._logger.warning(
-                    "evidence store unreachable; the write waits for it",
+                    f"evidence store unreachable; {waiting}",
                     extra={"store": self.where, "error": self._scrub(exc), "retry_in": wait},
                 )
             await asyncio.sleep(wait)
@@ -442,10 +445,16 @@ class EvidenceStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection to read on; like a write, a read waits for a server that is
+        restarting (what the runner reads before a claim, e.g. maintenance windows and
+        opt-outs, must not turn a short outage into a slot that never started)."""
         if self._engine is None:
             raise StoreError("the evidence store is not open: use it as `async with`")
-        async with self._engine.connect() as conn:
+        conn = await self._connect_waiting(self._engine, "the read waits for it")
+        try:
             yield conn
+        finally:
+            await asyncio.shield(conn.close())
 
     # -- writing ---------------------------------------------------------------------------
 
