@@ -29,8 +29,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from cxprobe.lease_keeper import LeaseKeeper
+from cxprobe.pricing import PriceCollector
 from cxprobe.settings import Check, Config
-from cxprobe.store.database import Claim, EvidenceStore, LeaseLostError, OpenRun
+from cxprobe.store.database import Claim, ContactCost, EvidenceStore, LeaseLostError, OpenRun
 from exporters.metrics import MonitorMetrics
 from probes import CHANNEL_TYPES
 from probes.base import (
@@ -155,6 +156,7 @@ class Runner:
     #: Runs whose lease another monitor took over while this process drove them.
     _lost: set[str] = field(default_factory=set)
     leases: LeaseKeeper | None = None
+    prices: PriceCollector | None = None
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Create and start the channels the configuration uses; resume open runs."""
@@ -194,6 +196,10 @@ class Runner:
             resume=self._resume,
         )
         await self.leases.start(stack)
+        self.prices = PriceCollector(
+            self.store, self.channels, self.logger.getChild("prices"), clock=self.clock
+        )
+        await self.prices.start(stack)
 
     def reconfigure(self, config: Config) -> None:
         """Start later runs on ``config`` (a reload, cxprobe.app.Monitor.reload); runs in
@@ -232,19 +238,31 @@ class Runner:
 
     async def execute(self, check: Check, slot: datetime) -> RunResult | None:
         """Run ``check`` for ``slot`` to its end. None when the slot was already taken or the
-        target's contact budget is spent. Never raises for a probe's failure."""
+        target's contact quota is spent; the closed ``skipped`` run when a money budget would
+        be exceeded (nothing is sent). Never raises for a probe's failure."""
         target = self.config.targets[check.target]
         result = self._new_result(check, slot)
-        # The budget and the claim are one transaction: checks firing together cannot all
-        # slip under the limit.
+        # The quota, the budgets and the claim are one transaction: checks firing together
+        # (on any monitor) cannot all slip under a limit.
         since = self.clock() - timedelta(hours=1)
         limit = target.rate_limit.max_contacts_per_hour
-        claim = await self.store.claim_slot(result, max_contacts=limit, since=since)
+        cost = self._estimate_cost(check, result)
+        claim = await self.store.claim_slot(result, max_contacts=limit, since=since, cost=cost)
+        await self._show_budgets(check, cost, limit, since)
+        if claim is Claim.SKIPPED:
+            self.logger.warning(
+                "slot skipped: money budget",
+                extra={"check": check.id, "slot": slot.isoformat(), "reason": result.reason},
+            )
+            self.metrics.record_skipped(check.target, check.channel, "budget")
+            self.metrics.record_run(result, slo_events(result))
+            return result
         if claim is Claim.OVER_BUDGET:
             self.logger.warning(
                 "slot skipped: contact budget spent",
                 extra={"check": check.id, "slot": slot.isoformat(), "max_contacts_per_hour": limit},
             )
+            self.metrics.record_skipped(check.target, check.channel, "rate_limit")
             return None
         if claim is not Claim.CLAIMED:
             self.logger.info(
@@ -256,6 +274,28 @@ class Runner:
             extra={"check": check.id, "run_id": result.run_id, "period": str(result.period)},
         )
         return await self._drive(check, result, resume=None)
+
+    def _estimate_cost(self, check: Check, result: RunResult) -> ContactCost:
+        """What the run's contact will cost, by the channel's units and the price table."""
+        target = self.config.targets[check.target]
+        units = CHANNEL_TYPES[check.channel].cost_units(
+            self.config.channel_settings(check.channel),
+            target.address(check.channel),
+            self._contact(check, result),
+        )
+        return self.config.cost_estimator().cost(check.channel, check.target, units, self.clock())
+
+    async def _show_budgets(
+        self, check: Check, cost: ContactCost, limit: int, since: datetime
+    ) -> None:
+        """The quota's and the budgets' state after a claim, in the metrics."""
+        counted = await self.store.count_contacts_since(check.target, check.channel, since)
+        self.metrics.set_contact_quota(check.target, check.channel, counted, limit)
+        for spend in await self.store.budget_spends(cost) if cost.windows else []:
+            window = spend.window
+            self.metrics.set_budget_spend(
+                window.budget, window.period, window.currency, spend.spent, window.limit
+            )
 
     def _new_result(self, check: Check, slot: datetime) -> RunResult:
         scenario = self.config.scenarios[check.scenario]
@@ -339,14 +379,7 @@ class Runner:
         """What one run needs: its channel and address, its judge, its contact and follow-ups."""
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
-        contact = build_contact(
-            scenario,
-            token=result.token,
-            customer_name=self.config.monitor.customer_name,
-            target_name=target.name,
-            disclosure=self.config.monitor.disclosure,
-            expected_queue=result.expected_queue,
-        )
+        contact = self._contact(check, result)
         return _RunParts(
             channel=self.channels[check.channel],
             address=CHANNEL_TYPES[check.channel].address_of(target.address(check.channel)),
@@ -359,6 +392,17 @@ class Runner:
                 customer_name=self.config.monitor.customer_name,
                 target_name=target.name,
             ),
+        )
+
+    def _contact(self, check: Check, result: RunResult) -> Contact:
+        """The opening contact of the run (the same text whenever it is built)."""
+        return build_contact(
+            self.config.scenarios[check.scenario],
+            token=result.token,
+            customer_name=self.config.monitor.customer_name,
+            target_name=self.config.targets[check.target].name,
+            disclosure=self.config.monitor.disclosure,
+            expected_queue=result.expected_queue,
         )
 
     async def _contact_and_listen(self, check: Check, result: RunResult, run: _RunParts) -> None:
@@ -410,6 +454,8 @@ class Runner:
         result.finished_at = self.clock()
         await self.store.finish(result)
         self.metrics.record_run(result, slo_events(result))
+        if self.prices is not None and result.sent_at is not None:
+            await self.prices.collect(result.run_id)  # the estimate, replaced where it can be
         self.logger.info(
             "run finished",
             extra={

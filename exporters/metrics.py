@@ -38,6 +38,8 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 
 #: SLOs whose events a run can produce (``scenarios.verdicts.slo_events``).
 
 _CHECK_LABELS = ("target", "channel", "scenario", "location")
+#: Why a slot's contact was not sent on purpose (``cxprobe_contacts_skipped_total{reason}``).
+SKIP_REASONS = ("budget", "rate_limit")
 _Series = tuple[MetricWrapperBase, tuple[str, ...]]
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
@@ -71,6 +73,7 @@ class MonitorMetrics:
         self._declare_check_metrics(registry)
         self._declare_monitor_metrics(registry)
         self._declare_lease_metrics(registry)
+        self._declare_budget_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -233,6 +236,51 @@ class MonitorMetrics:
             registry=registry,
         )
 
+    def _declare_budget_metrics(self, registry: CollectorRegistry) -> None:
+        """Contact quotas and money budgets (docs/metrics.md "Courtesy and cost")."""
+        pair = ["target", "channel"]
+        budget = ["budget", "period", "currency"]
+        self.contacts_skipped = Counter(
+            "cxprobe_contacts_skipped_total",
+            "Slots whose contact was not sent on purpose, by reason: budget (a money budget "
+            "would be exceeded; recorded as a skipped run) or rate_limit (the target's "
+            "max_contacts_per_hour on the channel is reached).",
+            [*pair, "reason"],
+            registry=registry,
+        )
+        self.contact_quota_used = Gauge(
+            "cxprobe_contact_quota_used",
+            "Contacts to the target on the channel counted against its hourly quota at the "
+            "last claim (sent in the last hour or in flight, from any monitor).",
+            pair,
+            registry=registry,
+        )
+        self.contact_quota_limit = Gauge(
+            "cxprobe_contact_quota_limit",
+            "Contacts allowed per hour to the target on the channel (max_contacts_per_hour).",
+            pair,
+            registry=registry,
+        )
+        self.budget_spent = Gauge(
+            "cxprobe_budget_spent",
+            "Money spent in the budget's current day or month window (actual provider prices "
+            "where known, else estimates), in the budget's currency, as of the last claim.",
+            budget,
+            registry=registry,
+        )
+        self.budget_limit = Gauge(
+            "cxprobe_budget_limit",
+            "The budget's limit for the window, in its currency.",
+            budget,
+            registry=registry,
+        )
+        self.budget_left = Gauge(
+            "cxprobe_budget_left",
+            "What is left of the budget in the current window (limit - spent, at least 0).",
+            budget,
+            registry=registry,
+        )
+
     # -- configuration ---------------------------------------------------------------------
 
     def declare_checks(self, checks: Sequence[CheckSeries]) -> None:
@@ -262,6 +310,8 @@ class MonitorMetrics:
                 for result in ("good", "bad"):
                     want(self.slo_events, (check.target, check.channel, name, result), None)
             want(self.late_replies, (check.target, check.channel), None)
+            for reason in SKIP_REASONS:
+                want(self.contacts_skipped, (check.target, check.channel, reason), None)
             want(self.start_failures, (check.target, check.channel), None)
             for per_channel in (
                 self.open_runs,
@@ -356,6 +406,26 @@ class MonitorMetrics:
         # A slot started early (clock step, coarse timer) is on time, not negative lag: a
         # negative observation would corrupt the histogram's _sum.
         self.scheduler_lag.observe(max(0.0, seconds))
+
+    def record_skipped(self, target: str, channel: str, reason: str) -> None:
+        """A slot's contact was not sent on purpose (``reason``: one of SKIP_REASONS)."""
+        pair = ("pair", target, channel)
+        self._child(pair, self.contacts_skipped, target, channel, reason).inc()
+
+    def set_contact_quota(self, target: str, channel: str, counted: int, allowed: int) -> None:
+        """The hourly contact quota of a target on a channel, as the last claim found it."""
+        pair = ("pair", target, channel)
+        self._child(pair, self.contact_quota_used, target, channel).set(counted)
+        self._child(pair, self.contact_quota_limit, target, channel).set(allowed)
+
+    def set_budget_spend(
+        self, budget: str, period: str, currency: str, spent: float, limit: float
+    ) -> None:
+        """A money budget's window: spent, limit and what is left (as of the last claim)."""
+        labels = (budget, period, currency)
+        self.budget_spent.labels(*labels).set(spent)
+        self.budget_limit.labels(*labels).set(limit)
+        self.budget_left.labels(*labels).set(max(0.0, limit - spent))
 
     def set_leases_held(self, location: str, count: int) -> None:
         """How many open runs this process holds the lease of, as its last renewal found."""

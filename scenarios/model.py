@@ -40,6 +40,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # the channel refused the contact (bounce, 5xx)
     ERROR = "error"  # the probe could not run (unreachable, provider error, crash)
     INTERRUPTED = "interrupted"  # the monitor stopped before the contact was sent
+    SKIPPED = "skipped"  # no contact sent on purpose (budget, opt-out, maintenance window)
 
 
 class RoutingResult(enum.StrEnum):

@@ -195,9 +195,10 @@ def slo_events(result: RunResult) -> list[tuple[str, bool]]:
     """The SLO events one finished run contributes: ``(slo, good)`` pairs.
 
     A run the probe could not perform (``error``/``interrupted``) says nothing about the
-    service, so it burns no budget; a refused contact (``failed``) is the service's fault.
+    service, so it burns no budget, nor does one skipped on purpose (``skipped``: no contact
+    was sent); a refused contact (``failed``) is the service's fault.
     """
-    if result.outcome in (Outcome.ERROR, Outcome.INTERRUPTED, None):
+    if result.outcome in (Outcome.ERROR, Outcome.INTERRUPTED, Outcome.SKIPPED, None):
         return []
     thresholds = result.thresholds
 

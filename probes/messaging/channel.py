@@ -45,9 +45,11 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    CostUnits,
     DefaultSla,
     Evidence,
     Methodology,
+    Price,
     ProbeError,
     ProviderError,
     Reply,
@@ -65,9 +67,11 @@ from probes.inbox import (
     classify_auto,
     timing_record,
 )
+from probes.messaging.segments import sms_segments
 from probes.messaging.settings import MessagingAddress, TwilioMessagingSettings
 from probes.rejections import Rejections
 from probes.twilio.http import TwilioApi
+from probes.twilio.pricing import price_of
 from probes.twilio.webhooks import SignedRequests, forbidden
 
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -166,6 +170,11 @@ class TwilioMessagingChannel:
 
     async def api(self, what: str, request: Any) -> Any:
         return await self.twilio.call(what, request)
+
+    async def actual_price(self, external_id: str) -> Price | None:
+        """The message's price as Twilio rated it; None until it is rated."""
+        message = await self.api("fetch the price", self.client.messages(external_id).fetch_async())
+        return price_of(message)
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -547,11 +556,32 @@ class MessagingConversation(InboxConversation):
 class SmsChannel(TwilioMessagingChannel):
     kind = "sms"
 
+    @staticmethod
+    def estimate_cost(
+        settings: TwilioMessagingSettings, address: MessagingAddress, contact: Contact
+    ) -> CostUnits:
+        """Charged per segment, and the text decides how many (GSM-7 or UCS-2)."""
+        return CostUnits(
+            unit="segment",
+            count=sms_segments(contact.text.strip()),
+            destination=address.to,
+            account=settings.twilio.account_sid,
+        )
+
 
 class WhatsappChannel(TwilioMessagingChannel):
     kind = "whatsapp"
     prefix = "whatsapp:"
     needs_templates = True
+
+    @staticmethod
+    def estimate_cost(
+        settings: TwilioMessagingSettings, address: MessagingAddress, contact: Contact
+    ) -> CostUnits:
+        """Charged per template message (or conversation), whatever the text's length."""
+        return CostUnits(
+            unit="message", count=1, destination=address.to, account=settings.twilio.account_sid
+        )
 
 
 #: The messaging kinds' service levels and timing; they sit between chat and email: an
@@ -567,7 +597,7 @@ MESSAGING_METHODOLOGY = Methodology(
 
 
 def _messaging_type(
-    create: type[TwilioMessagingChannel],
+    create: type[SmsChannel] | type[WhatsappChannel],
 ) -> ChannelType[TwilioMessagingSettings, MessagingAddress]:
     return ChannelType(
         kind=create.kind,
@@ -579,6 +609,7 @@ def _messaging_type(
         cross_check=per_address(MessagingAddress.check_against),
         resumable=True,
         needs_http=True,
+        estimate_cost=create.estimate_cost,
     )
 
 
