@@ -29,7 +29,7 @@ def budget_alerts(options: RuleOptions) -> list[Rule]:
             "labels": {"severity": "warning"},
             "annotations": {
                 "summary": "Budget {{ $labels.budget }} ({{ $labels.period }}) is "
-                '{{ $value | humanizePercentage }} spent',
+                "{{ $value | humanizePercentage }} spent",
                 "description": (
                     "Contacts of budget {{ $labels.budget }} have spent "
                     "{{ $value | humanizePercentage }} of its {{ $labels.period }} limit in "
