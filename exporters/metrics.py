@@ -239,7 +239,7 @@ class MonitorMetrics:
     def _declare_budget_metrics(self, registry: CollectorRegistry) -> None:
         """Contact quotas and money budgets (docs/metrics.md "Courtesy and cost")."""
         pair = ["target", "channel"]
-        budget = ["budget", "period", "currency"]
+        budget = ["budget", "window", "currency"]
         self.contacts_skipped = Counter(
             "cxprobe_contacts_skipped_total",
             "Slots whose contact was not sent on purpose, by reason: budget (a money budget "
@@ -419,10 +419,11 @@ class MonitorMetrics:
         self._child(pair, self.contact_quota_limit, target, channel).set(allowed)
 
     def set_budget_spend(
-        self, budget: str, period: str, currency: str, spent: float, limit: float
+        self, budget: str, window: str, currency: str, spent: float, limit: float
     ) -> None:
-        """A money budget's window: spent, limit and what is left (as of the last claim)."""
-        labels = (budget, period, currency)
+        """A money budget's ``window`` (daily, monthly): spent, limit and what is left (as of
+        the last claim)."""
+        labels = (budget, window, currency)
         self.budget_spent.labels(*labels).set(spent)
         self.budget_limit.labels(*labels).set(limit)
         self.budget_left.labels(*labels).set(max(0.0, limit - spent))

@@ -15,7 +15,7 @@ MOSTLY_SPENT = "CxprobeBudgetMostlySpent"
 #: The share of a budget window's limit spent before the alert fires.
 ALERT_AT = 0.8
 
-_BY = "max by (budget, period, currency)"
+_BY = "max by (budget, window, currency)"
 
 
 def budget_alerts(options: RuleOptions) -> list[Rule]:
@@ -28,11 +28,11 @@ def budget_alerts(options: RuleOptions) -> list[Rule]:
             ),
             "labels": {"severity": "warning"},
             "annotations": {
-                "summary": "Budget {{ $labels.budget }} ({{ $labels.period }}) is "
+                "summary": "Budget {{ $labels.budget }} ({{ $labels.window }}) is "
                 "{{ $value | humanizePercentage }} spent",
                 "description": (
                     "Contacts of budget {{ $labels.budget }} have spent "
-                    "{{ $value | humanizePercentage }} of its {{ $labels.period }} limit in "
+                    "{{ $value | humanizePercentage }} of its {{ $labels.window }} limit in "
                     "{{ $labels.currency }} (actual provider prices where known, else "
                     "estimates). Once a contact would exceed the limit it is not sent and its "
                     "run is recorded as skipped: budget."

@@ -96,7 +96,7 @@ async def test_a_spent_budget_skips_and_the_actual_price_replaces_the_estimate(
             assert sample("cxprobe_contact_quota_used", labels) == 2
             quota = runner.config.targets["acme"].rate_limit.max_contacts_per_hour
             assert sample("cxprobe_contact_quota_limit", labels) == quota
-            window = {"budget": "acme-sms", "period": "daily", "currency": "USD"}
+            window = {"budget": "acme-sms", "window": "daily", "currency": "USD"}
             assert sample("cxprobe_budget_limit", window) == limit
             assert sample("cxprobe_budget_spent", window) == round(charged + estimate, 5)
             assert sample("cxprobe_budget_left", window) == max(
