@@ -189,4 +189,4 @@ class CostEstimator:
             for window in budget.windows(name, now)
         ]
         currency = self.prices.currency if self.prices is not None else None
-        return ContactCost(amount, currency, account, tuple(windows))
+        return ContactCost(amount, currency, account, tuple(windows), priced=units is not None)

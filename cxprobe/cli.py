@@ -41,6 +41,7 @@ EXIT_BY_OUTCOME = {
     Outcome.FAILED: 3,
     Outcome.ERROR: 4,
     Outcome.INTERRUPTED: 4,
+    Outcome.SKIPPED: 4,  # not sent (a money budget): as a slot that was not run
 }
 
 app = typer.Typer(

@@ -288,10 +288,16 @@ class Runner:
     async def _show_budgets(
         self, check: Check, cost: ContactCost, limit: int, since: datetime
     ) -> None:
-        """The quota's and the budgets' state after a claim, in the metrics."""
-        counted = await self.store.count_contacts_since(check.target, check.channel, since)
+        """The quota's and the budgets' state after a claim, in the metrics. Best effort: the
+        claim is made, and a failed read must not stop its run (the next claim refreshes)."""
+        try:
+            counted = await self.store.count_contacts_since(check.target, check.channel, since)
+            spends = await self.store.budget_spends(cost) if cost.windows else []
+        except Exception as exc:
+            self.logger.warning("budget metrics not updated", extra={"error": describe_error(exc)})
+            return
         self.metrics.set_contact_quota(check.target, check.channel, counted, limit)
-        for spend in await self.store.budget_spends(cost) if cost.windows else []:
+        for spend in spends:
             window = spend.window
             self.metrics.set_budget_spend(
                 window.budget, window.period, window.currency, spend.spent, window.limit

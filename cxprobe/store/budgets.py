@@ -54,6 +54,9 @@ class ContactCost:
     currency: str | None  # None: no price table, nothing to compare with
     account: str  # the provider account billed ("" when the channel has none)
     windows: tuple[BudgetWindow, ...] = ()
+    #: False for a channel whose contacts are free (email, web chat): nothing is recorded on
+    #: the run and no provider price is asked for.
+    priced: bool = True
 
 
 @dataclass(frozen=True)

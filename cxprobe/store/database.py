@@ -567,11 +567,11 @@ class EvidenceStore:
         return bool(updated.rowcount)
 
     async def runs_awaiting_price(
-        self, since: datetime, *, run_id: str | None = None, limit: int = 100
+        self, since: datetime, *, run_id: str | None = None, limit: int = 500
     ) -> list[AwaitingPrice]:
         """Closed runs claimed at or after ``since`` (only ``run_id``, when given) whose
         contact was sent on a priced channel and whose provider price is not known yet,
-        oldest first."""
+        newest first (a provider that never rates some contacts cannot starve the others)."""
         query = (
             select(runs.c.run_id, runs.c.channel, runs.c.sent_external_id, runs.c.currency)
             .where(
@@ -581,7 +581,7 @@ class EvidenceStore:
                 runs.c.estimated_cost.is_not(None),
                 runs.c.actual_cost.is_(None),
             )
-            .order_by(runs.c.created_at)
+            .order_by(runs.c.created_at.desc())  # newest first: the likeliest to be rated by now
             .limit(limit)
         )
         if run_id is not None:
@@ -1099,8 +1099,8 @@ async def _claim_in(
 
 
 def _cost_columns(cost: ContactCost | None) -> dict[str, Any]:
-    """The cost columns of a run claimed with ``cost`` (None: a free contact, no columns)."""
-    if cost is None:
+    """The cost columns of a run claimed with ``cost`` (none for a free contact)."""
+    if cost is None or not cost.priced:
         return {}
     return {
         "estimated_cost": money(cost.amount),

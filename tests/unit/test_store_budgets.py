@@ -13,7 +13,7 @@ import pytest
 
 from cxprobe.store.budgets import BudgetWindow, ContactCost
 from cxprobe.store.chain import RUN, Scope, link_problems
-from cxprobe.store.database import Claim, EvidenceStore, LeaseHolder
+from cxprobe.store.database import Claim, EvidenceStore, LeaseHolder, RunCost
 from scenarios.model import Outcome, RunResult
 from scenarios.verdicts import slo_events
 from tests.stores import StoreBackend
@@ -147,3 +147,14 @@ async def test_the_actual_price_replaces_the_estimate(store: EvidenceStore) -> N
     assert await store.claim_slot(third, cost=cost()) is Claim.CLAIMED
     (spend,) = await store.budget_spends(cost())
     assert spend.spent == pytest.approx(0.0279)
+
+
+async def test_free_contacts_record_no_cost_and_await_no_price(store: EvidenceStore) -> None:
+    free = new_result("acme-email")
+    free_cost = ContactCost(0.0, None, "", (window(),), priced=False)
+    assert await store.claim_slot(free, cost=free_cost) is Claim.CLAIMED
+    await store.record_sent(free.run_id, sent(), None)
+    free.outcome = Outcome.MET
+    await store.finish(free)
+    assert await store.run_costs(free.run_id) == RunCost(None, None, None, None)
+    assert await store.runs_awaiting_price(WINDOW_START) == []
