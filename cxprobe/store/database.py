@@ -12,9 +12,11 @@ processes (or two stores) on one file wait for each other instead of failing wit
 locked". PostgreSQL (``postgresql+asyncpg://``; READ COMMITTED) relies on its own row locking
 and on the same unique constraints, so any number of monitor processes may share one database:
 the unique (check, location, slot) key decides a claim; a transaction-level advisory lock is
-held per target and channel while a contact budget is checked, and another while the schema
-is created or upgraded; every write to a run's content locks the run's row first, and then the
-chain head (that one order everywhere, so writers never deadlock); channel state is one upsert.
+held per target and channel while a contact quota is checked, one per money budget while the
+budgets are (:mod:`cxprobe.store.budgets`; all in ascending key order), and another while the
+schema is created or upgraded; every write to a run's content locks the run's row first, and
+then the chain head (that one order everywhere, so writers never deadlock); channel state is
+one upsert.
 Connections are tested before use (a server restart drops them). Opening a store that cannot
 be reached, refuses the login or lacks the database raises :class:`StoreError` saying what to
 do, with the URL's password masked.
