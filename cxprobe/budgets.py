@@ -176,6 +176,14 @@ class CostEstimator:
     budgets: dict[str, Budget]
     prices: PriceTable | None
 
+    def windows(self, now: datetime) -> tuple[BudgetWindow, ...]:
+        """Every configured budget's current windows (for the metrics)."""
+        return tuple(
+            window
+            for name, budget in sorted(self.budgets.items())
+            for window in budget.windows(name, now)
+        )
+
     def cost(self, kind: str, target: str, units: CostUnits | None, now: datetime) -> ContactCost:
         amount = 0.0
         if units is not None and self.prices is not None:

@@ -5,6 +5,9 @@ send. So the price is asked for at the end of each run and, while it is still nu
 every sweep (every :data:`SWEEP_INTERVAL`, runs of the last :data:`LOOKBACK`): the budgets
 then count the actual price where it is known, else the estimate. Channels whose driver cannot
 tell a price (:class:`probes.base.PricedChannel`) keep their estimate.
+
+As the actual prices lower (or raise) what the budgets have spent, the budget gauges are
+refreshed after each sweep, and at start, for every configured budget.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cxprobe.store.database import AwaitingPrice, EvidenceStore
+from cxprobe.budgets import CostEstimator
+from cxprobe.store.database import AwaitingPrice, ContactCost, EvidenceStore
+from exporters.metrics import MonitorMetrics
 from probes.base import PricedChannel
 from probes.errors import describe_error
 
@@ -36,10 +41,14 @@ class PriceCollector:
     channels: Mapping[str, Any]  # kind -> channel driver (priced ones answer)
     logger: logging.Logger
     clock: Callable[[], datetime]
+    metrics: MonitorMetrics | None = None
+    #: The running configuration's budgets and prices (it changes on a reload).
+    estimator: Callable[[], CostEstimator] | None = None
     interval: float = SWEEP_INTERVAL
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self, stack: AsyncExitStack) -> None:
+        await self.show_budgets()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="price-sweep")
         stack.push_async_callback(self.stop)
 
@@ -60,10 +69,12 @@ class PriceCollector:
         return bool(awaiting) and await self._record(awaiting[0])
 
     async def sweep(self) -> int:
-        """Ask again for every recent run whose price is unknown; returns how many were set."""
+        """Ask again for every recent run whose price is unknown, then refresh the budget
+        gauges; returns how many prices were set."""
         recorded = 0
         for run in await self.store.runs_awaiting_price(self.clock() - LOOKBACK):
             recorded += await self._record(run)
+        await self.show_budgets()
         return recorded
 
     async def _sweep_forever(self) -> None:
@@ -73,6 +84,30 @@ class PriceCollector:
                 await self.sweep()
             except Exception as exc:  # retried at the next interval
                 self.logger.warning("price sweep failed", extra={"error": describe_error(exc)})
+
+    async def show_budgets(self) -> None:
+        """Every configured budget window's spend, limit and what is left, in the metrics;
+        best effort (the next claim or sweep refreshes them)."""
+        if self.metrics is None or self.estimator is None:
+            return
+        windows = self.estimator().windows(self.clock())
+        try:
+            spends = await self.store.budget_spends(ContactCost(0.0, None, "", windows))
+        except Exception as exc:
+            self.logger.warning("budget metrics not updated", extra={"error": describe_error(exc)})
+            return
+        self.metrics.show_budgets(
+            [
+                (
+                    each.window.budget,
+                    each.window.period,
+                    each.window.currency,
+                    each.spent,
+                    each.window.limit,
+                )
+                for each in spends
+            ]
+        )
 
     async def _record(self, run: AwaitingPrice) -> bool:
         channel = self.channels.get(run.channel)

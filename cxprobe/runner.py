@@ -197,7 +197,12 @@ class Runner:
         )
         await self.leases.start(stack)
         self.prices = PriceCollector(
-            self.store, self.channels, self.logger.getChild("prices"), clock=self.clock
+            self.store,
+            self.channels,
+            self.logger.getChild("prices"),
+            clock=self.clock,
+            metrics=self.metrics,
+            estimator=lambda: self.config.cost_estimator(),
         )
         await self.prices.start(stack)
 

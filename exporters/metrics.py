@@ -79,6 +79,7 @@ class MonitorMetrics:
         # series created by recording, so a reload can remove exactly what became stale.
         self._declared: set[_Series] = set()
         self._owned: dict[Hashable, set[_Series]] = {}
+        self._budget_series: set[tuple[str, str, str]] = set()
 
     def _declare_run_metrics(self, registry: CollectorRegistry) -> None:
         """What the runs measured, and the runs under way."""
@@ -417,6 +418,17 @@ class MonitorMetrics:
         pair = ("pair", target, channel)
         self._child(pair, self.contact_quota_used, target, channel).set(counted)
         self._child(pair, self.contact_quota_limit, target, channel).set(allowed)
+
+    def show_budgets(self, windows: Sequence[tuple[str, str, str, float, float]]) -> None:
+        """Every configured budget window as ``(budget, window, currency, spent, limit)``;
+        series of budgets no longer configured are removed (after a reload)."""
+        wanted = {(budget, window, currency) for budget, window, currency, _, _ in windows}
+        for gauge in (self.budget_spent, self.budget_limit, self.budget_left):
+            for labels in self._budget_series - wanted:
+                gauge.remove(*labels)
+        self._budget_series = wanted
+        for budget, window, currency, spent, limit in windows:
+            self.set_budget_spend(budget, window, currency, spent, limit)
 
     def set_budget_spend(
         self, budget: str, window: str, currency: str, spent: float, limit: float

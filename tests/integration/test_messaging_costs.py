@@ -86,17 +86,18 @@ async def test_a_spent_budget_skips_and_the_actual_price_replaces_the_estimate(
             assert charged > 0 and message["price_unit"] == "USD"
             costs = await store.run_costs(first.run_id)
             assert costs is not None and (costs.estimated, costs.actual) == (estimate, charged)
+            window = {"budget": "acme-sms", "window": "daily", "currency": "USD"}
+            sample = monitor.registry.get_sample_value
+            assert sample("cxprobe_budget_spent", window) == charged  # the sweep refreshed it
             third = await run_once(monitor)
             assert third.outcome is Outcome.MET, third.reason
 
             labels = {"target": "acme", "channel": "sms"}
-            sample = monitor.registry.get_sample_value
             assert sample("cxprobe_contacts_skipped_total", {**labels, "reason": "budget"}) == 1
             assert sample("cxprobe_contacts_skipped_total", {**labels, "reason": "rate_limit"}) == 0
             assert sample("cxprobe_contact_quota_used", labels) == 2
             quota = runner.config.targets["acme"].rate_limit.max_contacts_per_hour
             assert sample("cxprobe_contact_quota_limit", labels) == quota
-            window = {"budget": "acme-sms", "window": "daily", "currency": "USD"}
             assert sample("cxprobe_budget_limit", window) == limit
             assert sample("cxprobe_budget_spent", window) == round(charged + estimate, 5)
             assert sample("cxprobe_budget_left", window) == max(
