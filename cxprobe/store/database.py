@@ -510,9 +510,7 @@ class EvidenceStore:
                 leased = lease_columns(self.holder, await database_now(conn))
                 await conn.execute(insert(runs).values(row | leased))
             else:
-                result.outcome, result.reason = Outcome.SKIPPED, skip_reason(over)
-                result.finished_at = now
-                await conn.execute(insert(runs).values(row | _skipped_columns(result)))
+                await conn.execute(insert(runs).values(row | _skipped_columns(over, now)))
             await conn.execute(
                 insert(slots).values(
                     check_id=result.check_id,
@@ -526,8 +524,11 @@ class EvidenceStore:
                 await conn.run_sync(
                     lambda sync: seal_run(sync, result.run_id, note="finished: skipped", now=now)
                 )
-                return Claim.SKIPPED
-        return claim
+        if over is None:
+            return claim
+        # Committed: the caller's result is the closed run now.
+        result.outcome, result.reason, result.finished_at = Outcome.SKIPPED, skip_reason(over), now
+        return Claim.SKIPPED
 
     async def _lock_budgets(
         self,
@@ -1111,13 +1112,13 @@ def _cost_columns(cost: ContactCost | None) -> dict[str, Any]:
     }
 
 
-def _skipped_columns(result: RunResult) -> dict[str, Any]:
-    """A run closed at its claim, never sent: outcome, reason and finish time."""
+def _skipped_columns(over: WindowSpend, now: datetime) -> dict[str, Any]:
+    """A run closed at its claim, never sent, because of the budget window ``over``."""
     return {
         "status": CLOSED,
-        "outcome": str(result.outcome),
-        "reason": result.reason,
-        "finished_at": result.finished_at,
+        "outcome": str(Outcome.SKIPPED),
+        "reason": skip_reason(over),
+        "finished_at": now,
     }
 
 
