@@ -31,8 +31,9 @@ from pydantic import BaseModel
 
 from cxprobe.courtesy import Courtesy, Skip, rate_limit_skip
 from cxprobe.lease_keeper import LeaseKeeper
+from cxprobe.pricing import PriceCollector
 from cxprobe.settings import Check, Config
-from cxprobe.store.database import Claim, EvidenceStore, LeaseLostError, OpenRun
+from cxprobe.store.database import Claim, ContactCost, EvidenceStore, LeaseLostError, OpenRun
 from exporters.metrics import MonitorMetrics
 from probes import CHANNEL_TYPES
 from probes.base import (
@@ -56,7 +57,7 @@ from scenarios.engine import (
     utc_now,
 )
 from scenarios.hours import BusinessCalendar
-from scenarios.model import ContactMode, ObservedReply, Outcome, RunResult
+from scenarios.model import ContactMode, ObservedReply, Outcome, RunResult, SkipReason
 from scenarios.verdicts import Judge, slo_events
 
 #: Why a run whose contact never left is ``interrupted``.
@@ -157,6 +158,7 @@ class Runner:
     #: Runs whose lease another monitor took over while this process drove them.
     _lost: set[str] = field(default_factory=set)
     leases: LeaseKeeper | None = None
+    prices: PriceCollector | None = None
     _courtesy: Courtesy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -204,6 +206,15 @@ class Runner:
             resume=self._resume,
         )
         await self.leases.start(stack)
+        self.prices = PriceCollector(
+            self.store,
+            self.channels,
+            self.logger.getChild("prices"),
+            clock=self.clock,
+            metrics=self.metrics,
+            estimator=lambda: self.config.cost_estimator(),
+        )
+        await self.prices.start(stack)
 
     def reconfigure(self, config: Config) -> None:
         """Start later runs on ``config`` (a reload, cxprobe.app.Monitor.reload); runs in
@@ -243,16 +254,30 @@ class Runner:
     async def execute(self, check: Check, slot: datetime) -> RunResult | None:
         """Run ``check`` for ``slot`` to its end. None when the slot was already taken; a
         ``skipped`` run when no contact may be sent (an opt-out, a maintenance window, the
-        target's contact budget spent). Never raises for a probe's failure."""
+        target's contact quota spent, a money budget that would be exceeded). Never raises
+        for a probe's failure."""
         target = self.config.targets[check.target]
         result = self._new_result(check, slot)
         skip = await self._courtesy.screen(self.config, check, result, self.clock())
-        # The budget and the claim are one transaction: checks firing together cannot all
-        # slip under the limit.
+        # The quota, the budgets and the claim are one transaction: checks firing together
+        # (on any monitor) cannot all slip under a limit.
         since = self.clock() - timedelta(hours=1)
         limit = target.contacts_per_hour()
-        budget = None if skip is not None else limit
-        claim = await self.store.claim_slot(result, max_contacts=budget, since=since)
+        if skip is None:
+            cost = self._estimate_cost(check, result)
+            claim = await self.store.claim_slot(result, max_contacts=limit, since=since, cost=cost)
+            await self._show_budgets(check, cost, limit, since)
+        else:
+            claim = await self.store.claim_slot(result)  # the skipped run has the slot
+        if claim is Claim.SKIPPED:
+            # Over a money budget: the claim itself recorded (and sealed) the skipped run.
+            self.logger.warning(
+                "slot skipped",
+                extra={"check": check.id, "run_id": result.run_id, "reason": result.reason},
+            )
+            self.metrics.record_skipped(check.target, check.channel, SkipReason.BUDGET)
+            self.metrics.record_run(result, slo_events(result))
+            return result
         if claim is Claim.OVER_BUDGET:
             skip = rate_limit_skip(limit)
             claim = await self.store.claim_slot(result)  # the skipped run has the slot
@@ -280,6 +305,34 @@ class Runner:
         )
         await self._finish(result)
         return result
+
+    def _estimate_cost(self, check: Check, result: RunResult) -> ContactCost:
+        """What the run's contact will cost, by the channel's units and the price table."""
+        target = self.config.targets[check.target]
+        units = CHANNEL_TYPES[check.channel].cost_units(
+            self.config.channel_settings(check.channel),
+            target.address(check.channel),
+            self._contact(check, result),
+        )
+        return self.config.cost_estimator().cost(check.channel, check.target, units, self.clock())
+
+    async def _show_budgets(
+        self, check: Check, cost: ContactCost, limit: int, since: datetime
+    ) -> None:
+        """The quota's and the budgets' state after a claim, in the metrics. Best effort: the
+        claim is made, and a failed read must not stop its run (the next claim refreshes)."""
+        try:
+            counted = await self.store.count_contacts_since(check.target, check.channel, since)
+            spends = await self.store.budget_spends(cost) if cost.windows else []
+        except Exception as exc:
+            self.logger.warning("budget metrics not updated", extra={"error": describe_error(exc)})
+            return
+        self.metrics.set_contact_quota(check.target, check.channel, counted, limit)
+        for spend in spends:
+            window = spend.window
+            self.metrics.set_budget_spend(
+                window.budget, window.period, window.currency, spend.spent, window.limit
+            )
 
     def _new_result(self, check: Check, slot: datetime) -> RunResult:
         scenario = self.config.scenarios[check.scenario]
@@ -365,18 +418,7 @@ class Runner:
         """What one run needs: its channel and address, its judge, its contact and follow-ups."""
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
-        contact = build_contact(
-            scenario,
-            token=result.token,
-            customer_name=self.config.monitor.customer_name,
-            target_name=target.name,
-            disclosure=(
-                self.config.monitor.disclosure
-                if result.contact_mode is ContactMode.DECLARED
-                else None
-            ),
-            expected_queue=result.expected_queue,
-        )
+        contact = self._contact(check, result)
         return _RunParts(
             channel=self.channels[check.channel],
             address=CHANNEL_TYPES[check.channel].address_of(target.address(check.channel)),
@@ -389,6 +431,21 @@ class Runner:
                 customer_name=self.config.monitor.customer_name,
                 target_name=target.name,
             ),
+        )
+
+    def _contact(self, check: Check, result: RunResult) -> Contact:
+        """The opening contact of the run (the same text whenever it is built)."""
+        return build_contact(
+            self.config.scenarios[check.scenario],
+            token=result.token,
+            customer_name=self.config.monitor.customer_name,
+            target_name=self.config.targets[check.target].name,
+            disclosure=(
+                self.config.monitor.disclosure
+                if result.contact_mode is ContactMode.DECLARED
+                else None
+            ),
+            expected_queue=result.expected_queue,
         )
 
     async def _contact_and_listen(self, check: Check, result: RunResult, run: _RunParts) -> None:
@@ -440,6 +497,8 @@ class Runner:
         result.finished_at = self.clock()
         await self.store.finish(result)
         self.metrics.record_run(result, slo_events(result))
+        if self.prices is not None and result.sent_at is not None:
+            await self.prices.collect(result.run_id)  # the estimate, replaced where it can be
         self.logger.info(
             "run finished",
             extra={

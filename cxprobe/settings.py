@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from cxprobe.budgets import Budget, CostEstimator, PriceTable
 from cxprobe.errors import ConfigError
 from cxprobe.store.leases import DEFAULT_LEASE_TIMEOUT, default_monitor_name
 from cxprobe.store.retention import Retention
@@ -264,6 +265,10 @@ class Config(Strict):
         default_factory=list,
         description="Declared maintenance windows (more are added with cxprobe maintenance).",
     )
+    budgets: dict[str, Budget] = Field(
+        default_factory=dict, description="Money budgets per account or target (by name)."
+    )
+    prices: PriceTable | None = Field(None, description="What a contact costs, per channel.")
 
     # Filled by load_config, not read from YAML.
     source: Path | None = Field(default=None, exclude=True)
@@ -301,6 +306,10 @@ class Config(Strict):
             for check in self.checks
             if check.enabled and (check.locations is None or here in check.locations)
         ]
+
+    def cost_estimator(self) -> CostEstimator:
+        """What contacts cost and the budgets they spend (cxprobe.budgets)."""
+        return CostEstimator(self.budgets, self.prices)
 
     def thresholds(self, check: Check) -> Thresholds:
         sla = self.targets[check.target].sla(check.channel)
@@ -390,6 +399,7 @@ def _cross_check(config: Config) -> list[Problem]:
         *_coverage_problems(config),
         *_series_problems(config),
         *courtesy_problems(config),
+        *_budget_problems(config),
     ]
 
 
@@ -631,4 +641,36 @@ def _maintenance_problems(config: Config) -> list[Problem]:
             )
         if window.channel is not None and window.channel not in CHANNEL_TYPES:
             problems.append(((*where, "channel"), _unknown_kind(window.channel)))
+    return problems
+
+
+def _budget_problems(config: Config) -> list[Problem]:
+    """Budgets name known targets and share the price table's currency (no conversion)."""
+    problems: list[Problem] = []
+    for name, budget in config.budgets.items():
+        where: KeyPath = ("budgets", name)
+        if budget.target is not None and budget.target not in config.targets:
+            problems.append(
+                (
+                    (*where, "target"),
+                    f"unknown target {budget.target!r}; defined targets: "
+                    f"{', '.join(config.targets) or '(none)'}",
+                )
+            )
+        if config.prices is None:
+            problems.append(
+                (
+                    where,
+                    "a budget needs a 'prices' table to estimate contacts from: add "
+                    f"prices: {{currency: {budget.currency}, channels: ...}}",
+                )
+            )
+        elif budget.currency != config.prices.currency:
+            problems.append(
+                (
+                    (*where, "currency"),
+                    f"the budget is in {budget.currency} but prices are in "
+                    f"{config.prices.currency}; cxprobe does not convert: use one currency",
+                )
+            )
     return problems

@@ -73,11 +73,13 @@ class MonitorMetrics:
         self._declare_monitor_metrics(registry)
         self._declare_lease_metrics(registry)
         self._declare_courtesy_metrics(registry)
+        self._declare_budget_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
         self._declared: set[_Series] = set()
         self._owned: dict[Hashable, set[_Series]] = {}
+        self._budget_series: set[tuple[str, str, str]] = set()
 
     def _declare_run_metrics(self, registry: CollectorRegistry) -> None:
         """What the runs measured, and the runs under way."""
@@ -259,6 +261,43 @@ class MonitorMetrics:
             registry=registry,
         )
 
+    def _declare_budget_metrics(self, registry: CollectorRegistry) -> None:
+        """Contact quotas and money budgets (docs/metrics.md "Courtesy and cost")."""
+        pair = ["target", "channel"]
+        budget = ["budget", "window", "currency"]
+        self.contact_quota_used = Gauge(
+            "cxprobe_contact_quota_used",
+            "Contacts to the target on the channel counted against its hourly quota at the "
+            "last claim (sent in the last hour or in flight, from any monitor).",
+            pair,
+            registry=registry,
+        )
+        self.contact_quota_limit = Gauge(
+            "cxprobe_contact_quota_limit",
+            "Contacts allowed per hour to the target on the channel (max_contacts_per_hour).",
+            pair,
+            registry=registry,
+        )
+        self.budget_spent = Gauge(
+            "cxprobe_budget_spent",
+            "Money spent in the budget's current day or month window (actual provider prices "
+            "where known, else estimates), in the budget's currency, as of the last claim.",
+            budget,
+            registry=registry,
+        )
+        self.budget_limit = Gauge(
+            "cxprobe_budget_limit",
+            "The budget's limit for the window, in its currency.",
+            budget,
+            registry=registry,
+        )
+        self.budget_left = Gauge(
+            "cxprobe_budget_left",
+            "What is left of the budget in the current window (limit - spent, at least 0).",
+            budget,
+            registry=registry,
+        )
+
     # -- configuration ---------------------------------------------------------------------
 
     def declare_checks(self, checks: Sequence[CheckSeries]) -> None:
@@ -402,6 +441,33 @@ class MonitorMetrics:
         # A slot started early (clock step, coarse timer) is on time, not negative lag: a
         # negative observation would corrupt the histogram's _sum.
         self.scheduler_lag.observe(max(0.0, seconds))
+
+    def set_contact_quota(self, target: str, channel: str, counted: int, allowed: int) -> None:
+        """The hourly contact quota of a target on a channel, as the last claim found it."""
+        pair = ("pair", target, channel)
+        self._child(pair, self.contact_quota_used, target, channel).set(counted)
+        self._child(pair, self.contact_quota_limit, target, channel).set(allowed)
+
+    def show_budgets(self, windows: Sequence[tuple[str, str, str, float, float]]) -> None:
+        """Every configured budget window as ``(budget, window, currency, spent, limit)``;
+        series of budgets no longer configured are removed (after a reload)."""
+        wanted = {(budget, window, currency) for budget, window, currency, _, _ in windows}
+        for gauge in (self.budget_spent, self.budget_limit, self.budget_left):
+            for labels in self._budget_series - wanted:
+                gauge.remove(*labels)
+        self._budget_series = wanted
+        for budget, window, currency, spent, limit in windows:
+            self.set_budget_spend(budget, window, currency, spent, limit)
+
+    def set_budget_spend(
+        self, budget: str, window: str, currency: str, spent: float, limit: float
+    ) -> None:
+        """A money budget's ``window`` (daily, monthly): spent, limit and what is left (as of
+        the last claim)."""
+        labels = (budget, window, currency)
+        self.budget_spent.labels(*labels).set(spent)
+        self.budget_limit.labels(*labels).set(limit)
+        self.budget_left.labels(*labels).set(max(0.0, limit - spent))
 
     def set_leases_held(self, location: str, count: int) -> None:
         """How many open runs this process holds the lease of, as its last renewal found."""

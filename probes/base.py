@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -325,6 +325,41 @@ def per_address(
 
 
 @dataclass(frozen=True)
+class CostUnits:
+    """What one contact on a channel is charged in: ``count`` of the channel's ``unit``, to
+    ``destination`` (an E.164 number, priced by its country; "" when none), billed to the
+    provider ``account`` (e.g. the Twilio account SID; "" when the channel has none)."""
+
+    unit: str  # "segment", "minute", "message", ...
+    count: float
+    destination: str = ""
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class Price:
+    """What the provider charged for a contact (a positive amount in ``currency``)."""
+
+    amount: float
+    currency: str  # ISO 4217, as the provider reports it
+
+
+#: A channel's estimate of what a contact costs, before it is sent: the units it will be
+#: charged (``max_call_seconds`` for a call, the text's segments for an SMS).
+CostEstimate = Callable[[SettingsT, AddressT, Contact], CostUnits]
+
+
+@runtime_checkable
+class PricedChannel(Protocol):
+    """A channel driver that can ask its provider what a sent contact actually cost."""
+
+    async def actual_price(self, external_id: str) -> Price | None:
+        """The provider's price of the contact ``external_id``; None while it has none yet
+        (Twilio rates a message or call some time after it is sent)."""
+        ...
+
+
+@dataclass(frozen=True)
 class ChannelType(Generic[SettingsT, AddressT]):
     """One entry of the channel registry: everything the rest of cxprobe knows of a channel."""
 
@@ -345,6 +380,9 @@ class ChannelType(Generic[SettingsT, AddressT]):
     #: agreement with the target (a support address, a public chat page or number): only
     #: public channels may be probed on a target marked ``competitor: true``.
     public: bool = False
+    #: The units a contact is charged in, estimated before it is sent; None: contacts are
+    #: free (their estimated cost is 0 and no budget is spent by them).
+    estimate_cost: CostEstimate[SettingsT, AddressT] | None = None
 
     def settings_of(self, section: BaseModel | None) -> SettingsT:
         """``section`` (a validated config's ``channels.<kind>``) as this channel's settings."""
@@ -357,6 +395,14 @@ class ChannelType(Generic[SettingsT, AddressT]):
         if not isinstance(section, self.address_model):
             raise TypeError(f"the target's channels.{self.kind} is {type(section).__name__}")
         return section
+
+    def cost_units(
+        self, settings: BaseModel | None, address: BaseModel | None, contact: Contact
+    ) -> CostUnits | None:
+        """:attr:`estimate_cost` on a validated configuration's sections (None: free)."""
+        if self.estimate_cost is None:
+            return None
+        return self.estimate_cost(self.settings_of(settings), self.address_of(address), contact)
 
     def check_config(
         self,
@@ -386,6 +432,8 @@ __all__ = [
     "Contact",
     "ContactRejected",
     "Conversation",
+    "CostEstimate",
+    "CostUnits",
     "CrossCheck",
     "CxprobeError",
     "DefaultSla",
@@ -393,6 +441,8 @@ __all__ = [
     "EvidenceSummary",
     "KeyPath",
     "Methodology",
+    "Price",
+    "PricedChannel",
     "ProbeError",
     "ProbeTimeout",
     "Problem",

@@ -33,6 +33,7 @@ Example (all keys shown; most have defaults)::
         sending: {distribution: fixed, seconds: 0.1}
         sent: {distribution: fixed, seconds: 0.2}
         delivered: {distribution: fixed, seconds: 0.3}
+        rated: {distribution: fixed, seconds: 0}   # sent -> price set (null until then)
       price_unit: USD
       bot:
         enabled: true
@@ -158,6 +159,10 @@ class DeliverySteps(StrictModel):
     sending: Latency = FixedLatency(seconds=0.1)
     sent: Latency = FixedLatency(seconds=0.2)
     delivered: Latency = FixedLatency(seconds=0.3)
+    #: From sent to priced: Twilio rates a message after it is sent and its ``price`` is null
+    #: until then (0: priced as it is sent). POST /_control/messaging/rate prices every sent
+    #: message at once.
+    rated: Latency = FixedLatency(seconds=0)
 
 
 class MessagingSettings(ReplyTeam):

@@ -51,6 +51,7 @@ class SkipReason(enum.StrEnum):
     OPT_OUT = "opt_out"  # the recipient opted out (STOP, 21610, a permanent bounce)
     MAINTENANCE = "maintenance"  # a maintenance window in pause mode is open
     RATE_LIMIT = "rate_limit"  # the target's contacts per hour on the channel are spent
+    BUDGET = "budget"  # the contact's estimated cost would take a money budget over its limit
 
 
 class ContactMode(enum.StrEnum):

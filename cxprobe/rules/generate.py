@@ -5,8 +5,9 @@
     generated = generate_rules(checks, options, source="config/x.yaml", command=command)
     Path("prometheus/rules/cxprobe.yml").write_text(generated.text)
 
-One file, three groups: the SLO recording rules (``rules_slo``), the burn-rate alerts
-(``rules_slo``) and the probe-health alerts (``rules_probe``). The output is deterministic
+One file, four groups: the SLO recording rules (``rules_slo``), the burn-rate alerts
+(``rules_slo``), the probe-health alerts (``rules_probe``) and the money-budget alert
+(``budget``). The output is deterministic
 (sorted, no timestamps, no secrets), so the committed file can be compared with a fresh one.
 ``docs/alerting.md`` explains every rule and holds the runbooks the alerts link to.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from cxprobe.rules.budget import budget_alerts
 from cxprobe.rules.common import DEFAULT_DOCS_URL, ProbedCheck, RuleOptions
 from cxprobe.rules.probe import probe_alerts
 from cxprobe.rules.slo import Omission, burn_alerts, recording_rules, slos_of
@@ -62,6 +64,7 @@ def generate_rules(
         {"name": "cxprobe-slo-recording", "rules": recording},
         {"name": "cxprobe-slo-burn-rate", "rules": burns},
         {"name": "cxprobe-probe-health", "rules": health},
+        {"name": "cxprobe-budgets", "rules": budget_alerts(options)},
     ]
     header = _header(source, command, options, omitted)
     body = yaml.dump(
@@ -70,7 +73,7 @@ def generate_rules(
     return GeneratedRules(
         text=header + body,
         recording=len(recording),
-        alerts=len(burns) + len(health),
+        alerts=len(burns) + len(health) + len(groups[-1]["rules"]),
         slos=len(slos),
         omitted=tuple(omitted),
     )

@@ -12,9 +12,11 @@ processes (or two stores) on one file wait for each other instead of failing wit
 locked". PostgreSQL (``postgresql+asyncpg://``; READ COMMITTED) relies on its own row locking
 and on the same unique constraints, so any number of monitor processes may share one database:
 the unique (check, location, slot) key decides a claim; a transaction-level advisory lock is
-held per target and channel while a contact budget is checked, and another while the schema
-is created or upgraded; every write to a run's content locks the run's row first, and then the
-chain head (that one order everywhere, so writers never deadlock); channel state is one upsert.
+held per target and channel while a contact quota is checked, one per money budget while the
+budgets are (:mod:`cxprobe.store.budgets`; all in ascending key order), and another while the
+schema is created or upgraded; every write to a run's content locks the run's row first, and
+then the chain head (that one order everywhere, so writers never deadlock); channel state is
+one upsert.
 Connections are tested before use (a server restart drops them). Opening a store that cannot
 be reached, refuses the login or lacks the database raises :class:`StoreError` saying what to
 do, with the URL's password masked.
@@ -74,6 +76,16 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cxprobe.store import courtesy
+from cxprobe.store.budgets import (
+    ContactCost,
+    WindowSpend,
+    budget_lock_keys,
+    contact_quota_lock_key,
+    exceeded,
+    money,
+    skip_reason,
+    spends,
+)
 from cxprobe.store.chain import ChainEntry, Scope
 from cxprobe.store.courtesy import OptOut
 from cxprobe.store.leases import (
@@ -148,6 +160,26 @@ class Claim(enum.StrEnum):
     CLAIMED = "claimed"  # the slot and its open run are recorded: go ahead and send
     TAKEN = "taken"  # the slot was claimed before (by this or another monitor process)
     OVER_BUDGET = "over_budget"  # the target's contact budget on the channel is spent
+    SKIPPED = "skipped"  # a money budget would be exceeded: recorded as a closed skipped run
+
+
+@dataclass(frozen=True)
+class AwaitingPrice:
+    """A sent contact whose provider price is not known yet."""
+
+    run_id: str
+    channel: str
+    external_id: str
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run's contact was estimated to cost and, once reported, what it cost."""
+
+    estimated: float | None
+    actual: float | None
+    currency: str | None
+    account: str | None
 
 
 @dataclass(frozen=True)
@@ -464,6 +496,7 @@ class EvidenceStore:
         *,
         max_contacts: int | None = None,
         since: datetime | None = None,
+        cost: ContactCost | None = None,
     ) -> Claim:
         """Record the slot (of the run's check at the run's location) and the open run.
 
@@ -473,12 +506,18 @@ class EvidenceStore:
         (``OVER_BUDGET``; see :meth:`count_contacts_since`). Check, count and insert are one
         write transaction, serialised with every other claim on the database, so claims made
         at once cannot all see the same count and all send.
+
+        ``cost`` is the contact's estimated cost, recorded on the run and checked against its
+        money budget windows in the same transaction (:mod:`cxprobe.store.budgets`): if it
+        would take one over its limit, the slot is recorded with a closed, sealed run whose
+        outcome is ``skipped`` (``SKIPPED``; ``result`` gets that outcome, the reason naming
+        the budget, and its finish time) and nothing may be sent.
         """
         if max_contacts is not None and since is None:
             raise ValueError("claim_slot(max_contacts=...) needs since= (the budget's start)")
         now = _now()
         try:
-            claim = await self._claim_and_insert(result, max_contacts, since, now)
+            claim = await self._claim_and_insert(result, max_contacts, since, cost, now)
         except IntegrityError as exc:
             # Without a budget, PostgreSQL claims of one slot race to the unique (check,
             # location, slot) key, the arbiter between processes; any other violation (a reused
@@ -503,29 +542,124 @@ class EvidenceStore:
         return claim
 
     async def _claim_and_insert(
-        self, result: RunResult, max_contacts: int | None, since: datetime | None, now: datetime
+        self,
+        result: RunResult,
+        max_contacts: int | None,
+        since: datetime | None,
+        cost: ContactCost | None,
+        now: datetime,
     ) -> Claim:
-        """The claim's write transaction: budget lock, check, and the open run and slot rows."""
+        """The claim's write transaction: budget locks, checks, and the run and slot rows."""
         async with self._write() as conn:
-            if max_contacts is not None and self._postgresql:
-                # SQLite's writes are serialised already (BEGIN IMMEDIATE); PostgreSQL's
-                # are not, and a count cannot lock rows that do not exist yet.
-                lock = _budget_lock_key(result.target, result.channel)
-                await conn.execute(select(func.pg_advisory_xact_lock(lock)))
+            await self._lock_budgets(conn, result, max_contacts, cost)
             claim = await _claim_in(conn, result, max_contacts, since)
-            if claim is Claim.CLAIMED:
+            over = None
+            if claim is Claim.CLAIMED and cost is not None and cost.windows:
+                over = exceeded(await spends(conn, cost.windows), cost.amount)
+            if claim is not Claim.CLAIMED:
+                return claim
+            row = _open_run_row(result, now) | _cost_columns(cost)
+            if over is None:
                 leased = lease_columns(self.holder, await database_now(conn))
-                await conn.execute(insert(runs).values(_open_run_row(result, now) | leased))
-                await conn.execute(
-                    insert(slots).values(
-                        check_id=result.check_id,
-                        location=result.location,
-                        slot_at=result.slot,
-                        claimed_at=now,
-                        run_id=result.run_id,
-                    )
+                await conn.execute(insert(runs).values(row | leased))
+            else:
+                await conn.execute(insert(runs).values(row | _skipped_columns(over, now)))
+            await conn.execute(
+                insert(slots).values(
+                    check_id=result.check_id,
+                    location=result.location,
+                    slot_at=result.slot,
+                    claimed_at=now,
+                    run_id=result.run_id,
                 )
-        return claim
+            )
+            if over is not None:
+                await conn.run_sync(
+                    lambda sync: seal_run(sync, result.run_id, note="finished: skipped", now=now)
+                )
+        if over is None:
+            return claim
+        # Committed: the caller's result is the closed run now.
+        result.outcome, result.reason, result.finished_at = Outcome.SKIPPED, skip_reason(over), now
+        return Claim.SKIPPED
+
+    async def _lock_budgets(
+        self,
+        conn: AsyncConnection,
+        result: RunResult,
+        max_contacts: int | None,
+        cost: ContactCost | None,
+    ) -> None:
+        """PostgreSQL: lock the contact quota and every money budget the claim involves, in
+        ascending key order (the one order everywhere: monitors never deadlock). SQLite's
+        writes are serialised already (BEGIN IMMEDIATE); PostgreSQL's are not, and a count or
+        a sum cannot lock rows that do not exist yet."""
+        if not self._postgresql:
+            return
+        keys = budget_lock_keys(cost.windows) if cost is not None else set()
+        if max_contacts is not None:
+            keys.add(contact_quota_lock_key(result.target, result.channel))
+        for key in sorted(keys):
+            await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def budget_spends(self, cost: ContactCost) -> list[WindowSpend]:
+        """What is spent now in each of ``cost``'s budget windows (for the metrics)."""
+        async with self._read() as conn:
+            return await spends(conn, cost.windows)
+
+    async def record_actual_cost(self, run_id: str, amount: float, currency: str) -> bool:
+        """The provider's price of the run's contact replaces its estimate in the budgets;
+        False (nothing written) when the run's cost is in another currency. Costs are not
+        part of the sealed record (the outbound message's evidence carries the price)."""
+        async with self._write() as conn:
+            updated = await conn.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id == run_id,
+                    or_(runs.c.currency.is_(None), runs.c.currency == currency),
+                )
+                .values(actual_cost=money(amount), currency=currency)
+            )
+        return bool(updated.rowcount)
+
+    async def runs_awaiting_price(
+        self, since: datetime, *, run_id: str | None = None, limit: int = 500
+    ) -> list[AwaitingPrice]:
+        """Closed runs claimed at or after ``since`` (only ``run_id``, when given) whose
+        contact was sent on a priced channel and whose provider price is not known yet,
+        newest first (a provider that never rates some contacts cannot starve the others)."""
+        query = (
+            select(runs.c.run_id, runs.c.channel, runs.c.sent_external_id, runs.c.currency)
+            .where(
+                runs.c.status == CLOSED,
+                runs.c.created_at >= since,
+                runs.c.sent_external_id.is_not(None),
+                runs.c.estimated_cost.is_not(None),
+                runs.c.actual_cost.is_(None),
+            )
+            .order_by(runs.c.created_at.desc())  # newest first: the likeliest to be rated by now
+            .limit(limit)
+        )
+        if run_id is not None:
+            query = query.where(runs.c.run_id == run_id)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [AwaitingPrice(row.run_id, row.channel, row.sent_external_id) for row in rows]
+
+    async def run_costs(self, run_id: str) -> RunCost | None:
+        """The run's estimated and actual cost, currency and account."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        runs.c.estimated_cost,
+                        runs.c.actual_cost,
+                        runs.c.currency,
+                        runs.c.cost_account,
+                    ).where(runs.c.run_id == run_id)
+                )
+            ).first()
+        return None if row is None else RunCost(*row)
 
     async def record_sent(self, run_id: str, sent: Sent, expected_queue: str | None) -> None:
         """The channel accepted the contact: t0, its external id, resume state, evidence."""
@@ -1067,11 +1201,25 @@ async def _claim_in(
     return Claim.CLAIMED
 
 
-def _budget_lock_key(target: str, channel: str) -> int:
-    """A PostgreSQL advisory lock key for one target's contact budget on one channel: a signed
-    64-bit number, the same in every process (unlike ``hash()``)."""
-    digest = hashlib.sha256(f"cxprobe contact budget\0{target}\0{channel}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+def _cost_columns(cost: ContactCost | None) -> dict[str, Any]:
+    """The cost columns of a run claimed with ``cost`` (none for a free contact)."""
+    if cost is None or not cost.priced:
+        return {}
+    return {
+        "estimated_cost": money(cost.amount),
+        "currency": cost.currency,
+        "cost_account": cost.account or None,
+    }
+
+
+def _skipped_columns(over: WindowSpend, now: datetime) -> dict[str, Any]:
+    """A run closed at its claim, never sent, because of the budget window ``over``."""
+    return {
+        "status": CLOSED,
+        "outcome": str(Outcome.SKIPPED),
+        "reason": skip_reason(over),
+        "finished_at": now,
+    }
 
 
 def _open_run_row(result: RunResult, now: datetime) -> dict[str, Any]:
@@ -1275,14 +1423,18 @@ def _content_key(reply: Reply) -> str:
 __all__ = [
     "DEFAULT_URL",
     "SCHEMA_VERSION",
+    "AwaitingPrice",
     "Claim",
+    "ContactCost",
     "EvidenceStore",
     "LeaseHolder",
     "LeaseLostError",
     "OpenRun",
+    "RunCost",
     "SchemaVersionError",
     "StoreError",
     "StoredArtifact",
     "StoredMessage",
     "UnknownRunError",
+    "WindowSpend",
 ]

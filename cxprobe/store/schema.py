@@ -175,6 +175,12 @@ runs = Table(
     Column("contact_mode", Name, nullable=False, server_default="declared"),
     # Why the run counts for no SLO (a maintenance window); NULL when it counts.
     Column("slo_excluded", OutsideText),
+    # What the contact cost (cxprobe.store.budgets): estimated when the slot was claimed,
+    # the provider's price once it reported one, in ``currency``, billed to ``cost_account``.
+    Column("estimated_cost", Float),
+    Column("actual_cost", Float),
+    Column("currency", String(3)),
+    Column("cost_account", Name),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
     Index(None, "check_id", "slot_at"),
     Index(None, "target", "channel", "sent_at"),
@@ -182,6 +188,7 @@ runs = Table(
     Index(None, "status"),
     Index(None, "sent_external_id"),
     Index(None, "status", "location"),
+    Index(None, "created_at"),
 )
 
 #: Every slot ever claimed, per location (monitors at several locations may share one store and

@@ -92,7 +92,7 @@ OUTCOME_COLOURS = colours_of(
         Outcome.FAILED: "red",
         Outcome.ERROR: "purple",
         Outcome.INTERRUPTED: "text",
-        Outcome.SKIPPED: "blue",
+        Outcome.SKIPPED: "blue",  # not sent on purpose: neither good nor bad
     },
 )
 ROUTING_COLOURS = colours_of(

@@ -45,9 +45,11 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    CostUnits,
     DefaultSla,
     Evidence,
     Methodology,
+    Price,
     ProbeError,
     ProviderError,
     Reply,
@@ -66,9 +68,11 @@ from probes.inbox import (
     classify_auto,
     timing_record,
 )
+from probes.messaging.segments import sms_segments
 from probes.messaging.settings import MessagingAddress, TwilioMessagingSettings
 from probes.rejections import Rejections
 from probes.twilio.http import OptOutCodes, TwilioApi
+from probes.twilio.pricing import price_of
 from probes.twilio.webhooks import SignedRequests, forbidden
 
 WEBHOOK_PREFIX = "/webhooks/twilio"
@@ -174,6 +178,11 @@ class TwilioMessagingChannel:
 
     async def api(self, what: str, request: Any) -> Any:
         return await self.twilio.call(what, request)
+
+    async def actual_price(self, external_id: str) -> Price | None:
+        """The message's price as Twilio rated it; None until it is rated."""
+        message = await self.api("fetch the price", self.client.messages(external_id).fetch_async())
+        return price_of(message)
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -577,11 +586,32 @@ class MessagingConversation(InboxConversation):
 class SmsChannel(TwilioMessagingChannel):
     kind = "sms"
 
+    @staticmethod
+    def estimate_cost(
+        settings: TwilioMessagingSettings, address: MessagingAddress, contact: Contact
+    ) -> CostUnits:
+        """Charged per segment, and the text decides how many (GSM-7 or UCS-2)."""
+        return CostUnits(
+            unit="segment",
+            count=sms_segments(contact.text.strip()),
+            destination=address.to,
+            account=settings.twilio.account_sid,
+        )
+
 
 class WhatsappChannel(TwilioMessagingChannel):
     kind = "whatsapp"
     prefix = "whatsapp:"
     needs_templates = True
+
+    @staticmethod
+    def estimate_cost(
+        settings: TwilioMessagingSettings, address: MessagingAddress, contact: Contact
+    ) -> CostUnits:
+        """Charged per template message (or conversation), whatever the text's length."""
+        return CostUnits(
+            unit="message", count=1, destination=address.to, account=settings.twilio.account_sid
+        )
 
 
 #: The messaging kinds' service levels and timing; they sit between chat and email: an
@@ -597,7 +627,7 @@ MESSAGING_METHODOLOGY = Methodology(
 
 
 def _messaging_type(
-    create: type[TwilioMessagingChannel],
+    create: type[SmsChannel] | type[WhatsappChannel],
 ) -> ChannelType[TwilioMessagingSettings, MessagingAddress]:
     return ChannelType(
         kind=create.kind,
@@ -611,6 +641,7 @@ def _messaging_type(
         needs_http=True,
         # The brand's published number: anyone may text it.
         public=True,
+        estimate_cost=create.estimate_cost,
     )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -49,9 +50,11 @@ from probes.base import (
     ChannelUnavailable,
     Contact,
     ContactRejected,
+    CostUnits,
     DefaultSla,
     Evidence,
     Methodology,
+    Price,
     ProbeError,
     ProviderError,
     Reply,
@@ -63,6 +66,7 @@ from probes.base import (
 from probes.phone.settings import IvrStep, PhoneAddress, PhoneChannelSettings, cross_check
 from probes.rejections import Rejections
 from probes.twilio.http import TwilioApi
+from probes.twilio.pricing import price_of
 from probes.twilio.webhooks import SignedRequests, forbidden
 
 #: Where the webhooks live on the monitor's HTTP server.
@@ -134,6 +138,13 @@ class PhoneChannel:
     @property
     def client(self) -> Client:
         return self.twilio.client
+
+    async def actual_price(self, external_id: str) -> Price | None:
+        """The call's price as Twilio rated it; None until it is rated."""
+        call = await self.twilio.call(
+            "fetch the price", self.client.calls(external_id).fetch_async()
+        )
+        return price_of(call)
 
     def webhook_base(self) -> str:
         base = self.settings.webhook.public_url or self._webhooks.local_url
@@ -604,6 +615,18 @@ def _twiml(body: str) -> web.Response:
     return web.Response(text=body, content_type="application/xml")
 
 
+def estimate_call_cost(
+    settings: PhoneChannelSettings, address: PhoneAddress, contact: Contact
+) -> CostUnits:
+    """A call is charged per started minute; before it is made, only its cap is known."""
+    return CostUnits(
+        unit="minute",
+        count=math.ceil(settings.max_call_seconds / 60),
+        destination=address.number,
+        account=settings.twilio.account_sid,
+    )
+
+
 PHONE = ChannelType(
     kind=PhoneChannel.kind,
     settings_model=PhoneChannelSettings,
@@ -625,4 +648,5 @@ PHONE = ChannelType(
     needs_http=True,
     # The brand's published support line: anyone may call it.
     public=True,
+    estimate_cost=estimate_call_cost,
 )

@@ -125,11 +125,18 @@ class MessageRecord:
         self.status = status
         self.date_updated = real_now()
 
-    def mark_sent(self) -> None:
-        """Sent: it has left, so it has a date_sent and is charged per segment."""
+    def mark_sent(self, *, rate: bool = True) -> None:
+        """Sent: it has left, so it has a date_sent and (now, or once rated) a price."""
         self.date_sent = real_now()
-        self.price = -(self.price_per_segment * self.num_segments).quantize(Decimal("0.00001"))
+        if rate:
+            self.rate()
         self.set_status("sent")
+
+    def rate(self) -> None:
+        """Charged per segment: the price is set (negative: a charge), once."""
+        if self.price is None:
+            self.price = -(self.price_per_segment * self.num_segments).quantize(Decimal("0.00001"))
+            self.date_updated = real_now()
 
     def fail(self, status: Literal["failed", "undelivered"], code: int, message: str) -> None:
         self.error_code, self.error_message = code, message

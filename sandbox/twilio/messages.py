@@ -55,6 +55,7 @@ class _Delays:
     sending: float
     sent: float
     delivered: float
+    rated: float
 
 
 class MessageBook:
@@ -107,6 +108,7 @@ class MessageBook:
             steps.sending.sample(self._rng),
             steps.sent.sample(self._rng),
             steps.delivered.sample(self._rng),
+            steps.rated.sample(self._rng),
         )
         self.spawn(self._progress(record, delays, failure))
         return record
@@ -166,7 +168,9 @@ class MessageBook:
             return
         record.set_status("sending")
         await asyncio.sleep(delays.sent)
-        record.mark_sent()
+        record.mark_sent(rate=delays.rated <= 0)
+        if delays.rated > 0:
+            self.spawn(self._rate_after(record, delays.rated))
         self._status_callback(record)
         await asyncio.sleep(delays.delivered)
         if failure is not None:
@@ -175,6 +179,17 @@ class MessageBook:
         record.set_status("delivered")
         self.on_delivered(record)
         self._status_callback(record)
+
+    async def _rate_after(self, record: MessageRecord, delay: float) -> None:
+        await asyncio.sleep(delay)
+        record.rate()
+
+    def rate_now(self) -> int:
+        """Price every sent message not priced yet (Twilio's rating, at once); how many."""
+        unrated = [r for r in self._messages.values() if r.date_sent and r.price is None]
+        for record in unrated:
+            record.rate()
+        return len(unrated)
 
     def _end(self, record: MessageRecord, failure: Failure) -> None:
         record.fail(failure.status, failure.code, failure.message)

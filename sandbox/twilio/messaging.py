@@ -161,11 +161,15 @@ def _control_routes(messaging: TwilioMessaging, log: GroundTruthLog) -> list[web
         else:
             messaging.close_session_window(customer)
 
+    def rate(body: Body) -> None:
+        messaging.book.rate_now()  # Twilio's rating of every sent message, at once
+
     return (
         ControlRoutes(CONTROL_PREFIX, messaging.state)
         .post("outage", outage)
         .post("inbound-webhook", inbound_webhook)
         .post("session-window", session_window)
+        .post("rate", rate)
         .ground_truth(log)
         .get("messages", messaging.messages)
         .routes()

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +207,24 @@ async def test_cxprobe_once_says_when_the_webhook_port_is_taken(tmp_path: Path) 
     assert "cannot listen on 127.0.0.1:" in text and "cxprobe run" in text
     assert "Traceback" not in text
     assert events(sandbox, "call_created") == []  # nothing was dialled
+
+
+async def test_a_call_is_estimated_at_its_cap_and_charged_what_twilio_reports(
+    tmp_path: Path,
+) -> None:
+    async with sandbox_line(tmp_path) as sandbox:
+        path = phone_config(tmp_path, sandbox.base_url)
+        config = yaml.safe_load(path.read_text())
+        config["prices"] = {"currency": "USD", "channels": {"phone": {"default": 0.5}}}
+        path.write_text(yaml.safe_dump(config))
+        async with monitoring(path) as monitor:
+            result = await run_once(monitor)
+            costs = await monitor.store.run_costs(result.run_id)
+            settings = monitor.config.channel_settings("phone")
+            max_minutes = math.ceil(settings.max_call_seconds / 60)
+        (call,) = sandbox.calls()
+    assert result.outcome is Outcome.MET, result.reason
+    assert costs is not None and costs.estimated == max_minutes * 0.5
+    # The sandbox, like Twilio, prices a call when it ends; the run's end fetched it.
+    assert call["price"] is not None and call["price_unit"] == "USD"
+    assert (costs.actual, costs.currency) == (float(abs(Decimal(call["price"]))), "USD")

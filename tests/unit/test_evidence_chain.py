@@ -208,8 +208,9 @@ async def test_concurrent_finishes_from_two_stores_never_fork_the_chain(
 
 
 async def downgrade_to_version_1(backend: StoreBackend) -> None:
-    """What a schema 1 store looked like: no chain or export tables, no run leases, no Alembic
-    revision (tests/unit/test_migrations.py builds one from the old code's DDL as well)."""
+    """What a schema 1 store looked like: no chain or export tables, no run leases or costs,
+    no Alembic revision (tests/unit/test_migrations.py builds one from the old code's DDL as
+    well)."""
     await backend.execute(
         *(
             f"DROP TABLE {table}"
@@ -224,9 +225,18 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
             )
         ),
         "DROP INDEX ix_runs_status_location",
+        "DROP INDEX ix_runs_created_at",
         *(
             f"ALTER TABLE runs DROP COLUMN {column}"
-            for column in ("lease_owner", "lease_session", "lease_expires_at")
+            for column in (
+                "lease_owner",
+                "lease_session",
+                "lease_expires_at",
+                "estimated_cost",
+                "actual_cost",
+                "currency",
+                "cost_account",
+            )
         ),
         # What revision 0004 added to runs (dropped on its own: PostgreSQL and SQLite alike).
         "ALTER TABLE runs DROP COLUMN contact_mode",

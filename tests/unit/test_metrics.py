@@ -17,6 +17,7 @@ from scenarios.model import (
     Period,
     RoutingResult,
     RunResult,
+    SkipReason,
     Thresholds,
 )
 
@@ -256,3 +257,37 @@ def test_registries_are_independent() -> None:
     MonitorMetrics(second, "1")
     assert first.get_sample_value("cxprobe_unmatched_replies_total", {"channel": "email"}) == 1
     assert second.get_sample_value("cxprobe_unmatched_replies_total", {"channel": "email"}) is None
+
+
+def test_budget_windows_are_shown_and_removed_with_their_budget(
+    registry: CollectorRegistry, metrics: MonitorMetrics
+) -> None:
+    metrics.show_budgets(
+        [("twilio", "daily", "USD", 4.25, 5.0), ("acme", "monthly", "USD", 30, 25)]
+    )
+    daily = {"budget": "twilio", "window": "daily", "currency": "USD"}
+    assert value(registry, "cxprobe_budget_spent", **daily) == 4.25
+    assert value(registry, "cxprobe_budget_limit", **daily) == 5.0
+    assert value(registry, "cxprobe_budget_left", **daily) == 0.75
+    monthly = {"budget": "acme", "window": "monthly", "currency": "USD"}
+    assert value(registry, "cxprobe_budget_left", **monthly) == 0  # over: nothing left, not < 0
+    metrics.show_budgets([("twilio", "daily", "USD", 1.0, 5.0)])  # acme's budget was removed
+    assert value(registry, "cxprobe_budget_spent", **monthly) is None
+    assert value(registry, "cxprobe_budget_spent", **daily) == 1.0
+
+
+def test_skipped_contacts_are_counted_by_reason_from_zero(
+    registry: CollectorRegistry, metrics: MonitorMetrics
+) -> None:
+    pair = {"target": "acme", "channel": "email"}
+    metrics.declare_checks([BILLING])
+    reasons = {str(reason) for reason in SkipReason}
+    assert {
+        reason: value(registry, "cxprobe_runs_skipped_total", **pair, reason=reason)
+        for reason in reasons
+    } == dict.fromkeys(reasons, 0.0)
+    metrics.record_skipped("acme", "email", SkipReason.BUDGET)
+    assert value(registry, "cxprobe_runs_skipped_total", **pair, reason="budget") == 1
+    metrics.set_contact_quota("acme", "email", 3, 6)
+    assert value(registry, "cxprobe_contact_quota_used", **pair) == 3
+    assert value(registry, "cxprobe_contact_quota_limit", **pair) == 6
