@@ -175,6 +175,12 @@ runs = Table(
     Column("contact_mode", Name, nullable=False, server_default="declared"),
     # Why the run counts for no SLO (a maintenance window); NULL when it counts.
     Column("slo_excluded", OutsideText),
+    # What the human answers said (scenarios.answers; revision 0005): NULL where the scenario
+    # asks nothing of them, and for runs from before.
+    Column("answer", Name),
+    Column("resolved", Boolean),
+    Column("language", Name),
+    Column("reply_language", Name),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
     Index(None, "check_id", "slot_at"),
     Index(None, "target", "channel", "sent_at"),
