@@ -44,6 +44,11 @@ MAX_EVALUATED_CHARS = 64 * 1024
 #: How much of a matched span the evidence quotes.
 SPAN_QUOTE_CHARS = 200
 
+#: Unicode spaces (no-break, thin, ...) as plain spaces: RE2's ``\s`` is ASCII-only, and
+#: "14&nbsp;days" must match ``14\s+days``.
+_UNICODE_SPACES = str.maketrans(
+    {chr(code): " " for code in range(0x80, 0x3001) if chr(code).isspace()}
+)
 _SCRIPTS_AND_STYLES = r"(?s)<(script|style)\b.*?</(script|style)\s*>"
 _TAGS = r"<[^>]*>"
 _BLOCK_TAGS = r"(?i)<\s*(br|/p|/div|/li|/tr|/h[1-6])\b[^>]*>"
@@ -123,7 +128,7 @@ def plain_text(raw: str) -> str:
         text = compile_fact_pattern(_SCRIPTS_AND_STYLES).sub(" ", text)
         text = compile_fact_pattern(_BLOCK_TAGS).sub("\n", text)
         text = html.unescape(compile_fact_pattern(_TAGS).sub(" ", text))
-    lines = text.splitlines()
+    lines = text.translate(_UNICODE_SPACES).splitlines()
     kept = [
         line
         for index, line in enumerate(lines)

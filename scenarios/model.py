@@ -191,7 +191,7 @@ def compile_fact_pattern(pattern: str) -> Any:
     except re2.error as exc:
         detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise ValueError(
-            f"invalid regular expression {pattern!r} for RE2 (linear-time: no backreferences "
+            f"invalid regular expression '{pattern}' for RE2 (linear-time: no backreferences "
             f"or lookaround): {detail}"
         ) from None
 
