@@ -4,6 +4,7 @@ replies."""
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from cxprobe.settings import load_scenario_library
 from probes.base import Reply, Responder
+from sandbox.profile import Answers
 from scenarios.answers import MAX_EVALUATED_CHARS, HumanAnswer, assess_answers, plain_text
 from scenarios.language import ReplyLanguages, check_language_tag
 from scenarios.model import AnswerVerdict, LanguageVerdict, RunResult, Scenario, Thresholds
@@ -295,3 +297,12 @@ def test_the_judge_hands_over_human_answers_and_whether_a_follow_up_came_first()
     assert quality is not None
     # Correct in the end, but not resolved at first contact: it took a chaser.
     assert (quality.answer, quality.resolved) == (AnswerVerdict.CORRECT, False)
+
+
+def test_the_sandbox_desks_scripted_answer_rates_must_sum_to_one() -> None:
+    with pytest.raises(ValidationError, match=r"answer rates must sum to 1, not 0\.9"):
+        Answers.model_validate(
+            {"kinds": {"correct": {"rate": 0.5, "text": "a"}, "wrong": {"rate": 0.4, "text": "b"}}}
+        )
+    picked = Answers.model_validate({"kinds": {"wrong": {"rate": 1.0, "text": "b"}}})
+    assert picked.pick(random.Random(1)) == ("wrong", "b")
