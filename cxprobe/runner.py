@@ -469,6 +469,11 @@ class Runner:
         already = max(0, len(contacts_out) - 1)
         for follow_up in contacts_out[1:]:
             run.judge.followed_up(follow_up.arrived_at)
+        for message in stored:
+            # Human answers stored before the restart count even where the channel's back-fill
+            # does not deliver them again.
+            if message.direction == "in" and message.responder == "human" and not message.late:
+                run.judge.remember_answer(message.external_id, message.arrived_at, message.text)
         conversation = await run.channel.resume(run.address, result.token, sent)
         async with _closing(conversation, self.store, result.run_id, self.logger):
             await listen(

@@ -113,9 +113,14 @@ class Judge:
         result.replies.sort(key=lambda item: item.arrived_at)
         if observed.responder is Responder.HUMAN and not observed.late:
             key = observed.external_id or f"{reply.arrived_at.isoformat()}#{len(result.replies)}"
-            self._human_texts[key] = (reply.arrived_at, reply.text[:MAX_RAW_CHARS])
+            self.remember_answer(key, reply.arrived_at, reply.text)
         self._refresh_figures()
         return observed
+
+    def remember_answer(self, external_id: str, arrived_at: datetime, text: str) -> None:
+        """Keep a human answer's text for the answer evaluation (a resumed run takes back the
+        texts it stored; a reply delivered again replaces its own)."""
+        self._human_texts[external_id] = (arrived_at, text[:MAX_RAW_CHARS])
 
     def followed_up(self, at: datetime) -> None:
         """The probe sent a follow-up at ``at``: answers after it do not resolve at first

@@ -134,3 +134,39 @@ async def test_answer_verdicts_and_language_agree_with_the_desks_ground_truth(
     for verdict in AnswerVerdict:
         wanted = sum(1 for result in results if result is not None and result.answer is verdict)
         assert samples[verdict] == wanted
+
+
+async def test_a_huge_html_answer_is_judged_and_the_run_completes(tmp_path: Path) -> None:
+    """A 3 MB HTML answer in mixed scripts: judged on its bounded text, the run unharmed."""
+    hostile = (
+        "<html><body>"
+        + "<div><b>Привет 你好 مرحبا</b> the price increase applies; refunds within 30 days "
+        * 40_000
+        + "</body></html>"
+    )
+    kinds = {"wrong": {"rate": 1.0, "text": hostile}}
+    profile = Profile.model_validate(
+        desk_profile(True, human_seconds=1.0, answers={"kinds": kinds})
+    )
+    async with MailDesk(profile, tmp_path / "desk") as desk:
+        path = monitor_config(tmp_path, smtp_port=desk.smtp_port, imap_port=desk.imap_port)
+        async with monitoring(path) as monitor:
+            check = monitor.config.checks[0]
+            async with asyncio.timeout(60):
+                result = await monitor.runner.execute(
+                    check, datetime.now(UTC).replace(microsecond=0)
+                )
+            assert result is not None
+            (quality,) = [
+                a
+                for a in await monitor.store.artifacts(result.run_id)
+                if a.kind == "answer-quality"
+            ]
+            content = await monitor.store.artifact_content(quality.id)
+    assert len(hostile) > 3_000_000
+    assert result.outcome is Outcome.MET, result.reason
+    assert result.answer is AnswerVerdict.WRONG
+    assert content is not None
+    document = json.loads(content)
+    assert document["truncated"] is True
+    assert document["evaluated_chars"] <= 64 * 1024

@@ -5,12 +5,15 @@ replies."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
+from rich.console import Console
 
+from cxprobe.cli import _print_result
 from cxprobe.settings import load_scenario_library
 from probes.base import Reply, Responder
 from sandbox.profile import Answers
@@ -306,3 +309,47 @@ def test_the_sandbox_desks_scripted_answer_rates_must_sum_to_one() -> None:
         )
     picked = Answers.model_validate({"kinds": {"wrong": {"rate": 1.0, "text": "b"}}})
     assert picked.pick(random.Random(1)) == ("wrong", "b")
+
+
+def test_cxprobe_once_prints_the_answer_and_language_verdicts() -> None:
+    result = RunResult(
+        run_id="r1",
+        check_id="c",
+        target="acme",
+        channel="email",
+        scenario="billing-question",
+        location="here",
+        slot=SENT,
+        token="CXP-0000000000",
+        period=RunPeriod.BUSINESS,
+        thresholds=Thresholds(None, None, None, deadline=60),
+        answer=AnswerVerdict.WRONG,
+        resolved=False,
+        language=LanguageVerdict.MISMATCH,
+        reply_language="de",
+    )
+    console = Console(record=True, width=200)
+    _print_result(console, result, [])
+    printed = console.export_text()
+    assert re.search(r"^\s*answer\s+wrong, resolved: false\s*$", printed, re.MULTILINE)
+    assert re.search(r"^\s*language\s+mismatch \(de\)\s*$", printed, re.MULTILINE)
+
+
+def test_answers_stored_before_a_restart_are_judged_once_with_a_redelivery() -> None:
+    result = RunResult(
+        run_id="r1",
+        check_id="c",
+        target="acme",
+        channel="email",
+        scenario="billing-question",
+        location="here",
+        slot=SENT,
+        token="CXP-0000000000",
+        period=RunPeriod.BUSINESS,
+        thresholds=Thresholds(None, None, None, deadline=4 * 3600),
+        sent_at=SENT,
+    )
+    judge = Judge(LIBRARY["billing-question"], {}, [], result)
+    judge.remember_answer("<b@x>", SENT + timedelta(minutes=10), CORRECT)  # from the store
+    judge.observe(reply(10, Responder.HUMAN, CORRECT, "<b@x>"))  # the back-fill's copy
+    assert [a.text for a in judge.answers()] == [CORRECT]
