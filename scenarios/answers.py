@@ -142,33 +142,41 @@ def _introduces_quote(lines: list[str], index: int) -> bool:
     return lines[index].rstrip().endswith("wrote:") and following.lstrip().startswith(">")
 
 
+def keyword_pattern(keyword: str) -> str:
+    """A keyword as an RE2 pattern that matches it at the start of a word, ignoring case:
+    "refund" finds "Refunds" but "avoir" does not find "savoir". (RE2's ``\\b`` knows only
+    ASCII letters, hence the explicit Unicode class.)"""
+    return r"(?:^|[^\pL\pN])(" + re.escape(keyword) + ")"
+
+
 def find_fact(fact: Fact, text: str, answer: int) -> list[Span] | None:
     """The spans that show ``fact`` in ``text``, or None when it is not there."""
     spans: list[Span] = []
     for keyword in fact.all:
-        found = _search(re.escape(keyword), fact.name, text, answer)
+        found = _search(keyword_pattern(keyword), fact.name, text, answer)
         if found is None:
             return None
         spans.append(found)
     if fact.any:
-        found_any = [_search(re.escape(k), fact.name, text, answer) for k in fact.any]
+        found_any = [_search(keyword_pattern(k), fact.name, text, answer) for k in fact.any]
         hits = [span for span in found_any if span is not None]
         if not hits:
             return None
         spans.append(min(hits, key=lambda span: span.start))
     if fact.regex is not None:
-        found = _search(fact.regex, fact.name, text, answer)
+        found = _search(fact.regex, fact.name, text, answer, group=0)
         if found is None:
             return None
         spans.append(found)
     return spans
 
 
-def _search(pattern: str, name: str, text: str, answer: int) -> Span | None:
+def _search(pattern: str, name: str, text: str, answer: int, group: int = 1) -> Span | None:
+    """The first match of ``pattern`` (its ``group``: 1 for a keyword, 0 for a whole regex)."""
     match = compile_fact_pattern(pattern).search(text)
     if match is None:
         return None
-    start, end = match.start(), match.end()
+    start, end = match.start(group), match.end(group)
     return Span(name, answer, start, end, text[start:end][:SPAN_QUOTE_CHARS])
 
 
@@ -187,7 +195,8 @@ def _evaluated_texts(answers: Sequence[HumanAnswer]) -> _Evaluated:
     texts: list[str] = []
     truncated = False
     for answer in answers:
-        truncated = truncated or len(answer.text) > MAX_RAW_CHARS
+        # The judge keeps at most MAX_RAW_CHARS of a reply: one that long was cut.
+        truncated = truncated or len(answer.text) >= MAX_RAW_CHARS
         text = plain_text(answer.text)
         truncated = truncated or len(text) > budget
         texts.append(text[:budget])

@@ -198,8 +198,8 @@ def compile_fact_pattern(pattern: str) -> Any:
 
 class Fact(BaseModel):
     """Something an answer says: all of ``all`` keywords, at least one of ``any``, and/or a
-    ``regex`` (case-insensitive). Keywords are matched as written, ignoring case; a fact with
-    several kinds of condition needs every one of them."""
+    ``regex`` (case-insensitive). Keywords are matched from the start of a word, ignoring case
+    ("refund" finds "refunds"); a fact with several kinds of condition needs every one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

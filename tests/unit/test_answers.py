@@ -17,9 +17,22 @@ from cxprobe.cli import _print_result
 from cxprobe.settings import load_scenario_library
 from probes.base import Reply, Responder
 from sandbox.profile import Answers
-from scenarios.answers import MAX_EVALUATED_CHARS, HumanAnswer, assess_answers, plain_text
+from scenarios.answers import (
+    MAX_EVALUATED_CHARS,
+    HumanAnswer,
+    assess_answers,
+    find_fact,
+    plain_text,
+)
 from scenarios.language import ReplyLanguages, check_language_tag
-from scenarios.model import AnswerVerdict, LanguageVerdict, RunResult, Scenario, Thresholds
+from scenarios.model import (
+    AnswerVerdict,
+    Fact,
+    LanguageVerdict,
+    RunResult,
+    Scenario,
+    Thresholds,
+)
 from scenarios.model import Period as RunPeriod
 from scenarios.verdicts import Judge
 
@@ -353,3 +366,13 @@ def test_answers_stored_before_a_restart_are_judged_once_with_a_redelivery() -> 
     judge.remember_answer("<b@x>", SENT + timedelta(minutes=10), CORRECT)  # from the store
     judge.observe(reply(10, Responder.HUMAN, CORRECT, "<b@x>"))  # the back-fill's copy
     assert [a.text for a in judge.answers()] == [CORRECT]
+
+
+def test_keywords_match_at_the_start_of_a_word_in_any_script() -> None:
+    fact = Fact(name="credit", any=["avoir", "Gutschrift"])
+    assert find_fact(fact, "Je voudrais savoir pourquoi.", 0) is None
+    (span,) = find_fact(fact, "Un avoir de 12 €.", 0) or []
+    assert (span.start, span.end, span.text) == (3, 8, "avoir")
+    (plural,) = find_fact(Fact(name="r", all=["refund"]), "Two Refunds.", 0) or []
+    assert plural.text == "Refund"
+    assert find_fact(Fact(name="g", any=["gutschrift"]), "Ihre GUTSCHRIFT folgt", 0) is not None
