@@ -13,6 +13,8 @@ Pure functions and one small stateful :class:`Judge` per run; no I/O. The rules:
   when a responder the scenario accepts (bot or auto-reply by default) answered within
   ``after_hours_response`` and, if the scenario has a ``closed_notice`` matcher, matched it.
   Otherwise ``breached``. Replies after the deadline are kept, flagged ``late``.
+* **Answers**: the judge keeps the text of each on-time human reply and when the probe sent its
+  follow-ups; :func:`scenarios.answers.assess_answers` judges them once the run is concluded.
 """
 
 from __future__ import annotations
