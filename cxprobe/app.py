@@ -140,6 +140,8 @@ def check_series(config: Config, checks: list[Check] | None = None) -> list[Chec
             location=config.monitor.location,
             thresholds=config.thresholds(check),
             objective=config.targets[check.target].sla(check.channel).objective,
+            judges_answers=config.scenarios[check.scenario].expect is not None,
+            judges_language=config.scenarios[check.scenario].language is not None,
         )
         for check in (config.checks_here() if checks is None else checks)
     ]

@@ -226,6 +226,10 @@ def _print_result(console: Console, result: RunResult, evidence: list[str]) -> N
         f"{result.routing} (expected {result.expected_queue or '—'}, "
         f"reached {result.routed_queue or '—'})",
     )
+    if result.answer is not None:
+        table.add_row("answer", f"{result.answer}, resolved: {str(result.resolved).lower()}")
+    if result.language is not None:
+        table.add_row("language", f"{result.language} ({result.reply_language or 'unknown'})")
     limits = ", ".join(
         f"{name} {format_duration(value)}"
         for name, value in result.thresholds.as_dict().items()

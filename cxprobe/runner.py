@@ -33,7 +33,14 @@ from cxprobe.courtesy import Courtesy, Skip, rate_limit_skip
 from cxprobe.lease_keeper import LeaseKeeper
 from cxprobe.pricing import PriceCollector
 from cxprobe.settings import Check, Config
-from cxprobe.store.database import Claim, ContactCost, EvidenceStore, LeaseLostError, OpenRun
+from cxprobe.store.database import (
+    Claim,
+    ContactCost,
+    EvidenceStore,
+    LeaseLostError,
+    OpenRun,
+    StoredMessage,
+)
 from exporters.metrics import MonitorMetrics
 from probes import CHANNEL_TYPES
 from probes.base import (
@@ -44,9 +51,12 @@ from probes.base import (
     Reply,
     Sent,
     Webhooks,
+    json_evidence,
     new_token,
 )
 from probes.errors import OptedOut, ProbeError, describe_error
+from scenarios.answers import EVIDENCE_KIND as ANSWER_QUALITY_EVIDENCE
+from scenarios.answers import assess_answers
 from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
     Clock,
@@ -57,6 +67,7 @@ from scenarios.engine import (
     utc_now,
 )
 from scenarios.hours import BusinessCalendar
+from scenarios.language import ReplyLanguages
 from scenarios.model import ContactMode, ObservedReply, Outcome, RunResult, SkipReason
 from scenarios.verdicts import Judge, slo_events
 
@@ -160,9 +171,17 @@ class Runner:
     leases: LeaseKeeper | None = None
     prices: PriceCollector | None = None
     _courtesy: Courtesy = field(init=False)
+    #: The process's one reply-language detector (its models load on first use); languages a
+    #: reload adds beyond :data:`scenarios.language.COMMON_REPLY_LANGUAGES` need a restart.
+    _reply_languages: ReplyLanguages = field(init=False)
 
     def __post_init__(self) -> None:
         self._courtesy = Courtesy(self.store, self.metrics, self.logger.getChild("courtesy"))
+        self._reply_languages = ReplyLanguages(
+            scenario.language
+            for scenario in self.config.scenarios.values()
+            if scenario.language is not None
+        )
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Create and start the channels the configuration uses; resume open runs."""
@@ -411,8 +430,31 @@ class Runner:
             self._count_open(check.channel, -1)
         if result.outcome is None and run is not None:
             run.judge.conclude()
+            await self._judge_answers(result, run.judge)
         await self._finish(result)
         return result
+
+    async def _judge_answers(self, result: RunResult, judge: Judge) -> None:
+        """What the human answers say (expectations, language), kept on the run and as
+        evidence with the matched spans. Off the event loop: language detection is CPU-heavy.
+        A failure here is logged and leaves the verdicts unset: the run's outcome stands."""
+        try:
+            quality = await asyncio.to_thread(
+                assess_answers, judge.scenario, judge.answers(), self._reply_languages
+            )
+            if quality is None:
+                return
+            result.answer = quality.answer
+            result.resolved = quality.resolved
+            result.language = quality.language
+            result.reply_language = quality.reply_language
+            await self.store.record_artifacts(
+                result.run_id, [json_evidence(ANSWER_QUALITY_EVIDENCE, quality.evidence())]
+            )
+        except LeaseLostError:
+            raise
+        except Exception:
+            self.logger.exception("answers not judged", extra={"run_id": result.run_id})
 
     def _run_parts(self, check: Check, result: RunResult) -> _RunParts:
         """What one run needs: its channel and address, its judge, its contact and follow-ups."""
@@ -481,7 +523,15 @@ class Runner:
         )
         # Follow-ups the previous process sent are not sent again.
         stored = await self.store.messages(result.run_id)
-        already = max(0, sum(m.direction == "out" for m in stored) - 1)
+        contacts_out = sorted((m for m in stored if m.direction == "out"), key=_arrival)
+        already = max(0, len(contacts_out) - 1)
+        for follow_up in contacts_out[1:]:
+            run.judge.followed_up(follow_up.arrived_at)
+        for message in stored:
+            # Human answers stored before the restart count even where the channel's back-fill
+            # does not deliver them again.
+            if message.direction == "in" and message.responder == "human" and not message.late:
+                run.judge.remember_answer(message.external_id, message.arrived_at, message.text)
         conversation = await run.channel.resume(run.address, result.token, sent)
         async with _closing(conversation, self.store, result.run_id, self.logger):
             await listen(
@@ -714,6 +764,10 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _arrival(message: StoredMessage) -> datetime:
+    return message.arrived_at
 
 
 def _domain(reply: Reply) -> str:

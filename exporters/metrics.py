@@ -25,7 +25,16 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from scenarios.model import Outcome, Period, RoutingResult, RunResult, SkipReason, Thresholds
+from scenarios.model import (
+    AnswerVerdict,
+    LanguageVerdict,
+    Outcome,
+    Period,
+    RoutingResult,
+    RunResult,
+    SkipReason,
+    Thresholds,
+)
 
 #: Time to first answer spans a chat bot (sub-second) to an email desk (a day).
 RESPONSE_BUCKETS = (
@@ -54,6 +63,10 @@ class CheckSeries:
     location: str
     thresholds: Thresholds
     objective: float  # share of good probes the target's SLA promises on this channel
+    #: Whether the check's scenario has answer expectations / names a language (its quality
+    #: series are declared at zero only then).
+    judges_answers: bool = False
+    judges_language: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -74,6 +87,7 @@ class MonitorMetrics:
         self._declare_lease_metrics(registry)
         self._declare_courtesy_metrics(registry)
         self._declare_budget_metrics(registry)
+        self._declare_quality_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -155,6 +169,28 @@ class MonitorMetrics:
             "1 while contacts to the target's channel are paused by an opt-out or a permanent "
             "bounce (until cxprobe optout clear).",
             pair,
+            registry=registry,
+        )
+
+    def _declare_quality_metrics(self, registry: CollectorRegistry) -> None:
+        """What the human answers said, their language and resolution (issue 13)."""
+        check = _CHECK_LABELS
+        self.answer_verdicts = Counter(
+            "cxprobe_answer_verdicts_total",
+            "Judged runs by what their human answers said against the scenario's expectations.",
+            [*check, "verdict"],
+            registry=registry,
+        )
+        self.language_mismatches = Counter(
+            "cxprobe_language_mismatch_total",
+            "Runs whose human answers were in another language than the scenario's.",
+            check,
+            registry=registry,
+        )
+        self.resolved = Counter(
+            "cxprobe_resolved_total",
+            "Judged runs by whether an answer before any follow-up resolved them (FCR proxy).",
+            [*check, "resolved"],
             registry=registry,
         )
 
@@ -320,6 +356,13 @@ class MonitorMetrics:
                     want(self.runs, (*check.key, period, outcome), None)
             for routing in RoutingResult:
                 want(self.routing, (*check.key, routing), None)
+            if check.judges_answers:
+                for verdict in AnswerVerdict:
+                    want(self.answer_verdicts, (*check.key, verdict), None)
+                for resolved in ("true", "false"):
+                    want(self.resolved, (*check.key, resolved), None)
+            if check.judges_language:
+                want(self.language_mismatches, check.key, None)
             for name, limit in [*check.slos(), ("deadline", check.thresholds.deadline)]:
                 want(self.slo_threshold, (*check.key, name), limit)
             for name, _ in check.slos():
@@ -376,12 +419,25 @@ class MonitorMetrics:
         for slo, good in slo_events:
             verdict = "good" if good else "bad"
             self._child(pair, self.slo_events, result.target, result.channel, slo, verdict).inc()
+        self.record_answer_quality(result)
         finished = result.finished_at.timestamp() if result.finished_at else time.time()
         self._child(owner, self.last_run_timestamp, *key).set(finished)
         if result.outcome is not Outcome.SKIPPED:  # a skipped slot says nothing of the service
             self._child(owner, self.last_run_success, *key).set(
                 1 if result.outcome is Outcome.MET else 0
             )
+
+    def record_answer_quality(self, result: RunResult) -> None:
+        """Count the run's answer verdict, resolution and language mismatch, where judged."""
+        key = (result.target, result.channel, result.scenario, result.location)
+        owner = ("check", *key)
+        if result.answer is not None:
+            self._child(owner, self.answer_verdicts, *key, result.answer).inc()
+        if result.resolved is not None:
+            resolved = "true" if result.resolved else "false"
+            self._child(owner, self.resolved, *key, resolved).inc()
+        if result.language is LanguageVerdict.MISMATCH:
+            self._child(owner, self.language_mismatches, *key).inc()
 
     def observe_first_response(self, result: RunResult, responder: str, seconds: float) -> None:
         """The run's first reply of ``responder``'s kind: at judgement, or later if it was late."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -71,6 +72,37 @@ class Queue(StrictModel):
     text: str = "Thank you for your message. I have looked into this for you."
 
 
+#: What a desk's human answer says, for tests with ground truth of answer quality.
+AnswerKind = Literal["correct", "incomplete", "wrong", "other_language"]
+
+
+class ScriptedAnswer(StrictModel):
+    """One kind of human answer: how often the desk gives it, and its text."""
+
+    rate: float = Field(ge=0.0, le=1.0)
+    text: str = Field(min_length=1)
+
+
+class Answers(StrictModel):
+    """Scripted answer quality: the desk picks one kind per human reply by its rate (the rates
+    sum to 1) and records the kind in its ground truth (``answer`` on ``reply_sent``)."""
+
+    kinds: dict[AnswerKind, ScriptedAnswer] = Field(min_length=1)
+
+    @_model_validator(mode="after")
+    def _rates_sum_to_one(self) -> Answers:
+        total = sum(answer.rate for answer in self.kinds.values())
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"answer rates must sum to 1, not {total:g}")
+        return self
+
+    def pick(self, rng: random.Random) -> tuple[AnswerKind, str]:
+        kinds = list(self.kinds)
+        weights = [self.kinds[kind].rate for kind in kinds]
+        kind = rng.choices(kinds, weights=weights)[0]
+        return kind, self.kinds[kind].text
+
+
 class MailSettings(StrictModel):
     support_address: str
     probe_mailboxes: list[Mailbox] = Field(min_length=1)
@@ -82,6 +114,8 @@ class MailSettings(StrictModel):
     queues: dict[str, Queue] = Field(min_length=1)
     default_queue: str
     misroute_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: None: every human answer is the queue's ``text``.
+    answers: Answers | None = None
     outage: bool = False
     reject: bool = False
     defer: bool = False

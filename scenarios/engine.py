@@ -197,4 +197,5 @@ async def _follow_up(
     except ProbeError as exc:
         await hooks.follow_up_failed(judge.result, exc)
         return
+    judge.followed_up(sent.at)
     await hooks.followed_up(judge.result, sent)

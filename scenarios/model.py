@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import re2
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import Responder
 from scenarios.durations import Duration
+from scenarios.language import LanguageTag, primary_language
 
 
 class Period(enum.StrEnum):
@@ -65,6 +67,24 @@ class RoutingResult(enum.StrEnum):
     CORRECT = "correct"
     WRONG = "wrong"
     UNKNOWN = "unknown"
+
+
+class AnswerVerdict(enum.StrEnum):
+    """What the human answers of a run say (``scenarios.answers``; the metric label
+    ``verdict``)."""
+
+    CORRECT = "correct"  # every must_mention fact, no must_not_mention fact
+    INCOMPLETE = "incomplete"  # some must_mention fact missing, nothing wrong
+    WRONG = "wrong"  # a must_not_mention fact was found
+    NONE = "none"  # no human answer
+
+
+class LanguageVerdict(enum.StrEnum):
+    """Whether the human answers are in the scenario's language."""
+
+    MATCH = "match"
+    MISMATCH = "mismatch"
+    UNKNOWN = "unknown"  # no human answer, or too little text to tell
 
 
 @functools.lru_cache(maxsize=1024)
@@ -155,6 +175,103 @@ class FollowUp(BaseModel):
         return value
 
 
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False  # a bad pattern is reported by validation, not on stderr
+    return options
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_fact_pattern(pattern: str) -> Any:
+    """An answer expectation's regex, compiled with RE2: matching takes time linear in the
+    reply's length (Python's ``re`` can backtrack for hours on a hostile reply), at the cost
+    of RE2's syntax (no backreferences, no lookaround)."""
+    try:
+        return re2.compile(pattern, _re2_options())
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"invalid regular expression '{pattern}' for RE2 (linear-time: no backreferences "
+            f"or lookaround): {detail}"
+        ) from None
+
+
+class Fact(BaseModel):
+    """Something an answer says: all of ``all`` keywords, at least one of ``any``, and/or a
+    ``regex`` (case-insensitive). Keywords are matched from the start of a word, ignoring case
+    ("refund" finds "refunds"); a fact with several kinds of condition needs every one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="What the fact is, e.g. refund-period.")
+    all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
+    any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
+    regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_fact_pattern(value)
+        return value
+
+    @field_validator("all", "any")
+    @classmethod
+    def _no_empty_keywords(cls, value: list[str]) -> list[str]:
+        if any(not keyword.strip() for keyword in value):
+            raise ValueError("keywords must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> Fact:
+        if not self.all and not self.any and self.regex is None:
+            raise ValueError(f"fact {self.name!r} needs at least one of: all, any, regex")
+        return self
+
+
+class AnswerFacts(BaseModel):
+    """What a correct answer mentions, what it must not, and what counts as resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    must_mention: list[Fact] = Field(
+        default_factory=list, description="Facts a complete answer states (all of them)."
+    )
+    must_not_mention: list[Fact] = Field(
+        default_factory=list,
+        description="Wrong facts or other customers' data patterns: any of them makes it wrong.",
+    )
+    resolution: Fact | None = Field(
+        default=None, description="What a resolving answer says (default: a correct answer)."
+    )
+
+
+class Expectations(AnswerFacts):
+    """A scenario's answer expectations; ``languages`` adds facts for one language (keyed by
+    BCP 47 tag), used when the scenario's ``language`` has that language."""
+
+    languages: dict[LanguageTag, AnswerFacts] = Field(default_factory=dict)
+
+    def for_language(self, tag: str | None) -> AnswerFacts:
+        """The facts that apply to a scenario in ``tag``: the common ones and its language's."""
+        extra = [
+            facts
+            for key, facts in self.languages.items()
+            if tag is not None and primary_language(key) == primary_language(tag)
+        ]
+        return AnswerFacts(
+            must_mention=[*self.must_mention, *(f for e in extra for f in e.must_mention)],
+            must_not_mention=[
+                *self.must_not_mention,
+                *(f for e in extra for f in e.must_not_mention),
+            ],
+            resolution=next(
+                (e.resolution for e in reversed(extra) if e.resolution), self.resolution
+            ),
+        )
+
+
 class Scenario(BaseModel):
     """A channel-agnostic customer contact script."""
 
@@ -180,6 +297,14 @@ class Scenario(BaseModel):
     follow_ups: list[FollowUp] = Field(
         default_factory=list,
         description="Chasers sent in the same thread while no qualifying answer has come.",
+    )
+    language: LanguageTag | None = Field(
+        default=None,
+        description="The language the contact is written in (BCP 47); a human answer in "
+        "another is recorded as language: mismatch.",
+    )
+    expect: Expectations | None = Field(
+        default=None, description="What the human answers must (not) mention, and resolution."
     )
 
     @field_validator("subject", "opening")
@@ -270,6 +395,14 @@ class RunResult:
     #: Why the run counts for no SLO (a maintenance window in ``exclude_from_slo`` mode);
     #: None when it counts.
     slo_excluded: str | None = None
+    #: What the human answers said (``scenarios.answers``); None: the scenario asks nothing.
+    answer: AnswerVerdict | None = None
+    #: Resolved by an answer before any follow-up (a first-contact-resolution proxy).
+    resolved: bool | None = None
+    #: Whether the human answers are in the scenario's language; None: it names none.
+    language: LanguageVerdict | None = None
+    #: The language detected in the human answers (ISO 639-1), None when unknown.
+    reply_language: str | None = None
 
     @property
     def deadline_at(self) -> datetime | None:

@@ -13,16 +13,20 @@ Pure functions and one small stateful :class:`Judge` per run; no I/O. The rules:
   when a responder the scenario accepts (bot or auto-reply by default) answered within
   ``after_hours_response`` and, if the scenario has a ``closed_notice`` matcher, matched it.
   Otherwise ``breached``. Replies after the deadline are kept, flagged ``late``.
+* **Answers**: the judge keeps the text of each on-time human reply and when the probe sent its
+  follow-ups; :func:`scenarios.answers.assess_answers` judges them once the run is concluded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from probes.base import Reply, Responder
+from scenarios.answers import MAX_RAW_CHARS, HumanAnswer
 from scenarios.model import (
     Matcher,
     ObservedReply,
@@ -82,6 +86,10 @@ class Judge:
     queues: Mapping[str, QueueRule]
     responder_rules: Sequence[ResponderOverride]
     result: RunResult
+    #: The text of each human reply (cut to what the answer evaluation reads), by reply id.
+    _human_texts: dict[str, tuple[datetime, str]] = field(default_factory=dict, init=False)
+    #: When the probe sent each follow-up.
+    _follow_ups: list[datetime] = field(default_factory=list, init=False)
 
     def observe(self, reply: Reply) -> ObservedReply:
         """Classify ``reply``, add it to the result and update the figures."""
@@ -105,8 +113,34 @@ class Judge:
             result.replies = [r for r in result.replies if r.external_id != observed.external_id]
         result.replies.append(observed)
         result.replies.sort(key=lambda item: item.arrived_at)
+        if observed.responder is Responder.HUMAN and not observed.late:
+            key = observed.external_id or f"{reply.arrived_at.isoformat()}#{len(result.replies)}"
+            self.remember_answer(key, reply.arrived_at, reply.text)
         self._refresh_figures()
         return observed
+
+    def remember_answer(self, external_id: str, arrived_at: datetime, text: str) -> None:
+        """Keep a human answer's text for the answer evaluation (a resumed run takes back the
+        texts it stored; a reply delivered again replaces its own)."""
+        self._human_texts[external_id] = (arrived_at, text[:MAX_RAW_CHARS])
+
+    def followed_up(self, at: datetime) -> None:
+        """The probe sent a follow-up at ``at``: answers after it do not resolve at first
+        contact."""
+        self._follow_ups.append(at)
+
+    def answers(self) -> list[HumanAnswer]:
+        """The human answers whose text was seen (in arrival order), for
+        :func:`scenarios.answers.assess_answers`."""
+        first_follow_up = min(self._follow_ups, default=None)
+        return [
+            HumanAnswer(
+                arrived_at=arrived_at,
+                text=text,
+                after_follow_up=first_follow_up is not None and first_follow_up < arrived_at,
+            )
+            for arrived_at, text in sorted(self._human_texts.values(), key=lambda item: item[0])
+        ]
 
     def restore(self, replies: Sequence[ObservedReply]) -> None:
         """Take back replies persisted before a restart.

@@ -7,7 +7,8 @@
 Contents: key figures; SLA compliance per target, channel and period with the thresholds that
 applied; hour-of-week heatmaps (answer rate, median time to first answer) per target and
 channel in the target's local time; 24/7 coverage (which hours of the week were sampled);
-after-hours availability; routing correctness; the worst incidents with evidence excerpts; a
+after-hours availability; routing correctness; answer quality and language per target and
+channel; the worst incidents with evidence excerpts; a
 cross-channel comparison of each scenario; when the runs come from more than one location,
 each target and channel compared across locations; methodology.
 """
@@ -49,6 +50,7 @@ from cxprobe.report.model import (
     pct,
     seconds,
 )
+from cxprobe.report.quality import quality_section
 from cxprobe.store.chain import Scope
 from cxprobe.store.database import EvidenceStore
 from probes.base import Responder
@@ -418,6 +420,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
         _coverage_section(runs, options.zones),
         _after_hours_section(runs),
         _routing_section(runs),
+        quality_section(runs),
         await _incidents_section(store, runs, options),
         _cross_channel_section(runs),
         *([by_location] if by_location is not None else []),

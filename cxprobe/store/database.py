@@ -117,7 +117,9 @@ from cxprobe.store.snapshot import ExportRecord, Snapshot, record_export, take_s
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.maintenance import DeclaredWindow, MaintenanceWindow
 from scenarios.model import (
+    AnswerVerdict,
     ContactMode,
+    LanguageVerdict,
     ObservedReply,
     Outcome,
     Period,
@@ -1258,6 +1260,10 @@ def _figures(result: RunResult) -> dict[str, Any]:
         "first_human_seconds": result.first_human_seconds,
         "routed_queue": result.routed_queue,
         "routing": str(result.routing),
+        "answer": None if result.answer is None else str(result.answer),
+        "resolved": result.resolved,
+        "language": None if result.language is None else str(result.language),
+        "reply_language": result.reply_language,
     }
 
 
@@ -1391,6 +1397,10 @@ def _result(row: Row[Any]) -> RunResult:
         finished_at=row.finished_at,
         contact_mode=ContactMode(row.contact_mode),
         slo_excluded=row.slo_excluded,
+        answer=None if row.answer is None else AnswerVerdict(row.answer),
+        resolved=row.resolved,
+        language=None if row.language is None else LanguageVerdict(row.language),
+        reply_language=row.reply_language,
     )
 
 

@@ -181,6 +181,12 @@ runs = Table(
     Column("actual_cost", Float),
     Column("currency", String(3)),
     Column("cost_account", Name),
+    # What the human answers said (scenarios.answers; revision 0006): NULL where the scenario
+    # asks nothing of them, and for runs from before.
+    Column("answer", Name),
+    Column("resolved", Boolean),
+    Column("language", Name),
+    Column("reply_language", Name),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
     Index(None, "check_id", "slot_at"),
     Index(None, "target", "channel", "sent_at"),

@@ -29,7 +29,16 @@ from sandbox.routing import intended_queue, route
 
 log = logging.getLogger(__name__)
 # Every event carries these keys, null where they do not apply.
-_EVENT_KEYS = ("message_id", "in_reply_to", "kind", "queue", "intended_queue", "period", "to")
+_EVENT_KEYS = (
+    "message_id",
+    "in_reply_to",
+    "kind",
+    "queue",
+    "intended_queue",
+    "period",
+    "to",
+    "answer",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class _PlannedReply:
     body: str
     queue: str | None
     intended_queue: str | None
+    #: What a human answer says (the profile's ``answers`` kind); None: the queue's own text.
+    answer: str | None = None
 
 
 class MailDesk(SandboxPeer):
@@ -199,10 +210,13 @@ class MailDesk(SandboxPeer):
             contact.routing_text, mail.queues, mail.default_queue, mail.misroute_rate, self._rng
         )
         queue = mail.queues[chosen.actual]
-        body = f"Hello,\n\n{queue.text}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
+        answer, text = (None, queue.text) if mail.answers is None else mail.answers.pick(self._rng)
+        body = f"Hello,\n\n{text}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
         delay = queue.latency.sample(self._rng)
         plans.append(
-            _PlannedReply("human", delay, queue.sender, body, chosen.actual, chosen.intended)
+            _PlannedReply(
+                "human", delay, queue.sender, body, chosen.actual, chosen.intended, answer
+            )
         )
         return plans
 
@@ -217,6 +231,7 @@ class MailDesk(SandboxPeer):
             "intended_queue": planned.intended_queue,
             "period": period,
             "to": contact.reply_to,
+            "answer": planned.answer,
         }
         if self._outage:
             self._record("reply_dropped", reason="outage", **fields)

@@ -22,7 +22,7 @@ from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.store.database import EvidenceStore
 from probes.base import Sent
 from scenarios.maintenance import MaintenanceMode, MaintenanceWindow
-from scenarios.model import ContactMode, Outcome
+from scenarios.model import AnswerVerdict, ContactMode, LanguageVerdict, Outcome
 from tests.evidence_support import (
     CHECKS,
     SECRETS,
@@ -273,3 +273,39 @@ def test_the_report_lists_disclosure_skipped_slots_and_maintenance_hours(tmp_pat
     assert re.search(r"store #1 all sms not in SLO 3\.5 desk upgrade", text), text
     # Only the mystery run is judged: the excluded breach and the skipped slot are not.
     assert re.search(r"acme sms business 1 0 1 0 0 0\.0 %", text), text
+
+
+def test_the_report_shows_answer_verdicts_and_language_per_target_and_channel(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "store.db"
+    config = write_config(tmp_path, db_path)
+    loaded = load(config)
+    judged = [
+        (AnswerVerdict.CORRECT, True, LanguageVerdict.MATCH),
+        (AnswerVerdict.CORRECT, False, LanguageVerdict.MATCH),
+        (AnswerVerdict.WRONG, False, LanguageVerdict.MISMATCH),
+        (AnswerVerdict.NONE, False, LanguageVerdict.UNKNOWN),
+    ]
+
+    async def build() -> None:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            for index, (answer, resolved, language) in enumerate(judged):
+                slot = WEEK_START + timedelta(hours=10 + index)
+                result = new_result(loaded, "acme-sms-billing", slot)
+                await store.claim_slot(result)
+                contact = Sent(at=result.slot, external_id=f"<{result.run_id}@cxprobe.test>")
+                await store.record_sent(result.run_id, contact, result.expected_queue)
+                result.sent_at = contact.at
+                result.outcome = Outcome.MET
+                result.answer, result.resolved, result.language = answer, resolved, language
+                await store.finish(result)
+
+    asyncio.run(build())
+    out = tmp_path / "report.html"
+    make_report(config, out)
+    text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text(encoding="utf-8")).split())
+    assert "Answer quality and language" in text
+    # correct 2, incomplete 0, wrong 1, none 1; 2 of 3 answered correct; 1 of 4 resolved;
+    # language match 2, mismatch 1, unknown 1
+    assert re.search(r"acme sms 2 0 1 1 66\.7 % 25\.0 % 2 1 1", text), text

@@ -241,6 +241,11 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
         # What revision 0004 added to runs (dropped on its own: PostgreSQL and SQLite alike).
         "ALTER TABLE runs DROP COLUMN contact_mode",
         "ALTER TABLE runs DROP COLUMN slo_excluded",
+        # And revision 0005.
+        *(
+            f"ALTER TABLE runs DROP COLUMN {column}"
+            for column in ("answer", "resolved", "language", "reply_language")
+        ),
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )

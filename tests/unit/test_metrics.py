@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry
 from exporters.metrics import CheckSeries, MonitorMetrics
 from probes.base import Responder
 from scenarios.model import (
+    AnswerVerdict,
+    LanguageVerdict,
     ObservedReply,
     Outcome,
     Period,
@@ -291,3 +293,43 @@ def test_skipped_contacts_are_counted_by_reason_from_zero(
     metrics.set_contact_quota("acme", "email", 3, 6)
     assert value(registry, "cxprobe_contact_quota_used", **pair) == 3
     assert value(registry, "cxprobe_contact_quota_limit", **pair) == 6
+
+
+def test_answer_quality_series_and_counts() -> None:
+    registry = CollectorRegistry()
+    metrics = MonitorMetrics(registry, "1.2.3")
+    judged = dataclasses.replace(BILLING, judges_answers=True, judges_language=True)
+    metrics.declare_checks([judged, TECH])
+    for verdict in AnswerVerdict:
+        assert value(registry, "cxprobe_answer_verdicts_total", **CHECK, verdict=verdict) == 0
+    for resolved in ("true", "false"):
+        assert value(registry, "cxprobe_resolved_total", **CHECK, resolved=resolved) == 0
+    assert value(registry, "cxprobe_language_mismatch_total", **CHECK) == 0
+    # A check whose scenario asks nothing of its answers has no quality series.
+    tech = {**CHECK, "scenario": TECH.scenario}
+    assert value(registry, "cxprobe_answer_verdicts_total", **tech, verdict="none") is None
+
+    answered = run(
+        Period.BUSINESS,
+        Outcome.MET,
+        reply(30, Responder.HUMAN),
+        answer=AnswerVerdict.WRONG,
+        resolved=False,
+        language=LanguageVerdict.MISMATCH,
+        reply_language="de",
+    )
+    metrics.record_run(answered, [])
+    metrics.record_run(
+        dataclasses.replace(
+            answered, answer=AnswerVerdict.CORRECT, resolved=True, language=LanguageVerdict.MATCH
+        ),
+        [],
+    )
+    assert value(registry, "cxprobe_answer_verdicts_total", **CHECK, verdict="wrong") == 1
+    assert value(registry, "cxprobe_answer_verdicts_total", **CHECK, verdict="correct") == 1
+    assert value(registry, "cxprobe_resolved_total", **CHECK, resolved="false") == 1
+    assert value(registry, "cxprobe_resolved_total", **CHECK, resolved="true") == 1
+    assert value(registry, "cxprobe_language_mismatch_total", **CHECK) == 1
+    # An unjudged run (the probe could not run) counts in none of them.
+    metrics.record_run(run(Period.BUSINESS, Outcome.ERROR), [])
+    assert value(registry, "cxprobe_answer_verdicts_total", **CHECK, verdict="none") == 0
