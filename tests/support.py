@@ -9,6 +9,9 @@ from typing import Any
 
 import yaml
 
+from scenarios.answers import EVIDENCE_KIND as ANSWER_QUALITY_EVIDENCE
+from scenarios.model import RunResult
+
 ALL_DAY = ["00:00-24:00"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PROBE_ADDRESS = "probe@cxprobe.test"
@@ -542,3 +545,11 @@ def monitor_section(tmp_path: Path) -> dict[str, Any]:
         "http": {"host": "127.0.0.1", "port": 0},
         "log_format": "json",
     }
+
+
+def run_evidence_kinds(result: RunResult, *channel_kinds: str) -> set[str]:
+    """The run-level evidence a finished run keeps: its channel's kinds, plus the
+    ``answer-quality`` document when its scenario judged the answers (expectations or a
+    language, scenarios.answers)."""
+    judged = result.answer is not None or result.language is not None
+    return {*channel_kinds, *([ANSWER_QUALITY_EVIDENCE] if judged else [])}

@@ -269,7 +269,8 @@ def test_the_report_lists_disclosure_skipped_slots_and_maintenance_hours(tmp_pat
     text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text(encoding="utf-8")).split())
     # declared 1 (the excluded run), mystery 1; skipped: opt_out 0, maintenance 1, rate_limit 0;
     # excluded 1
-    assert re.search(r"acme sms 1 1 0 1 0 1", text), text
+    # declared, mystery, skipped: opt_out, maintenance, rate_limit, budget; excluded from SLO
+    assert re.search(r"acme sms 1 1 0 1 0 0 1", text), text
     assert re.search(r"store #1 all sms not in SLO 3\.5 desk upgrade", text), text
     # Only the mystery run is judged: the excluded breach and the skipped slot are not.
     assert re.search(r"acme sms business 1 0 1 0 0 0\.0 %", text), text

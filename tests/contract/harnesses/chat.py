@@ -16,7 +16,7 @@ from sandbox.chat.site import ChatSite
 from sandbox.profile import Profile
 from scenarios.model import RunResult
 from tests.contract.harness import STEP_TIMEOUT, Harness, Pace, Setup, Tolerance, Truth
-from tests.support import chat_site_profile, sandbox_widget, webchat_config
+from tests.support import chat_site_profile, run_evidence_kinds, sandbox_widget, webchat_config
 
 #: Seconds from the hand-off to the agent's answer at each pace.
 AGENT_SECONDS = {Pace.PROMPT: 0.6, Pace.AFTER_RESTART: 3.0, Pace.AFTER_DEADLINE: 3.0}
@@ -97,7 +97,8 @@ class WebchatHarness(Harness[ChatSite]):
     async def check_happy_path(self, peer: ChatSite, monitor: Monitor, result: RunResult) -> None:
         artifacts = await monitor.store.artifacts(result.run_id)
         stored = await monitor.store.messages(result.run_id)
-        assert {a.kind for a in artifacts if a.message_id is None} == {"transcript", "screenshot"}
+        run_level = {a.kind for a in artifacts if a.message_id is None}
+        assert run_level == run_evidence_kinds(result, "transcript", "screenshot")
         assert stored[0].direction == "out" and result.token in stored[0].text
         # The chat was ended politely through the widget.
         ended = [e for e in peer.ground_truth() if e["event"] == "session_ended"]

@@ -29,7 +29,7 @@ from tests.contract.harness import (
     post_statuses,
     seconds_between,
 )
-from tests.support import phone_config, phone_line, weekly
+from tests.support import phone_config, phone_line, run_evidence_kinds, weekly
 
 #: Seconds on hold before the agent picks up, at each pace (menu and greeting take ~2 s).
 QUEUE_WAIT = {Pace.PROMPT: 1.0, Pace.AFTER_RESTART: 4.0, Pace.AFTER_DEADLINE: 5.0}
@@ -113,7 +113,7 @@ class PhoneHarness(Harness[TwilioSandbox]):
         hangups = [e for e in events if e["event"] == "hangup"]
         assert hangups and hangups[-1]["by"] == "caller"
         artifacts = await monitor.store.artifacts(result.run_id)
-        assert {a.kind for a in artifacts} == {"call-timeline"}
+        assert {a.kind for a in artifacts} == run_evidence_kinds(result, "call-timeline")
 
     async def check_after_hours(
         self, peer: TwilioSandbox, monitor: Monitor, result: RunResult
