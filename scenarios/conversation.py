@@ -131,6 +131,7 @@ class ConversationScript:
     ) -> PlannedTurn | None:
         """The turn answering ``reply``, or None (the reply ends the script, or is not the
         last one: it came before the probe's latest message or was answered already)."""
+        time_turns(result)
         if self.stopped or not result.turns or observed.late:
             return None
         if reply.observed_at < result.turns[-1].sent_at or observed.external_id in self._answered:

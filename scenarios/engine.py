@@ -15,7 +15,7 @@ from typing import Protocol
 
 from probes.base import Contact, Conversation, Reply, Sent
 from probes.errors import ProbeError, ProbeTimeout
-from scenarios.conversation import ConversationScript, TurnHooks, in_thread, time_turns
+from scenarios.conversation import ConversationScript, TurnHooks, in_thread
 from scenarios.model import ObservedReply, RunResult, Scenario
 from scenarios.verdicts import Judge
 
@@ -202,7 +202,6 @@ async def listen(
         observed = judge.observe(reply)
         await hooks.reply(result, reply, observed)
         if script is not None:
-            time_turns(result)
             planned = script.respond(result, reply, observed)
             if planned is not None:
                 await script.say(result, planned, conversation.follow_up)
