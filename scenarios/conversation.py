@@ -4,9 +4,10 @@ A scripted scenario (``turns``, ``fallback``, ``max_turns``) is played by one
 :class:`ConversationScript` per run. After each reply the engine asks it whether the reply is
 one to answer: the first turn whose ``when`` matches the *last* reply (one that came after the
 probe's latest message), not yet used unless it may ``repeat``, else the fallback, while fewer
-than ``max_turns`` turns have been sent. A sent turn opens a wait for the next reply; the
-conversation is finished when a reply triggers no turn (or the limit stops it), and only then
-may the run be decided. The deadline ends everything.
+than ``max_turns`` turns have been sent. A sent turn opens a wait for the next reply of the
+party that asked (a human's question is answered by a human: the auto-acknowledgement of the
+turn does not end the wait); the conversation is finished when such a reply triggers no turn
+(or the limit stops it), and only then may the run be decided. The deadline ends everything.
 
 Turns are not chasers: a timed follow-up (``follow_ups``) means the customer was kept waiting,
 so answers after it do not resolve at first contact; a turn answers a question the agent asked,
@@ -76,6 +77,7 @@ class PlannedTurn:
     matched: str  # "turns[<i>]" or "fallback"
     reply: str  # the external id of the reply it answers
     contact: Contact
+    asker: Responder = Responder.HUMAN  # who sent that reply
 
 
 @dataclass
@@ -87,8 +89,11 @@ class ConversationScript:
     hooks: TurnHooks
     #: Placeholder values besides the persona (token, customer_name, target).
     values: Mapping[str, str] = field(default_factory=dict)
-    #: Whether a turn was sent and no reply has come since.
+    #: Whether a turn was sent and the party that asked has not replied since.
     awaiting: bool = False
+    #: Who asked the question the latest turn answered: their next reply ends the wait (an
+    #: auto-acknowledgement of the turn in between does not).
+    waiting_for: Responder = Responder.HUMAN
     #: Why the script stopped early ("" while it plays): a failed send, the turn limit.
     stopped: str = ""
     _used: set[int] = field(default_factory=set)
@@ -121,8 +126,11 @@ class ConversationScript:
             if record.matched.startswith("turns["):
                 self._used.add(int(record.matched.removeprefix("turns[").rstrip("]")))
         last = result.turns[-1]
+        asker = next((r for r in result.replies if r.external_id == last.reply), None)
+        self.waiting_for = asker.responder if asker is not None else Responder.HUMAN
         self.awaiting = last.index > 0 and not any(
-            reply.observed_at >= last.sent_at for reply in result.replies
+            reply.observed_at >= last.sent_at and reply.responder is self.waiting_for
+            for reply in result.replies
         )
         time_turns(result)
 
@@ -136,11 +144,13 @@ class ConversationScript:
             return None
         if reply.observed_at < result.turns[-1].sent_at or observed.external_id in self._answered:
             return None
-        self.awaiting = False
         text = plain_text(reply.text[: MAX_EVALUATED_CHARS * 4])[:MAX_EVALUATED_CHARS]
         matched = self._match(text, observed.responder)
         if matched is None:
+            if observed.responder is self.waiting_for:
+                self.awaiting = False  # the party that asked replied: the script is done
             return None
+        self.awaiting = False
         if len(result.turns) - 1 >= self.scenario.max_turns:
             self.stopped = f"turn limit reached ({self.scenario.max_turns})"
             return None
@@ -148,7 +158,11 @@ class ConversationScript:
         values = {**self.values, **self.scenario.persona}
         said = self.scenario.render(say, **values)
         return PlannedTurn(
-            len(result.turns), name, observed.external_id, in_thread(self.opening, said)
+            len(result.turns),
+            name,
+            observed.external_id,
+            in_thread(self.opening, said),
+            observed.responder,
         )
 
     def _match(self, text: str, responder: Responder) -> tuple[str, str] | None:
@@ -184,6 +198,7 @@ class ConversationScript:
         if planned.matched.startswith("turns["):
             self._used.add(int(planned.matched.removeprefix("turns[").rstrip("]")))
         self.awaiting = True
+        self.waiting_for = planned.asker
         await self.hooks.turn_sent(result, sent, record)
 
     def evidence(self, result: RunResult) -> dict[str, Any]:
