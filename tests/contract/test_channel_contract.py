@@ -19,6 +19,7 @@ from probes import CHANNEL_TYPES
 from probes.base import Responder
 from scenarios.model import Outcome, Period, RoutingResult
 from tests.contract.harness import (
+    SCRIPTED_SCENARIO,
     TARGET,
     Harness,
     Pace,
@@ -73,6 +74,30 @@ async def test_happy_path_is_timed_against_the_ground_truth(
     assert sample(monitor, "cxprobe_slo_events_total", {**slo, "result": "good"}) == 1
     assert sample(monitor, "cxprobe_last_run_success", labels) == 1
     assert sample(monitor, "cxprobe_webhooks_rejected_total", {"channel": harness.kind}) == 0
+
+
+async def test_a_scripted_conversation_answers_each_question_timed(
+    harness: Harness[Any], tmp_path: Path
+) -> None:
+    """The agent asks for the order number, then the e-mail address, then answers: the probe
+    answers each question in the same conversation, and each of its messages is timed to the
+    agent's next reply within the kind's accuracy. The phone's sandbox agents ask nothing."""
+    if not harness.scripted_agents:
+        assert harness.kind == "phone", f"{harness.kind}'s peer must have scripted agents"
+        return
+    setup = Setup(scripted=True)
+    async with harness.sandbox(tmp_path, setup) as sandbox, sandbox.monitoring() as monitor:
+        result = await run_once(monitor)
+        human_sent_at = await harness.human_replies(sandbox.peer, result)
+    assert result.outcome is Outcome.MET, result.reason
+    assert [turn.matched for turn in result.turns] == ["", "turns[0]", "turns[1]"]
+    assert len(human_sent_at) == 3, human_sent_at
+    for turn, truth_at in zip(result.turns, human_sent_at, strict=True):
+        expected = (truth_at - turn.sent_at).total_seconds()
+        assert turn.next_human_seconds is not None, turn
+        assert abs(turn.next_human_seconds - expected) < harness.tolerance.first_human, turn
+    labels = check_labels(harness.kind, SCRIPTED_SCENARIO)
+    assert sample(monitor, "cxprobe_turns_sent_total", labels) == 2
 
 
 async def test_misroute_gives_a_wrong_routing_verdict(
