@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from rich.console import Console
 
+from cxprobe.cli import _print_result
 from cxprobe.store.database import EvidenceStore
 from probes.base import Contact, Reply, Responder, Sent
 from probes.errors import ChannelUnavailable, ProbeError
@@ -361,3 +363,13 @@ async def test_a_restart_keeps_the_turns_and_sends_none_again(tmp_path: Path) ->
         (conversation.replied_at[1] - turn_sent.at).total_seconds()
     )
     assert timedelta(0) <= email_question.arrived_at - turn_sent.at
+
+
+async def test_cxprobe_once_prints_the_turns() -> None:
+    result, _ = await play(scenario(), AgentConversation(AGENT), Hooks())
+    console = Console(record=True, width=200)
+    _print_result(console, result, [])
+    printed = console.export_text()
+    assert re.search(r"^\s*turn 0 \(opening\) .*“Where is my order\?” → next reply", printed, re.M)
+    assert re.search(r"^\s*turn 1 \(turns\[0\]\) .*“It is 482913\.”", printed, re.M)
+    assert re.search(r"^\s*turn 2 \(turns\[1\]\) .*next human \d+\.\d\ds", printed, re.M)
