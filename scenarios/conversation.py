@@ -121,10 +121,7 @@ class ConversationScript:
                 matched=str(stored["when"]),
                 reply=str(stored.get("reply") or ""),
             )
-            result.turns.append(record)
-            self._answered.add(record.reply)
-            if record.matched.startswith("turns["):
-                self._used.add(int(record.matched.removeprefix("turns[").rstrip("]")))
+            self._said(result, record)
         last = result.turns[-1]
         asker = next((r for r in result.replies if r.external_id == last.reply), None)
         self.waiting_for = asker.responder if asker is not None else Responder.HUMAN
@@ -142,8 +139,13 @@ class ConversationScript:
         time_turns(result)
         if self.stopped or not result.turns or observed.late:
             return None
-        if reply.observed_at < result.turns[-1].sent_at or observed.external_id in self._answered:
+        # ``observed`` keeps when the reply was first seen, also when a resumed run's back-fill
+        # delivers it again.
+        if observed.observed_at < result.turns[-1].sent_at:
             return None
+        if observed.external_id in self._answered:
+            return None
+        # Bounded: a huge or hostile reply is cut before it is stripped of markup and matched.
         text = plain_text(reply.text[: MAX_EVALUATED_CHARS * 4])[:MAX_EVALUATED_CHARS]
         matched = self._match(text, observed.responder)
         if matched is None:
@@ -193,13 +195,17 @@ class ConversationScript:
             matched=planned.matched,
             reply=planned.reply,
         )
-        result.turns.append(record)
-        self._answered.add(planned.reply)
-        if planned.matched.startswith("turns["):
-            self._used.add(int(planned.matched.removeprefix("turns[").rstrip("]")))
+        self._said(result, record)
         self.awaiting = True
         self.waiting_for = planned.asker
         await self.hooks.turn_sent(result, sent, record)
+
+    def _said(self, result: RunResult, record: TurnRecord) -> None:
+        """``record`` is on the timeline: its reply is answered and its turn used."""
+        result.turns.append(record)
+        self._answered.add(record.reply)
+        if record.matched.startswith("turns["):
+            self._used.add(int(record.matched.removeprefix("turns[").rstrip("]")))
 
     def evidence(self, result: RunResult) -> dict[str, Any]:
         """The ``conversation`` evidence document: the timeline and how the script ended."""
