@@ -237,10 +237,27 @@ def _print_result(console: Console, result: RunResult, evidence: list[str]) -> N
     )
     table.add_row("thresholds", limits)
     console.print(table)
+    if result.turns:
+        _print_turns(console, result)
     if evidence:
         console.print("[bold]evidence[/]")
         for line in evidence:
             console.print("  " + line, highlight=False)
+
+
+def _print_turns(console: Console, result: RunResult) -> None:
+    """A scripted conversation's timeline: each message the probe sent, what it answered and
+    how fast the next reply (and the next human reply) came."""
+    console.print("[bold]conversation[/]")
+    for turn in result.turns:
+        said = turn.said.splitlines()[0][:60] if turn.said else ""
+        when = turn.matched or "opening"
+        stamp = turn.sent_at.strftime("%H:%M:%S.%f")[:-3]
+        console.print(
+            f"  turn {turn.index} ({when}) {stamp} “{said}” → next reply "
+            f"{_seconds(turn.next_reply_seconds)}, next human {_seconds(turn.next_human_seconds)}",
+            highlight=False,
+        )
 
 
 @app.command()

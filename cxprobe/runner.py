@@ -57,18 +57,28 @@ from probes.base import (
 from probes.errors import OptedOut, ProbeError, describe_error
 from scenarios.answers import EVIDENCE_KIND as ANSWER_QUALITY_EVIDENCE
 from scenarios.answers import assess_answers
+from scenarios.conversation import EVIDENCE_KIND as CONVERSATION_EVIDENCE
+from scenarios.conversation import ConversationScript
 from scenarios.engine import (
     RESUME_SETTLE_SECONDS,
     Clock,
     build_contact,
     build_follow_ups,
+    build_script,
     listen,
     send_contact,
     utc_now,
 )
 from scenarios.hours import BusinessCalendar
 from scenarios.language import ReplyLanguages
-from scenarios.model import ContactMode, ObservedReply, Outcome, RunResult, SkipReason
+from scenarios.model import (
+    ContactMode,
+    ObservedReply,
+    Outcome,
+    RunResult,
+    SkipReason,
+    TurnRecord,
+)
 from scenarios.verdicts import Judge, slo_events
 
 #: Why a run whose contact never left is ``interrupted``.
@@ -113,6 +123,21 @@ class _Hooks:
             extra={"run_id": result.run_id, "error": describe_error(error)},
         )
 
+    async def turn_sent(self, result: RunResult, sent: Sent, turn: TurnRecord) -> None:
+        # Marked as a turn: a restart neither sends it again nor counts it as a chaser.
+        await self.store.record_follow_up(result.run_id, sent, turn=turn.as_dict())
+        self.logger.info(
+            "conversation turn sent",
+            extra={"run_id": result.run_id, "turn": turn.index, "when": turn.matched},
+        )
+
+    async def turn_failed(self, result: RunResult, error: ProbeError) -> None:
+        # The script ends here; the run goes on listening for a qualifying answer.
+        self.logger.warning(
+            "conversation turn not sent",
+            extra={"run_id": result.run_id, "error": describe_error(error)},
+        )
+
 
 @dataclass(frozen=True)
 class _RunParts:
@@ -125,6 +150,8 @@ class _RunParts:
     contact: Contact
     #: ``(seconds after the opening, contact)``, in time order.
     follow_ups: list[tuple[float, Contact]]
+    #: The answers to the agent's questions, when the scenario is scripted.
+    script: ConversationScript | None = None
 
 
 @dataclass(frozen=True)
@@ -431,6 +458,8 @@ class Runner:
         if result.outcome is None and run is not None:
             run.judge.conclude()
             await self._judge_answers(result, run.judge)
+        if run is not None and run.script is not None and result.turns:
+            await self._keep_conversation(result, run.script)
         await self._finish(result)
         return result
 
@@ -456,23 +485,34 @@ class Runner:
         except Exception:
             self.logger.exception("answers not judged", extra={"run_id": result.run_id})
 
+    async def _keep_conversation(self, result: RunResult, script: ConversationScript) -> None:
+        """The scripted conversation's timeline as evidence, written before the run is sealed.
+        A failure is logged: the run's outcome stands."""
+        try:
+            document = script.evidence(result)
+            await self.store.record_artifacts(
+                result.run_id, [json_evidence(CONVERSATION_EVIDENCE, document)]
+            )
+        except LeaseLostError:
+            raise
+        except Exception:
+            self.logger.exception("conversation not kept", extra={"run_id": result.run_id})
+
     def _run_parts(self, check: Check, result: RunResult) -> _RunParts:
         """What one run needs: its channel and address, its judge, its contact and follow-ups."""
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]
         contact = self._contact(check, result)
+        hooks = _Hooks(self.store, self.logger)
+        names = {"customer_name": self.config.monitor.customer_name, "target_name": target.name}
         return _RunParts(
             channel=self.channels[check.channel],
             address=CHANNEL_TYPES[check.channel].address_of(target.address(check.channel)),
             judge=Judge(scenario, target.queues, target.responders, result),
-            hooks=_Hooks(self.store, self.logger),
+            hooks=hooks,
             contact=contact,
-            follow_ups=build_follow_ups(
-                scenario,
-                contact,
-                customer_name=self.config.monitor.customer_name,
-                target_name=target.name,
-            ),
+            follow_ups=build_follow_ups(scenario, contact, **names),
+            script=build_script(scenario, contact, hooks, **names),
         )
 
     def _contact(self, check: Check, result: RunResult) -> Contact:
@@ -509,7 +549,12 @@ class Runner:
                     shutdown_grace=self.config.monitor.shutdown_grace,
                 )
             await listen(
-                conversation, run.judge, run.hooks, clock=self.clock, follow_ups=run.follow_ups
+                conversation,
+                run.judge,
+                run.hooks,
+                clock=self.clock,
+                follow_ups=run.follow_ups,
+                script=run.script,
             )
 
     async def _resume_and_listen(self, result: RunResult, run: _RunParts, resume: OpenRun) -> None:
@@ -521,12 +566,16 @@ class Runner:
             external_id=resume.sent_external_id or "",
             resume_state=resume.resume_state,
         )
-        # Follow-ups the previous process sent are not sent again.
+        # Follow-ups and turns the previous process sent are not sent again; turns are no
+        # chasers (they answer the agent's questions, they do not chase an answer).
         stored = await self.store.messages(result.run_id)
         contacts_out = sorted((m for m in stored if m.direction == "out"), key=_arrival)
-        already = max(0, len(contacts_out) - 1)
-        for follow_up in contacts_out[1:]:
+        chasers = [m for m in contacts_out[1:] if m.turn is None]
+        already = len(chasers)
+        for follow_up in chasers:
             run.judge.followed_up(follow_up.arrived_at)
+        if run.script is not None:
+            run.script.restore(result, [m.turn for m in contacts_out if m.turn is not None])
         for message in stored:
             # Human answers stored before the restart count even where the channel's back-fill
             # does not deliver them again.
@@ -541,12 +590,14 @@ class Runner:
                 clock=self.clock,
                 settle=RESUME_SETTLE_SECONDS,
                 follow_ups=run.follow_ups[already:],
+                script=run.script,
             )
 
     async def _finish(self, result: RunResult) -> None:
         result.finished_at = self.clock()
         await self.store.finish(result)
         self.metrics.record_run(result, slo_events(result))
+        self.metrics.record_conversation(result)
         if self.prices is not None and result.sent_at is not None:
             await self.prices.collect(result.run_id)  # the estimate, replaced where it can be
         self.logger.info(

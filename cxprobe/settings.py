@@ -400,7 +400,36 @@ def _cross_check(config: Config) -> list[Problem]:
         *_series_problems(config),
         *courtesy_problems(config),
         *_budget_problems(config),
+        *_turn_problems(config),
     ]
+
+
+def _turn_problems(config: Config) -> list[Problem]:
+    """A conversation turn waiting only for responder kinds its check's channel never
+    reports (nor the target's ``responders`` rules) can never match: named at the check."""
+    problems: list[Problem] = []
+    for index, check in enumerate(config.checks):
+        scenario = config.scenarios.get(check.scenario)
+        channel_type = CHANNEL_TYPES.get(check.channel)
+        target = config.targets.get(check.target)
+        if scenario is None or channel_type is None or target is None:
+            continue  # reported by the check's own references
+        possible = channel_type.responders | {rule.responder for rule in target.responders}
+        matchers = [(f"turns[{i}]", turn.when) for i, turn in enumerate(scenario.turns)]
+        if scenario.fallback is not None:
+            matchers.append(("fallback", scenario.fallback.when))
+        for name, when in matchers:
+            if when.responder and not possible & set(when.responder):
+                problems.append(
+                    (
+                        ("checks", index, "scenario"),
+                        f"scenario {check.scenario!r} {name}.when.responder "
+                        f"({', '.join(when.responder)}) can never match on {check.channel}, "
+                        f"whose replies are {', '.join(sorted(possible))}; change the turn's "
+                        "responder or add a target responders rule that tells that kind",
+                    )
+                )
+    return problems
 
 
 def _unknown_kind(kind: str) -> str:

@@ -88,6 +88,7 @@ class MonitorMetrics:
         self._declare_courtesy_metrics(registry)
         self._declare_budget_metrics(registry)
         self._declare_quality_metrics(registry)
+        self._declare_conversation_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -191,6 +192,32 @@ class MonitorMetrics:
             "cxprobe_resolved_total",
             "Judged runs by whether an answer before any follow-up resolved them (FCR proxy).",
             [*check, "resolved"],
+            registry=registry,
+        )
+
+    def _declare_conversation_metrics(self, registry: CollectorRegistry) -> None:
+        """Scripted conversations: each message the probe sent and how fast it was answered.
+        ``turn`` is the message's number (0: the opening), bounded by the scenario's
+        ``max_turns``."""
+        turn = [*_CHECK_LABELS, "turn"]
+        self.turn_response = Histogram(
+            "cxprobe_turn_response_seconds",
+            "Seconds from a message of a scripted conversation to the next reply (any responder).",
+            turn,
+            buckets=RESPONSE_BUCKETS,
+            registry=registry,
+        )
+        self.turn_human_response = Histogram(
+            "cxprobe_turn_human_response_seconds",
+            "Seconds from a message of a scripted conversation to the next human reply.",
+            turn,
+            buckets=RESPONSE_BUCKETS,
+            registry=registry,
+        )
+        self.turns_sent = Counter(
+            "cxprobe_turns_sent_total",
+            "Conversation turns the probe sent answering an agent's question (not chasers).",
+            _CHECK_LABELS,
             registry=registry,
         )
 
@@ -438,6 +465,22 @@ class MonitorMetrics:
             self._child(owner, self.resolved, *key, resolved).inc()
         if result.language is LanguageVerdict.MISMATCH:
             self._child(owner, self.language_mismatches, *key).inc()
+
+    def record_conversation(self, result: RunResult) -> None:
+        """A finished scripted run's turns: how many were sent, and each one's answer times."""
+        if not result.turns:
+            return
+        key = (result.target, result.channel, result.scenario, result.location)
+        owner = ("check", *key)
+        self._child(owner, self.turns_sent, *key).inc(len(result.turns) - 1)
+        for turn in result.turns:
+            number = str(turn.index)
+            if turn.next_reply_seconds is not None:
+                histogram = self._child(owner, self.turn_response, *key, number)
+                histogram.observe(turn.next_reply_seconds)
+            if turn.next_human_seconds is not None:
+                histogram = self._child(owner, self.turn_human_response, *key, number)
+                histogram.observe(turn.next_human_seconds)
 
     def observe_first_response(self, result: RunResult, responder: str, seconds: float) -> None:
         """The run's first reply of ``responder``'s kind: at judgement, or later if it was late."""

@@ -383,6 +383,9 @@ class ChannelType(Generic[SettingsT, AddressT]):
     #: The units a contact is charged in, estimated before it is sent; None: contacts are
     #: free (their estimated cost is 0 and no budget is spent by them).
     estimate_cost: CostEstimate[SettingsT, AddressT] | None = None
+    #: The responder kinds the driver can classify a reply as (a target's ``responders``
+    #: rules may add others): a conversation turn waiting only for others can never match.
+    responders: frozenset[Responder] = frozenset(Responder)
 
     def settings_of(self, section: BaseModel | None) -> SettingsT:
         """``section`` (a validated config's ``channels.<kind>``) as this channel's settings."""

@@ -66,6 +66,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
 from sandbox.profile_model import StaffedQueue, StrictModel, check_default_queue
+from sandbox.scripted_agent import Ask
 from sandbox.templates import check_placeholders
 
 E164 = r"\+[1-9][0-9]{1,14}"
@@ -106,6 +107,8 @@ class MessagingQueue(StaffedQueue):
 
     text: str = "Thanks for getting in touch, I'm looking into this for you now."
     signature: str = "— {agent}, Acme {label}"
+    #: Questions the agent asks before answering (sandbox/scripted_agent.py).
+    asks: list[Ask] = []
 
     @field_validator("text", "signature")
     @classmethod

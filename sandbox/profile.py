@@ -17,6 +17,7 @@ from sandbox.generic.profile import GenericPeerSettings
 from sandbox.latency import FixedLatency, Latency
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.profile_model import StrictModel, check_default_queue
+from sandbox.scripted_agent import Ask
 from sandbox.twilio.profile import TwilioSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -70,6 +71,8 @@ class Queue(StrictModel):
     signature: str
     latency: Latency
     text: str = "Thank you for your message. I have looked into this for you."
+    #: Questions the agent asks before answering (sandbox/scripted_agent.py).
+    asks: list[Ask] = []
 
 
 #: What a desk's human answer says, for tests with ground truth of answer quality.

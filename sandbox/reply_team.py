@@ -17,6 +17,7 @@ from typing import Literal
 from sandbox.clock import Period
 from sandbox.messaging_profile import ReplyTeam
 from sandbox.routing import route
+from sandbox.scripted_agent import ScriptedAgents
 
 Responder = Literal["bot", "agent"]
 
@@ -55,6 +56,7 @@ class ReplyPlanner:
     def __init__(self, team: ReplyTeam, rng: random.Random) -> None:
         self._team = team
         self._rng = rng
+        self._agents = ScriptedAgents({name: queue.asks for name, queue in team.queues.items()})
 
     def plan(
         self,
@@ -73,7 +75,10 @@ class ReplyPlanner:
         """
         team = self._team
         chosen = route(text, team.queues, team.default_queue, team.misroute_rate, self._rng)
-        queue = team.queues[chosen.actual]
+        agent_answers = not silent and agents and period == "business"
+        # A pair's conversation (its token) stays with the queue whose agent asked a question.
+        step = self._agents.next_step(token if agent_answers else None, chosen.actual, text)
+        queue = team.queues[step.queue]
         agent = self._rng.choice(queue.agents)
         bot_delay = team.bot.latency.sample(self._rng)
         agent_delay = queue.latency.sample(self._rng)
@@ -88,10 +93,11 @@ class ReplyPlanner:
                 )
         elif bot:
             replies.append(PlannedReply("bot", bot_delay, team.bot.text.format(ref=ref)))
-        if not silent and agents and period == "business":
+        if agent_answers:
             names = {"agent": agent, "label": queue.label, "ref": ref}
-            body = f"{queue.text.format(**names)}\n{queue.signature.format(**names)}"
+            said = step.question or queue.text.format(**names)
+            body = f"{said}\n{queue.signature.format(**names)}"
             replies.append(
-                PlannedReply("agent", agent_delay, body, chosen.actual, chosen.intended, agent)
+                PlannedReply("agent", agent_delay, body, step.queue, chosen.intended, agent)
             )
         return Plan(period, chosen.actual, chosen.intended, tuple(replies))

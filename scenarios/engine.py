@@ -15,6 +15,7 @@ from typing import Protocol
 
 from probes.base import Contact, Conversation, Reply, Sent
 from probes.errors import ProbeError, ProbeTimeout
+from scenarios.conversation import ConversationScript, TurnHooks, in_thread
 from scenarios.model import ObservedReply, RunResult, Scenario
 from scenarios.verdicts import Judge
 
@@ -81,20 +82,25 @@ def build_follow_ups(
 ) -> list[tuple[float, Contact]]:
     """The scenario's follow-ups as ``(seconds after the opening, contact)``, in time order."""
     values = {"token": opening.token, "customer_name": customer_name, "target": target_name}
-    follow_ups = []
-    for follow_up in sorted(scenario.follow_ups, key=lambda item: item.after):
-        text = scenario.render(follow_up.text, **values).rstrip()
-        if opening.token not in text:
-            text += f"\n\nRef: {opening.token}"
-        contact = Contact(
-            token=opening.token,
-            subject=opening.subject,
-            text=text + "\n",
-            sender_name=opening.sender_name,
-            disclosed=opening.disclosed,
-        )
-        follow_ups.append((follow_up.after, contact))
-    return follow_ups
+    return [
+        (follow_up.after, in_thread(opening, scenario.render(follow_up.text, **values)))
+        for follow_up in sorted(scenario.follow_ups, key=lambda item: item.after)
+    ]
+
+
+def build_script(
+    scenario: Scenario,
+    opening: Contact,
+    hooks: TurnHooks,
+    *,
+    customer_name: str,
+    target_name: str,
+) -> ConversationScript | None:
+    """The run's conversation script, when its scenario has turns or a fallback."""
+    if not scenario.scripted:
+        return None
+    values = {"token": opening.token, "customer_name": customer_name, "target": target_name}
+    return ConversationScript(scenario, opening, hooks, values)
 
 
 async def send_contact(
@@ -151,8 +157,13 @@ async def listen(
     clock: Clock = utc_now,
     settle: float = 0.0,
     follow_ups: Sequence[tuple[float, Contact]] = (),
+    script: ConversationScript | None = None,
 ) -> None:
     """Judge replies until the outcome is decided or the run's deadline passes.
+
+    With a conversation ``script``, a reply it answers is answered in the conversation at
+    once, and the run is decided only once the script has finished too (see
+    :mod:`scenarios.conversation`).
 
     ``settle`` is the least time to listen even when the deadline has passed: a resumed
     conversation delivers the replies it back-filled within it. ``follow_ups`` (seconds after
@@ -164,9 +175,13 @@ async def listen(
     listen_until = max(result.deadline_at, clock() + timedelta(seconds=settle))
     due_times = [(result.sent_at + timedelta(seconds=s), contact) for s, contact in follow_ups]
     pending = [(due, contact) for due, contact in due_times if due < result.deadline_at]
+    if script is not None and not result.turns:
+        script.opened(result)
     replies = conversation.replies()
-    while not judge.decided:
+    while not judge.decided or (script is not None and not script.finished):
         now = clock()
+        if judge.decided:
+            pending = []  # chasers wait for a qualifying answer only, not for the script
         if pending and pending[0][0] <= now:
             _, contact = pending.pop(0)
             await _follow_up(conversation, contact, judge, hooks)
@@ -186,6 +201,10 @@ async def listen(
         # Outside the timeout: a reply being recorded is never cut off by the deadline.
         observed = judge.observe(reply)
         await hooks.reply(result, reply, observed)
+        if script is not None:
+            planned = script.respond(result, reply, observed)
+            if planned is not None:
+                await script.say(result, planned, conversation.follow_up)
 
 
 async def _follow_up(

@@ -6,16 +6,26 @@ scenario runs on email, chat, phone and messaging so their answers can be compar
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import functools
 import re
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
 from probes.base import Responder
 from scenarios.durations import Duration
@@ -142,11 +152,29 @@ class Matcher(BaseModel):
         return True
 
 
+#: The persona keys of the scenario being validated, which its texts may use as placeholders
+#: too. A context variable because a nested model's validator (a follow-up's or a turn's text)
+#: cannot see its scenario, and checking there keeps the error at the text's own key and line.
+_PERSONA_FIELDS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "persona_fields", default=frozenset()
+)
+
+
+@contextmanager
+def _persona_placeholders(names: frozenset[str]) -> Iterator[None]:
+    token = _PERSONA_FIELDS.set(names)
+    try:
+        yield
+    finally:
+        _PERSONA_FIELDS.reset(token)
+
+
 def _check_placeholders(value: str) -> str:
+    known = TEMPLATE_FIELDS | _PERSONA_FIELDS.get()
     for _, name, _, _ in string.Formatter().parse(value):
-        if name is not None and name not in TEMPLATE_FIELDS:
+        if name is not None and name not in known:
             raise ValueError(
-                f"unknown placeholder {{{name}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
+                f"unknown placeholder {{{name}}}; use {', '.join(sorted(known))}"
                 " (write {{ and }} for literal braces)"
             )
     return value
@@ -272,11 +300,97 @@ class Expectations(AnswerFacts):
         )
 
 
+# -- conversation scripts: the probe answers an agent's questions (issue 13) -----------------
+
+#: What the fallback answers unless it says otherwise: a human reply with a line that ends in a
+#: question mark (a bot's greeting, "How can I help?", is not a question about the contact).
+DEFAULT_QUESTION_PATTERN = r"(?m)\?\s*$"
+#: Turns a scripted conversation sends at most, unless the scenario says otherwise.
+DEFAULT_MAX_TURNS = 5
+
+
+class TurnMatcher(BaseModel):
+    """Matches the last reply when every given condition holds: all of ``all`` keywords, at
+    least one of ``any``, the RE2 ``regex`` (case-insensitive, searched), and a responder in
+    ``responder``. Keywords match from the start of a word, ignoring case, as in ``expect``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
+    all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
+    any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
+    responder: list[Responder] = Field(
+        default_factory=list, description="The reply's responder is one of these (any if empty)."
+    )
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_fact_pattern(value)
+        return value
+
+    @field_validator("all", "any")
+    @classmethod
+    def _no_empty_keywords(cls, value: list[str]) -> list[str]:
+        if any(not keyword.strip() for keyword in value):
+            raise ValueError("keywords must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> TurnMatcher:
+        if not (self.regex or self.all or self.any or self.responder):
+            raise ValueError("a turn's when needs at least one of: regex, all, any, responder")
+        return self
+
+    def text_fact(self, name: str) -> Fact | None:
+        """The text conditions as a :class:`Fact` (None: the matcher reads no text)."""
+        if not (self.regex or self.all or self.any):
+            return None
+        return Fact(name=name, all=self.all, any=self.any, regex=self.regex)
+
+
+class Turn(BaseModel):
+    """What the probe says when the last reply matches ``when``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: TurnMatcher
+    say: str = Field(min_length=1, description="The answer; persona placeholders filled in.")
+    repeat: bool = Field(default=False, description="May be used more than once in a run.")
+
+    @field_validator("say")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        return _check_placeholders(value)
+
+
+class Fallback(BaseModel):
+    """What the probe says to a question no turn matched (``when``: by default a human reply
+    with a line ending in "?"). Used as often as it matches, within ``max_turns``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: TurnMatcher = TurnMatcher(regex=DEFAULT_QUESTION_PATTERN, responder=[Responder.HUMAN])
+    say: str = Field(min_length=1)
+
+    @field_validator("say")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        return _check_placeholders(value)
+
+
 class Scenario(BaseModel):
     """A channel-agnostic customer contact script."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # Before the texts: their placeholders are checked against its keys.
+    persona: dict[str, str] = Field(
+        default_factory=dict,
+        description="The customer's data (e.g. order_number, account_email), usable as "
+        "placeholders in the opening, follow-ups and turns.",
+    )
     intent: str = Field(description="What the customer wants, e.g. billing-question.")
     description: str = ""
     subject: str = Field(description="Subject line where the channel has one ({token} allowed).")
@@ -306,14 +420,51 @@ class Scenario(BaseModel):
     expect: Expectations | None = Field(
         default=None, description="What the human answers must (not) mention, and resolution."
     )
+    turns: list[Turn] = Field(
+        default_factory=list,
+        description="Answers to the agent's questions: the first turn whose when matches the "
+        "last reply is said in the same conversation.",
+    )
+    fallback: Fallback | None = Field(
+        default=None, description="What to say to a question no turn matched."
+    )
+    max_turns: int = Field(
+        default=DEFAULT_MAX_TURNS, ge=1, le=50, description="Turns sent at most in one run."
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _persona_known_to_texts(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Scenario]
+    ) -> Scenario:
+        persona = data.get("persona") if isinstance(data, dict) else None
+        names = frozenset(persona) if isinstance(persona, dict) else frozenset()
+        with _persona_placeholders(frozenset(str(name) for name in names)):
+            return handler(data)
+
+    @field_validator("persona")
+    @classmethod
+    def _placeholder_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"persona key {name!r} must be a name like order_number")
+            if name in TEMPLATE_FIELDS:
+                raise ValueError(f"persona key {name!r} is filled in by cxprobe; rename it")
+        return value
 
     @field_validator("subject", "opening")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         return _check_placeholders(value)
 
+    @property
+    def scripted(self) -> bool:
+        """Whether the probe answers the agent's questions (it has turns or a fallback)."""
+        return bool(self.turns) or self.fallback is not None
+
     def render(self, text: str, **values: str) -> str:
-        return text.format_map({name: values.get(name, "") for name in TEMPLATE_FIELDS})
+        fields = {**self.persona, **{name: values.get(name, "") for name in TEMPLATE_FIELDS}}
+        return text.format_map(fields)
 
 
 class SloName(enum.StrEnum):
@@ -366,6 +517,36 @@ class ObservedReply:
 
 
 @dataclass
+class TurnRecord:
+    """One message the probe sent in a scripted conversation, and how fast it was answered.
+
+    Turn 0 is the opening contact; the others answer a reply (``reply``: its external id) that
+    matched ``matched`` (``turns[<i>]`` or ``fallback``). The seconds are the next reply's and
+    the next human reply's ``arrived_at`` minus this message's ``sent_at``, at the channel's
+    timing precision; None while none has come.
+    """
+
+    index: int
+    said: str
+    sent_at: datetime
+    matched: str = ""
+    reply: str = ""
+    next_reply_seconds: float | None = None
+    next_human_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turn": self.index,
+            "said": self.said,
+            "when": self.matched or "opening",
+            "reply": self.reply or None,
+            "sent_at": self.sent_at.isoformat(),
+            "next_reply_seconds": self.next_reply_seconds,
+            "next_human_seconds": self.next_human_seconds,
+        }
+
+
+@dataclass
 class RunResult:
     """Everything known about one run; what the store, metrics and CLI receive."""
 
@@ -403,6 +584,8 @@ class RunResult:
     language: LanguageVerdict | None = None
     #: The language detected in the human answers (ISO 639-1), None when unknown.
     reply_language: str | None = None
+    #: A scripted conversation's timeline (the opening first); empty when not scripted.
+    turns: list[TurnRecord] = field(default_factory=list)
 
     @property
     def deadline_at(self) -> datetime | None:

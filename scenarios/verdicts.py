@@ -110,6 +110,11 @@ class Judge:
         if observed.external_id:
             # A reply taken back from the store and now delivered again (a resumed run's
             # back-fill) is judged afresh, from its full text, and kept once.
+            # It keeps when it was first seen: a conversation script orders replies by that.
+            earlier = [r for r in result.replies if r.external_id == observed.external_id]
+            if earlier:
+                first_seen = min(observed.observed_at, *(r.observed_at for r in earlier))
+                observed = dataclasses.replace(observed, observed_at=first_seen)
             result.replies = [r for r in result.replies if r.external_id != observed.external_id]
         result.replies.append(observed)
         result.replies.sort(key=lambda item: item.arrived_at)

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from scenarios.answers import EVIDENCE_KIND as ANSWER_QUALITY_EVIDENCE
+from scenarios.conversation import EVIDENCE_KIND as CONVERSATION_EVIDENCE
 from scenarios.model import RunResult
 
 ALL_DAY = ["00:00-24:00"]
@@ -550,6 +551,8 @@ def monitor_section(tmp_path: Path) -> dict[str, Any]:
 def run_evidence_kinds(result: RunResult, *channel_kinds: str) -> set[str]:
     """The run-level evidence a finished run keeps: its channel's kinds, plus the
     ``answer-quality`` document when its scenario judged the answers (expectations or a
-    language, scenarios.answers)."""
+    language, scenarios.answers) and the ``conversation`` timeline when it was scripted
+    (scenarios.conversation)."""
     judged = result.answer is not None or result.language is not None
-    return {*channel_kinds, *([ANSWER_QUALITY_EVIDENCE] if judged else [])}
+    scripted = [CONVERSATION_EVIDENCE] if result.turns else []
+    return {*channel_kinds, *([ANSWER_QUALITY_EVIDENCE] if judged else []), *scripted}

@@ -228,6 +228,8 @@ class StoredMessage:
     late: bool | None
     queue: str | None
     artifacts: tuple[StoredArtifact, ...] = ()
+    #: A conversation turn's record (scenarios.conversation), None for other messages.
+    turn: dict[str, Any] | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -680,11 +682,14 @@ class EvidenceStore:
             await _insert_outgoing(conn, run_id, sent)
             await _amend_if_closed(conn, run_id, "contact recorded after the run was sealed")
 
-    async def record_follow_up(self, run_id: str, sent: Sent) -> None:
-        """A further message the probe sent in the run's conversation, with its evidence."""
+    async def record_follow_up(
+        self, run_id: str, sent: Sent, turn: Mapping[str, Any] | None = None
+    ) -> None:
+        """A further message the probe sent in the run's conversation, with its evidence;
+        ``turn``: the record of a conversation turn (None: a chaser)."""
         async with self._write() as conn:
             await self._lock_run(conn, run_id)
-            await _insert_outgoing(conn, run_id, sent)
+            await _insert_outgoing(conn, run_id, sent, turn)
             await _amend_if_closed(conn, run_id, "follow-up recorded after the run was sealed")
 
     async def record_artifacts(self, run_id: str, evidence: Sequence[Evidence]) -> None:
@@ -980,6 +985,7 @@ class EvidenceStore:
                 late=row.late,
                 queue=row.queue,
                 artifacts=tuple(by_message.get(row.id, ())),
+                turn=row.turn,
             )
             for row in rows
         ]
@@ -1308,7 +1314,9 @@ def _inserted_id(inserted: CursorResult[Any]) -> int:
     return new_id
 
 
-async def _insert_outgoing(conn: AsyncConnection, run_id: str, sent: Sent) -> None:
+async def _insert_outgoing(
+    conn: AsyncConnection, run_id: str, sent: Sent, turn: Mapping[str, Any] | None = None
+) -> None:
     """A message the probe sent, with its evidence; once per external id (idempotent)."""
     if await _message_id(conn, run_id, OUT, sent.external_id) is not None:
         return
@@ -1330,6 +1338,7 @@ async def _insert_outgoing(conn: AsyncConnection, run_id: str, sent: Sent) -> No
             headers=headers,
             late=None,
             queue=None,
+            turn=None if turn is None else dict(turn),
         )
     )
     if sent.evidence is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Row, and_, func, insert, select, update
 
 from cxprobe.store.chain import (
     AMENDMENT,
+    MESSAGE_FIELDS,
     RUN,
     RUN_FIELDS,
     ChainEntry,
@@ -160,6 +161,13 @@ def sealed_run_columns() -> list[Any]:
     return [runs.c[name] for name in (*RUN_FIELDS, "thresholds")]
 
 
+def sealed_message_columns() -> list[Any]:
+    """The ``messages`` columns a run record seals (:data:`MESSAGE_FIELDS`) and the keys:
+    revision 0002 seals with this code while later revisions' columns do not exist yet (a
+    turn's record, revision 0007, is sealed as the run's ``conversation`` artifact)."""
+    return [messages.c[name] for name in ("id", "run_id", *MESSAGE_FIELDS)]
+
+
 def artifact_columns() -> list[Any]:
     return [column for column in artifacts.c if column.name != "content"]
 
@@ -173,7 +181,7 @@ def load_content(
     keys: dict[int, tuple[str, str]] = {}
     for chunk in chunks(list(run_ids)):
         for row in conn.execute(
-            select(messages)
+            select(*sealed_message_columns())
             .where(messages.c.run_id.in_(chunk))
             .order_by(messages.c.arrived_at, messages.c.id)
         ):

@@ -229,6 +229,8 @@ messages = Table(
     Column("late", Boolean),
     Column("qualifies", Boolean),  # answers the run as its scenario asks (replies only)
     Column("queue", Name),
+    # A conversation turn the probe sent (revision 0007): its record, NULL for other messages.
+    Column("turn", JsonText),
     CheckConstraint("direction IN ('out', 'in')", name="direction"),
     UniqueConstraint("run_id", "direction", "external_id"),
     Index(None, "run_id", "arrived_at"),

@@ -50,6 +50,7 @@ from probes.base import (
     Methodology,
     ProbeError,
     Reply,
+    Responder,
     Sent,
     per_address,
     utc_now,
@@ -503,4 +504,6 @@ EMAIL = ChannelType(
     resumable=True,
     # A published support address: anyone may write to it.
     public=True,
+    # RFC 3834 headers tell auto-replies from people; no bot or IVR on email.
+    responders=frozenset({Responder.HUMAN, Responder.AUTO}),
 )

@@ -450,4 +450,6 @@ GENERIC = ChannelType(
     # A platform integration with its own credentials and terms (an inbox API, a partner
     # webhook): not something any member of the public can reach, so not public.
     public=False,
+    # the platform marks no bot: only target responders rules tell one.
+    responders=frozenset({Responder.HUMAN}),
 )

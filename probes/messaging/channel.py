@@ -642,6 +642,8 @@ def _messaging_type(
         # The brand's published number: anyone may text it.
         public=True,
         estimate_cost=create.estimate_cost,
+        # A text message carries no bot marker: only target responders rules tell one.
+        responders=frozenset({Responder.HUMAN}),
     )
 
 

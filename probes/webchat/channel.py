@@ -725,4 +725,6 @@ WEBCHAT = ChannelType(
     resumable=False,
     # A chat widget on the brand's public site: anyone who opens the page may use it.
     public=True,
+    # the widget labels its bot and system messages; a chat has no IVR.
+    responders=frozenset({Responder.HUMAN, Responder.BOT, Responder.AUTO}),
 )

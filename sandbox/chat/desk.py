@@ -28,6 +28,7 @@ from sandbox.clock import DeskClock, Period, iso_utc, real_now
 from sandbox.ground_truth import EventName, GroundTruthLog
 from sandbox.profile import Profile
 from sandbox.routing import route
+from sandbox.scripted_agent import ScriptedAgents
 
 Responder = Literal["bot", "agent", "system"]
 Frame = dict[str, Any]
@@ -112,6 +113,7 @@ class ChatDesk:
         self.switches = switches
         self.clock = clock
         self.rng = random.Random(profile.seed)
+        self.agents = ScriptedAgents({name: queue.asks for name, queue in settings.queues.items()})
         self._log = log
         self._sessions: dict[str, ChatSession] = {}
 
@@ -288,12 +290,14 @@ class ChatSession:
             self._spawn(self._hand_off(bot_at, handoff, assignment, message_id, period))
             planned += ["bot", "system"]
         queue = settings.queues[assignment.queue]
+        # A question of the queue's asks (sandbox/scripted_agent.py), or its usual answer.
+        question = desk.agents.next_step(self.id, assignment.queue, text).question
         if assignment.greeted:
-            answer = queue.followup_text
+            answer = question or queue.followup_text
         else:
             assignment.greeted = True
             answer = f"Hi {visitor.name}, {assignment.agent} here from the {queue.label}. "
-            answer += queue.text
+            answer += question or queue.text
         reply_at = max(received, assignment.joins_at) + queue.latency.sample(desk.rng)
         typing_at = max(assignment.joins_at, reply_at - settings.typing_seconds)
         self._spawn(self._agent_later(typing_at, reply_at, answer, assignment, message_id, period))

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
 from sandbox.profile_model import StaffedQueue, StrictModel, check_default_queue
+from sandbox.scripted_agent import Ask
 from sandbox.templates import check_placeholders
 
 
@@ -46,6 +47,8 @@ class ChatQueue(StaffedQueue):
 
     text: str = "I can help you with that."
     followup_text: str = "Thanks, let me look into that for you."
+    #: Questions the agent asks before answering (sandbox/scripted_agent.py).
+    asks: list[Ask] = []
 
 
 class ChatSettings(StrictModel):

@@ -25,7 +25,9 @@ from sandbox.mail.smtp_front import SmtpFront
 from sandbox.mail.tls import ServerCertificate, make_certificate
 from sandbox.peer import SandboxPeer, hours_and_clock
 from sandbox.profile import Profile
+from sandbox.reply_team import find_token
 from sandbox.routing import intended_queue, route
+from sandbox.scripted_agent import ScriptedAgents
 
 log = logging.getLogger(__name__)
 # Every event carries these keys, null where they do not apply.
@@ -38,6 +40,7 @@ _EVENT_KEYS = (
     "period",
     "to",
     "answer",
+    "asked",
 )
 
 
@@ -51,6 +54,8 @@ class _PlannedReply:
     intended_queue: str | None
     #: What a human answer says (the profile's ``answers`` kind); None: the queue's own text.
     answer: str | None = None
+    #: Which of the queue's ``asks`` the reply asks (sandbox/scripted_agent.py); None: none.
+    asked: int | None = None
 
 
 class MailDesk(SandboxPeer):
@@ -68,6 +73,7 @@ class MailDesk(SandboxPeer):
         self._support = mail.support_address.lower()
         self._domain = self._support.rpartition("@")[2] or "sandbox.localhost"
         self._rng = random.Random(profile.seed)
+        self._agents = ScriptedAgents({name: queue.asks for name, queue in mail.queues.items()})
         self._outage = mail.outage
         self._reject = mail.reject
         self._defer = mail.defer
@@ -209,13 +215,19 @@ class MailDesk(SandboxPeer):
         chosen = route(
             contact.routing_text, mail.queues, mail.default_queue, mail.misroute_rate, self._rng
         )
-        queue = mail.queues[chosen.actual]
+        # A thread stays with the queue whose agent asked the customer a question.
+        step = self._agents.next_step(
+            find_token(contact.subject, contact.text), chosen.actual, contact.text
+        )
+        queue = mail.queues[step.queue]
         answer, text = (None, queue.text) if mail.answers is None else mail.answers.pick(self._rng)
+        if step.question is not None:
+            answer, text = None, step.question
         body = f"Hello,\n\n{text}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
         delay = queue.latency.sample(self._rng)
         plans.append(
             _PlannedReply(
-                "human", delay, queue.sender, body, chosen.actual, chosen.intended, answer
+                "human", delay, queue.sender, body, step.queue, chosen.intended, answer, step.asked
             )
         )
         return plans
@@ -232,6 +244,7 @@ class MailDesk(SandboxPeer):
             "period": period,
             "to": contact.reply_to,
             "answer": planned.answer,
+            "asked": planned.asked,
         }
         if self._outage:
             self._record("reply_dropped", reason="outage", **fields)

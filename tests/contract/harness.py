@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 
@@ -58,6 +58,24 @@ class Setup:
     after_hours: bool = False
     misroute: bool = False
     pace: Pace = Pace.PROMPT
+    #: The peer's agents ask SCRIPTED_ASKS before answering, and the check runs
+    #: SCRIPTED_SCENARIO, which answers them (conversation scripts).
+    scripted: bool = False
+
+
+#: The library scenario whose persona answers SCRIPTED_ASKS, and the questions themselves.
+SCRIPTED_SCENARIO = "order-status"
+SCRIPTED_ASKS = [
+    {"question": "Could you give me your order number, please?", "expects": r"\b482913\b"},
+    {"question": "Thanks. And the e-mail address?", "expects": r"pat\.probe@example\.net"},
+]
+
+
+def asking(queues: dict[str, Any], scripted: bool) -> dict[str, Any]:
+    """A profile's ``queues`` (as data), every one asking SCRIPTED_ASKS when ``scripted``."""
+    if not scripted:
+        return queues
+    return {name: {**queue, "asks": SCRIPTED_ASKS} for name, queue in queues.items()}
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,8 @@ class Harness(ABC, Generic[P]):
     outage_reason: ClassVar[str]
     #: The artifact kinds kept with a run that ended in an error (what the probe could save).
     failure_evidence: ClassVar[frozenset[str]]
+    #: Whether the peer's agents can ask questions (a ``Setup(scripted=True)``).
+    scripted_agents: ClassVar[bool] = True
 
     def require(self) -> None:
         """Fail (never skip) when a real peer this kind needs is not installed."""
@@ -127,6 +147,11 @@ class Harness(ABC, Generic[P]):
     @abstractmethod
     async def human_answered(self, peer: P, result: RunResult) -> None:
         """Return once the peer's human has sent the run its answer."""
+
+    async def human_replies(self, peer: P, result: RunResult) -> list[datetime]:
+        """When the peer's humans sent each of their replies to the run's conversation (the
+        opening and every turn), in order: a scripted run's ground truth."""
+        raise AssertionError(f"{self.kind}'s peer has no scripted agents")
 
     @abstractmethod
     def provider_down(self, peer: P, monitor: Monitor, down: bool) -> None:

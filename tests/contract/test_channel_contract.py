@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cxprobe.app import Monitor
 from probes import CHANNEL_TYPES
 from probes.base import Responder
 from scenarios.model import Outcome, Period, RoutingResult
 from tests.contract.harness import (
+    SCRIPTED_SCENARIO,
+    STEP_TIMEOUT,
     TARGET,
     Harness,
     Pace,
@@ -73,6 +76,74 @@ async def test_happy_path_is_timed_against_the_ground_truth(
     assert sample(monitor, "cxprobe_slo_events_total", {**slo, "result": "good"}) == 1
     assert sample(monitor, "cxprobe_last_run_success", labels) == 1
     assert sample(monitor, "cxprobe_webhooks_rejected_total", {"channel": harness.kind}) == 0
+
+
+async def test_a_scripted_conversation_answers_each_question_timed(
+    harness: Harness[Any], tmp_path: Path
+) -> None:
+    """The agent asks for the order number, then the e-mail address, then answers: the probe
+    answers each question in the same conversation, and each of its messages is timed to the
+    agent's next reply within the kind's accuracy. The phone's sandbox agents ask nothing."""
+    if not harness.scripted_agents:
+        assert harness.kind == "phone", f"{harness.kind}'s peer must have scripted agents"
+        return
+    setup = Setup(scripted=True)
+    async with harness.sandbox(tmp_path, setup) as sandbox, sandbox.monitoring() as monitor:
+        result = await run_once(monitor)
+        human_sent_at = await harness.human_replies(sandbox.peer, result)
+    assert result.outcome is Outcome.MET, result.reason
+    assert [turn.matched for turn in result.turns] == ["", "turns[0]", "turns[1]"]
+    assert len(human_sent_at) == 3, human_sent_at
+    for turn, truth_at in zip(result.turns, human_sent_at, strict=True):
+        expected = (truth_at - turn.sent_at).total_seconds()
+        assert turn.next_human_seconds is not None, turn
+        assert abs(turn.next_human_seconds - expected) < harness.tolerance.first_human, turn
+    labels = check_labels(harness.kind, SCRIPTED_SCENARIO)
+    assert sample(monitor, "cxprobe_turns_sent_total", labels) == 2
+
+
+async def test_a_restart_mid_conversation_sends_no_turn_again(
+    harness: Harness[Any], tmp_path: Path
+) -> None:
+    """The monitor stops once it has answered the first question; the agent's second question
+    arrives while nothing listens; the next monitor answers it (and only it) and finishes."""
+    if not (harness.scripted_agents and harness.resumes and harness.catches_up):
+        # Nothing to resume (a chat), or a reply sent meanwhile is lost (the generic peer
+        # posts each once): the restart tests above cover what those kinds do.
+        assert harness.kind in {"phone", "webchat", "generic"}, harness.kind
+        return
+    setup = Setup(scripted=True, pace=Pace.AFTER_RESTART)
+    async with harness.sandbox(tmp_path, setup) as sandbox:
+        async with sandbox.monitoring() as first:
+            await first.runner.start_slot(first.config.checks[0], datetime.now(UTC))
+            left_open = await stored_run(first, lambda stored: bool(stored.replies))
+            await _turns_stored(first, left_open.run_id, 1)
+        async with sandbox.monitoring() as second:
+            before = await second.store.messages(left_open.run_id)
+            assert sum(1 for m in before if m.turn is not None) == 1  # stopped after turn 1
+            assert await second.runner.resume_open_runs() == 1
+            finished = await stored_run(
+                second, lambda stored: stored.outcome is not None, left_open.run_id
+            )
+            out = [m for m in await second.store.messages(finished.run_id) if m.direction == "out"]
+            kinds = {a.kind for a in await second.store.artifacts(finished.run_id)}
+        human_sent_at = await harness.human_replies(sandbox.peer, finished)
+    assert finished.outcome is Outcome.MET, finished.reason
+    assert [m.turn["when"] if m.turn else None for m in out] == [None, "turns[0]", "turns[1]"]
+    assert len(human_sent_at) == 3 and "conversation" in kinds
+    labels = check_labels(harness.kind, SCRIPTED_SCENARIO)
+    assert sample(second, "cxprobe_turns_sent_total", labels) == 2  # the whole timeline
+
+
+async def _turns_stored(monitor: Monitor, run_id: str, count: int) -> None:
+    """Return once ``count`` turns of the run are in the store (read every 50 ms: the store
+    has no change notification)."""
+    async with asyncio.timeout(STEP_TIMEOUT):
+        while True:
+            stored = await monitor.store.messages(run_id)
+            if sum(1 for m in stored if m.turn is not None) >= count:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def test_misroute_gives_a_wrong_routing_verdict(

@@ -246,6 +246,8 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
             f"ALTER TABLE runs DROP COLUMN {column}"
             for column in ("answer", "resolved", "language", "reply_language")
         ),
+        # And revision 0007 (conversation turns).
+        "ALTER TABLE messages DROP COLUMN turn",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )

@@ -15,7 +15,16 @@ from probes.webchat.settings import DEBIAN_CHROMIUM
 from sandbox.chat.site import ChatSite
 from sandbox.profile import Profile
 from scenarios.model import RunResult
-from tests.contract.harness import STEP_TIMEOUT, Harness, Pace, Setup, Tolerance, Truth
+from tests.contract.harness import (
+    SCRIPTED_SCENARIO,
+    STEP_TIMEOUT,
+    Harness,
+    Pace,
+    Setup,
+    Tolerance,
+    Truth,
+    asking,
+)
 from tests.support import chat_site_profile, run_evidence_kinds, sandbox_widget, webchat_config
 
 #: Seconds from the hand-off to the agent's answer at each pace.
@@ -50,6 +59,7 @@ class WebchatHarness(Harness[ChatSite]):
             agent_seconds=AGENT_SECONDS[setup.pace],
             misroute_rate=1.0 if setup.misroute else 0.0,
         )
+        profile["chat"]["queues"] = asking(profile["chat"]["queues"], setup.scripted)
         async with ChatSite(Profile.model_validate(profile), workdir) as site:
             yield site
 
@@ -59,7 +69,17 @@ class WebchatHarness(Harness[ChatSite]):
             sandbox_widget(peer.url("/")),
             open_now=not setup.after_hours,
             sla=SLA_BEFORE_THE_AGENT if setup.pace is Pace.AFTER_DEADLINE else None,
+            scenario=SCRIPTED_SCENARIO if setup.scripted else "billing-question",
         )
+
+    async def human_replies(self, peer: ChatSite, result: RunResult) -> list[datetime]:
+        return [
+            _at(e)
+            for e in peer.ground_truth()
+            if e["event"] == "reply_sent"
+            and e.get("token") == result.token
+            and e["responder"] == "agent"
+        ]
 
     async def truth(self, peer: ChatSite, monitor: Monitor, result: RunResult) -> Truth:
         # Timed from the instant the server received the customer's message to the instant

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,12 +20,14 @@ from sandbox.clock import WeeklyHours
 from sandbox.generic.peer import GenericPeer
 from scenarios.model import RunResult
 from tests.contract.harness import (
+    SCRIPTED_SCENARIO,
     STEP_TIMEOUT,
     Harness,
     Pace,
     Setup,
     Tolerance,
     Truth,
+    asking,
     post_statuses,
 )
 from tests.contract.harnesses.messaging import assert_every_reply_timed, replies_truth
@@ -65,7 +68,8 @@ class GenericHarness(Harness[GenericPeer]):
             default_profile_data()["generic_peer"], AGENT_SECONDS[setup.pace]
         )
         loaded = messaging_profile(
-            misroute_rate=1.0 if setup.misroute else 0.0, generic_peer={"queues": queues}
+            misroute_rate=1.0 if setup.misroute else 0.0,
+            generic_peer={"queues": asking(queues, setup.scripted)},
         )
         assert loaded.generic_peer is not None
         hours = WeeklyHours.model_validate(weekly(not setup.after_hours))
@@ -83,7 +87,12 @@ class GenericHarness(Harness[GenericPeer]):
             {"generic": {"platforms": {PLATFORM: platform}}},
             open_now=not setup.after_hours,
             sla=SLA_BEFORE_THE_AGENT if setup.pace is Pace.AFTER_DEADLINE else None,
+            scenario=SCRIPTED_SCENARIO if setup.scripted else "billing-question",
         )
+
+    async def human_replies(self, peer: GenericPeer, result: RunResult) -> list[datetime]:
+        replies = _replies_sent(peer, result.token)
+        return [datetime.fromisoformat(e["at"]) for e in replies if e["responder"] == "agent"]
 
     async def attach(self, peer: GenericPeer, monitor: Monitor) -> None:
         assert monitor.server is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,15 +15,17 @@ from sandbox.mail.desk import MailDesk
 from sandbox.profile import Profile
 from scenarios.model import RunResult
 from tests.contract.harness import (
+    SCRIPTED_SCENARIO,
     STEP_TIMEOUT,
     Harness,
     Pace,
     Setup,
     Tolerance,
     Truth,
+    asking,
     seconds_between,
 )
-from tests.support import desk_profile, monitor_config, require_binary
+from tests.support import desk_profile, monitor_config, one_check, require_binary
 
 #: Seconds the desk's human takes at each pace; the auto-acknowledgement comes at 0.3 s.
 HUMAN_SECONDS = {Pace.PROMPT: 1.5, Pace.AFTER_RESTART: 3.0, Pace.AFTER_DEADLINE: 1.5}
@@ -55,6 +58,7 @@ class EmailHarness(Harness[MailDesk]):
             human_seconds=HUMAN_SECONDS[setup.pace],
             misroute_rate=1.0 if setup.misroute else 0.0,
         )
+        profile["mail"]["queues"] = asking(profile["mail"]["queues"], setup.scripted)
         async with MailDesk(Profile.model_validate(profile), workdir) as desk:
             yield desk
 
@@ -65,6 +69,9 @@ class EmailHarness(Harness[MailDesk]):
             imap_port=peer.imap_port,
             open_now=not setup.after_hours,
             sla=SLA_BEFORE_THE_HUMAN if setup.pace is Pace.AFTER_DEADLINE else None,
+            checks=[one_check("acme-email", "email", SCRIPTED_SCENARIO)]
+            if setup.scripted
+            else None,
         )
 
     async def truth(self, peer: MailDesk, monitor: Monitor, result: RunResult) -> Truth:
@@ -90,6 +97,19 @@ class EmailHarness(Harness[MailDesk]):
                     and e["in_reply_to"] == _contact_id(peer, result.token)
                 )
             )
+
+    async def human_replies(self, peer: MailDesk, result: RunResult) -> list[datetime]:
+        # Every message of the thread carries the token in its subject.
+        ids = {
+            e["message_id"]
+            for e in peer.ground_truth()
+            if e["event"] == "received" and result.token in e["subject"]
+        }
+        return [
+            datetime.fromisoformat(e["at"])
+            for e in peer.ground_truth()
+            if e["event"] == "reply_sent" and e["kind"] == "human" and e["in_reply_to"] in ids
+        ]
 
     def provider_down(self, peer: MailDesk, monitor: Monitor, down: bool) -> None:
         # The desk has no switch that takes its SMTP front down: the monitor's mailbox is

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,12 +20,14 @@ from sandbox.profile import Profile
 from sandbox.twilio.server import TwilioSandbox
 from scenarios.model import RunResult
 from tests.contract.harness import (
+    SCRIPTED_SCENARIO,
     STEP_TIMEOUT,
     Harness,
     Pace,
     Setup,
     Tolerance,
     Truth,
+    asking,
     post_statuses,
     seconds_between,
 )
@@ -77,7 +80,9 @@ class TwilioMessagingHarness(Harness[TwilioLines]):
         queues = agents_answering_after(
             default_profile_data()["messaging"], AGENT_SECONDS[setup.pace]
         )
-        loaded = messaging_profile(misroute_rate=1.0 if setup.misroute else 0.0, queues=queues)
+        loaded = messaging_profile(
+            misroute_rate=1.0 if setup.misroute else 0.0, queues=asking(queues, setup.scripted)
+        )
         assert loaded.twilio is not None
         hours = WeeklyHours.model_validate(weekly(not setup.after_hours))
         async with TwilioSandbox(
@@ -105,7 +110,12 @@ class TwilioMessagingHarness(Harness[TwilioLines]):
             {self.kind: channel},
             open_now=not setup.after_hours,
             sla=SLA_BEFORE_THE_AGENT if setup.pace is Pace.AFTER_DEADLINE else None,
+            scenario=SCRIPTED_SCENARIO if setup.scripted else "billing-question",
         )
+
+    async def human_replies(self, peer: TwilioLines, result: RunResult) -> list[datetime]:
+        replies = _replies_sent(peer, result.token)
+        return [datetime.fromisoformat(e["at"]) for e in replies if e["responder"] == "agent"]
 
     async def attach(self, peer: TwilioLines, monitor: Monitor) -> None:
         assert monitor.server is not None

@@ -43,6 +43,9 @@ class PhoneHarness(Harness[TwilioSandbox]):
     kind = "phone"
     #: The issue's bound on the time to a human; the answer itself is a status event.
     tolerance = Tolerance(first_answer=0.5, first_human=1.0)
+    #: The sandbox's phone agents greet and wait; none asks questions (its transcripts are
+    #: the IVR's and the greeting): conversation scripts are tested on the other kinds.
+    scripted_agents = False
     #: Option 2 ("support") is wired to sales though the line means it for tech.
     misroute_scenario = "technical-fault"
     business_responders = (Responder.IVR, Responder.IVR, Responder.HUMAN)
