@@ -724,6 +724,27 @@ async def test_a_human_reply_in_an_unknown_charset_is_a_human_answer(
     assert reply.evidence is not None and b"x-unknown-charset" in reply.evidence.content
 
 
+async def test_a_reply_larger_than_max_message_bytes_is_read_in_part_and_kept_whole(
+    stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """Only the first max_message_bytes are parsed (off the event loop); the evidence is whole."""
+    cap = 64 * 1024
+    settings = channel_settings(dovecot.imap_port, smtp.port, imap={"max_message_bytes": cap})
+    probe = await start_probe(stack, settings)
+    conversation, sent = await probe.contact()
+    body = "Your refund is on its way.\n" + "padding line of an attachment-sized reply\n" * 5000
+    mail = reply_mail("Re: Refund", in_reply_to=sent.external_id, body=body)
+    small = reply_mail("Re: again", in_reply_to=sent.external_id)
+    await dovecot.deliver(AGENT, PROBE.address, mail)
+    await dovecot.deliver(AGENT, PROBE.address, small)
+
+    large, following = await next_reply(conversation), await next_reply(conversation)
+    assert large.responder is Responder.HUMAN and "refund is on its way" in large.text
+    assert large.evidence is not None and len(large.evidence.content) >= len(mail)
+    assert f"its first {cap} bytes read" in large.headers["X-Cxprobe-Decoding"]
+    assert following.subject == "Re: again" and "X-Cxprobe-Decoding" not in following.headers
+
+
 async def test_polling_mode(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> None:
     settings = channel_settings(
         dovecot.imap_port, smtp.port, imap={"idle": False, "poll_interval": 0.2}
