@@ -4,11 +4,12 @@ not fit their charset and broken RFC 2047 words are decoded by fallback, and rec
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import Message
 
 import pytest
 
 from probes.base import Responder
-from probes.email.parse import DECODING_HEADER, decode_bytes, parse_mail, to_reply
+from probes.email.parse import DECODING_HEADER, ParsedMail, decode_bytes, parse_mail, to_reply
 
 TOKEN = "CXP-7F3K9Q2M1Z"
 
@@ -92,3 +93,23 @@ def test_decode_bytes_never_raises(payload: bytes, declared: str, used: str | No
     assert note is not None
     if used is not None:
         assert f"decoded as {used}" in note
+
+
+def test_a_message_the_structured_parser_cannot_read_is_read_leniently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from probes.email import parse
+
+    structured = parse._parse
+
+    def failing_on_the_default_policy(
+        message: Message, raw: bytes, notes: parse._DecodingNotes
+    ) -> ParsedMail:
+        if message.policy is parse.default_policy:
+            raise IndexError("a header parser bug")
+        return structured(message, raw, notes)
+
+    monkeypatch.setattr(parse, "_parse", failing_on_the_default_policy)
+    mail = parse_mail(reply_in("utf-8", b"Refund sent."))
+    assert mail.text == "Refund sent." and TOKEN in mail.tokens
+    assert mail.decoding_notes == ("structured parsing failed (IndexError); read leniently",)
