@@ -13,12 +13,13 @@ import psutil
 from bench.accuracy import measure as measure_accuracy
 from bench.capacity import measure as measure_capacity
 from bench.claims import measure as measure_claims
+from bench.large_mail import measure as measure_large_mail
 from bench.metrics import measure as measure_metrics
 from bench.scheduler import measure as measure_scheduler
 from bench.webchat import LEVELS
 from bench.webchat import measure as measure_webchat
 
-PARTS = ("accuracy", "capacity", "scheduler", "metrics", "claims", "webchat")
+PARTS = ("accuracy", "capacity", "scheduler", "metrics", "claims", "webchat", "large-mail")
 
 
 def machine() -> dict[str, object]:
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument(
         "--claim-monitors", type=int, default=4, help="claims: monitors competing on PostgreSQL"
     )
+    parser.add_argument("--large-messages", type=int, default=10, help="large-mail: replies")
+    parser.add_argument("--large-mib", type=int, default=20, help="large-mail: MiB per reply")
     parser.add_argument(
         "--only", nargs="+", choices=PARTS, default=PARTS, help="the parts to run (default: all)"
     )
@@ -89,6 +92,8 @@ def main() -> None:
         figures["webchat"] = asyncio.run(
             measure_webchat(levels, args.chat_rounds, args.chat_spread)
         )
+    if "large-mail" in args.only:
+        figures["large_mail"] = asyncio.run(measure_large_mail(args.large_messages, args.large_mib))
     print(json.dumps(figures, indent=2))
 
 

@@ -55,7 +55,7 @@ from probes.base import (
     per_address,
     utc_now,
 )
-from probes.email.parse import TEST_HEADER, TOKEN_HEADER
+from probes.email.parse import TEST_HEADER, TOKEN_HEADER, DeliveryStatus
 from probes.email.settings import (
     EmailAddress,
     EmailChannelSettings,
@@ -361,9 +361,8 @@ class EmailConversation:
                     raise OptedOut(described, recipient=self._address.to)
                 raise ContactRejected(described)
             else:
-                # Like a cc refused when sending: the support address still got the contact.
                 self._channel.services.logger.info(
-                    "bounce for a cc recipient ignored",
+                    _unrelated_bounce(bounce, self._address, self._mailbox.address),
                     extra={
                         "mailbox": self._mailbox_name,
                         "status": bounce.status,
@@ -507,3 +506,22 @@ EMAIL = ChannelType(
     # RFC 3834 headers tell auto-replies from people; no bot or IVR on email.
     responders=frozenset({Responder.HUMAN, Responder.AUTO}),
 )
+
+
+def _unrelated_bounce(bounce: DeliveryStatus, address: EmailAddress, own_address: str) -> str:
+    """What a delivery report that does not fail the contact's ``to`` is about, for the log.
+
+    A failed cc is like a cc refused when sending: the support address still got the contact.
+    A report for the probe's own address is about mail sent *to* the probe (an answer that
+    bounced on its way back), and one for an address the contact never named is someone else's.
+    """
+    failed = set(bounce.failed_recipients)
+    copies = failed & {recipient.lower() for recipient in address.cc}
+    if copies and copies == failed:
+        return "bounce for a cc recipient ignored: the contact reached its to address"
+    if own_address.lower() in failed:
+        return (
+            "delivery report for the probe's own address ignored: mail to the probe failed, "
+            "not the contact"
+        )
+    return "delivery report ignored: it names no recipient of the contact"

@@ -63,6 +63,18 @@ class ImapSettings(Strict):
         default=60.0, gt=0, description="Longest wait in seconds between reconnection attempts."
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds allowed for each IMAP command.")
+    max_message_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of a reply that are parsed (its headers and text); the whole message "
+        "is still kept as evidence. Also the most bytes fetched in one batch of small replies.",
+    )
+    parse_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a reply's parsing may take (off the event loop) before only its "
+        "headers are read.",
+    )
 
 
 class Mailbox(Strict):

@@ -4,9 +4,11 @@ it answers, never a connection per contact.
 The watcher logs in, SELECTs the folder, remembers UIDVALIDITY and the highest UID seen, then
 waits for new mail with IDLE (re-issued every ``idle_renew`` seconds) when the server offers it
 and ``idle`` is set, else polls every ``poll_interval`` seconds. New messages are fetched with
+``UID FETCH <uids> (UID RFC822.SIZE)`` then, in batches bounded by ``max_message_bytes``,
 ``UID FETCH <uids> (UID INTERNALDATE BODY.PEEK[])`` (PEEK: the probe never marks mail read),
-parsed once, and routed by ``In-Reply-To``/``References`` (any id) or else by the reference
-tokens in subject and body. Messages no registration claims go to the ``on_unmatched`` sink.
+parsed once (in a worker thread, time-bounded), and routed by ``In-Reply-To``/``References``
+(any id) or else by the reference tokens in subject and body. Messages no registration claims
+go to the ``on_unmatched`` sink.
 
 Gaps are closed, never skipped:
 
@@ -31,7 +33,7 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -54,6 +56,7 @@ CANCEL_RETRY_SECONDS = 0.5
 LOGOUT_SECONDS = 2.0
 _UID = re.compile(rb"\bUID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _FETCH_START = re.compile(rb"^\d+ FETCH \(")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
@@ -521,6 +524,28 @@ class MailboxWatcher:
         return found
 
     async def _fetch(self, client: Any, uids: Sequence[int]) -> list[FetchedMail]:
+        """The messages ``uids``: sizes first, then bodies in batches of at most
+        ``max_message_bytes`` (a large message alone), so a few huge replies are never held
+        at once; each parsed off the event loop."""
+        sizes = await self._sizes(client, uids)
+        fetched: list[FetchedMail] = []
+        for batch in _size_batches(uids, sizes, self.settings.max_message_bytes):
+            fetched.extend(await self._fetch_bodies(client, batch))
+        return sorted(fetched, key=lambda item: item.uid)
+
+    async def _sizes(self, client: Any, uids: Sequence[int]) -> dict[int, int]:
+        uid_set = ",".join(str(uid) for uid in uids)
+        response = await client.uid("fetch", uid_set, "(UID RFC822.SIZE)")
+        if response.result != "OK":
+            raise ImapError(f"UID FETCH refused: {_text(response)}")
+        sizes: dict[int, int] = {}
+        for meta, _ in _fetch_items(response.lines[:-1]):
+            uid, size = _first_int(_UID, [meta]), _first_int(_SIZE, [meta])
+            if uid is not None and size is not None:
+                sizes[uid] = size
+        return sizes
+
+    async def _fetch_bodies(self, client: Any, uids: Sequence[int]) -> list[FetchedMail]:
         uid_set = ",".join(str(uid) for uid in uids)
         response = await client.uid("fetch", uid_set, "(UID INTERNALDATE BODY.PEEK[])")
         observed_at = self.clock()
@@ -540,17 +565,46 @@ class MailboxWatcher:
                 else None
             )
             try:
-                mail = parse_mail(body)
+                mail = await self._parse(body)
             except Exception as exc:  # a message we cannot read must not stop the others
                 self.logger.warning(
                     "unreadable message skipped",
                     extra={"mailbox": self.name, "uid": uid, "error": describe_error(exc)},
                 )
                 continue
+            if mail.decoding_notes:
+                self.logger.info(
+                    "reply decoded by fallback",
+                    extra={
+                        "mailbox": self.name,
+                        "uid": uid,
+                        "notes": "; ".join(mail.decoding_notes),
+                    },
+                )
             fetched.append(
                 FetchedMail(mail, uid, self._uidvalidity, self.name, internaldate, observed_at)
             )
-        return sorted(fetched, key=lambda item: item.uid)
+        return fetched
+
+    async def _parse(self, raw: bytes) -> ParsedMail:
+        """``parse_mail`` in a worker thread, on at most ``max_message_bytes`` of ``raw``, within
+        ``parse_timeout`` (past it, only the headers are read); ``raw`` whole stays the evidence.
+        """
+        cap = self.settings.max_message_bytes
+        readable = raw[:cap] if len(raw) > cap else raw
+        notes: list[str] = []
+        try:
+            mail = await asyncio.wait_for(
+                asyncio.to_thread(parse_mail, readable), self.settings.parse_timeout
+            )
+        except TimeoutError:  # the thread finishes on its own; its result is dropped
+            mail = parse_mail(_header_block(raw))
+            notes.append(f"parsing took over {self.settings.parse_timeout:g}s: headers only read")
+        if readable is not raw:
+            notes.append(f"message of {len(raw)} bytes: its first {cap} bytes read")
+        if not notes and mail.raw is raw:
+            return mail
+        return replace(mail, raw=raw, decoding_notes=(*mail.decoding_notes, *notes))
 
     # -- routing --------------------------------------------------------------------------
 
@@ -696,6 +750,32 @@ def _drain_queue(queue: asyncio.Queue[Any]) -> None:
             queue.get_nowait()
         except asyncio.QueueEmpty:
             return
+
+
+def _size_batches(uids: Sequence[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
+    """``uids`` in order, in runs whose sizes add up to at most ``budget`` (a message larger
+    than the budget alone; one whose size is unknown counts as the whole budget)."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, budget)
+        if batch and (total + size > budget or len(batch) >= FETCH_BATCH):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The header section of ``raw``, through the first blank line (bounded if none)."""
+    ends = [
+        found + len(separator)
+        for separator in (b"\r\n\r\n", b"\n\n")
+        if (found := raw.find(separator)) >= 0
+    ]
+    return raw[: min(ends)] if ends else raw[:65536]
 
 
 def _fetch_items(lines: Sequence[Any]) -> Iterator[tuple[bytes, bytes | None]]:

@@ -131,6 +131,9 @@ class TwilioMessagingChannel:
         self._poller: asyncio.Task[None] | None = None
         self._conversations: dict[str, MessagingConversation] = {}
         self.polls = 0
+        #: Best-effort steps (listing earlier replies, backfills, polls, reconciliation, status
+        #: checks) that failed and were skipped; in the health mapping, so they are seen.
+        self.best_effort_failures = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -222,6 +225,7 @@ class TwilioMessagingChannel:
         try:
             await conversation.backfill()
         except ProbeError as exc:
+            self.best_effort_failures += 1
             self._log.warning(
                 "could not list replies after the restart; retried later",
                 extra={"token": token, "error": str(exc)},
@@ -240,6 +244,7 @@ class TwilioMessagingChannel:
             "open_conversations": len(self.inbox),
             "probe_numbers": len(self.settings.from_numbers),
             "polls": self.polls,
+            "best_effort_failures": self.best_effort_failures,
             "api_retries": self.twilio.retries,
             "rejected_webhooks": self._signed.rejections.count,
         }
@@ -288,6 +293,7 @@ class TwilioMessagingChannel:
                 try:
                     await conversation.backfill()
                 except ProbeError as exc:
+                    self.best_effort_failures += 1
                     self._log.warning(
                         "poll failed; retried at the next interval",
                         extra={"token": conversation.token, "error": str(exc)},
@@ -432,7 +438,18 @@ class MessagingConversation(InboxConversation):
                 r.external_id for r in await self._channel.list_replies(self.pair, since)
             }
         except ProbeError as exc:  # best effort: the send matters more
-            self._channel._log.warning("could not list earlier replies", extra={"error": str(exc)})
+            self._channel.best_effort_failures += 1
+            self._channel._log.warning(
+                "could not list earlier replies",
+                extra={
+                    "error": str(exc),
+                    "consequence": "sent anyway; a reply to an earlier run in the same "
+                    "second could pass for an answer",
+                },
+            )
+        except Exception:  # a bug here must not cost the contact either
+            self._channel.best_effort_failures += 1
+            self._channel._log.exception("listing earlier replies crashed; sending anyway")
 
     def accepts(self, reply: Reply) -> bool:
         return reply.external_id not in self._earlier and super().accepts(reply)
@@ -512,6 +529,7 @@ class MessagingConversation(InboxConversation):
             try:
                 message = await self._channel.api("fetch the message", message_api.fetch_async())
             except ProbeError as exc:
+                self._channel.best_effort_failures += 1
                 self._channel._log.warning("status check failed", extra={"error": str(exc)})
                 continue
             except Exception:  # never let a bug end the run silently
@@ -550,6 +568,7 @@ class MessagingConversation(InboxConversation):
                     if reply.external_id not in self._seen and self.accepts(reply):
                         await self._channel.inbox.hand_on(self.pair, reply, self.token)
             except ProbeError as exc:
+                self._channel.best_effort_failures += 1
                 self._channel._log.warning("could not reconcile replies", extra={"error": str(exc)})
         return [await self._records_evidence()]
 

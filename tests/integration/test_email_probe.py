@@ -691,6 +691,60 @@ async def test_bounce_for_a_cc_does_not_fail_the_contact(
     assert probe.unmatched.empty()
 
 
+async def test_a_report_for_the_probes_own_address_says_so(
+    dovecot: Dovecot, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No cc on the contact: a report naming the probe's own address is not "a cc recipient"."""
+    caplog.set_level(logging.INFO)
+    conversation, sent = await probe.contact()
+    await dovecot.deliver("", PROBE.address, dsn(sent, PROBE.address))
+    await dovecot.deliver(AGENT, PROBE.address, reply_mail("Re", in_reply_to=sent.external_id))
+
+    reply = await next_reply(conversation)
+    assert reply.sender == AGENT
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("cc recipient" in message for message in messages), messages
+    assert any("probe's own address" in message for message in messages), messages
+
+
+async def test_a_human_reply_in_an_unknown_charset_is_a_human_answer(
+    dovecot: Dovecot, probe: Probe
+) -> None:
+    """Its text part's charset is unknown to Python: read by fallback, never dropped."""
+    conversation, sent = await probe.contact()
+    mail = reply_mail("Re: Refund", in_reply_to=sent.external_id, body="Réglé, Alex. Jane\n")
+    mail = mail.replace(b'charset="utf-8"', b"charset=x-unknown-charset")
+    assert b"charset=x-unknown-charset" in mail
+    await dovecot.deliver(AGENT, PROBE.address, mail)
+
+    reply = await next_reply(conversation)
+    assert reply.responder is Responder.HUMAN
+    assert "Alex" in reply.text
+    assert "unknown charset 'x-unknown-charset'" in reply.headers["X-Cxprobe-Decoding"]
+    assert reply.evidence is not None and b"x-unknown-charset" in reply.evidence.content
+
+
+async def test_a_reply_larger_than_max_message_bytes_is_read_in_part_and_kept_whole(
+    stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """Only the first max_message_bytes are parsed (off the event loop); the evidence is whole."""
+    cap = 64 * 1024
+    settings = channel_settings(dovecot.imap_port, smtp.port, imap={"max_message_bytes": cap})
+    probe = await start_probe(stack, settings)
+    conversation, sent = await probe.contact()
+    body = "Your refund is on its way.\n" + "padding line of an attachment-sized reply\n" * 5000
+    mail = reply_mail("Re: Refund", in_reply_to=sent.external_id, body=body)
+    small = reply_mail("Re: again", in_reply_to=sent.external_id)
+    await dovecot.deliver(AGENT, PROBE.address, mail)
+    await dovecot.deliver(AGENT, PROBE.address, small)
+
+    large, following = await next_reply(conversation), await next_reply(conversation)
+    assert large.responder is Responder.HUMAN and "refund is on its way" in large.text
+    assert large.evidence is not None and len(large.evidence.content) >= len(mail)
+    assert f"its first {cap} bytes read" in large.headers["X-Cxprobe-Decoding"]
+    assert following.subject == "Re: again" and "X-Cxprobe-Decoding" not in following.headers
+
+
 async def test_polling_mode(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> None:
     settings = channel_settings(
         dovecot.imap_port, smtp.port, imap={"idle": False, "poll_interval": 0.2}

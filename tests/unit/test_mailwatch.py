@@ -74,3 +74,15 @@ async def test_new_mail_announced_during_an_async_command_is_noted() -> None:
     protocol._handle_line(b"* 5 EXISTS", None)
     assert announced == [True]
     assert search.response.lines == [b"4"]  # aioimaplib dropped the EXISTS itself
+
+
+def test_size_batches_keep_large_messages_alone_and_small_ones_together() -> None:
+    sizes = {1: 10, 2: 20, 3: 500, 4: 30, 5: 40}
+    assert list(mailwatch._size_batches([1, 2, 3, 4, 5], sizes, 100)) == [[1, 2], [3], [4, 5]]
+    # A size the server did not give counts as the whole budget: fetched alone.
+    assert list(mailwatch._size_batches([1, 9, 2], sizes, 100)) == [[1], [9], [2]]
+
+
+def test_header_block_stops_at_the_first_blank_line() -> None:
+    assert mailwatch._header_block(b"A: 1\r\nB: 2\r\n\r\nbody") == b"A: 1\r\nB: 2\r\n\r\n"
+    assert mailwatch._header_block(b"A: 1\n\nbody\r\n\r\nmore") == b"A: 1\n\n"
