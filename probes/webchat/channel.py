@@ -90,6 +90,10 @@ SEND_MARK_WAIT = 2.0
 DRIFT_ALLOWANCE = 1
 #: Bound on each step of leaving the chat and of taking evidence at the end.
 CLOSING_STEP_TIMEOUT = 5.0
+#: Text of a typing indicator or status line (English and a few common widget languages).
+TYPING_INDICATOR = re.compile(
+    r"\btyping\b|\bschreibt\b|\bécrit\b|\bescribiendo\b|(…|\.\.\.)\s*$", re.IGNORECASE
+)
 
 
 def observer_script() -> str:
@@ -296,6 +300,7 @@ class WebchatConversation:
         self._send_marks: list[float] = []
         self._sends = 0
         self._customer_messages = 0
+        self._customer_texts: list[str] = []
         # The page reports through a binding only this conversation knows the name and nonce
         # of: a script on the page cannot forge messages or timings.
         self._binding = f"__cxprobe_{secrets.token_hex(8)}"
@@ -342,11 +347,9 @@ class WebchatConversation:
             self._send_marked.set()
         elif kind == "message":
             role = str(event.get("role", ""))
-            self._transcript.append(
-                TranscriptLine(
-                    page_time(at), role, str(event.get("author", "")), str(event.get("text", ""))
-                )
-            )
+            author, text = author_and_text(str(event.get("author", "")), str(event.get("text", "")))
+            event = {**event, "author": author, "text": text}
+            self._transcript.append(TranscriptLine(page_time(at), role, author, text))
             self._events.put_nowait(event)
 
     async def _on_dialog(self, dialog: Dialog) -> None:
@@ -530,15 +533,9 @@ class WebchatConversation:
             # The customer's own messages. Many more of them than were sent means the brand's
             # messages no longer match messages.brand: say so rather than report no answer.
             self._customer_messages += 1
+            self._customer_texts.append(str(event.get("text", "")))
             if self._customer_messages > self._sends + DRIFT_ALLOWANCE:
-                self.fail(
-                    ChannelUnavailable(
-                        f"{self._customer_messages} messages after the contact look like the "
-                        f"customer's own, though it sent {self._sends}: messages.brand "
-                        f"({self.address.messages.brand!r}) no longer matches the widget's "
-                        "replies; update the selector"
-                    )
-                )
+                self.fail(ChannelUnavailable(self._drift_reason()))
             return None
         text = str(event.get("text", ""))
         author = str(event.get("author", ""))
@@ -564,6 +561,29 @@ class WebchatConversation:
             external_id=f"webchat:{self.token}:{event.get('index')}",
             headers=headers,
             thread_keys=frozenset({self.token}),
+        )
+
+    def _drift_reason(self) -> str:
+        """Why more customer-looking messages arrived than were sent, and the likely fix."""
+        selectors = self.address.messages
+        counted = (
+            f"{self._customer_messages} messages after the contact look like the customer's "
+            f"own, though it sent {self._sends}"
+        )
+        surplus = self._customer_texts[self._sends :]
+        samples = ", ".join(repr(text[:60]) for text in surplus[:3])
+        if any(TYPING_INDICATOR.search(text) for text in surplus):
+            # Typing indicators carry no author and no brand class: ignoring them is the fix.
+            return (
+                f"{counted} ({samples}): they look like typing indicators or status lines, "
+                f"which are not messages; add a selector for them to messages.ignore "
+                f"(now {selectors.ignore!r}). If they are the brand's replies, messages.brand "
+                f"({selectors.brand!r}) no longer matches them; update that selector"
+            )
+        return (
+            f"{counted} ({samples}): messages.brand ({selectors.brand!r}) no longer matches "
+            "the widget's replies; update the selector (or, if these are not messages, add "
+            "them to messages.ignore)"
         )
 
     # -- closing ---------------------------------------------------------------------------
@@ -688,6 +708,21 @@ async def _fill(field: Locator, value: str) -> None:
         await field.set_checked(value.lower() in ("true", "yes", "on", "1"))
     else:
         await field.fill(value)
+
+
+def author_and_text(author: str, text: str) -> tuple[str, str]:
+    """An author label without its trailing colon, and the text without the label.
+
+    Widgets render "Dana: " before a message; read whole, the text then starts with the label.
+    """
+    name = author.strip().rstrip(":").rstrip()
+    text = text.strip()
+    if name and text.startswith(name):
+        rest = text[len(name) :]
+        stripped = rest.lstrip()
+        if stripped.startswith(":"):
+            text = stripped[1:].lstrip()
+    return name, text
 
 
 def _chat_text(text: str) -> str:
