@@ -15,7 +15,7 @@ from bench.capacity import measure as measure_capacity
 from bench.claims import measure as measure_claims
 from bench.metrics import measure as measure_metrics
 from bench.scheduler import measure as measure_scheduler
-from bench.webchat import LEVELS
+from bench.webchat import BASELINE, LEVELS
 from bench.webchat import measure as measure_webchat
 
 PARTS = ("accuracy", "capacity", "scheduler", "metrics", "claims", "webchat")
@@ -58,6 +58,11 @@ def main() -> None:
         default=",".join(map(str, LEVELS)),
         help="webchat: concurrency levels, comma-separated (default: %(default)s)",
     )
+    parser.add_argument(
+        "--chat-baseline",
+        default=BASELINE,
+        help="webchat: git revision whose channel runs beside today's ('' for none)",
+    )
     parser.add_argument("--chat-rounds", type=int, default=3, help="webchat: rounds per level")
     parser.add_argument(
         "--chat-spread", type=float, default=2.0, help="webchat: seconds a round's starts span"
@@ -87,7 +92,7 @@ def main() -> None:
     if "webchat" in args.only:
         levels = tuple(int(level) for level in args.chat_levels.split(","))
         figures["webchat"] = asyncio.run(
-            measure_webchat(levels, args.chat_rounds, args.chat_spread)
+            measure_webchat(levels, args.chat_rounds, args.chat_spread, args.chat_baseline)
         )
     print(json.dumps(figures, indent=2))
 

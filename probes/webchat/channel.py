@@ -310,6 +310,7 @@ class WebchatConversation:
         self._transcript: list[TranscriptLine] = []
         self._failure: ProbeError | None = None
         self._observing = False
+        self._message_list: ElementHandle | None = None
         self._closed = False
         self._bot_author = (
             re.compile(address.messages.bot_author, re.IGNORECASE)
@@ -329,9 +330,23 @@ class WebchatConversation:
         await context.expose_binding(self._binding, self._on_report)
         context.on("page", self._on_new_page)
         page = await context.new_page()
+        await self._block_unneeded(context, page)
         page.on("dialog", self._on_dialog)
         page.on("crash", lambda _: self.fail(ChannelUnavailable("the chat page crashed")))
         self._page = page
+
+    async def _block_unneeded(self, context: BrowserContext, page: Page) -> None:
+        """Refuse what the widget does not need (fonts, media, ...) inside Chromium.
+
+        Blocked by URL pattern in the browser itself (CDP ``Network.setBlockedURLs``): routing
+        each request through Playwright would cost a round trip to Python per request.
+        """
+        patterns = self.address.blocked_url_patterns()
+        if not patterns:
+            return
+        session = await context.new_cdp_session(page)
+        await session.send("Network.enable")
+        await session.send("Network.setBlockedURLs", {"urls": patterns})
 
     # -- events from the page --------------------------------------------------------------
 
@@ -339,18 +354,27 @@ class WebchatConversation:
         if not isinstance(event, Mapping) or event.get("nonce") != self._nonce:
             return  # not our observer
         kind = event.get("kind")
-        at = event.get("at")
-        if not isinstance(at, int | float) or not math.isfinite(at):
-            return
         if kind == "sent":
-            self._send_marks.append(float(at))
-            self._send_marked.set()
+            at = _page_ms(event)
+            if at is not None:
+                self._send_marks.append(at)
+                self._send_marked.set()
+        elif kind == "messages":  # one report per observer callback
+            batch = event.get("messages")
+            for message in batch if isinstance(batch, list) else ():
+                if isinstance(message, Mapping):
+                    self._on_message(message)
         elif kind == "message":
-            role = str(event.get("role", ""))
-            author, text = author_and_text(str(event.get("author", "")), str(event.get("text", "")))
-            event = {**event, "author": author, "text": text}
-            self._transcript.append(TranscriptLine(page_time(at), role, author, text))
-            self._events.put_nowait(event)
+            self._on_message(event)
+
+    def _on_message(self, event: Mapping[str, Any]) -> None:
+        at = _page_ms(event)
+        if at is None:
+            return
+        role = str(event.get("role", ""))
+        author, text = author_and_text(str(event.get("author", "")), str(event.get("text", "")))
+        self._transcript.append(TranscriptLine(page_time(at), role, author, text))
+        self._events.put_nowait({**event, "author": author, "text": text})
 
     async def _on_dialog(self, dialog: Dialog) -> None:
         self._note(f"dismissed a {dialog.type} dialog: {dialog.message[:200]}")
@@ -408,6 +432,7 @@ class WebchatConversation:
             ),
         )
         self._observing = True
+        self._message_list = message_list
         at_ms, method = await self._type_and_send(scope, contact.text)
         self._sent_ms = at_ms
         return self._sent(contact, at_ms, method)
@@ -612,13 +637,40 @@ class WebchatConversation:
         return evidence
 
     async def _screenshot(self) -> Evidence | None:
+        """The widget as the chat ended: JPEG by default, clipped to the widget when it can be."""
         assert self._page is not None
+        options = self._options
+        kind = options.screenshot_format
+        quality = options.screenshot_quality if kind == "jpeg" else None
+        timeout = CLOSING_STEP_TIMEOUT * 1000
         try:
-            png = await self._page.screenshot(type="png", timeout=CLOSING_STEP_TIMEOUT * 1000)
+            widget = await self._widget_element()
+            if widget is not None:
+                try:
+                    image = await widget.screenshot(type=kind, quality=quality, timeout=timeout)
+                except PlaywrightError:
+                    widget = None  # hidden or detached: the viewport shows what there is
+            if widget is None:
+                image = await self._page.screenshot(type=kind, quality=quality, timeout=timeout)
         except PlaywrightError as exc:
             self._note(f"no screenshot: {_first_line(exc)}")
             return None
-        return Evidence("screenshot", "image/png", png)
+        return Evidence("screenshot", f"image/{kind}", image)
+
+    async def _widget_element(self) -> ElementHandle | None:
+        """The element the screenshot is clipped to: the configured one, or the list's panel."""
+        try:
+            if self.address.screenshot:
+                scope = self._scope()
+                return await scope.locator(self.address.screenshot).first.element_handle(
+                    timeout=CLOSING_STEP_TIMEOUT * 1000
+                )
+            if self._message_list is None:
+                return None
+            panel = await self._message_list.evaluate_handle("e => e.parentElement || e")
+            return panel.as_element()
+        except (PlaywrightError, ProbeError):
+            return None
 
     async def _leave_politely(self) -> None:
         end = self.address.end
@@ -708,6 +760,14 @@ async def _fill(field: Locator, value: str) -> None:
         await field.set_checked(value.lower() in ("true", "yes", "on", "1"))
     else:
         await field.fill(value)
+
+
+def _page_ms(event: Mapping[str, Any]) -> float | None:
+    """The page timestamp of a report, if it is a finite number."""
+    at = event.get("at")
+    if not isinstance(at, int | float) or not math.isfinite(at):
+        return None
+    return float(at)
 
 
 def author_and_text(author: str, text: str) -> tuple[str, str]:
