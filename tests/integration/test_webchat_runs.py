@@ -247,3 +247,23 @@ async def test_brand_selector_out_of_date_is_an_error_not_a_breach(tmp_path: Pat
             result = await run_once(monitor)
     assert result.outcome is Outcome.ERROR
     assert "messages.brand ('.msg--nobody') no longer matches" in result.reason
+
+
+async def test_fonts_are_blocked_in_the_browser_and_block_list_can_allow_them(
+    tmp_path: Path,
+) -> None:
+    fetch_font = "fetch('/static/missing.woff2').then((r) => r.status, () => 'blocked')"
+    async with chat_site(tmp_path) as site, AsyncExitStack() as stack:
+        channel = WEBCHAT.create(WebchatChannelSettings(), _services())
+        await channel.start(stack)
+        outcomes = []
+        for block in (None, []):
+            widget = sandbox_widget(site.url("/"))
+            if block is not None:
+                widget["block"] = block
+            conversation = await channel.open(WebchatAddress.model_validate(widget), TOKEN)
+            page = conversation._live_page()
+            await page.goto(site.url("/"))
+            outcomes.append(await page.evaluate(fetch_font))
+            await conversation.close()
+    assert outcomes == ["blocked", 404]

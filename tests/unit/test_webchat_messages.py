@@ -9,6 +9,9 @@ import logging
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+from pydantic import ValidationError
+
 from probes.base import ChannelUnavailable, Responder
 from probes.webchat.channel import WebchatChannel, WebchatConversation, author_and_text
 from probes.webchat.settings import BrowserSettings, WebchatAddress
@@ -72,3 +75,15 @@ def test_brand_selector_out_of_date_still_names_messages_brand_first() -> None:
     failure = conversation._failure
     assert isinstance(failure, ChannelUnavailable)
     assert "messages.brand" in str(failure) and "update the selector" in str(failure)
+
+
+def test_block_list_expands_resource_types_and_refuses_unknown_words() -> None:
+    widget = sandbox_widget("http://127.0.0.1:1/")
+    default = WebchatAddress.model_validate(widget).blocked_url_patterns()
+    assert "*.woff2" in default and "*.mp4" in default and "*.png" not in default
+    custom = WebchatAddress.model_validate({**widget, "block": ["image", "*tracker.example*"]})
+    assert custom.blocked_url_patterns()[-1] == "*tracker.example*"
+    assert "*.png" in custom.blocked_url_patterns()
+    assert WebchatAddress.model_validate({**widget, "block": []}).blocked_url_patterns() == []
+    with pytest.raises(ValidationError, match="neither a resource type"):
+        WebchatAddress.model_validate({**widget, "block": ["fonts"]})
