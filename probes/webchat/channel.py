@@ -10,10 +10,11 @@ Timing (DESIGN.md "Timing semantics"): before the first message is sent, a Mutat
 installed on the message list (``observer.js`` beside this module). It stamps the send (the
 click or Enter, in the capture phase) and each new message with ``performance.timeOrigin +
 performance.now()`` in the page, in the task that rendered it, and pushes both to Python through
-a binding exposed on the context. So ``Sent.at`` and ``Reply.arrived_at`` are page times
-(sub-millisecond, no polling; ``timing_method`` ``"page-mutation-observer"``), and
-``Reply.observed_at`` is when Python received the event. Nothing waits with ``locator.wait_for``
-to time a message: its back-off polling adds up to half a second.
+a binding exposed on the context (one report per observer callback). So ``Sent.at`` and
+``Reply.arrived_at`` are page times (sub-millisecond, no polling; ``timing_method``
+``"page-mutation-observer"``), and ``Reply.observed_at`` is when Python received the event.
+Nothing waits with ``locator.wait_for`` to time a message: its back-off polling adds up to half
+a second.
 
 Who wrote a message: the config's ``brand`` selector tells the brand's messages from the
 customer's; a ``bot`` selector, ``bot_marker`` element or ``bot_author`` pattern marks a bot,
@@ -27,7 +28,10 @@ Failures: a page that does not load or answers an HTTP error, a step whose eleme
 :class:`ChannelUnavailable` with the step and the reason. A dead browser is relaunched for the
 next chat. Dialogs are dismissed and pop-up windows closed (both noted in the transcript). At
 the end, and after a failure, the conversation hands back a transcript and a screenshot as
-evidence, and leaves the chat politely where the config says how.
+evidence, and leaves the chat politely where the config says how. The screenshot is a JPEG
+clipped to the widget (``browser.screenshot_format``, the address's ``screenshot``); what the
+widget does not need (fonts and media by default, the address's ``block``) is refused inside
+Chromium, without a round trip to Python per request.
 """
 
 from __future__ import annotations
