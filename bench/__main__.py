@@ -16,7 +16,7 @@ from bench.claims import measure as measure_claims
 from bench.large_mail import measure as measure_large_mail
 from bench.metrics import measure as measure_metrics
 from bench.scheduler import measure as measure_scheduler
-from bench.webchat import LEVELS
+from bench.webchat import BASELINE, LEVELS
 from bench.webchat import measure as measure_webchat
 
 PARTS = ("accuracy", "capacity", "scheduler", "metrics", "claims", "webchat", "large-mail")
@@ -59,6 +59,11 @@ def main() -> None:
         default=",".join(map(str, LEVELS)),
         help="webchat: concurrency levels, comma-separated (default: %(default)s)",
     )
+    parser.add_argument(
+        "--chat-baseline",
+        default=BASELINE,
+        help="webchat: git revision whose channel runs beside today's ('' for none)",
+    )
     parser.add_argument("--chat-rounds", type=int, default=3, help="webchat: rounds per level")
     parser.add_argument(
         "--chat-spread", type=float, default=2.0, help="webchat: seconds a round's starts span"
@@ -90,7 +95,7 @@ def main() -> None:
     if "webchat" in args.only:
         levels = tuple(int(level) for level in args.chat_levels.split(","))
         figures["webchat"] = asyncio.run(
-            measure_webchat(levels, args.chat_rounds, args.chat_spread)
+            measure_webchat(levels, args.chat_rounds, args.chat_spread, args.chat_baseline)
         )
     if "large-mail" in args.only:
         figures["large_mail"] = asyncio.run(measure_large_mail(args.large_messages, args.large_mib))

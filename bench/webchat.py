@@ -13,33 +13,47 @@ the transcript and a screenshot.
   level are counted through their parents' ``children_*`` times.
 * **Memory per context**: the PSS of the Chromium processes with N chats open, minus the PSS of
   the idle browser, divided by N.
-* **Timing error**: for every reply, cxprobe's ``arrived_at - sent_at`` minus the site's
-  ``reply_sent - received``; the one-way errors (send: page click -> server receipt; answer:
-  server write -> page render) are reported too.
+* **Timing error against the page's own truth** (the goal's measure): for every reply,
+  cxprobe's ``arrived_at - sent_at`` minus the widget's own ``inserted - sent`` (stamped in the
+  page by the sandbox widget, ``window.acmeChatTruth``): median, p99 and max.
+* **Against the server's truth**: cxprobe's ``arrived_at - sent_at`` minus the site's
+  ``reply_sent - received``, with the one-way parts (send: page click -> server receipt;
+  answer: server write -> page render); these include the socket and the site, not only cxprobe.
+
+Each level runs twice in the same run, interleaved: ``before`` is the channel module as it was
+at ``BASELINE`` (loaded from git into a temporary package), ``after`` is today's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psutil
 
 from probes.base import ChannelServices, Contact, Reply, Responder, Sent, new_token
-from probes.webchat.channel import WebchatChannel, WebchatConversation
-from probes.webchat.settings import BrowserSettings, WebchatAddress, WebchatChannelSettings
+from probes.webchat import channel as current_channel
+from probes.webchat import settings as current_settings
+from probes.webchat.channel import page_time
 from tests.support import chat_site_profile, sandbox_widget
 
 LEVELS = (1, 4, 8, 16)
+#: The web-chat channel before issue 15 (main at 8e33d46): the "before" of every figure.
+BASELINE = "8e33d46"
+ROOT = Path(__file__).resolve().parent.parent
 OPENING = "Hello, my latest invoice is higher than usual; can you explain the charge? Ref {token}"
 
 
@@ -48,7 +62,51 @@ class _Chat:
     token: str
     sent: Sent | None = None
     replies: list[Reply] = field(default_factory=list)
+    page_truth: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """One version of the channel: its module and its settings module."""
+
+    name: str
+    channel: ModuleType
+    settings: ModuleType
+
+
+def _module_from(name: str, source: str) -> ModuleType:
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pydantic look their module up
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def _baseline(revision: str) -> _Variant:
+    """The channel, its settings and its observer as they were at revision, from git."""
+
+    def at_revision(path: str) -> str:
+        return subprocess.run(
+            ["git", "show", f"{revision}:{path}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    settings = _module_from(
+        "bench_webchat_before_settings", at_revision("probes/webchat/settings.py")
+    )
+    source = at_revision("probes/webchat/channel.py").replace(
+        "from probes.webchat.settings import", "from bench_webchat_before_settings import"
+    )
+    channel = _module_from("bench_webchat_before_channel", source)
+    observer = at_revision("probes/webchat/observer.js")
+    # Its observer_script() would read today's observer.js from the installed package.
+    setattr(channel, "observer_script", lambda: observer)  # noqa: B010
+    return _Variant("before", channel, settings)
 
 
 def _summary(values: list[float]) -> dict[str, float | int]:
@@ -93,14 +151,14 @@ def _chromium_pss() -> float:
 
 
 async def _chat(
-    channel: WebchatChannel,
-    address: WebchatAddress,
+    channel: Any,
+    address: Any,
     record: _Chat,
     all_sent: _Countdown,
     delay: float = 0.0,
 ) -> None:
     await asyncio.sleep(delay)
-    conversation: WebchatConversation | None = None
+    conversation: Any = None
     try:
         conversation = await channel.open(address, record.token)
         text = OPENING.format(token=record.token)
@@ -113,6 +171,7 @@ async def _chat(
                 record.replies.append(reply)
                 if reply.responder is Responder.HUMAN:
                     break
+        record.page_truth = await conversation._page.evaluate("window.acmeChatTruth")
     except Exception as exc:  # a failed chat is a figure, not a crash of the benchmark
         record.error = f"{type(exc).__name__}: {exc}"
         all_sent.done()
@@ -133,7 +192,7 @@ class _Countdown:
 
 
 async def _level(
-    level: int, rounds: int, spread: float, url: str
+    variant: _Variant, level: int, rounds: int, spread: float, url: str
 ) -> tuple[dict[str, Any], list[_Chat]]:
     logger = logging.getLogger("bench.webchat")
     logger.addHandler(logging.NullHandler())
@@ -142,9 +201,10 @@ async def _level(
     async def unmatched(reply: Reply) -> None:
         return None
 
-    settings = WebchatChannelSettings(browser=BrowserSettings(max_contexts=level))
-    channel = WebchatChannel(settings, ChannelServices(logger, unmatched))
-    address = WebchatAddress.model_validate(sandbox_widget(url))
+    models = variant.settings
+    settings = models.WebchatChannelSettings(browser=models.BrowserSettings(max_contexts=level))
+    channel = variant.channel.WebchatChannel(settings, ChannelServices(logger, unmatched))
+    address = models.WebchatAddress.model_validate(sandbox_widget(url))
     chats: list[_Chat] = []
     async with AsyncExitStack() as stack:
         await channel.start(stack)
@@ -212,14 +272,43 @@ def _errors(chats: list[_Chat], truth: dict[str, list[dict[str, Any]]]) -> dict[
             total.append(measured - actual)
             answer.append((reply.arrived_at - sent_at).total_seconds())
     return {
+        "page_truth_error": _page_errors(chats),
         "answer_time_error": _summary(total),
         "send_one_way": _summary(send),
         "answer_one_way": _summary(answer),
     }
 
 
+def _page_errors(chats: list[_Chat]) -> dict[str, float | int]:
+    """cxprobe's reply times against the widget's own stamps: median, p99, max (ms)."""
+    errors: list[float] = []
+    for chat in chats:
+        sent = [e for e in chat.page_truth if e["event"] == "sent"]
+        if chat.sent is None or not sent:
+            continue
+        inserted = [
+            e for e in chat.page_truth if e["event"] == "inserted" and e["at"] >= sent[0]["at"]
+        ]
+        for reply, truth in zip(chat.replies, inserted, strict=False):
+            measured = (reply.arrived_at - chat.sent.at).total_seconds()
+            actual = (page_time(truth["at"]) - page_time(sent[0]["at"])).total_seconds()
+            errors.append(abs(measured - actual))
+    if not errors:
+        return {"n": 0}
+    ordered = sorted(errors)
+    return {
+        "n": len(ordered),
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
 async def measure(
-    levels: tuple[int, ...] = LEVELS, rounds: int = 3, spread: float = 2.0
+    levels: tuple[int, ...] = LEVELS,
+    rounds: int = 3,
+    spread: float = 2.0,
+    baseline: str | None = BASELINE,
 ) -> dict[str, Any]:
     profile = chat_site_profile(True)
     chat = profile["chat"]
@@ -228,6 +317,7 @@ async def measure(
     for queue in chat["queues"].values():
         queue["latency"] = {"distribution": "uniform", "low": 1.0, "high": 3.0}
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         site = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -241,13 +331,26 @@ async def measure(
             assert site.stdout is not None
             async with asyncio.timeout(30):
                 info = json.loads(await site.stdout.readline())
-            runs: dict[int, list[_Chat]] = {}
+            variants = [_Variant("after", current_channel, current_settings)]
+            if baseline:
+                variants.insert(0, _baseline(baseline))
+            runs: dict[str, list[_Chat]] = {}
             for level in levels:
-                results[str(level)], runs[level] = await _level(level, rounds, spread, info["url"])
+                for variant in variants:  # interleaved: both see the same machine
+                    key = f"{level} {variant.name}"
+                    results[key], runs[key] = await _level(
+                        variant, level, rounds, spread, info["url"]
+                    )
             truth = _truth(Path(info["ground_truth"]))
-            for level in levels:
-                results[str(level)].update(_errors(runs[level], truth))
+            for key, chats in runs.items():
+                results[key].update(_errors(chats, truth))
         finally:
             site.terminate()
             await site.wait()
-    return {"levels": results, "rounds": rounds, "spread_seconds": spread}
+    return {
+        "levels": results,
+        "rounds": rounds,
+        "spread_seconds": spread,
+        "baseline": baseline,
+        "loadavg_before_after": [load_before, os.getloadavg()],
+    }

@@ -10,10 +10,11 @@ Timing (DESIGN.md "Timing semantics"): before the first message is sent, a Mutat
 installed on the message list (``observer.js`` beside this module). It stamps the send (the
 click or Enter, in the capture phase) and each new message with ``performance.timeOrigin +
 performance.now()`` in the page, in the task that rendered it, and pushes both to Python through
-a binding exposed on the context. So ``Sent.at`` and ``Reply.arrived_at`` are page times
-(sub-millisecond, no polling; ``timing_method`` ``"page-mutation-observer"``), and
-``Reply.observed_at`` is when Python received the event. Nothing waits with ``locator.wait_for``
-to time a message: its back-off polling adds up to half a second.
+a binding exposed on the context (one report per observer callback). So ``Sent.at`` and
+``Reply.arrived_at`` are page times (sub-millisecond, no polling; ``timing_method``
+``"page-mutation-observer"``), and ``Reply.observed_at`` is when Python received the event.
+Nothing waits with ``locator.wait_for`` to time a message: its back-off polling adds up to half
+a second.
 
 Who wrote a message: the config's ``brand`` selector tells the brand's messages from the
 customer's; a ``bot`` selector, ``bot_marker`` element or ``bot_author`` pattern marks a bot,
@@ -27,7 +28,10 @@ Failures: a page that does not load or answers an HTTP error, a step whose eleme
 :class:`ChannelUnavailable` with the step and the reason. A dead browser is relaunched for the
 next chat. Dialogs are dismissed and pop-up windows closed (both noted in the transcript). At
 the end, and after a failure, the conversation hands back a transcript and a screenshot as
-evidence, and leaves the chat politely where the config says how.
+evidence, and leaves the chat politely where the config says how. The screenshot is a JPEG
+clipped to the widget (``browser.screenshot_format``, the address's ``screenshot``); what the
+widget does not need (fonts and media by default, the address's ``block``) is refused inside
+Chromium, without a round trip to Python per request.
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ SEND_MARK_WAIT = 2.0
 DRIFT_ALLOWANCE = 1
 #: Bound on each step of leaving the chat and of taking evidence at the end.
 CLOSING_STEP_TIMEOUT = 5.0
+#: Text of a typing indicator or status line (English and a few common widget languages).
+TYPING_INDICATOR = re.compile(
+    r"\btyping\b|\bschreibt\b|\bécrit\b|\bescribiendo\b|(…|\.\.\.)\s*$", re.IGNORECASE
+)
 
 
 def observer_script() -> str:
@@ -296,6 +304,7 @@ class WebchatConversation:
         self._send_marks: list[float] = []
         self._sends = 0
         self._customer_messages = 0
+        self._customer_texts: list[str] = []
         # The page reports through a binding only this conversation knows the name and nonce
         # of: a script on the page cannot forge messages or timings.
         self._binding = f"__cxprobe_{secrets.token_hex(8)}"
@@ -305,6 +314,7 @@ class WebchatConversation:
         self._transcript: list[TranscriptLine] = []
         self._failure: ProbeError | None = None
         self._observing = False
+        self._message_list: ElementHandle | None = None
         self._closed = False
         self._bot_author = (
             re.compile(address.messages.bot_author, re.IGNORECASE)
@@ -324,9 +334,23 @@ class WebchatConversation:
         await context.expose_binding(self._binding, self._on_report)
         context.on("page", self._on_new_page)
         page = await context.new_page()
+        await self._block_unneeded(context, page)
         page.on("dialog", self._on_dialog)
         page.on("crash", lambda _: self.fail(ChannelUnavailable("the chat page crashed")))
         self._page = page
+
+    async def _block_unneeded(self, context: BrowserContext, page: Page) -> None:
+        """Refuse what the widget does not need (fonts, media, ...) inside Chromium.
+
+        Blocked by URL pattern in the browser itself (CDP ``Network.setBlockedURLs``): routing
+        each request through Playwright would cost a round trip to Python per request.
+        """
+        patterns = self.address.blocked_url_patterns()
+        if not patterns:
+            return
+        session = await context.new_cdp_session(page)
+        await session.send("Network.enable")
+        await session.send("Network.setBlockedURLs", {"urls": patterns})
 
     # -- events from the page --------------------------------------------------------------
 
@@ -334,20 +358,27 @@ class WebchatConversation:
         if not isinstance(event, Mapping) or event.get("nonce") != self._nonce:
             return  # not our observer
         kind = event.get("kind")
-        at = event.get("at")
-        if not isinstance(at, int | float) or not math.isfinite(at):
-            return
         if kind == "sent":
-            self._send_marks.append(float(at))
-            self._send_marked.set()
+            at = _page_ms(event)
+            if at is not None:
+                self._send_marks.append(at)
+                self._send_marked.set()
+        elif kind == "messages":  # one report per observer callback
+            batch = event.get("messages")
+            for message in batch if isinstance(batch, list) else ():
+                if isinstance(message, Mapping):
+                    self._on_message(message)
         elif kind == "message":
-            role = str(event.get("role", ""))
-            self._transcript.append(
-                TranscriptLine(
-                    page_time(at), role, str(event.get("author", "")), str(event.get("text", ""))
-                )
-            )
-            self._events.put_nowait(event)
+            self._on_message(event)
+
+    def _on_message(self, event: Mapping[str, Any]) -> None:
+        at = _page_ms(event)
+        if at is None:
+            return
+        role = str(event.get("role", ""))
+        author, text = author_and_text(str(event.get("author", "")), str(event.get("text", "")))
+        self._transcript.append(TranscriptLine(page_time(at), role, author, text))
+        self._events.put_nowait({**event, "author": author, "text": text})
 
     async def _on_dialog(self, dialog: Dialog) -> None:
         self._note(f"dismissed a {dialog.type} dialog: {dialog.message[:200]}")
@@ -405,6 +436,7 @@ class WebchatConversation:
             ),
         )
         self._observing = True
+        self._message_list = message_list
         at_ms, method = await self._type_and_send(scope, contact.text)
         self._sent_ms = at_ms
         return self._sent(contact, at_ms, method)
@@ -530,15 +562,9 @@ class WebchatConversation:
             # The customer's own messages. Many more of them than were sent means the brand's
             # messages no longer match messages.brand: say so rather than report no answer.
             self._customer_messages += 1
+            self._customer_texts.append(str(event.get("text", "")))
             if self._customer_messages > self._sends + DRIFT_ALLOWANCE:
-                self.fail(
-                    ChannelUnavailable(
-                        f"{self._customer_messages} messages after the contact look like the "
-                        f"customer's own, though it sent {self._sends}: messages.brand "
-                        f"({self.address.messages.brand!r}) no longer matches the widget's "
-                        "replies; update the selector"
-                    )
-                )
+                self.fail(ChannelUnavailable(self._drift_reason()))
             return None
         text = str(event.get("text", ""))
         author = str(event.get("author", ""))
@@ -564,6 +590,29 @@ class WebchatConversation:
             external_id=f"webchat:{self.token}:{event.get('index')}",
             headers=headers,
             thread_keys=frozenset({self.token}),
+        )
+
+    def _drift_reason(self) -> str:
+        """Why more customer-looking messages arrived than were sent, and the likely fix."""
+        selectors = self.address.messages
+        counted = (
+            f"{self._customer_messages} messages after the contact look like the customer's "
+            f"own, though it sent {self._sends}"
+        )
+        surplus = self._customer_texts[self._sends :]
+        samples = ", ".join(repr(text[:60]) for text in surplus[:3])
+        if any(TYPING_INDICATOR.search(text) for text in surplus):
+            # Typing indicators carry no author and no brand class: ignoring them is the fix.
+            return (
+                f"{counted} ({samples}): they look like typing indicators or status lines, "
+                f"which are not messages; add a selector for them to messages.ignore "
+                f"(now {selectors.ignore!r}). If they are the brand's replies, messages.brand "
+                f"({selectors.brand!r}) no longer matches them; update that selector"
+            )
+        return (
+            f"{counted} ({samples}): messages.brand ({selectors.brand!r}) no longer matches "
+            "the widget's replies; update the selector (or, if these are not messages, add "
+            "them to messages.ignore)"
         )
 
     # -- closing ---------------------------------------------------------------------------
@@ -592,13 +641,40 @@ class WebchatConversation:
         return evidence
 
     async def _screenshot(self) -> Evidence | None:
+        """The widget as the chat ended: JPEG by default, clipped to the widget when it can be."""
         assert self._page is not None
+        options = self._options
+        kind = options.screenshot_format
+        quality = options.screenshot_quality if kind == "jpeg" else None
+        timeout = CLOSING_STEP_TIMEOUT * 1000
         try:
-            png = await self._page.screenshot(type="png", timeout=CLOSING_STEP_TIMEOUT * 1000)
+            widget = await self._widget_element()
+            if widget is not None:
+                try:
+                    image = await widget.screenshot(type=kind, quality=quality, timeout=timeout)
+                except PlaywrightError:
+                    widget = None  # hidden or detached: the viewport shows what there is
+            if widget is None:
+                image = await self._page.screenshot(type=kind, quality=quality, timeout=timeout)
         except PlaywrightError as exc:
             self._note(f"no screenshot: {_first_line(exc)}")
             return None
-        return Evidence("screenshot", "image/png", png)
+        return Evidence("screenshot", f"image/{kind}", image)
+
+    async def _widget_element(self) -> ElementHandle | None:
+        """The element the screenshot is clipped to: the configured one, or the list's panel."""
+        try:
+            if self.address.screenshot:
+                scope = self._scope()
+                return await scope.locator(self.address.screenshot).first.element_handle(
+                    timeout=CLOSING_STEP_TIMEOUT * 1000
+                )
+            if self._message_list is None:
+                return None
+            panel = await self._message_list.evaluate_handle("e => e.parentElement || e")
+            return panel.as_element()
+        except (PlaywrightError, ProbeError):
+            return None
 
     async def _leave_politely(self) -> None:
         end = self.address.end
@@ -688,6 +764,29 @@ async def _fill(field: Locator, value: str) -> None:
         await field.set_checked(value.lower() in ("true", "yes", "on", "1"))
     else:
         await field.fill(value)
+
+
+def _page_ms(event: Mapping[str, Any]) -> float | None:
+    """The page timestamp of a report, if it is a finite number."""
+    at = event.get("at")
+    if not isinstance(at, int | float) or not math.isfinite(at):
+        return None
+    return float(at)
+
+
+def author_and_text(author: str, text: str) -> tuple[str, str]:
+    """An author label without its trailing colon, and the text without the label.
+
+    Widgets render "Dana: " before a message; read whole, the text then starts with the label.
+    """
+    name = author.strip().rstrip(":").rstrip()
+    text = text.strip()
+    if name and text.startswith(name):
+        rest = text[len(name) :]
+        stripped = rest.lstrip()
+        if stripped.startswith(":"):
+            text = stripped[1:].lstrip()
+    return name, text
 
 
 def _chat_text(text: str) -> str:

@@ -1,4 +1,4 @@
-// cxprobe's in-page timer for a chat widget (see probes/webchat.py).
+// cxprobe's in-page timer for a chat widget (see probes/webchat/channel.py).
 //
 // Called once per conversation, with the widget's message list element, its message box and
 // send button, and the message selectors from the config, before the customer's first message
@@ -28,6 +28,12 @@
   const now = () => performance.timeOrigin + performance.now();
   const seen = new WeakSet();
   let index = 0;
+  // Messages seen in one observer callback go out in one report: every report is a protocol
+  // message to Python, and a burst of them competes with the page for the renderer.
+  const batch = [];
+  const flush = () => {
+    if (batch.length > 0) report({ kind: "messages", messages: batch.splice(0) });
+  };
 
   const matches = (el, selector) => Boolean(selector) && el.matches(selector);
   const textOf = (el) => {
@@ -62,8 +68,7 @@
     const text = textOf(node);
     if (!text) return; // rendered empty, filled in later: timed when its text appears
     seen.add(node);
-    report({
-      kind: "message",
+    batch.push({
       at,
       index: index++,
       role,
@@ -77,6 +82,7 @@
   // customer's message, so they belong to the transcript, not to the timings.
   const installedAt = now();
   list.querySelectorAll(cfg.item).forEach((el) => consider(el, installedAt));
+  flush();
 
   new win.MutationObserver((records) => {
     const at = now();
@@ -89,6 +95,7 @@
         if (message) consider(message, at);
       }
     }
+    flush();
   }).observe(list, { childList: true, subtree: true, characterData: true });
 
   // The send itself, timed when the click or Enter is dispatched (capture phase, before the

@@ -15,6 +15,7 @@ selector is then read inside that frame.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -32,7 +33,34 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-extensions",
+    "--mute-audio",
+    "--hide-scrollbars",
+    # Chats run in pages nobody looks at: Chromium must not throttle their timers or lower
+    # their renderers' priority, or the observer's timestamps lag the page's own work.
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
 )
+
+#: URL patterns (Chromium's wildcard syntax) behind each resource type a target may ``block``.
+BLOCKABLE_TYPES: dict[str, tuple[str, ...]] = {
+    "font": ("*.woff2", "*.woff", "*.ttf", "*.otf", "*.eot", "*fonts.googleapis.com*"),
+    "media": ("*.mp4", "*.webm", "*.mp3", "*.ogg", "*.wav", "*.m4a", "*.mov"),
+    "image": ("*.png", "*.jpg", "*.jpeg", "*.gif", "*.webp", "*.avif", "*.ico", "*.bmp"),
+    "analytics": (
+        "*google-analytics.com*",
+        "*googletagmanager.com*",
+        "*doubleclick.net*",
+        "*connect.facebook.net*",
+        "*hotjar.com*",
+        "*segment.io*",
+        "*clarity.ms*",
+    ),
+}
+#: Blocked unless a target says otherwise: nothing a widget needs to open or to chat.
+DEFAULT_BLOCK = ("font", "media")
 
 
 class BrowserSettings(Strict):
@@ -67,6 +95,11 @@ class BrowserSettings(Strict):
     locale: str = Field(default="en-GB", description="Browser locale (Accept-Language).")
     timezone: str | None = Field(default=None, description="Browser time zone (IANA); host's.")
     viewport: tuple[int, int] = Field(default=(1280, 800), description="Width and height (px).")
+    screenshot_format: Literal["jpeg", "png"] = Field(
+        default="jpeg",
+        description="Format of the screenshot kept as evidence (JPEG costs a fraction of PNG).",
+    )
+    screenshot_quality: int = Field(default=70, ge=1, le=100, description="JPEG quality.")
     user_agent_suffix: str = Field(
         default="cxprobe (synthetic service-quality test contact)",
         description="Appended to Chromium's user agent so the site can tell test contacts "
@@ -171,6 +204,36 @@ class WebchatAddress(Strict):
         "every brand message counts as a human's."
     )
     end: EndChat | None = None
+    block: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BLOCK),
+        description="What the page may not load, to save CPU: resource types (font, media, "
+        "image, analytics) or URL patterns with * wildcards. The default (fonts, media) keeps "
+        "every widget working; add image or analytics when the widget needs neither. [] blocks "
+        "nothing.",
+    )
+    screenshot: str | None = Field(
+        default=None,
+        description="Element the screenshot is clipped to; default: the element holding the "
+        "message list (the widget's panel), or the viewport when it cannot be measured.",
+    )
+
+    @field_validator("block")
+    @classmethod
+    def _known_blocks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry not in BLOCKABLE_TYPES and "*" not in entry and "." not in entry:
+                raise ValueError(
+                    f"{entry!r} is neither a resource type ({', '.join(BLOCKABLE_TYPES)}) nor "
+                    "a URL pattern (use * wildcards, e.g. '*tracker.example*')"
+                )
+        return value
+
+    def blocked_url_patterns(self) -> list[str]:
+        """The URL patterns Chromium refuses to load for this target."""
+        patterns: list[str] = []
+        for entry in self.block:
+            patterns += BLOCKABLE_TYPES.get(entry, (entry,))
+        return patterns
 
     def check_against(self, settings: WebchatChannelSettings | None) -> str | None:
         """A problem with this address given the ``channels.webchat`` section, if any."""

@@ -19,6 +19,13 @@ window.AcmeChat = (() => {
     return node;
   }
 
+  // The page's own truth, for benchmarks and tests: when the widget's send handler ran and when
+  // it inserted each message, in the page's clock (performance.timeOrigin + performance.now()).
+  // Read with `window.acmeChatTruth`; nothing in the widget depends on it.
+  const truth = [];
+  window.acmeChatTruth = truth;
+  const pageNow = () => performance.timeOrigin + performance.now();
+
   function hhmm(date) {
     const pad = (n) => String(n).padStart(2, "0");
     return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
@@ -161,6 +168,7 @@ window.AcmeChat = (() => {
         el("time", { class: "msg-time", datetime: when.toISOString() }, hhmm(when)),
       );
       append(li);
+      truth.push({ event: role === "customer" ? "shown" : "inserted", id, role, text, at: pageNow() });
       return li;
     }
 
@@ -181,6 +189,7 @@ window.AcmeChat = (() => {
       if (!ready || ended || text === "") {
         return;
       }
+      truth.push({ event: "sent", text, at: pageNow() });
       localCount += 1;
       const clientId = `local-${localCount}`;
       pending.set(clientId, render("customer", clientId, visitor.name, text, new Date()));
