@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -11,8 +13,16 @@ from aiohttp import web
 from probes.phone.media import StreamSession, media_stream_handler
 from sandbox.twilio.audio import FarEndScript, Voicebox, hold_music, silence
 from sandbox.twilio.media_stream import stream_far_end
+from sandbox.twilio.signature import SIGNATURE_HEADER, twilio_signature
 
 TOKEN = "sandbox-auth-token"
+
+
+@dataclass
+class Endpoint:
+    url: str
+    sessions: list[StreamSession]
+    arrived: asyncio.Event  # set when the handler hands over a finished stream
 
 
 @pytest.fixture(scope="session")
@@ -21,14 +31,20 @@ def voicebox() -> Voicebox:
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[tuple[str, list[StreamSession]]]:
+async def endpoint() -> AsyncIterator[Endpoint]:
     sessions: list[StreamSession] = []
+    arrived = asyncio.Event()
+
+    def finished(session: StreamSession) -> None:
+        sessions.append(session)
+        arrived.set()
+
     app = web.Application()
     runner = web.AppRunner(app)
     site_url: dict[str, str] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        handler = media_stream_handler(TOKEN, site_url["url"], sessions.append)
+        handler = media_stream_handler(TOKEN, site_url["url"], finished)
         response = await handler(request)
         assert isinstance(response, web.StreamResponse)
         return response
@@ -39,14 +55,14 @@ async def endpoint() -> AsyncIterator[tuple[str, list[StreamSession]]]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     site_url["url"] = f"ws://127.0.0.1:{port}/twilio/media"
-    yield site_url["url"], sessions
+    yield Endpoint(site_url["url"], sessions, arrived)
     await runner.cleanup()
 
 
 async def test_time_to_human_from_the_stream_is_within_100_ms(
-    endpoint: tuple[str, list[StreamSession]], voicebox: Voicebox
+    endpoint: Endpoint, voicebox: Voicebox
 ) -> None:
-    url, sessions = endpoint
+    url, sessions = endpoint.url, endpoint.sessions
     script = (
         FarEndScript()
         .add("silence", silence(0.4))
@@ -68,9 +84,9 @@ async def test_time_to_human_from_the_stream_is_within_100_ms(
 
 
 async def test_bad_signature_is_refused_with_403_and_nothing_recorded(
-    endpoint: tuple[str, list[StreamSession]],
+    endpoint: Endpoint,
 ) -> None:
-    url, sessions = endpoint
+    url, sessions = endpoint.url, endpoint.sessions
     script = FarEndScript().add("silence", silence(0.1))
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await stream_far_end(
@@ -78,3 +94,16 @@ async def test_bad_signature_is_refused_with_403_and_nothing_recorded(
         )
     assert refused.value.status == 403
     assert sessions == []
+
+
+async def test_a_stream_closed_without_stop_is_a_drop(
+    endpoint: Endpoint,
+) -> None:
+    url, sessions = endpoint.url, endpoint.sessions
+    headers = {SIGNATURE_HEADER: twilio_signature(TOKEN, url)}
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers) as socket:
+        await socket.send_str('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+    async with asyncio.timeout(5):
+        while not sessions:  # the server's side finishes after the client closed
+            await endpoint.arrived.wait()
+    assert sessions[0].stopped is False  # the socket closed before Twilio's stop message
