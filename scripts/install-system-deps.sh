@@ -10,6 +10,8 @@
 #                                 Docker engine needed; Debian's v1, without docker.io)
 #   postgresql                  : the real PostgreSQL server the store tests run on besides SQLite
 #                                 (initdb and postgres in user space, as the package's postgres user)
+#   espeak-ng                   : synthesises the sandbox phone line's prompts and agents (Media
+#                                 Streams audio, sandbox/twilio/audio.py)
 set -euo pipefail
 
 need=()
@@ -28,6 +30,7 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # By path: the server's binaries are under a versioned directory, never on PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -293,3 +293,52 @@ def _url(element: ET.Element, raw: str, base: str | None) -> str:
             + ("" if base else " (inline Twiml has no document URL to resolve it against)"),
         )
     return url
+
+
+# -- Media Streams (<Connect><Stream> / <Start><Stream>) ------------------------------------
+# Parsed and validated here; the executor does not run them yet (parse_twiml still refuses
+# <Connect>/<Start> as unsimulated until the sandbox's Media Streams line is wired in).
+
+_STREAM_ATTRIBUTES = frozenset({"url", "name", "track", "statusCallback", "statusCallbackMethod"})
+_STREAM_TRACKS = frozenset({"inbound_track", "outbound_track", "both_tracks"})
+
+
+@dataclass(frozen=True)
+class Stream:
+    url: str
+    # "connect": bidirectional, the TwiML waits on it; "start": one-way, the TwiML goes on.
+    mode: Literal["connect", "start"]
+    name: str | None
+    track: str
+    parameters: tuple[tuple[str, str], ...]
+
+
+def parse_stream_verb(element: ET.Element) -> Stream:
+    """A <Connect> or <Start> holding exactly one <Stream> (with its <Parameter>s)."""
+    if element.tag not in ("Connect", "Start"):
+        raise TwimlError(SCHEMA_VIOLATION, f"<{element.tag}> does not hold a <Stream>")
+    streams = list(element)
+    if len(streams) != 1 or streams[0].tag != "Stream":
+        raise TwimlError(SCHEMA_VIOLATION, f"<{element.tag}> must hold exactly one <Stream>")
+    stream = streams[0]
+    unknown = sorted(set(stream.attrib) - _STREAM_ATTRIBUTES)
+    if unknown:
+        raise TwimlError(SCHEMA_VIOLATION, f"<Stream> has unknown attributes {unknown}")
+    url = stream.get("url", "")
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise TwimlError(SCHEMA_VIOLATION, f"<Stream url={url!r}> must be an absolute ws(s) URL")
+    track = stream.get("track", "inbound_track")
+    mode: Literal["connect", "start"] = "connect" if element.tag == "Connect" else "start"
+    if track not in _STREAM_TRACKS or (mode == "connect" and track != "inbound_track"):
+        raise TwimlError(SCHEMA_VIOLATION, f"<Stream track={track!r}> is not allowed here")
+    return Stream(url, mode, stream.get("name"), track, _stream_parameters(stream))
+
+
+def _stream_parameters(stream: ET.Element) -> tuple[tuple[str, str], ...]:
+    parameters: list[tuple[str, str]] = []
+    for child in stream:
+        if child.tag != "Parameter" or set(child.attrib) != {"name", "value"}:
+            raise TwimlError(SCHEMA_VIOLATION, "<Stream> holds only <Parameter name=... value=...>")
+        parameters.append((child.attrib["name"], child.attrib["value"]))
+    return tuple(parameters)
