@@ -17,11 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 from twilio.rest import Client
 
-from sandbox.generic.webhook import SIGNATURE_HEADER, hub_signature
 from sandbox.profile import PROFILES_DIR
+from tests.integration.test_sandbox_generic_peer import SECRET, running_inbox
 from tests.integration.test_sandbox_twilio import SandboxHttpClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,45 +179,15 @@ async def test_only_chat_serves_the_support_page_on_chosen_ports(tmp_path: Path)
     assert sandbox.state()["status"] == "stopped"
 
 
-class MonitorWebhooks:
-    """A stand-in for the monitor's webhook server: what it was sent, signalled as it arrives."""
-
-    def __init__(self) -> None:
-        self.base_url = ""
-        self.posts: list[tuple[str, str, bytes]] = []  # (path, signature header, body)
-        self.arrived = asyncio.Event()
-
-    async def hook(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.posts.append((request.path, request.headers.get(SIGNATURE_HEADER, ""), body))
-        self.arrived.set()
-        return web.Response(text="ok")
-
-
-@asynccontextmanager
-async def monitor_webhooks() -> AsyncIterator[MonitorWebhooks]:
-    hooks = MonitorWebhooks()
-    app = web.Application()
-    app.router.add_post("/webhooks/generic/social", hooks.hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hooks.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield hooks
-    finally:
-        await runner.cleanup()
-
-
 async def test_webhook_base_url_takes_the_path_the_profile_names(tmp_path: Path) -> None:
     raw = demo_sections("generic_peer")
     peer = raw["generic_peer"]
     peer["webhook_url"] = "/webhooks/generic/social"  # a path: no port in the profile
+    peer["app_secret"] = SECRET  # what the inbox checks signatures with
     peer["bot"]["latency"] = {"distribution": "fixed", "seconds": 0.05}
     profile = write_profile(tmp_path, raw)
-    async with monitor_webhooks() as hooks:
-        base = hooks.base_url
+    async with running_inbox() as inbox:
+        base = inbox.url.removesuffix("/webhooks/generic/social")
         async with running_sandbox(
             tmp_path, profile, "--only", "generic", "--webhook-base-url", base
         ) as sandbox:
@@ -238,12 +207,9 @@ async def test_webhook_base_url_takes_the_path_the_profile_names(tmp_path: Path)
                 session.post(generic["send_url"], json=send, headers=headers) as sent,
             ):
                 assert sent.status == 201, await sent.text()
-            async with asyncio.timeout(WAIT):
-                await hooks.arrived.wait()
+            delivery = (await inbox.wait_for(1))[0]  # the bot's answer, signed
             assert await sandbox.stop() == 0
-    path, signature, body = hooks.posts[0]
-    assert path == "/webhooks/generic/social"
-    assert signature == hub_signature(peer["app_secret"], body)
+    assert delivery.signature_valid
 
 
 @pytest.mark.parametrize(
