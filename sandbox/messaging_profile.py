@@ -28,7 +28,8 @@ Example (all keys shown; most have defaults)::
       templates:                       # approved Content templates (ContentSid -> text)
         HX00000000000000000000000000000001: "Hi, I have a question about my bill. Ref {{1}}"
       inbound_webhooks:                # the monitor's numbers -> where their messages are POSTed
-        "+15005550006": http://127.0.0.1:9464/webhooks/twilio/messages
+        "+15005550006": http://127.0.0.1:9464/webhooks/twilio/messages   # or a path (/...)
+                                       # joined to python -m sandbox --webhook-base-url
       delivery:                        # an outbound message: queued -> sending -> sent -> delivered
         sending: {distribution: fixed, seconds: 0.1}
         sent: {distribution: fixed, seconds: 0.2}
@@ -65,7 +66,12 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from sandbox.latency import FixedLatency, Latency
-from sandbox.profile_model import StaffedQueue, StrictModel, check_default_queue
+from sandbox.profile_model import (
+    StaffedQueue,
+    StrictModel,
+    check_default_queue,
+    check_webhook_url,
+)
 from sandbox.scripted_agent import Ask
 from sandbox.templates import check_placeholders
 
@@ -194,8 +200,8 @@ class MessagingSettings(ReplyTeam):
                 raise ValueError(
                     f"inbound_webhooks key {number!r} is not an E.164 number like +15005550006"
                 )
-            if url is not None and not re.match(r"^https?://[^/\s]+", url):
-                raise ValueError(f"inbound_webhooks[{number!r}] = {url!r} is not an http(s) URL")
+            if url is not None:
+                check_webhook_url(url, f"inbound_webhooks[{number!r}]")
         return value
 
     @model_validator(mode="after")

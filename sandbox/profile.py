@@ -138,9 +138,11 @@ class Profile(StrictModel):
     timezone: str = "UTC"
     business_hours: WeeklyHours = WeeklyHours()
     clock: ClockSettings = ClockSettings()
-    mail: MailSettings
+    # The mail desk (sandbox/mail/desk.py) with its Dovecot; absent: no mail desk. Every part
+    # is optional, so a profile for `python -m sandbox --only twilio` needs no other section.
+    mail: MailSettings | None = None
     control: PortSettings = PortSettings()
-    # The web-chat site (sandbox/chat/site.py); absent: the sandbox runs the mail desk only.
+    # The web-chat site (sandbox/chat/site.py); absent: no chat site.
     chat: ChatSettings | None = None
     # The Twilio-compatible phone line (sandbox/twilio/server.py); absent: no phone line.
     twilio: TwilioSettings | None = None

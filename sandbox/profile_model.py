@@ -3,6 +3,7 @@ the check that a default queue is one of the queues."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,3 +39,13 @@ def check_default_queue(default_queue: str, queues: Mapping[str, object]) -> Non
         raise ValueError(
             f"default_queue {default_queue!r} is not one of the queues {sorted(queues)}"
         )
+
+
+def check_webhook_url(url: str, key: str) -> str:
+    """A monitor webhook in a profile: an http(s) URL, or a path under --webhook-base-url."""
+    if not re.match(r"^(?:https?://[^/\s]+|/\S*$)", url):
+        raise ValueError(
+            f"{key} = {url!r} is neither an http(s) URL nor a path (/...) to join to "
+            "python -m sandbox --webhook-base-url"
+        )
+    return url

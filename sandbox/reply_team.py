@@ -9,14 +9,13 @@ after-hours text; an outage answers nothing.
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from sandbox.clock import Period
 from sandbox.messaging_profile import ReplyTeam
-from sandbox.routing import route
+from sandbox.routing import DeskStreams, route
 from sandbox.scripted_agent import ScriptedAgents
 
 Responder = Literal["bot", "agent"]
@@ -53,9 +52,9 @@ class Plan:
 
 
 class ReplyPlanner:
-    def __init__(self, team: ReplyTeam, rng: random.Random) -> None:
+    def __init__(self, team: ReplyTeam, streams: DeskStreams) -> None:
         self._team = team
-        self._rng = rng
+        self._streams = streams
         self._agents = ScriptedAgents({name: queue.asks for name, queue in team.queues.items()})
 
     def plan(
@@ -70,18 +69,20 @@ class ReplyPlanner:
     ) -> Plan:
         """The replies to text; silent (an outage) plans none, bot/agents are the line's switches.
 
-        Every draw from the random stream is made whatever the outcome, so one message's
-        switches do not change the latencies and agents of the messages after it.
+        Every draw from the random streams is made whatever the outcome, so one message's
+        switches do not change the routes, latencies and agents of the messages after it.
         """
         team = self._team
-        chosen = route(text, team.queues, team.default_queue, team.misroute_rate, self._rng)
+        chosen = route(
+            text, team.queues, team.default_queue, team.misroute_rate, self._streams.routing
+        )
         agent_answers = not silent and agents and period == "business"
         # A pair's conversation (its token) stays with the queue whose agent asked a question.
         step = self._agents.next_step(token if agent_answers else None, chosen.actual, text)
         queue = team.queues[step.queue]
-        agent = self._rng.choice(queue.agents)
-        bot_delay = team.bot.latency.sample(self._rng)
-        agent_delay = queue.latency.sample(self._rng)
+        agent = self._streams.answers.choice(queue.agents)
+        bot_delay = team.bot.latency.sample(self._streams.latency)
+        agent_delay = queue.latency.sample(self._streams.latency)
         ref = token or ""
         replies: list[PlannedReply] = []
         if silent or not team.bot.enabled:

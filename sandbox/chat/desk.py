@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 import uuid
 from collections.abc import Coroutine
@@ -27,7 +26,7 @@ from sandbox.chat.profile import ChatSettings
 from sandbox.clock import DeskClock, Period, iso_utc, real_now
 from sandbox.ground_truth import EventName, GroundTruthLog
 from sandbox.profile import Profile
-from sandbox.routing import route
+from sandbox.routing import DeskStreams, route
 from sandbox.scripted_agent import ScriptedAgents
 
 Responder = Literal["bot", "agent", "system"]
@@ -98,7 +97,7 @@ def find_token(text: str) -> str | None:
 
 
 class ChatDesk:
-    """Shared state of every chat: settings, switches, random stream, clock and ground truth."""
+    """Shared state of every chat: settings, switches, random streams, clock and ground truth."""
 
     def __init__(
         self,
@@ -112,7 +111,7 @@ class ChatDesk:
         self.settings = settings
         self.switches = switches
         self.clock = clock
-        self.rng = random.Random(profile.seed)
+        self.streams = DeskStreams(profile.seed, "chat")
         self.agents = ScriptedAgents({name: queue.asks for name, queue in settings.queues.items()})
         self._log = log
         self._sessions: dict[str, ChatSession] = {}
@@ -272,17 +271,19 @@ class ChatSession:
         assignment = self._assignment
         if assignment is None and period == "after_hours":
             after_hours = bot.after_hours_text.format(name=visitor.name)
-            deadline = received + bot.latency.sample(desk.rng)
+            deadline = received + bot.latency.sample(desk.streams.latency)
             self._spawn(self._bot_later(deadline, after_hours, message_id, period))
             return ["bot"]
         planned: list[Responder] = []
         if assignment is None:
             default = visitor.topic if visitor.topic in settings.queues else settings.default_queue
-            chosen = route(text, settings.queues, default, desk.switches.misroute_rate, desk.rng)
+            chosen = route(
+                text, settings.queues, default, desk.switches.misroute_rate, desk.streams.routing
+            )
             queue = settings.queues[chosen.actual]
-            agent = desk.rng.choice(queue.agents).split()[0]
-            bot_at = received + bot.latency.sample(desk.rng)
-            joins_at = bot_at + settings.handoff_latency.sample(desk.rng)
+            agent = desk.streams.answers.choice(queue.agents).split()[0]
+            bot_at = received + bot.latency.sample(desk.streams.latency)
+            joins_at = bot_at + settings.handoff_latency.sample(desk.streams.latency)
             assignment = _Assignment(chosen.actual, chosen.intended, agent, joins_at)
             self._assignment = assignment
             intended_label = settings.queues[chosen.intended].label
@@ -298,7 +299,7 @@ class ChatSession:
             assignment.greeted = True
             answer = f"Hi {visitor.name}, {assignment.agent} here from the {queue.label}. "
             answer += question or queue.text
-        reply_at = max(received, assignment.joins_at) + queue.latency.sample(desk.rng)
+        reply_at = max(received, assignment.joins_at) + queue.latency.sample(desk.streams.latency)
         typing_at = max(assignment.joins_at, reply_at - settings.typing_seconds)
         self._spawn(self._agent_later(typing_at, reply_at, answer, assignment, message_id, period))
         return [*planned, "agent"]

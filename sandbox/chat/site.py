@@ -186,7 +186,7 @@ class ChatSite(SandboxPeer):
             desk = self._started(self._desk)
             options = PageOptions(
                 widget=not self._switches.widget_missing,
-                widget_delay_seconds=self.settings.widget_delay.sample(desk.rng),
+                widget_delay_seconds=self.settings.widget_delay.sample(desk.streams.latency),
                 alert_on_load=self._switches.alert_on_load,
             )
             return web.Response(

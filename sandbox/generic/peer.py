@@ -14,7 +14,7 @@ an outage nothing. `reply_sent.at` is the instant the reply exists and its webho
 (also the event's `timestamp`). A failing webhook is a `webhook_error`; a reply with no webhook
 configured is a `reply_dropped`, since on such a platform nobody would ever see it.
 
-It owns its HTTP server (127.0.0.1), webhook session, random stream, reply tasks and its
+It owns its HTTP server (127.0.0.1), webhook session, random streams, reply tasks and its
 ground-truth log (`generic_ground_truth.jsonl`); all of them stop when the block ends.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import secrets
 from contextlib import AsyncExitStack
@@ -46,6 +45,7 @@ from sandbox.generic.profile import GenericPeerSettings
 from sandbox.generic.webhook import PeerWebhookError, post_event, reply_event
 from sandbox.peer import SandboxPeer
 from sandbox.reply_team import Plan, PlannedReply, ReplyPlanner, find_token
+from sandbox.routing import DeskStreams
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class GenericPeer(SandboxPeer):
         """hours, zone and clock are the profile's top-level ones (default: always open, UTC)."""
         super().__init__(workdir, hours=hours, zone=zone, clock=clock)
         self.settings = settings
-        self._planner = ReplyPlanner(settings, random.Random(f"{seed}:generic_peer"))
+        self.streams = DeskStreams(seed, "generic")
+        self._planner = ReplyPlanner(settings, self.streams)
         faults = settings.faults
         self.faults = RequestFaults(
             rate_limit=faults.rate_limit,

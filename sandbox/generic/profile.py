@@ -13,6 +13,7 @@ Example (all keys shown; most have defaults)::
       access_token: sandbox-peer-token     # Authorization: Bearer <access_token>
       app_secret: sandbox-peer-secret      # key of X-Hub-Signature-256 on the webhooks
       webhook_url: http://127.0.0.1:9464/webhooks/generic/social   # null: replies go nowhere
+                                     # (or a path, /webhooks/..., under --webhook-base-url)
       faults:
         rate_limit: 0                # the first N sends get 429 with Retry-After
         retry_after: 1               # seconds
@@ -41,13 +42,12 @@ Business hours, the time zone and the clock offset are the profile's top-level o
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from sandbox.messaging_profile import ReplyTeam
-from sandbox.profile_model import StrictModel
+from sandbox.profile_model import StrictModel, check_webhook_url
 
 
 class GenericPeerFaults(StrictModel):
@@ -68,6 +68,4 @@ class GenericPeerSettings(ReplyTeam):
     @field_validator("webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"webhook_url {value!r} is not an http(s) URL")
-        return value
+        return None if value is None else check_webhook_url(value, "webhook_url")

@@ -1,6 +1,6 @@
 """The mail desk: a reference support mailbox that acknowledges, routes and answers contacts.
 
-It owns its Dovecot, SMTP front, control API, random stream and reply tasks; everything stops
+It owns its Dovecot, SMTP front, control API, random streams and reply tasks; everything stops
 when the `async with` block ends. Decisions follow the profile; what actually happened is
 written to the ground-truth log for tests and demos to compare the monitor against.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from sandbox.mail.tls import ServerCertificate, make_certificate
 from sandbox.peer import SandboxPeer, hours_and_clock
 from sandbox.profile import Profile
 from sandbox.reply_team import find_token
-from sandbox.routing import intended_queue, route
+from sandbox.routing import DeskStreams, intended_queue, route
 from sandbox.scripted_agent import ScriptedAgents
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ _EVENT_KEYS = (
 
 
 @dataclass(frozen=True)
-class _PlannedReply:
+class PlannedReply:
     kind: ReplyKind
     delay: float
     sender: str
@@ -69,10 +68,12 @@ class MailDesk(SandboxPeer):
     def __init__(self, profile: Profile, workdir: Path) -> None:
         super().__init__(workdir, **hours_and_clock(profile))
         self.profile = profile
-        mail = profile.mail
+        if profile.mail is None:
+            raise ValueError("the sandbox profile has no mail: section, so it has no mail desk")
+        mail = self.mail = profile.mail
         self._support = mail.support_address.lower()
         self._domain = self._support.rpartition("@")[2] or "sandbox.localhost"
-        self._rng = random.Random(profile.seed)
+        self.streams = DeskStreams(profile.seed, "mail")
         self._agents = ScriptedAgents({name: queue.asks for name, queue in mail.queues.items()})
         self._outage = mail.outage
         self._reject = mail.reject
@@ -129,7 +130,7 @@ class MailDesk(SandboxPeer):
             **self.clock_state(),
             "pending_replies": len(self._tasks),
             "support_address": self._support,
-            "smtp": {"host": self.host, "port": self.smtp_port, "tls": self.profile.mail.smtp.tls},
+            "smtp": {"host": self.host, "port": self.smtp_port, "tls": self.mail.smtp.tls},
             "imap": {"host": self.host, "port": self.imap_port},
             "lmtp": {"host": self.host, "port": self.lmtp_port},
             "ground_truth_path": str(self.ground_truth_path),
@@ -139,7 +140,7 @@ class MailDesk(SandboxPeer):
 
     async def _start(self, stack: AsyncExitStack) -> None:
         await stack.enter_async_context(self.dovecot)
-        smtp = self.profile.mail.smtp
+        smtp = self.mail.smtp
         self._certificate = await make_certificate(self.workdir / "tls")
         self._smtp = await stack.enter_async_context(
             SmtpFront(
@@ -174,7 +175,7 @@ class MailDesk(SandboxPeer):
         desk_time = self._clock.now()
         period = self.profile.business_hours.period_at(desk_time, self.profile.zone)
         contact = parse_contact(raw)
-        mail = self.profile.mail
+        mail = self.mail
         intended = intended_queue(contact.routing_text, mail.queues, mail.default_queue)
         self._record(
             "received",
@@ -192,41 +193,53 @@ class MailDesk(SandboxPeer):
         )
         if self._outage:
             return
-        for planned in self._plan(contact, period, received_at):
+        for planned in self.plan(contact, period, received_at):
             self._spawn(self._reply_later(contact, planned, period))
 
-    def _plan(self, contact: Contact, period: Period, received_at: datetime) -> list[_PlannedReply]:
-        mail = self.profile.mail
-        plans: list[_PlannedReply] = []
+    def plan(self, contact: Contact, period: Period, received_at: datetime) -> list[PlannedReply]:
+        """The replies the desk sends to an accepted contact, its routing decision included."""
+        mail = self.mail
+        plans: list[PlannedReply] = []
         if period == "after_hours":
             hours = mail.after_hours
             if hours.auto_reply:
                 sender = hours.sender or mail.auto_ack.sender
-                delay = hours.delay.sample(self._rng)
-                plans.append(_PlannedReply("after_hours", delay, sender, hours.text, None, None))
+                delay = hours.delay.sample(self.streams.latency)
+                plans.append(PlannedReply("after_hours", delay, sender, hours.text, None, None))
             return plans
         ack = mail.auto_ack
         if ack.enabled:
             plans.append(
-                _PlannedReply(
-                    "auto_ack", ack.delay.sample(self._rng), ack.sender, ack.text, None, None
+                PlannedReply(
+                    "auto_ack",
+                    ack.delay.sample(self.streams.latency),
+                    ack.sender,
+                    ack.text,
+                    None,
+                    None,
                 )
             )
         chosen = route(
-            contact.routing_text, mail.queues, mail.default_queue, mail.misroute_rate, self._rng
+            contact.routing_text,
+            mail.queues,
+            mail.default_queue,
+            mail.misroute_rate,
+            self.streams.routing,
         )
         # A thread stays with the queue whose agent asked the customer a question.
         step = self._agents.next_step(
             find_token(contact.subject, contact.text), chosen.actual, contact.text
         )
         queue = mail.queues[step.queue]
-        answer, text = (None, queue.text) if mail.answers is None else mail.answers.pick(self._rng)
+        answer, text = (
+            (None, queue.text) if mail.answers is None else mail.answers.pick(self.streams.answers)
+        )
         if step.question is not None:
             answer, text = None, step.question
         body = f"Hello,\n\n{text}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
-        delay = queue.latency.sample(self._rng)
+        delay = queue.latency.sample(self.streams.latency)
         plans.append(
-            _PlannedReply(
+            PlannedReply(
                 "human", delay, queue.sender, body, step.queue, chosen.intended, answer, step.asked
             )
         )
@@ -234,7 +247,7 @@ class MailDesk(SandboxPeer):
 
     # -- outbound ----------------------------------------------------------------------
 
-    async def _reply_later(self, contact: Contact, planned: _PlannedReply, period: Period) -> None:
+    async def _reply_later(self, contact: Contact, planned: PlannedReply, period: Period) -> None:
         await asyncio.sleep(planned.delay)
         fields: dict[str, Any] = {
             "in_reply_to": contact.message_id,

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 from sandbox.clock import Period, real_now
 from sandbox.ground_truth import EventName
+from sandbox.routing import DeskStreams
 from sandbox.twilio.executor import Document, Fetch, Inline, TwimlRunner
 from sandbox.twilio.faults import Faults
 from sandbox.twilio.ivr import FarEnd
@@ -56,7 +56,7 @@ class CallEnvironment:
     settings: TwilioSettings
     faults: Faults
     webhooks: Webhooks
-    rng: random.Random
+    streams: DeskStreams
     period_now: Callable[[], Period]
     write_truth: Callable[..., None]  # (event, call_sid=..., at=..., **fields)
     report: Callable[[Violation], None]
@@ -127,7 +127,7 @@ class CallSimulation:
         if result == "failed":
             self._end("failed")
             return
-        if not await self._wait(env.settings.post_dial_delay.sample(env.rng)):
+        if not await self._wait(env.settings.post_dial_delay.sample(env.streams.latency)):
             self._end("canceled")
             return
         if result == "busy":
@@ -136,7 +136,7 @@ class CallSimulation:
         self.call.set_status("ringing")
         self._record("ringing")
         self._status_callback("ringing")
-        ring = env.settings.ring_time.sample(env.rng)
+        ring = env.settings.ring_time.sample(env.streams.latency)
         unanswered = env.faults.outage or result == "no-answer" or ring > request.ring_timeout
         if not await self._wait(request.ring_timeout if unanswered else ring):
             self._end("canceled")
@@ -153,7 +153,7 @@ class CallSimulation:
         self._record("answered", period=period)
         self._status_callback("answered")
         line = self._line = Line()
-        far_end = FarEnd(env.settings, line, env.rng, self._record)
+        far_end = FarEnd(env.settings, line, env.streams, self._record)
         self._spawn(far_end.run(period), line, "far end")
         self._probe = self._start_probe(line, self._document, request.send_digits)
         limit = min(env.settings.max_call_seconds, request.time_limit or math.inf)
@@ -180,7 +180,7 @@ class CallSimulation:
             env.settings,
             self._record,
             env.report,
-            env.rng,
+            env.streams.latency,
             background=lambda delivery: _start(delivery, self._callback_tasks),
         )
         return self._spawn(runner.run(document, send_digits), line, "TwiML")

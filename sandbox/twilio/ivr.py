@@ -9,22 +9,22 @@ anyone listening to it is told, so the log always leads what the probe can obser
 from __future__ import annotations
 
 import asyncio
-import random
 
 from sandbox.clock import Period, iso_utc, real_now
 from sandbox.ground_truth import EventName
+from sandbox.routing import DeskStreams, misroute
 from sandbox.twilio.line import Heard, Line, Record, Speaker
 from sandbox.twilio.profile import Menu, MenuOption, TwilioSettings
 
 
 class FarEnd:
     def __init__(
-        self, settings: TwilioSettings, line: Line, rng: random.Random, record: Record
+        self, settings: TwilioSettings, line: Line, streams: DeskStreams, record: Record
     ) -> None:
         self._settings = settings
         self._ivr = settings.ivr
         self._line = line
-        self._rng = rng
+        self._streams = streams
         self._record = record
 
     async def run(self, period: Period) -> None:
@@ -87,18 +87,17 @@ class FarEnd:
     # -- queue and agent ---------------------------------------------------------------
 
     async def _queue(self, name: str, intended: str | None, via: str) -> None:
-        others = [queue for queue in self._ivr.queues if queue != name]
-        # Drawn even when it cannot matter so the random stream does not depend on the route.
-        misrouted = self._rng.random() < self._ivr.misroute_rate
-        if misrouted and others and intended == name:
-            name = self._rng.choice(others)
+        # Only a caller who chose this queue is put through to another one by mistake; the
+        # decision is drawn for every caller, so later ones do not depend on this route.
+        rate = self._ivr.misroute_rate if intended == name else 0.0
+        name = misroute(name, self._ivr.queues, rate, self._streams.routing)
         queue = self._ivr.queues[name]
         entered = real_now()
         self._record("queue_entered", queue=name, intended_queue=intended, via=via)
         if queue.hold_message:
             await self._say(queue.hold_message, "ivr", "ivr_prompt", menu=f"queue {name}")
-        await asyncio.sleep(queue.wait.sample(self._rng))
-        agent = self._rng.choice(queue.agents)
+        await asyncio.sleep(queue.wait.sample(self._streams.latency))
+        agent = self._streams.answers.choice(queue.agents)
         greeting = queue.greeting.format(agent=agent, label=queue.label or name)
         await self._say(
             greeting,

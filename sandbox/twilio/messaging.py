@@ -13,7 +13,6 @@ compared each with its own log. The same switches are on `/_control/messaging/..
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +24,7 @@ from sandbox.control import Body, ControlRoutes
 from sandbox.ground_truth import Event, GroundTruthLog
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.reply_team import ReplyPlanner
+from sandbox.routing import DeskStreams
 from sandbox.twilio.brand_lines import BrandLines
 from sandbox.twilio.message import Channel
 from sandbox.twilio.messages import MessageBook
@@ -53,16 +53,16 @@ class TwilioMessaging:
         self.settings = settings
         self.ground_truth_path = workdir / "messaging_ground_truth.jsonl"
         self._log = GroundTruthLog(self.ground_truth_path)
-        # A random stream of its own: calls and messages do not shift each other's draws.
-        rng = random.Random(f"{seed}:messaging")
+        # Streams of their own: calls and messages do not shift each other's draws.
+        self.streams = DeskStreams(seed, "messaging")
         self.windows = SessionWindows(clock.now)
-        self.book = MessageBook(settings, webhooks, rng, self._log.record, report)
+        self.book = MessageBook(settings, webhooks, self.streams.latency, self._log.record, report)
         self.lines = BrandLines(
             settings,
             account_sid=account_sid,
             book=self.book,
             webhooks=webhooks,
-            planner=ReplyPlanner(settings, rng),
+            planner=ReplyPlanner(settings, self.streams),
             windows=self.windows,
             period_now=period_now,
             api_outage=api_outage,

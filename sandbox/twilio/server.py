@@ -8,7 +8,7 @@ messages (SMS, WhatsApp) reach the brand's messaging lines.
         ...
         assert twilio.violations == []
 
-It owns its HTTP server (127.0.0.1 only), webhook session, random stream, call tasks and
+It owns its HTTP server (127.0.0.1 only), webhook session, random streams, call tasks and
 ground-truth log (`twilio_ground_truth.jsonl`), and with a messaging profile the Messages part
 (`twilio.messaging`, sandbox/twilio/messaging.py, its own `messaging_ground_truth.jsonl`); all
 of them stop when the block ends. It shares no code with the client it checks: requests are
@@ -18,7 +18,6 @@ documented algorithm.
 
 from __future__ import annotations
 
-import random
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from sandbox.clock import DeskClock, WeeklyHours
 from sandbox.ground_truth import EventName
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.peer import SandboxPeer
+from sandbox.routing import DeskStreams
 from sandbox.twilio.api import CONTROL_PREFIX, RestApi, build_app, call_result_switch
 from sandbox.twilio.calls import CallBook, CallEnvironment
 from sandbox.twilio.faults import Faults
@@ -65,7 +65,7 @@ class TwilioSandbox(SandboxPeer):
         """
         super().__init__(workdir, hours=hours, zone=zone, clock=clock)
         self.settings = settings
-        self._rng = random.Random(seed)
+        self.streams = DeskStreams(seed, "phone")
         self._seed = seed
         self._spec = spec
         self._messaging_settings = messaging
@@ -154,7 +154,7 @@ class TwilioSandbox(SandboxPeer):
             settings=self.settings,
             faults=self.faults,
             webhooks=webhooks,
-            rng=self._rng,
+            streams=self.streams,
             period_now=self.period_now,
             write_truth=self._write_truth,
             report=self._violations.append,

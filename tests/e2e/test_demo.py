@@ -61,6 +61,10 @@ async def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
             messaging,
             text,
         )
+    # The demo's profile injects misroutes and after-hours answers, never errors (README,
+    # "What the demo injects on purpose").
+    errors = [line for line in finished if "outcome=error" in line]
+    assert not errors, "\n".join(errors)
     assert "cxprobe stopped" in text and "demo stopped" in text
     assert "probe-secret" not in text
     assert "sandbox-auth-token" not in text and "sandbox-peer" not in text

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,13 @@ class Inbox:
 
 @pytest.fixture
 async def inbox() -> AsyncIterator[Inbox]:
+    async with running_inbox() as box:
+        yield box
+
+
+@asynccontextmanager
+async def running_inbox() -> AsyncIterator[Inbox]:
+    """The monitor's webhook on a free port of 127.0.0.1, until the block ends."""
     box = Inbox()
 
     async def receive(request: web.Request) -> web.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import textwrap
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from sandbox.latency import Latency, LognormalLatency, UniformLatency
 from sandbox.messaging_profile import MessagingSettings, ReplyTeam
 from sandbox.profile import PROFILES_DIR, load_profile
 from sandbox.reply_team import ReplyPlanner, find_token
+from sandbox.routing import DeskStreams
 from sandbox.twilio.content import ContentError, render
 from sandbox.twilio.message import Direction, MessageRecord, count_segments
 from sandbox.twilio.messages_api import _date_sent_filter
@@ -145,7 +145,7 @@ def test_python_m_sandbox_refuses_messaging_without_twilio(
 
 
 def test_planner_business_hours_after_hours_outage_and_switches() -> None:
-    planner = ReplyPlanner(team(), random.Random(1))
+    planner = ReplyPlanner(team(), DeskStreams(1, "messaging"))
     plan = planner.plan("About my bill", "business", token="CXP-7K3M9Q2XZ4")
     assert (plan.queue, plan.intended_queue) == ("billing", "billing")
     assert [(r.responder, r.delay, r.agent) for r in plan.replies] == [
@@ -161,7 +161,7 @@ def test_planner_business_hours_after_hours_outage_and_switches() -> None:
         "agent"
     ]
     assert planner.plan("x", "after_hours", token=None, bot=False).replies == ()
-    quiet_bot = ReplyPlanner(team(bot={"enabled": False}), random.Random(1))
+    quiet_bot = ReplyPlanner(team(bot={"enabled": False}), DeskStreams(1, "messaging"))
     assert [r.responder for r in quiet_bot.plan("x", "business", token=None).replies] == ["agent"]
 
 
@@ -175,7 +175,10 @@ def test_planner_draws_the_same_whatever_the_switches() -> None:
         },
         default_queue="a",
     )
-    first, second = ReplyPlanner(varied, random.Random(3)), ReplyPlanner(varied, random.Random(3))
+    first, second = (
+        ReplyPlanner(varied, DeskStreams(3, "messaging")),
+        ReplyPlanner(varied, DeskStreams(3, "messaging")),
+    )
     for n in range(5):
         first.plan("x", "business", token=None, silent=n % 2 == 0)
         second.plan("x", "after_hours", token=None)
@@ -184,7 +187,7 @@ def test_planner_draws_the_same_whatever_the_switches() -> None:
 
 def test_reply_texts_may_quote_the_reference() -> None:
     with_ref = team(bot={"text": "Got it ({ref})"})
-    plan = ReplyPlanner(with_ref, random.Random(0)).plan("x", "business", token="CXP-1")
+    plan = ReplyPlanner(with_ref, DeskStreams(0, "messaging")).plan("x", "business", token="CXP-1")
     assert plan.replies[0].body == "Got it (CXP-1)"
     assert find_token("no token", "Ref CXP-7K3M9Q2XZ4!") == "CXP-7K3M9Q2XZ4"
     assert find_token("CXP-7K3M9Q2XZI") is None  # I is not Crockford base32
