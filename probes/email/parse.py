@@ -177,13 +177,15 @@ class ParsedMail:
         return self.bounce is not None
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Read a raw RFC 5322 message; never raises for malformed input (see Encodings above)."""
-    notes = _DecodingNotes()
+def parse_mail(raw: bytes, *, cut_short: bool = False) -> ParsedMail:
+    """Read a raw RFC 5322 message; never raises for malformed input (see Encodings above).
+    ``cut_short``: ``raw`` is the start of a bigger message (:func:`readable_prefix`), so a
+    body's last character may be cut off."""
+    notes = _DecodingNotes(cut_short)
     try:
         return _parse(email.message_from_bytes(raw, policy=default_policy), raw, notes)
     except Exception as exc:  # a parser bug must not lose the message
-        notes = _DecodingNotes()
+        notes = _DecodingNotes(cut_short)
         notes.add(f"structured parsing failed ({type(exc).__name__}); read leniently")
         return _parse(email.message_from_bytes(raw, policy=email.policy.compat32), raw, notes)
 
@@ -191,8 +193,10 @@ def parse_mail(raw: bytes) -> ParsedMail:
 class _DecodingNotes:
     """What the decoding of one message had to do, each thing once, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, cut_short: bool = False) -> None:
         self.notes: dict[str, None] = {}
+        #: The message was read up to a cap: a body's last character may be cut off.
+        self.cut_short = cut_short
 
     def add(self, note: str) -> None:
         self.notes[note] = None
@@ -355,11 +359,14 @@ def _decode_header(raw: str, notes: _DecodingNotes | None = None, name: str = "h
         return unfolded
 
 
-def decode_bytes(payload: bytes, declared: str | None) -> tuple[str, str | None]:
+def decode_bytes(
+    payload: bytes, declared: str | None, *, cut_short: bool = False
+) -> tuple[str, str | None]:
     """``payload`` as text, and what the fallback did (None: the declared charset worked).
 
-    Declared charset, else UTF-8 if the bytes are valid UTF-8, else the detected charset,
-    else Latin-1 (every byte is a character there, so nothing is lost).
+    Declared charset (with ``cut_short``, the payload of a message read up to a cap, a last
+    character cut off ends as U+FFFD), else UTF-8 if the bytes are valid UTF-8, else the
+    detected charset, else Latin-1 (every byte is a character there, so nothing is lost).
     """
     charset = (declared or "utf-8").strip().strip('"').lower() or "utf-8"
     problem = _charset_problem(charset)
@@ -370,6 +377,9 @@ def decode_bytes(payload: bytes, declared: str | None) -> tuple[str, str | None]
             problem = f"bytes not valid {charset}"
         except Exception as exc:  # a codec may raise anything on hostile bytes
             problem = f"charset {charset!r} failed ({type(exc).__name__})"
+        cut = _decode_cut_short(payload, charset) if cut_short else None
+        if cut is not None:
+            return cut
     try:
         return payload.decode("utf-8"), f"{problem}; decoded as utf-8"
     except UnicodeDecodeError:
@@ -381,6 +391,31 @@ def decode_bytes(payload: bytes, declared: str | None) -> tuple[str, str | None]
         except (UnicodeDecodeError, LookupError):
             pass
     return payload.decode("latin-1"), f"{problem}; decoded as latin-1"
+
+
+def _decode_cut_short(payload: bytes, charset: str) -> tuple[str, str] | None:
+    """``payload`` in ``charset`` when its only fault is a character cut off at the end (a
+    message read up to a size cap ends anywhere): the text, and the last bytes as U+FFFD,
+    rather than the whole part in a fallback charset. None when the bytes are wrong before."""
+    try:
+        decoder = codecs.getincrementaldecoder(charset)()
+        text = decoder.decode(payload, final=False)
+        pending, _ = decoder.getstate()
+    except Exception:  # not cut short: wrong bytes before the end, or a stateless codec
+        return None
+    if not pending:
+        return None
+    return text + "\ufffd", f"the last {len(pending)} bytes are a cut-off {charset} character"
+
+
+def readable_prefix(raw: bytes, cap: int) -> bytes:
+    """The first ``cap`` bytes of message ``raw`` that parse as a message cut short: up to the
+    last line break within them, so that an encoded body ends on a whole line (a base64 line
+    cut in the middle would not decode at all and show the part as base64)."""
+    if len(raw) <= cap:
+        return raw
+    end = raw.rfind(b"\n", 0, cap)
+    return raw[: end + 1] if end > 0 else raw[:cap]
 
 
 def _charset_problem(charset: str) -> str | None:
@@ -449,7 +484,8 @@ def _part_text(part: Message, notes: _DecodingNotes | None = None) -> str:
     if not isinstance(payload, bytes):
         inner = part.get_payload()
         return inner if isinstance(inner, str) else ""
-    text, note = decode_bytes(payload, part.get_content_charset())
+    cut_short = notes is not None and notes.cut_short
+    text, note = decode_bytes(payload, part.get_content_charset(), cut_short=cut_short)
     if note and notes is not None:
         notes.add(f"{part.get_content_type()} part: {note}")
     return text

@@ -40,7 +40,14 @@ from typing import Any, TypeVar
 import aioimaplib
 
 from probes.base import ChannelState, MemoryChannelState, Reply
-from probes.email.parse import IMAP_MONTHS, ParsedMail, parse_internaldate, parse_mail, to_reply
+from probes.email.parse import (
+    IMAP_MONTHS,
+    ParsedMail,
+    parse_internaldate,
+    parse_mail,
+    readable_prefix,
+    to_reply,
+)
 from probes.email.settings import ImapSettings, tls_context
 from probes.errors import describe_error
 
@@ -591,17 +598,18 @@ class MailboxWatcher:
         ``parse_timeout`` (past it, only the headers are read); ``raw`` whole stays the evidence.
         """
         cap = self.settings.max_message_bytes
-        readable = raw[:cap] if len(raw) > cap else raw
+        readable = readable_prefix(raw, cap)
         notes: list[str] = []
         try:
             mail = await asyncio.wait_for(
-                asyncio.to_thread(parse_mail, readable), self.settings.parse_timeout
+                asyncio.to_thread(parse_mail, readable, cut_short=readable is not raw),
+                self.settings.parse_timeout,
             )
         except TimeoutError:  # the thread finishes on its own; its result is dropped
             mail = parse_mail(_header_block(raw))
             notes.append(f"parsing took over {self.settings.parse_timeout:g}s: headers only read")
         if readable is not raw:
-            notes.append(f"message of {len(raw)} bytes: its first {cap} bytes read")
+            notes.append(f"message of {len(raw)} bytes: its first {len(readable)} bytes read")
         if not notes and mail.raw is raw:
             return mail
         return replace(mail, raw=raw, decoding_notes=(*mail.decoding_notes, *notes))

@@ -3,13 +3,21 @@ not fit their charset and broken RFC 2047 words are decoded by fallback, and rec
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from email.message import Message
 
 import pytest
 
 from probes.base import Responder
-from probes.email.parse import DECODING_HEADER, ParsedMail, decode_bytes, parse_mail, to_reply
+from probes.email.parse import (
+    DECODING_HEADER,
+    ParsedMail,
+    decode_bytes,
+    parse_mail,
+    readable_prefix,
+    to_reply,
+)
 
 TOKEN = "CXP-7F3K9Q2M1Z"
 
@@ -113,3 +121,26 @@ def test_a_message_the_structured_parser_cannot_read_is_read_leniently(
     mail = parse_mail(reply_in("utf-8", b"Refund sent."))
     assert mail.text == "Refund sent." and TOKEN in mail.tokens
     assert mail.decoding_notes == ("structured parsing failed (IndexError); read leniently",)
+
+
+def test_a_message_read_up_to_a_cap_keeps_its_text_decoded() -> None:
+    """A reply bigger than imap.max_message_bytes is read up to the cap: its base64 body must
+    still decode (cut on a line, not inside one) and a UTF-8 character cut at the end must not
+    turn the whole part into Latin-1."""
+    body = ("Привет 你好 the price increase applies; refunds within 14 days.\n" * 4000).encode()
+    raw = (
+        b"From: billing@acme.test\r\nTo: probe@cxprobe.test\r\nSubject: Re: invoice\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(body).replace(b"\n", b"\r\n")
+    )
+    seen = set()
+    for cap in range(100_000, 100_000 + 78 * 4, 13):  # cuts anywhere in a line and a character
+        prefix = readable_prefix(raw, cap)
+        assert len(prefix) <= cap and raw.startswith(prefix)
+        mail = parse_mail(prefix, cut_short=prefix is not raw)
+        assert mail.text.startswith("Привет 你好 the price increase applies")
+        assert "Ð" not in mail.text  # no UTF-8 read as Latin-1
+        seen.add(mail.decoding_notes)
+    assert any("cut-off utf-8 character" in note for notes in seen for note in notes)
+    assert readable_prefix(raw, len(raw)) is raw
