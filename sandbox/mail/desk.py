@@ -41,6 +41,7 @@ _EVENT_KEYS = (
     "to",
     "answer",
     "asked",
+    "rubric",
 )
 
 
@@ -56,6 +57,9 @@ class _PlannedReply:
     answer: str | None = None
     #: Which of the queue's ``asks`` the reply asks (sandbox/scripted_agent.py); None: none.
     asked: int | None = None
+    #: The rubric parts the human answer was composed with (sandbox/answers.py); None: it
+    #: was not composed from parts.
+    rubric: list[str] | None = None
 
 
 class MailDesk(SandboxPeer):
@@ -223,11 +227,22 @@ class MailDesk(SandboxPeer):
         answer, text = (None, queue.text) if mail.answers is None else mail.answers.pick(self._rng)
         if step.question is not None:
             answer, text = None, step.question
-        body = f"Hello,\n\n{text}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
+        composed = None if mail.answers is None else mail.answers.compose(self._rng, text)
+        # Composed from rubric parts (sandbox/answers.py), or the desk's usual layout.
+        said = f"Hello,\n\n{text}" if composed is None else composed.text
+        body = f"{said}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
         delay = queue.latency.sample(self._rng)
         plans.append(
             _PlannedReply(
-                "human", delay, queue.sender, body, step.queue, chosen.intended, answer, step.asked
+                "human",
+                delay,
+                queue.sender,
+                body,
+                step.queue,
+                chosen.intended,
+                answer,
+                step.asked,
+                None if composed is None else list(composed.parts),
             )
         )
         return plans
@@ -245,6 +260,7 @@ class MailDesk(SandboxPeer):
             "to": contact.reply_to,
             "answer": planned.answer,
             "asked": planned.asked,
+            "rubric": planned.rubric,
         }
         if self._outage:
             self._record("reply_dropped", reason="outage", **fields)
