@@ -334,6 +334,7 @@ def report(
         now=datetime.now(UTC),
         zones=zones_of(loaded),
         target_names={name: target.name for name, target in loaded.targets.items()},
+        competitors=frozenset(name for name, target in loaded.targets.items() if target.competitor),
         config_sha256=loaded.sha256,
         version=__version__,
         incidents=incidents,
