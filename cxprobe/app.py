@@ -143,6 +143,8 @@ def check_series(config: Config, checks: list[Check] | None = None) -> list[Chec
             judges_answers=config.scenarios[check.scenario].expect is not None,
             judges_language=config.scenarios[check.scenario].language is not None,
             rubric_items=_rubric_items(config, check),
+            contact_mode=str(config.targets[check.target].contact_mode),
+            competitor=config.targets[check.target].competitor,
         )
         for check in (config.checks_here() if checks is None else checks)
     ]

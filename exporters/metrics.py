@@ -72,6 +72,9 @@ class CheckSeries:
     judges_language: bool = False
     #: The ids of the scenario's rubric items (empty: no rubric, no rubric series).
     rubric_items: tuple[str, ...] = ()
+    #: The target's contact mode and whether it is a competitor (``cxprobe_target_info``).
+    contact_mode: str = "declared"
+    competitor: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -95,6 +98,7 @@ class MonitorMetrics:
         self._declare_quality_metrics(registry)
         self._declare_conversation_metrics(registry)
         self._declare_rubric_metrics(registry)
+        self._declare_target_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -215,6 +219,14 @@ class MonitorMetrics:
             "cxprobe_rubric_items_total",
             "Scored runs by rubric item and whether it was met (not applicable: not counted).",
             [*_CHECK_LABELS, "item", "result"],
+            registry=registry,
+        )
+
+    def _declare_target_metrics(self, registry: CollectorRegistry) -> None:
+        self.target_info = Gauge(
+            "cxprobe_target_info",
+            "Configured targets (value 1): their contact mode and whether they are competitors.",
+            ["target", "contact_mode", "competitor"],
             registry=registry,
         )
 
@@ -401,6 +413,8 @@ class MonitorMetrics:
             owners |= {("check", *check.key), ("pair", check.target, check.channel)}
             owners.add(("channel", check.channel))
             want(self.check_info, (*check.key, check.check_id), 1)
+            competitor = "true" if check.competitor else "false"
+            want(self.target_info, (check.target, check.contact_mode, competitor), 1)
             for period in Period:
                 for outcome in Outcome:
                     want(self.runs, (*check.key, period, outcome), None)

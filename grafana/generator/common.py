@@ -31,6 +31,7 @@ OVERVIEW_UID = "cxprobe-overview"
 TARGET_UID = "cxprobe-target"  # alert rules link to /d/cxprobe-target/…?var-target=&var-channel=
 MONITOR_UID = "cxprobe-monitor"
 LOCATIONS_UID = "cxprobe-locations"
+QUALITY_UID = "cxprobe-quality"
 TAG = "cxprobe"
 
 #: Minimum interval of over-time panels of probe results (quantiles, counts per bar): one probe
