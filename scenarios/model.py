@@ -225,14 +225,12 @@ def compile_fact_pattern(pattern: str) -> Any:
         ) from None
 
 
-class Fact(BaseModel):
-    """Something an answer says: all of ``all`` keywords, at least one of ``any``, and/or a
-    ``regex`` (case-insensitive). Keywords are matched from the start of a word, ignoring case
-    ("refund" finds "refunds"); a fact with several kinds of condition needs every one."""
+class KeywordMatcher(BaseModel):
+    """Text conditions: all of ``all`` keywords, at least one of ``any``, and/or an RE2
+    ``regex`` (case-insensitive, searched). Shared by facts, turn matchers and rubric items."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, description="What the fact is, e.g. refund-period.")
     all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
     any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
     regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
@@ -250,6 +248,14 @@ class Fact(BaseModel):
         if any(not keyword.strip() for keyword in value):
             raise ValueError("keywords must not be empty")
         return value
+
+
+class Fact(KeywordMatcher):
+    """Something an answer says: all of ``all`` keywords, at least one of ``any``, and/or a
+    ``regex`` (case-insensitive). Keywords are matched from the start of a word, ignoring case
+    ("refund" finds "refunds"); a fact with several kinds of condition needs every one."""
+
+    name: str = Field(min_length=1, description="What the fact is, e.g. refund-period.")
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> Fact:
@@ -323,12 +329,10 @@ VERDICT_KINDS = frozenset({RubricKind.EXPECTATIONS, RubricKind.SLA})
 RUBRIC_TOTAL = 100.0
 
 
-class RubricItem(BaseModel):
+class RubricItem(KeywordMatcher):
     """One rubric item: a kind, a weight, and for text kinds an optional matcher replacing the
     kind's default (``all``/``any`` keywords, which may use persona placeholders, and/or an RE2
     ``regex``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: RubricKind
     name: str | None = Field(
@@ -337,22 +341,10 @@ class RubricItem(BaseModel):
         description="The item's id in metrics and the report (default: its kind).",
     )
     weight: float = Field(gt=0, le=RUBRIC_TOTAL, description="Points out of 100.")
-    all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
-    any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
-    regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
-
-    @field_validator("regex")
-    @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            compile_fact_pattern(value)
-        return value
 
     @field_validator("all", "any")
     @classmethod
-    def _keywords(cls, value: list[str]) -> list[str]:
-        if any(not keyword.strip() for keyword in value):
-            raise ValueError("keywords must not be empty")
+    def _known_placeholders(cls, value: list[str]) -> list[str]:
         for keyword in value:
             _check_placeholders(keyword)
         return value
@@ -416,33 +408,14 @@ DEFAULT_QUESTION_PATTERN = r"(?m)\?\s*$"
 DEFAULT_MAX_TURNS = 5
 
 
-class TurnMatcher(BaseModel):
+class TurnMatcher(KeywordMatcher):
     """Matches the last reply when every given condition holds: all of ``all`` keywords, at
     least one of ``any``, the RE2 ``regex`` (case-insensitive, searched), and a responder in
     ``responder``. Keywords match from the start of a word, ignoring case, as in ``expect``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
-    all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
-    any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
     responder: list[Responder] = Field(
         default_factory=list, description="The reply's responder is one of these (any if empty)."
     )
-
-    @field_validator("regex")
-    @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            compile_fact_pattern(value)
-        return value
-
-    @field_validator("all", "any")
-    @classmethod
-    def _no_empty_keywords(cls, value: list[str]) -> list[str]:
-        if any(not keyword.strip() for keyword in value):
-            raise ValueError("keywords must not be empty")
-        return value
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> TurnMatcher:

@@ -646,6 +646,16 @@ def targets_channels_locations() -> list[builders.QueryVariable]:
     ]
 
 
+def scenario_variable(description: str) -> builders.QueryVariable:
+    """One scenario of the selected targets and channels (single-value)."""
+    return label_variable(
+        "scenario",
+        'label_values(cxprobe_check_info{target=~"$target", channel=~"$channel"}, scenario)',
+        description,
+        multi=False,
+    )
+
+
 # -- dashboards ------------------------------------------------------------------------------
 
 #: A dashboard's body: rows, each a title and its panels in layout order.

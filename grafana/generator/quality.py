@@ -28,9 +28,9 @@ from .common import (
     data_table,
     increase,
     instant,
-    label_variable,
     legend_of,
     ratio,
+    scenario_variable,
     slo_compliance,
     table_query,
     targets_channels_locations,
@@ -96,13 +96,7 @@ def quality() -> builders.Dashboard:
         time_from="now-7d",
         variables=[
             *targets_channels_locations(),
-            label_variable(
-                "scenario",
-                'label_values(cxprobe_check_info{target=~"$target", channel=~"$channel"}, '
-                "scenario)",
-                "The scenario compared across channels.",
-                multi=False,
-            ),
+            scenario_variable("The scenario compared across channels."),
         ],
         rows=[
             ("Quality per target and channel", _per_pair()),
