@@ -322,7 +322,8 @@ def report(
     incidents: Annotated[int, typer.Option(help="How many worst incidents to show.")] = 8,
 ) -> None:
     """Write the audit report of a period: SLA compliance, hour-of-week heatmaps, after-hours
-    availability, routing, worst incidents, cross-channel comparison, methodology."""
+    availability, routing, answer quality and rubric scores, competitor ranking, worst
+    incidents, cross-channel comparison, methodology."""
     errors = Console(stderr=True)
     loaded = load_or_exit(config, errors)
     scope = scope_of(start, end, target, channel)

@@ -30,6 +30,7 @@ from pydantic import (
 from probes.base import Responder
 from scenarios.durations import Duration
 from scenarios.language import LanguageTag, primary_language
+from scenarios.rubric_library import load_library_rubric
 
 
 class Period(enum.StrEnum):
@@ -394,8 +395,6 @@ def _library_rubric(value: Any) -> Any:
     """``rubric: <name>`` is a library rubric (scenarios/library/rubrics/<name>.yaml)."""
     if not isinstance(value, str):
         return value
-    from scenarios.rubric_library import load_library_rubric  # reads YAML: only when named
-
     return load_library_rubric(value)
 
 
