@@ -142,9 +142,17 @@ def check_series(config: Config, checks: list[Check] | None = None) -> list[Chec
             objective=config.targets[check.target].sla(check.channel).objective,
             judges_answers=config.scenarios[check.scenario].expect is not None,
             judges_language=config.scenarios[check.scenario].language is not None,
+            rubric_items=_rubric_items(config, check),
+            contact_mode=str(config.targets[check.target].contact_mode),
+            competitor=config.targets[check.target].competitor,
         )
         for check in (config.checks_here() if checks is None else checks)
     ]
+
+
+def _rubric_items(config: Config, check: Check) -> tuple[str, ...]:
+    rubric = config.scenarios[check.scenario].rubric
+    return () if rubric is None else tuple(item.id for item in rubric.items)
 
 
 @asynccontextmanager

@@ -230,6 +230,8 @@ def _print_result(console: Console, result: RunResult, evidence: list[str]) -> N
         table.add_row("answer", f"{result.answer}, resolved: {str(result.resolved).lower()}")
     if result.language is not None:
         table.add_row("language", f"{result.language} ({result.reply_language or 'unknown'})")
+    if result.rubric_items:
+        table.add_row("rubric", _rubric_line(result))
     limits = ", ".join(
         f"{name} {format_duration(value)}"
         for name, value in result.thresholds.as_dict().items()
@@ -387,3 +389,10 @@ def main() -> None:
             # E.g. an evidence store that cannot be opened: the message says what to do.
             Console(stderr=True).print(f"[red]cxprobe:[/] {exc}", highlight=False)
             sys.exit(2)
+
+
+def _rubric_line(result: RunResult) -> str:
+    """``72.5 / 100 (missed: name, sign_off)``: the score and the items that were not met."""
+    score = "not scored" if result.rubric_score is None else f"{result.rubric_score:g} / 100"
+    missed = [item.item for item in result.rubric_items if item.met is False]
+    return f"{score} (missed: {', '.join(missed)})" if missed else score

@@ -322,7 +322,8 @@ def report(
     incidents: Annotated[int, typer.Option(help="How many worst incidents to show.")] = 8,
 ) -> None:
     """Write the audit report of a period: SLA compliance, hour-of-week heatmaps, after-hours
-    availability, routing, worst incidents, cross-channel comparison, methodology."""
+    availability, routing, answer quality and rubric scores, competitor ranking, worst
+    incidents, cross-channel comparison, methodology."""
     errors = Console(stderr=True)
     loaded = load_or_exit(config, errors)
     scope = scope_of(start, end, target, channel)
@@ -334,6 +335,7 @@ def report(
         now=datetime.now(UTC),
         zones=zones_of(loaded),
         target_names={name: target.name for name, target in loaded.targets.items()},
+        competitors=frozenset(name for name, target in loaded.targets.items() if target.competitor),
         config_sha256=loaded.sha256,
         version=__version__,
         incidents=incidents,

@@ -79,6 +79,8 @@ from scenarios.model import (
     SkipReason,
     TurnRecord,
 )
+from scenarios.rubric import EVIDENCE_KIND as RUBRIC_EVIDENCE
+from scenarios.rubric import score_rubric
 from scenarios.verdicts import Judge, slo_events
 
 #: Why a run whose contact never left is ``interrupted``.
@@ -458,6 +460,7 @@ class Runner:
         if result.outcome is None and run is not None:
             run.judge.conclude()
             await self._judge_answers(result, run.judge)
+            await self._score_rubric(result, run.judge)
         if run is not None and run.script is not None and result.turns:
             await self._keep_conversation(result, run.script)
         await self._finish(result)
@@ -484,6 +487,37 @@ class Runner:
             raise
         except Exception:
             self.logger.exception("answers not judged", extra={"run_id": result.run_id})
+
+    async def _score_rubric(self, result: RunResult, judge: Judge) -> None:
+        """The mystery-shopping rubric's score of the human answers (after the answer verdict,
+        which its expectations item reads), kept on the run and as evidence with each item's
+        span. A failure is logged and leaves the score unset: the run's outcome stands."""
+        scenario = judge.scenario
+        if scenario.rubric is None:
+            return
+        values = {**scenario.persona, "customer_name": self.config.monitor.customer_name}
+        try:
+            scored = await asyncio.to_thread(
+                functools.partial(
+                    score_rubric,
+                    scenario,
+                    judge.answers(),
+                    verdict=result.answer,
+                    outcome=result.outcome,
+                    values=values,
+                )
+            )
+            if scored is None:
+                return
+            result.rubric_score = scored.score
+            result.rubric_items = list(scored.items)
+            await self.store.record_artifacts(
+                result.run_id, [json_evidence(RUBRIC_EVIDENCE, scored.evidence())]
+            )
+        except LeaseLostError:
+            raise
+        except Exception:
+            self.logger.exception("rubric not scored", extra={"run_id": result.run_id})
 
     async def _keep_conversation(self, result: RunResult, script: ConversationScript) -> None:
         """The scripted conversation's timeline as evidence, written before the run is sealed.

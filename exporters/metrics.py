@@ -45,6 +45,9 @@ RESPONSE_BUCKETS = (
 #: minutes a process that was stopped or suspended.
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+#: A rubric score is 0-100: tenths show where a team's runs fall.
+RUBRIC_SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
 #: SLOs whose events a run can produce (``scenarios.verdicts.slo_events``).
 
 _CHECK_LABELS = ("target", "channel", "scenario", "location")
@@ -67,6 +70,11 @@ class CheckSeries:
     #: series are declared at zero only then).
     judges_answers: bool = False
     judges_language: bool = False
+    #: The ids of the scenario's rubric items (empty: no rubric, no rubric series).
+    rubric_items: tuple[str, ...] = ()
+    #: The target's contact mode and whether it is a competitor (``cxprobe_target_info``).
+    contact_mode: str = "declared"
+    competitor: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -89,6 +97,8 @@ class MonitorMetrics:
         self._declare_budget_metrics(registry)
         self._declare_quality_metrics(registry)
         self._declare_conversation_metrics(registry)
+        self._declare_rubric_metrics(registry)
+        self._declare_target_metrics(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -192,6 +202,31 @@ class MonitorMetrics:
             "cxprobe_resolved_total",
             "Judged runs by whether an answer before any follow-up resolved them (FCR proxy).",
             [*check, "resolved"],
+            registry=registry,
+        )
+
+    def _declare_rubric_metrics(self, registry: CollectorRegistry) -> None:
+        """The mystery-shopping rubric: each scored run's score (0-100) and each item's result.
+        ``item`` is a rubric item id from the configuration (bounded)."""
+        self.rubric_score = Histogram(
+            "cxprobe_rubric_score",
+            "Mystery-shopping rubric score (0-100 points) of each scored run's human answers.",
+            _CHECK_LABELS,
+            buckets=RUBRIC_SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.rubric_items = Counter(
+            "cxprobe_rubric_items_total",
+            "Scored runs by rubric item and whether it was met (not applicable: not counted).",
+            [*_CHECK_LABELS, "item", "result"],
+            registry=registry,
+        )
+
+    def _declare_target_metrics(self, registry: CollectorRegistry) -> None:
+        self.target_info = Gauge(
+            "cxprobe_target_info",
+            "Configured targets (value 1): their contact mode and whether they are competitors.",
+            ["target", "contact_mode", "competitor"],
             registry=registry,
         )
 
@@ -378,6 +413,8 @@ class MonitorMetrics:
             owners |= {("check", *check.key), ("pair", check.target, check.channel)}
             owners.add(("channel", check.channel))
             want(self.check_info, (*check.key, check.check_id), 1)
+            competitor = "true" if check.competitor else "false"
+            want(self.target_info, (check.target, check.contact_mode, competitor), 1)
             for period in Period:
                 for outcome in Outcome:
                     want(self.runs, (*check.key, period, outcome), None)
@@ -390,6 +427,11 @@ class MonitorMetrics:
                     want(self.resolved, (*check.key, resolved), None)
             if check.judges_language:
                 want(self.language_mismatches, check.key, None)
+            if check.rubric_items:
+                want(self.rubric_score, check.key, None)
+                for item in check.rubric_items:
+                    for met in ("met", "missed"):
+                        want(self.rubric_items, (*check.key, item, met), None)
             for name, limit in [*check.slos(), ("deadline", check.thresholds.deadline)]:
                 want(self.slo_threshold, (*check.key, name), limit)
             for name, _ in check.slos():
@@ -465,6 +507,12 @@ class MonitorMetrics:
             self._child(owner, self.resolved, *key, resolved).inc()
         if result.language is LanguageVerdict.MISMATCH:
             self._child(owner, self.language_mismatches, *key).inc()
+        if result.rubric_score is not None:
+            self._child(owner, self.rubric_score, *key).observe(result.rubric_score)
+            for item in result.rubric_items:
+                if item.met is not None:
+                    met = "met" if item.met else "missed"
+                    self._child(owner, self.rubric_items, *key, item.item, met).inc()
 
     def record_conversation(self, result: RunResult) -> None:
         """A finished scripted run's turns: how many were sent, and each one's answer times."""

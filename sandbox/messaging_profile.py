@@ -65,6 +65,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from sandbox.answers import Answers
 from sandbox.latency import FixedLatency, Latency
 from sandbox.profile_model import (
     StaffedQueue,
@@ -130,6 +131,9 @@ class ReplyTeam(StrictModel):
     default_queue: str
     misroute_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     outage: bool = False
+    #: Scripted answer quality (sandbox/answers.py); None: every agent answer is the queue's
+    #: ``text``.
+    answers: Answers | None = None
 
     @model_validator(mode="after")
     def _default_queue_exists(self) -> Self:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,6 +10,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
+from sandbox.answers import AnswerKind, Answers, ScriptedAnswer
 from sandbox.chat.profile import ChatSettings
 from sandbox.clock import WeeklyHours
 from sandbox.generic.profile import GenericPeerSettings
@@ -21,6 +21,8 @@ from sandbox.scripted_agent import Ask
 from sandbox.twilio.profile import TwilioSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+#: Scripted answers (sandbox/answers.py) are part of the profile's schema.
+__all__ = ["AnswerKind", "Answers", "Profile", "ProfileError", "ScriptedAnswer", "load_profile"]
 
 
 class ProfileError(ValueError):
@@ -73,37 +75,6 @@ class Queue(StrictModel):
     text: str = "Thank you for your message. I have looked into this for you."
     #: Questions the agent asks before answering (sandbox/scripted_agent.py).
     asks: list[Ask] = []
-
-
-#: What a desk's human answer says, for tests with ground truth of answer quality.
-AnswerKind = Literal["correct", "incomplete", "wrong", "other_language"]
-
-
-class ScriptedAnswer(StrictModel):
-    """One kind of human answer: how often the desk gives it, and its text."""
-
-    rate: float = Field(ge=0.0, le=1.0)
-    text: str = Field(min_length=1)
-
-
-class Answers(StrictModel):
-    """Scripted answer quality: the desk picks one kind per human reply by its rate (the rates
-    sum to 1) and records the kind in its ground truth (``answer`` on ``reply_sent``)."""
-
-    kinds: dict[AnswerKind, ScriptedAnswer] = Field(min_length=1)
-
-    @_model_validator(mode="after")
-    def _rates_sum_to_one(self) -> Answers:
-        total = sum(answer.rate for answer in self.kinds.values())
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"answer rates must sum to 1, not {total:g}")
-        return self
-
-    def pick(self, rng: random.Random) -> tuple[AnswerKind, str]:
-        kinds = list(self.kinds)
-        weights = [self.kinds[kind].rate for kind in kinds]
-        kind = rng.choices(kinds, weights=weights)[0]
-        return kind, self.kinds[kind].text
 
 
 class MailSettings(StrictModel):

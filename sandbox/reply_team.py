@@ -41,6 +41,10 @@ class PlannedReply:
     queue: str | None = None
     intended_queue: str | None = None
     agent: str | None = None
+    #: The answer's kind and the rubric parts it was composed with (sandbox/answers.py);
+    #: None when the team has no scripted answers.
+    answer: str | None = None
+    rubric: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,24 @@ class ReplyPlanner:
         if agent_answers:
             names = {"agent": agent, "label": queue.label, "ref": ref}
             said = step.question or queue.text.format(**names)
+            answer, rubric = None, None
+            if team.answers is not None:
+                if step.question is None:
+                    answer, said = team.answers.pick(self._streams.answers)
+                composed = team.answers.compose(self._streams.answers, said)
+                if composed is not None:
+                    said, rubric = composed.text, composed.parts
             body = f"{said}\n{queue.signature.format(**names)}"
             replies.append(
-                PlannedReply("agent", agent_delay, body, step.queue, chosen.intended, agent)
+                PlannedReply(
+                    "agent",
+                    agent_delay,
+                    body,
+                    step.queue,
+                    chosen.intended,
+                    agent,
+                    answer,
+                    rubric,
+                )
             )
         return Plan(period, chosen.actual, chosen.intended, tuple(replies))

@@ -181,7 +181,7 @@ def _search(pattern: str, name: str, text: str, answer: int, group: int = 1) -> 
 
 
 @dataclass(frozen=True)
-class _Evaluated:
+class EvaluatedTexts:
     texts: list[str]
     truncated: bool
 
@@ -190,7 +190,9 @@ class _Evaluated:
         return sum(len(text) for text in self.texts)
 
 
-def _evaluated_texts(answers: Sequence[HumanAnswer]) -> _Evaluated:
+def evaluated_texts(answers: Sequence[HumanAnswer]) -> EvaluatedTexts:
+    """The answers' plain texts as the expectations (and the rubric) read them, within
+    :data:`MAX_EVALUATED_CHARS` together."""
     budget = MAX_EVALUATED_CHARS
     texts: list[str] = []
     truncated = False
@@ -201,7 +203,7 @@ def _evaluated_texts(answers: Sequence[HumanAnswer]) -> _Evaluated:
         truncated = truncated or len(text) > budget
         texts.append(text[:budget])
         budget = max(0, budget - len(texts[-1]))
-    return _Evaluated(texts, truncated)
+    return EvaluatedTexts(texts, truncated)
 
 
 def _first_found(fact: Fact, texts: Sequence[str]) -> list[Span] | None:
@@ -276,7 +278,7 @@ def assess_answers(
     """The run's answer and language verdicts; None when the scenario asks for neither."""
     if scenario.expect is None and scenario.language is None:
         return None
-    evaluated = _evaluated_texts(answers)
+    evaluated = evaluated_texts(answers)
     texts = evaluated.texts
     language, detected = _language_verdict(scenario.language, texts, languages)
     language_only = AnswerQuality(

@@ -30,6 +30,7 @@ from pydantic import (
 from probes.base import Responder
 from scenarios.durations import Duration
 from scenarios.language import LanguageTag, primary_language
+from scenarios.rubric_library import load_library_rubric
 
 
 class Period(enum.StrEnum):
@@ -225,14 +226,12 @@ def compile_fact_pattern(pattern: str) -> Any:
         ) from None
 
 
-class Fact(BaseModel):
-    """Something an answer says: all of ``all`` keywords, at least one of ``any``, and/or a
-    ``regex`` (case-insensitive). Keywords are matched from the start of a word, ignoring case
-    ("refund" finds "refunds"); a fact with several kinds of condition needs every one."""
+class KeywordMatcher(BaseModel):
+    """Text conditions: all of ``all`` keywords, at least one of ``any``, and/or an RE2
+    ``regex`` (case-insensitive, searched). Shared by facts, turn matchers and rubric items."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, description="What the fact is, e.g. refund-period.")
     all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
     any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
     regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
@@ -250,6 +249,14 @@ class Fact(BaseModel):
         if any(not keyword.strip() for keyword in value):
             raise ValueError("keywords must not be empty")
         return value
+
+
+class Fact(KeywordMatcher):
+    """Something an answer says: all of ``all`` keywords, at least one of ``any``, and/or a
+    ``regex`` (case-insensitive). Keywords are matched from the start of a word, ignoring case
+    ("refund" finds "refunds"); a fact with several kinds of condition needs every one."""
+
+    name: str = Field(min_length=1, description="What the fact is, e.g. refund-period.")
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> Fact:
@@ -300,6 +307,97 @@ class Expectations(AnswerFacts):
         )
 
 
+# -- the mystery-shopping rubric (issue 13): scored by scenarios/rubric.py -------------------
+
+
+class RubricKind(enum.StrEnum):
+    """What a rubric item checks. The text kinds read the human answers (each has a default
+    matcher in :mod:`scenarios.rubric`); ``expectations`` and ``sla`` read the run's verdicts."""
+
+    GREETING = "greeting"
+    NAME = "name"  # the customer's name (monitor.customer_name or the item's keywords)
+    EMPATHY = "empathy"  # scored only when the scenario is a complaint
+    SIGN_OFF = "sign_off"
+    REFERENCE = "reference"  # a reference or ticket number given
+    EXPECTATIONS = "expectations"  # the answer verdict is correct
+    SLA = "sla"  # the run's outcome is met
+    CUSTOM = "custom"  # the item's own matcher
+
+
+#: Rubric items that read the run's verdicts, not the answers' text: they take no matcher.
+VERDICT_KINDS = frozenset({RubricKind.EXPECTATIONS, RubricKind.SLA})
+#: What a rubric's weights add up to (its score is 0-100).
+RUBRIC_TOTAL = 100.0
+
+
+class RubricItem(KeywordMatcher):
+    """One rubric item: a kind, a weight, and for text kinds an optional matcher replacing the
+    kind's default (``all``/``any`` keywords, which may use persona placeholders, and/or an RE2
+    ``regex``)."""
+
+    kind: RubricKind
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,39}$",
+        description="The item's id in metrics and the report (default: its kind).",
+    )
+    weight: float = Field(gt=0, le=RUBRIC_TOTAL, description="Points out of 100.")
+
+    @field_validator("all", "any")
+    @classmethod
+    def _known_placeholders(cls, value: list[str]) -> list[str]:
+        for keyword in value:
+            _check_placeholders(keyword)
+        return value
+
+    @model_validator(mode="after")
+    def _matcher_fits_kind(self) -> RubricItem:
+        has_matcher = bool(self.all or self.any or self.regex)
+        if self.kind in VERDICT_KINDS and has_matcher:
+            raise ValueError(
+                f"a {self.kind} item reads the run's verdict, not the text: remove all/any/regex"
+            )
+        if self.kind is RubricKind.CUSTOM and not (has_matcher and self.name):
+            raise ValueError("a custom item needs a name and a matcher (all, any or regex)")
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.name or str(self.kind)
+
+
+class Rubric(BaseModel):
+    """A mystery-shopping rubric: items whose weights sum to 100. An item that does not apply
+    to a run (empathy outside a complaint, expectations without ``expect``) is left out and
+    the others are rescaled to 100."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: list[RubricItem] = Field(min_length=1)
+
+    @field_validator("items")
+    @classmethod
+    def _weights_sum_to_100(cls, items: list[RubricItem]) -> list[RubricItem]:
+        ids = [item.id for item in items]
+        repeated = sorted({name for name in ids if ids.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"item names must be unique; {', '.join(repeated)} appear twice: give one a name"
+            )
+        total = sum(item.weight for item in items)
+        if abs(total - RUBRIC_TOTAL) > 1e-6:
+            weights = " + ".join(f"{item.weight:g}" for item in items)
+            raise ValueError(f"the weights must sum to 100, not {total:g} ({weights}); adjust them")
+        return items
+
+
+def _library_rubric(value: Any) -> Any:
+    """``rubric: <name>`` is a library rubric (scenarios/library/rubrics/<name>.yaml)."""
+    if not isinstance(value, str):
+        return value
+    return load_library_rubric(value)
+
+
 # -- conversation scripts: the probe answers an agent's questions (issue 13) -----------------
 
 #: What the fallback answers unless it says otherwise: a human reply with a line that ends in a
@@ -309,33 +407,14 @@ DEFAULT_QUESTION_PATTERN = r"(?m)\?\s*$"
 DEFAULT_MAX_TURNS = 5
 
 
-class TurnMatcher(BaseModel):
+class TurnMatcher(KeywordMatcher):
     """Matches the last reply when every given condition holds: all of ``all`` keywords, at
     least one of ``any``, the RE2 ``regex`` (case-insensitive, searched), and a responder in
     ``responder``. Keywords match from the start of a word, ignoring case, as in ``expect``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    regex: str | None = Field(default=None, description="An RE2 regular expression, searched.")
-    all: list[str] = Field(default_factory=list, description="Every one of these keywords.")
-    any: list[str] = Field(default_factory=list, description="At least one of these keywords.")
     responder: list[Responder] = Field(
         default_factory=list, description="The reply's responder is one of these (any if empty)."
     )
-
-    @field_validator("regex")
-    @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            compile_fact_pattern(value)
-        return value
-
-    @field_validator("all", "any")
-    @classmethod
-    def _no_empty_keywords(cls, value: list[str]) -> list[str]:
-        if any(not keyword.strip() for keyword in value):
-            raise ValueError("keywords must not be empty")
-        return value
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> TurnMatcher:
@@ -431,6 +510,19 @@ class Scenario(BaseModel):
     max_turns: int = Field(
         default=DEFAULT_MAX_TURNS, ge=1, le=50, description="Turns sent at most in one run."
     )
+    complaint: bool = Field(
+        default=False, description="The customer complains: the rubric scores empathy."
+    )
+    rubric: Rubric | None = Field(
+        default=None,
+        description="The mystery-shopping rubric (items and weights), or a library rubric's "
+        "name (e.g. mystery-shopper).",
+    )
+
+    @field_validator("rubric", mode="before")
+    @classmethod
+    def _rubric_by_name(cls, value: Any) -> Any:
+        return _library_rubric(value)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -546,6 +638,42 @@ class TurnRecord:
         }
 
 
+@dataclass(frozen=True)
+class RubricItemResult:
+    """How one rubric item scored on a run: ``met`` (None: not applicable, left out and the
+    other items rescaled), the points it earned out of 100, and the span that showed it."""
+
+    item: str
+    kind: RubricKind
+    weight: float
+    met: bool | None
+    points: float = 0.0
+    #: Where the text was found: ``{"answer", "start", "end", "text"}``; None: not found or
+    #: not a text item.
+    span: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "item": self.item,
+            "kind": str(self.kind),
+            "weight": self.weight,
+            "met": self.met,
+            "points": self.points,
+            "span": self.span,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RubricItemResult:
+        return cls(
+            item=str(data["item"]),
+            kind=RubricKind(data["kind"]),
+            weight=float(data["weight"]),
+            met=data["met"],
+            points=float(data.get("points", 0.0)),
+            span=data.get("span"),
+        )
+
+
 @dataclass
 class RunResult:
     """Everything known about one run; what the store, metrics and CLI receive."""
@@ -586,6 +714,11 @@ class RunResult:
     reply_language: str | None = None
     #: A scripted conversation's timeline (the opening first); empty when not scripted.
     turns: list[TurnRecord] = field(default_factory=list)
+    #: The mystery-shopping rubric's score (0-100) of the human answers; None: the scenario
+    #: has no rubric, no human answered, or no item applied.
+    rubric_score: float | None = None
+    #: Each rubric item's result (``scenarios.rubric``), in the rubric's order.
+    rubric_items: list[RubricItemResult] = field(default_factory=list)
 
     @property
     def deadline_at(self) -> datetime | None:

@@ -12,6 +12,7 @@ import yaml
 from scenarios.answers import EVIDENCE_KIND as ANSWER_QUALITY_EVIDENCE
 from scenarios.conversation import EVIDENCE_KIND as CONVERSATION_EVIDENCE
 from scenarios.model import RunResult
+from scenarios.rubric import EVIDENCE_KIND as RUBRIC_EVIDENCE
 
 ALL_DAY = ["00:00-24:00"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -551,8 +552,10 @@ def monitor_section(tmp_path: Path) -> dict[str, Any]:
 def run_evidence_kinds(result: RunResult, *channel_kinds: str) -> set[str]:
     """The run-level evidence a finished run keeps: its channel's kinds, plus the
     ``answer-quality`` document when its scenario judged the answers (expectations or a
-    language, scenarios.answers) and the ``conversation`` timeline when it was scripted
-    (scenarios.conversation)."""
+    language, scenarios.answers), the ``conversation`` timeline when it was scripted
+    (scenarios.conversation) and the ``rubric`` document when its scenario has a rubric
+    (scenarios.rubric)."""
     judged = result.answer is not None or result.language is not None
     scripted = [CONVERSATION_EVIDENCE] if result.turns else []
-    return {*channel_kinds, *([ANSWER_QUALITY_EVIDENCE] if judged else []), *scripted}
+    rubric = [RUBRIC_EVIDENCE] if result.rubric_items else []
+    return {*channel_kinds, *([ANSWER_QUALITY_EVIDENCE] if judged else []), *scripted, *rubric}

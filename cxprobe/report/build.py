@@ -8,7 +8,8 @@ Contents: key figures; SLA compliance per target, channel and period with the th
 applied; hour-of-week heatmaps (answer rate, median time to first answer) per target and
 channel in the target's local time; 24/7 coverage (which hours of the week were sampled);
 after-hours availability; routing correctness; answer quality and language per target and
-channel; the worst incidents with evidence excerpts; a
+channel, with the mystery-shopping rubric's scores; the competitor ranking (speed, answer
+quality, after-hours availability); the worst incidents with evidence excerpts; a
 cross-channel comparison of each scenario; when the runs come from more than one location,
 each target and channel compared across locations; methodology.
 """
@@ -51,6 +52,7 @@ from cxprobe.report.model import (
     seconds,
 )
 from cxprobe.report.quality import quality_section
+from cxprobe.report.ranking import ranking_section
 from cxprobe.store.chain import Scope
 from cxprobe.store.database import EvidenceStore
 from probes.base import Responder
@@ -86,6 +88,8 @@ class ReportOptions:
     incidents: int = 8
     #: Maintenance windows in force (configuration and store): their hours are listed.
     maintenance: Sequence[DeclaredWindow] = ()
+    #: Targets that are another company's service (``competitor: true``), for the ranking.
+    competitors: frozenset[str] = frozenset()
 
 
 def _when(instant: datetime | None, zone: str | None) -> str:
@@ -421,6 +425,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
         _after_hours_section(runs),
         _routing_section(runs),
         quality_section(runs),
+        ranking_section(runs, options.target_names, options.competitors),
         await _incidents_section(store, runs, options),
         _cross_channel_section(runs),
         *([by_location] if by_location is not None else []),

@@ -124,6 +124,7 @@ from scenarios.model import (
     Outcome,
     Period,
     RoutingResult,
+    RubricItemResult,
     RunResult,
     Thresholds,
 )
@@ -1301,6 +1302,10 @@ def _figures(result: RunResult) -> dict[str, Any]:
         "resolved": result.resolved,
         "language": None if result.language is None else str(result.language),
         "reply_language": result.reply_language,
+        "rubric_score": result.rubric_score,
+        "rubric_items": (
+            [item.as_dict() for item in result.rubric_items] if result.rubric_items else None
+        ),
     }
 
 
@@ -1441,6 +1446,8 @@ def _result(row: Row[Any]) -> RunResult:
         resolved=row.resolved,
         language=None if row.language is None else LanguageVerdict(row.language),
         reply_language=row.reply_language,
+        rubric_score=row.rubric_score,
+        rubric_items=[RubricItemResult.from_dict(item) for item in row.rubric_items or []],
     )
 
 

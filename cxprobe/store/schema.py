@@ -187,6 +187,10 @@ runs = Table(
     Column("resolved", Boolean),
     Column("language", Name),
     Column("reply_language", Name),
+    # The mystery-shopping rubric (scenarios.rubric; revision 0008): the score (0-100) and each
+    # item's result; NULL where the scenario has none, nobody answered, and for runs from before.
+    Column("rubric_score", Float),
+    Column("rubric_items", JsonText),
     CheckConstraint("status IN ('open', 'closed')", name="status"),
     Index(None, "check_id", "slot_at"),
     Index(None, "target", "channel", "sent_at"),

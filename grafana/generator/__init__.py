@@ -36,6 +36,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from .locations import locations
 from .monitor_health import monitor_health
 from .overview import overview
+from .quality import quality
 from .target_drill_down import target_drill_down
 
 #: Each dashboard's file name in ``grafana/dashboards/`` and its builder.
@@ -44,6 +45,7 @@ DASHBOARDS: Mapping[str, Callable[[], builders.Dashboard]] = {
     "target.json": target_drill_down,
     "monitor.json": monitor_health,
     "locations.json": locations,
+    "quality.json": quality,
 }
 
 #: Written by the SDK on every variable, but only interval variables have them (and the

@@ -31,6 +31,7 @@ OVERVIEW_UID = "cxprobe-overview"
 TARGET_UID = "cxprobe-target"  # alert rules link to /d/cxprobe-target/…?var-target=&var-channel=
 MONITOR_UID = "cxprobe-monitor"
 LOCATIONS_UID = "cxprobe-locations"
+QUALITY_UID = "cxprobe-quality"
 TAG = "cxprobe"
 
 #: Minimum interval of over-time panels of probe results (quantiles, counts per bar): one probe
@@ -643,6 +644,16 @@ def targets_channels_locations() -> list[builders.QueryVariable]:
             "Where the monitors probe from.",
         ),
     ]
+
+
+def scenario_variable(description: str) -> builders.QueryVariable:
+    """One scenario of the selected targets and channels (single-value)."""
+    return label_variable(
+        "scenario",
+        'label_values(cxprobe_check_info{target=~"$target", channel=~"$channel"}, scenario)',
+        description,
+        multi=False,
+    )
 
 
 # -- dashboards ------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ from .common import (
     error_budget_left,
     increase,
     instant,
-    label_variable,
     legend_of,
     objective,
     quantile_table,
     query,
     routed_correctly_share,
     routing_verdicts,
+    scenario_variable,
     slo_compliance,
     table_query,
     targets_channels_locations,
@@ -54,13 +54,7 @@ def overview() -> builders.Dashboard:
         time_from="now-7d",
         variables=[
             *targets_channels_locations(),
-            label_variable(
-                "scenario",
-                'label_values(cxprobe_check_info{target=~"$target", channel=~"$channel"}, '
-                "scenario)",
-                "The scenario the cross-channel comparison shows.",
-                multi=False,
-            ),
+            scenario_variable("The scenario the cross-channel comparison shows."),
         ],
         rows=[
             ("SLA compliance over the dashboard range", _sla_compliance()),

@@ -187,6 +187,8 @@ class GenericPeer(SandboxPeer):
             "queue": reply.queue,
             "intended_queue": reply.intended_queue,
             "agent": reply.agent,
+            "answer": reply.answer,
+            "rubric": None if reply.rubric is None else list(reply.rubric),
             "body": reply.body,
             "in_reply_to": message_id,
             "in_reply_to_token": token,

@@ -40,6 +40,7 @@ _EVENT_KEYS = (
     "to",
     "answer",
     "asked",
+    "rubric",
 )
 
 
@@ -55,6 +56,9 @@ class PlannedReply:
     answer: str | None = None
     #: Which of the queue's ``asks`` the reply asks (sandbox/scripted_agent.py); None: none.
     asked: int | None = None
+    #: The rubric parts the human answer was composed with (sandbox/answers.py); None: it
+    #: was not composed from parts.
+    rubric: list[str] | None = None
 
 
 class MailDesk(SandboxPeer):
@@ -236,11 +240,23 @@ class MailDesk(SandboxPeer):
         )
         if step.question is not None:
             answer, text = None, step.question
-        body = f"Hello,\n\n{text}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
+        answers = mail.answers
+        composed = None if answers is None else answers.compose(self.streams.answers, text)
+        # Composed from rubric parts (sandbox/answers.py), or the desk's usual layout.
+        said = f"Hello,\n\n{text}" if composed is None else composed.text
+        body = f"{said}\n\n{quote(contact, received_at)}\n\n{queue.signature}\n"
         delay = queue.latency.sample(self.streams.latency)
         plans.append(
             PlannedReply(
-                "human", delay, queue.sender, body, step.queue, chosen.intended, answer, step.asked
+                "human",
+                delay,
+                queue.sender,
+                body,
+                step.queue,
+                chosen.intended,
+                answer,
+                step.asked,
+                None if composed is None else list(composed.parts),
             )
         )
         return plans
@@ -258,6 +274,7 @@ class MailDesk(SandboxPeer):
             "to": contact.reply_to,
             "answer": planned.answer,
             "asked": planned.asked,
+            "rubric": planned.rubric,
         }
         if self._outage:
             self._record("reply_dropped", reason="outage", **fields)

@@ -177,6 +177,8 @@ class BrandLines:
             "queue": reply.queue,
             "intended_queue": reply.intended_queue,
             "agent": reply.agent,
+            "answer": reply.answer,
+            "rubric": None if reply.rubric is None else list(reply.rubric),
             "in_reply_to_token": find_token(message.body),
             "in_reply_to_sid": message.sid,
             "period": plan.period,

@@ -45,7 +45,7 @@ import pytest
 import yaml
 
 from cxprobe.app import Monitor, open_monitor
-from cxprobe.settings import load_config
+from cxprobe.settings import LIBRARY_DIR, load_config
 from sandbox.clock import WeeklyHours
 from sandbox.generic.peer import GenericPeer
 from sandbox.profile import PROFILES_DIR, Profile
@@ -261,6 +261,12 @@ class LocationPeers:
         self.night.set_webhook_url(f"{monitor.server.url}/webhooks/generic/night")
 
 
+def billing_question() -> dict[str, Any]:
+    """The library scenario ``billing-question``, as data."""
+    data: dict[str, Any] = yaml.safe_load((LIBRARY_DIR / "billing-question.yaml").read_text())
+    return data
+
+
 def write_config(
     tmp_path: Path, lines: TwilioSandbox, profile: Profile, peers: LocationPeers, location: str
 ) -> Path:
@@ -278,6 +284,9 @@ def write_config(
             "log_format": "json",
         },
         "locations": {LOCATION: {}, ELSEWHERE: {}},
+        # The library's billing question, scored with the library rubric as well: the Answer
+        # quality dashboard's rubric panels need scores.
+        "scenarios": {"billing-question": {**billing_question(), "rubric": "mystery-shopper"}},
         "channels": {
             "sms": {
                 "twilio": {
@@ -588,6 +597,8 @@ async def produce_runs(monitors: dict[str, Monitor], api: PrometheusApi) -> None
         ("cxprobe_first_response_seconds_count", {"responder": "bot"}),
         ("cxprobe_late_replies_total", {}),
         ("cxprobe_scheduler_lag_seconds_count", {}),
+        ("cxprobe_rubric_score_count", {"target": "acme"}),
+        ("cxprobe_answer_verdicts_total", {"target": "acme"}),
     ]:
         assert sample(monitor, name, **labels) > 0, (name, labels)
     elsewhere = monitors[ELSEWHERE]
@@ -658,7 +669,13 @@ async def test_every_dashboard_query_returns_data(
     tmp_path: Path, prometheus: PrometheusProcess
 ) -> None:
     boards = {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
-    assert set(boards) == {"overview.json", "target.json", "monitor.json", "locations.json"}
+    assert set(boards) == {
+        "overview.json",
+        "target.json",
+        "monitor.json",
+        "locations.json",
+        "quality.json",
+    }
     logger = logging.getLogger("cxprobe.test")
     async with sandbox(tmp_path) as (lines, profile, peers):
         configs = {

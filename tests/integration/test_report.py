@@ -5,6 +5,7 @@ figures it prints are the ones recomputed here from the store with plain SQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import typer
+import yaml
 from PIL import Image, ImageStat
 from typer.testing import CliRunner, Result
 
@@ -22,7 +24,14 @@ from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.store.database import EvidenceStore
 from probes.base import Sent
 from scenarios.maintenance import MaintenanceMode, MaintenanceWindow
-from scenarios.model import AnswerVerdict, ContactMode, LanguageVerdict, Outcome
+from scenarios.model import (
+    AnswerVerdict,
+    ContactMode,
+    LanguageVerdict,
+    Outcome,
+    RubricItemResult,
+    RubricKind,
+)
 from tests.evidence_support import (
     CHECKS,
     SECRETS,
@@ -310,3 +319,71 @@ def test_the_report_shows_answer_verdicts_and_language_per_target_and_channel(
     # correct 2, incomplete 0, wrong 1, none 1; 2 of 3 answered correct; 1 of 4 resolved;
     # language match 2, mismatch 1, unknown 1
     assert re.search(r"acme sms 2 0 1 1 66\.7 % 25\.0 % 2 1 1", text), text
+
+
+def test_the_report_shows_rubric_scores_and_ranks_competitors(tmp_path: Path) -> None:
+    db_path = tmp_path / "store.db"
+    config = write_config(tmp_path, db_path)
+    data = yaml.safe_load(config.read_text())
+    rival = {
+        **data["targets"]["acme"],
+        "name": "Rival Telecom",
+        "competitor": True,
+        "contact_mode": "mystery",
+        "mystery": {"reason": "quarterly competitor benchmark"},
+    }
+    data["targets"]["rival"] = rival
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    loaded = load(config)
+    greeting = RubricItemResult("greeting", RubricKind.GREETING, 40, True, 40)
+    no_greeting = RubricItemResult("greeting", RubricKind.GREETING, 40, False)
+    sla = RubricItemResult("sla", RubricKind.SLA, 60, True, 60)
+    no_sla = RubricItemResult("sla", RubricKind.SLA, 60, False)
+    # (target, check, score, items, verdict, seconds to the human answer)
+    runs = [
+        ("acme", "acme-email-billing", 100.0, [greeting, sla], AnswerVerdict.CORRECT, 60.0),
+        ("acme", "acme-sms-billing", 60.0, [no_greeting, sla], AnswerVerdict.CORRECT, 20.0),
+        ("acme", "acme-sms-billing", 40.0, [greeting, no_sla], AnswerVerdict.WRONG, 40.0),
+        ("rival", "acme-email-billing", 0.0, [no_greeting, no_sla], AnswerVerdict.WRONG, 90.0),
+        ("rival", "acme-email-billing", 40.0, [greeting, no_sla], AnswerVerdict.CORRECT, 10.0),
+    ]
+
+    async def build() -> None:
+        async with EvidenceStore(loaded.monitor.store_url) as store:
+            for index, (target, check, rubric, items, verdict, human) in enumerate(runs):
+                slot = WEEK_START + timedelta(hours=10, minutes=index)
+                result = dataclasses.replace(new_result(loaded, check, slot), target=target)
+                if target == "rival":
+                    result.contact_mode = ContactMode.MYSTERY
+                await store.claim_slot(result)
+                contact = Sent(at=result.slot, external_id=f"<{result.run_id}@cxprobe.test>")
+                await store.record_sent(result.run_id, contact, result.expected_queue)
+                result.sent_at = contact.at
+                result.outcome = Outcome.MET
+                result.first_human_seconds = human
+                result.answer = verdict
+                result.rubric_score, result.rubric_items = rubric, items
+                await store.finish(result)
+
+    asyncio.run(build())
+    out = tmp_path / "report.html"
+    make_report(config, out)
+    text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text(encoding="utf-8")).split())
+    assert "Mystery-shopping rubric per target and channel" in text
+    # target, channel, scored runs, mean, lowest, missed most (share met), low
+    assert re.search(r"acme email 1 100\.0 100\.0 greeting \(100\.0 %\)", text), text
+    assert re.search(r"acme sms 2 50\.0 40\.0 greeting \(50\.0 %\) low", text), text
+    assert re.search(r"rival email 2 20\.0 0\.0 sla \(0\.0 %\) low", text), text
+    # The same scenario on each channel: email, sms, spread.
+    assert re.search(r"acme billing-question 100\.0 50\.0 50\.0", text), text
+    assert re.search(r"rival billing-question 20\.0 — 0\.0", text), text
+    # Ranking: acme (median of 60, 20, 40 s: 40 s; 2 of 3 correct; mean rubric 66.7) before
+    # rival (median of 90 and 10 s: 50 s; 1 of 2 correct; mean 20); no after-hours runs.
+    assert "Competitor ranking" in text
+    assert re.search(
+        r"1 Acme Telecom \(sandbox\) no declared 3 40\.0 s \(#1\) 66\.7 % \(#1\) 66\.7 \(#1\) — ",
+        text,
+    ), text
+    assert re.search(
+        r"2 Rival Telecom yes mystery 2 50\.0 s \(#2\) 50\.0 % \(#2\) 20\.0 \(#2\) — ", text
+    ), text

@@ -20,7 +20,16 @@ from bench.metrics import PROMETHEUS_ACCEPT, filled_metrics
 from cxprobe.server import HttpServer, accepts_gzip
 from exporters.metrics import CheckSeries, MonitorMetrics
 from probes.base import Responder
-from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult, Thresholds
+from scenarios.model import (
+    ObservedReply,
+    Outcome,
+    Period,
+    RoutingResult,
+    RubricItemResult,
+    RubricKind,
+    RunResult,
+    Thresholds,
+)
 from tests.support import require_binary
 
 THRESHOLDS = Thresholds(
@@ -75,6 +84,7 @@ def registry() -> CollectorRegistry:
                 location="default",
                 thresholds=THRESHOLDS,
                 objective=0.95,
+                rubric_items=("greeting", "sla"),
             )
         ]
     )
@@ -82,6 +92,12 @@ def registry() -> CollectorRegistry:
     business = finished_run(
         Period.BUSINESS, Outcome.MET, (3, Responder.AUTO), (1200, Responder.HUMAN)
     )
+    # A scored run: the rubric's series are linted with the rest.
+    business.rubric_score = 40.0
+    business.rubric_items = [
+        RubricItemResult("greeting", RubricKind.GREETING, 60, False),
+        RubricItemResult("sla", RubricKind.SLA, 40, True, 40),
+    ]
     metrics.record_run(business, [("first_response", True), ("human_response", True)])
     after_hours = finished_run(Period.AFTER_HOURS, Outcome.BREACHED, (2000, Responder.BOT))
     metrics.record_run(after_hours, [("after_hours_response", False)])

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from probes.base import Responder
-from scenarios.model import Outcome, Period, RoutingResult, SloName
+from scenarios.model import AnswerVerdict, Outcome, Period, RoutingResult, SloName
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -33,9 +33,11 @@ UIDS = {
     "target.json": "cxprobe-target",
     "monitor.json": "cxprobe-monitor",
     "locations.json": "cxprobe-locations",
+    "quality.json": "cxprobe-quality",
 }
 LABELS = {"target", "channel", "scenario", "location", "check", "period"}
 LABELS |= {"outcome", "responder", "result", "slo", "version", "python", "instance", "job"}
+LABELS |= {"verdict", "resolved", "item", "contact_mode", "competitor"}
 #: The values cxprobe gives the labels it defines (``result`` is the SLO event's or the routing
 #: verdict, by metric).
 PRODUCT_VALUES: dict[str, set[str]] = {
@@ -43,7 +45,9 @@ PRODUCT_VALUES: dict[str, set[str]] = {
     "responder": set(Responder),
     "outcome": set(Outcome),
     "period": set(Period),
-    "result": {"good", "bad"} | set(RoutingResult),
+    "result": {"good", "bad", "met", "missed"} | set(RoutingResult),
+    "verdict": set(AnswerVerdict),
+    "resolved": {"true", "false"},
 }
 
 
@@ -241,7 +245,7 @@ def test_queries_select_only_label_values_the_product_defines() -> None:
         for name in UIDS
         for expr in exprs(load(name))
         for label, value in re.findall(
-            r'\b(slo|responder|outcome|period|result)(?:=~|!~|!=|=)"([^"]*)"', expr
+            r'\b(slo|responder|outcome|period|result|verdict|resolved)(?:=~|!~|!=|=)"([^"]*)"', expr
         )
     ]
     assert {label for _, _, label, _ in selectors} == set(PRODUCT_VALUES)  # not vacuous
@@ -262,3 +266,26 @@ def test_provisioning_binds_the_datasource_and_the_dashboards() -> None:
     (provider,) = providers["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards/cxprobe"
+
+
+def test_quality_dashboard_shows_quality_per_channel_and_ranks_brands() -> None:
+    board = load("quality.json")
+    shown = {panel["title"]: panel for panel in panels(board)}
+    table = shown["Answer quality by target and channel"]
+    headers = table["transformations"][-1]["options"]["renameByName"]
+    assert list(headers.values()) == [
+        "Correct",
+        "Resolved at first contact",
+        "Language mismatches",
+        "Rubric score",
+    ]
+    assert "cxprobe_rubric_score_sum" in exprs({"panels": [table]})[3]
+    side_by_side = shown["Rubric score per channel"]
+    assert side_by_side["targets"][0]["legendFormat"] == "{{channel}}"
+    assert 'scenario="$scenario"' in side_by_side["targets"][0]["expr"]
+    ranking = shown["Brands ranked"]
+    columns = ranking["transformations"][-1]["options"]["indexByName"]
+    assert sorted(columns, key=columns.__getitem__)[:3] == ["target", "contact_mode", "competitor"]
+    for target in ranking["targets"]:
+        assert "group_left (contact_mode, competitor)" in target["expr"]
+        assert "cxprobe_target_info" in target["expr"]

@@ -248,6 +248,9 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
         ),
         # And revision 0007 (conversation turns).
         "ALTER TABLE messages DROP COLUMN turn",
+        # And revision 0008 (rubric scores).
+        "ALTER TABLE runs DROP COLUMN rubric_score",
+        "ALTER TABLE runs DROP COLUMN rubric_items",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )
