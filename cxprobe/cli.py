@@ -35,7 +35,14 @@ from cxprobe.cli_config import (
 from cxprobe.cli_courtesy import maintenance_app, optout_app
 from cxprobe.cli_db import db_app
 from cxprobe.cli_evidence import evidence_app, report
-from cxprobe.cli_output import JsonOption, make_console, markup, plain, print_json
+from cxprobe.cli_output import (
+    JsonOption,
+    make_console,
+    markup,
+    plain,
+    print_json,
+    typer_markup_mode,
+)
 from cxprobe.cli_plan import plan
 from cxprobe.errors import ConfigError
 from cxprobe.rules.common import DEFAULT_DOCS_URL
@@ -62,6 +69,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 

@@ -21,7 +21,14 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
-from cxprobe.cli_output import JsonOption, make_console, markup, plain, print_json
+from cxprobe.cli_output import (
+    JsonOption,
+    make_console,
+    markup,
+    plain,
+    print_json,
+    typer_markup_mode,
+)
 from cxprobe.courtesy import windows_in_force
 from cxprobe.settings import Config
 from cxprobe.store.courtesy import STORE_SOURCE, OptOut
@@ -35,6 +42,7 @@ maintenance_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 optout_app = typer.Typer(
     name="optout",
@@ -42,6 +50,7 @@ optout_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 TargetOption = Annotated[str | None, typer.Option(help="A targets key of the configuration.")]

@@ -15,7 +15,7 @@ import asyncio
 import typer
 
 from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
-from cxprobe.cli_output import make_console, plain
+from cxprobe.cli_output import make_console, plain, typer_markup_mode
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.migrations import SchemaState
 
@@ -25,6 +25,7 @@ db_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from cxprobe import __version__
 from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
-from cxprobe.cli_output import make_console, markup, plain
+from cxprobe.cli_output import make_console, markup, plain, typer_markup_mode
 from cxprobe.courtesy import windows_for_audit
 from cxprobe.evidence.export import (
     ExportError,
@@ -48,6 +48,7 @@ evidence_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 FromOption = Annotated[

@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from typer.core import MarkupMode
 
 #: The width of a console that is not a terminal: no limit a line would ever reach.
 UNLIMITED_WIDTH = 1_000_000
@@ -41,6 +42,12 @@ def make_console(*, stderr: bool = False) -> Console:
     return Console(
         stderr=stderr, highlight=False, emoji=False, soft_wrap=True, width=UNLIMITED_WIDTH
     )
+
+
+def typer_markup_mode() -> MarkupMode:
+    """Typer's own help and usage errors: Rich panels on a terminal; elsewhere Click's plain
+    lines (a panel is drawn 80 columns wide, and would split a usage error in a log)."""
+    return "rich" if make_console(stderr=True).is_terminal else None
 
 
 class _EscapingFormatter(string.Formatter):

@@ -235,3 +235,13 @@ def test_plan_prints_a_bracketed_target_as_written(config_path: Path) -> None:
     code, out, _ = cli("plan", "-c", str(config_path), "--start", "2026-12-21", "--json")
     (check,) = json.loads(out)["checks"]
     assert check["target"] == TARGET and len(check["weeks"][0]["contacts"]) == 7 * 24
+
+
+def test_a_usage_error_piped_is_one_plain_line(config_path: Path) -> None:
+    value = "2026-12-21 [bold]and a date that goes on well past eighty columns[/bold] " * 2
+    process = cxprobe_process("plan", "-c", str(config_path), "--start", value)
+    assert process.returncode == 2
+    (error,) = [line for line in process.stderr.splitlines() if line.startswith("Error:")]
+    assert error == (
+        f"Error: Invalid value for --start: {value!r} is not an ISO 8601 date (e.g. 2026-12-21)"
+    )
