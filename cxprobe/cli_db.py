@@ -15,7 +15,7 @@ import asyncio
 import typer
 
 from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
-from cxprobe.cli_output import make_console, plain, typer_markup_mode
+from cxprobe.cli_output import JsonOption, make_console, plain, print_json, typer_markup_mode
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.migrations import SchemaState
 
@@ -64,10 +64,21 @@ def upgrade_command(config: ConfigOption) -> None:
 
 
 @db_app.command("current")
-def current_command(config: ConfigOption) -> None:
+def current_command(config: ConfigOption, as_json: JsonOption = False) -> None:
     """Print the store's schema revision and whether it needs an upgrade; change nothing."""
     loaded = load_or_exit(config, make_console(stderr=True), secrets=STORE_SECRETS)
     where, state = asyncio.run(_open_schema(loaded.monitor.store_url, upgrade=False))
+    if as_json:
+        print_json(
+            {
+                "store": where,
+                "revision": state.revision,
+                "head": state.head,
+                "pending": state.pending,
+                "legacy_version": state.legacy_version,
+            }
+        )
+        return
     if state.revision is None:
         message = (
             f"{where}: no schema yet (an empty database); cxprobe creates it at revision "

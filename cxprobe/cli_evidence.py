@@ -22,7 +22,15 @@ from rich.console import Console
 
 from cxprobe import __version__
 from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
-from cxprobe.cli_output import make_console, markup, plain, typer_markup_mode
+from cxprobe.cli_output import (
+    JsonOption,
+    json_ready,
+    make_console,
+    markup,
+    plain,
+    print_json,
+    typer_markup_mode,
+)
 from cxprobe.courtesy import windows_for_audit
 from cxprobe.evidence.export import (
     ExportError,
@@ -204,10 +212,25 @@ def export_command(
 @evidence_app.command("verify")
 def verify_command(
     directory: Annotated[Path, typer.Argument(help="An export directory.", show_default=False)],
+    as_json: JsonOption = False,
 ) -> None:
     """Check an export: every file against the manifest, every run against its seal, the
     chain links, and that no run of the period is missing. Exit 0 when intact, 1 when not."""
     result = verify_export(directory)
+    if as_json:
+        print_json(
+            {
+                "ok": result.ok,
+                "directory": directory,
+                "files": result.files,
+                "runs": result.runs,
+                "problems": result.problems,
+                "notes": result.notes,
+            }
+        )
+        if not result.ok:
+            raise typer.Exit(1)
+        return
     console = make_console()
     for note in result.notes:
         console.print(plain(f"note: {note}"))
@@ -253,6 +276,7 @@ def purge_command(
     dry_run: Annotated[
         bool, typer.Option(help="Say what would be purged; change nothing.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Delete runs past retention (failures kept longer), recording each purge in the chain."""
     errors = make_console(stderr=True)
@@ -281,6 +305,9 @@ def purge_command(
             return await store.purge(policy, dry_run=dry_run)
 
     report = asyncio.run(run())
+    if as_json:
+        print_json({"policy": policy.as_json(datetime.now(UTC)), **json_ready(report)})
+        return
     print_purge(make_console(), report, policy)
 
 

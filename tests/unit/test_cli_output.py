@@ -245,3 +245,33 @@ def test_a_usage_error_piped_is_one_plain_line(config_path: Path) -> None:
     assert error == (
         f"Error: Invalid value for --start: {value!r} is not an ISO 8601 date (e.g. 2026-12-21)"
     )
+
+
+def test_store_and_evidence_commands_have_json(config_path: Path, tmp_path: Path) -> None:
+    assert cli("once", "-c", str(config_path), CHECK)[0] == 4
+    code, out, _ = cli("db", "current", "-c", str(config_path), "--json")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["revision"] == schema["head"] and schema["pending"] is False
+    assert schema["store"].endswith("cxprobe.db")
+
+    export = tmp_path / "export"
+    code, _, err = cli("evidence", "export", "-c", str(config_path), "--from", "1d", "--out",
+                       str(export))  # fmt: skip
+    assert code == 0, err
+    code, out, _ = cli("evidence", "verify", str(export), "--json")
+    assert code == 0
+    verified = json.loads(out)
+    assert verified["ok"] is True and verified["runs"] == 1 and verified["problems"] == []
+    assert verified["directory"] == str(export) and verified["files"] > 1
+
+    (export / "runs.csv").write_text("tampered\n")
+    code, out, _ = cli("evidence", "verify", str(export), "--json")
+    assert code == 1
+    assert json.loads(out)["ok"] is False and json.loads(out)["problems"]
+
+    code, out, _ = cli("evidence", "purge", "-c", str(config_path), "--dry-run", "--json")
+    assert code == 0
+    purge = json.loads(out)
+    assert purge["dry_run"] is True and purge["purged"] == [] and purge["entries"] == []
+    assert purge["policy"]["older_than_seconds"] == 90 * 86400
