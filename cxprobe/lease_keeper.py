@@ -6,6 +6,12 @@ leases this process holds, tells the runner which of its runs another monitor ha
 start (``cxprobe run``; not ``cxprobe once``), takes over the runs of its location whose lease
 expired and hands them to the runner to resume. A store that fails is logged and counted and
 tried again at the next tick: the keeper never ends by itself.
+
+Renewals keep their own cadence, apart from the take-over sweeps: a sweep that takes over many
+runs at once (and resumes them) must not delay the renewal of the leases already held, or a
+busy monitor lets its own leases lapse while alive and two monitors take each other's runs back
+and forth. A step that overruns its interval is followed by the next at once, not an interval
+later.
 """
 
 from __future__ import annotations
@@ -44,20 +50,24 @@ class LeaseKeeper:
     renewal_failures: int = 0
     last_renewed_at: datetime | None = None
     _taking_over: bool = False
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     async def start(self, stack: AsyncExitStack) -> None:
-        self._task = asyncio.create_task(self._keep(), name="lease-keeper")
+        self._tasks = [
+            asyncio.create_task(self._every(self.renew), name="lease-renewal"),
+            asyncio.create_task(self._every(self.sweep), name="lease-take-over"),
+        ]
         stack.push_async_callback(self.stop)
 
     async def stop(self) -> None:
         """Stop renewing (before the runner releases the leases: a renewal after the release
         would extend them again)."""
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def take_over(self) -> int:
         """At start: take back the runs an earlier process of this monitor held and those of
@@ -67,7 +77,12 @@ class LeaseKeeper:
         return await self._take_over(reclaim_own=True)
 
     async def tick(self) -> None:
-        """One renewal (and look for expired leases); a failing store is logged, not raised."""
+        """One renewal and one look for expired leases."""
+        await self.renew()
+        await self.sweep()
+
+    async def renew(self) -> None:
+        """Renew this process's leases; a failing store is logged, not raised."""
         try:
             renewal = await self.store.renew_leases(self.driven())
         except Exception as exc:
@@ -85,14 +100,19 @@ class LeaseKeeper:
             self.lost_runs += 1
             self.metrics.record_lease_lost(self.location)
             self.lost(run_id)
-        if self._taking_over:
-            try:
-                await self._take_over(reclaim_own=False)
-            except Exception as exc:
-                self.logger.warning(
-                    "expired leases not taken over; trying again",
-                    extra={"error": describe_error(exc)},
-                )
+
+    async def sweep(self) -> None:
+        """Take over expired leases (once :meth:`take_over` was called); a failing store is
+        logged, not raised."""
+        if not self._taking_over:
+            return
+        try:
+            await self._take_over(reclaim_own=False)
+        except Exception as exc:
+            self.logger.warning(
+                "expired leases not taken over; trying again",
+                extra={"error": describe_error(exc)},
+            )
 
     async def _take_over(self, *, reclaim_own: bool) -> int:
         runs = await self.store.take_over_leases(self.location, reclaim_own=reclaim_own)
@@ -104,11 +124,16 @@ class LeaseKeeper:
         self.metrics.set_leases_held(self.location, self.held)
         return await self.resume(runs)
 
-    async def _keep(self) -> None:
+    async def _every(self, step: Callable[[], Awaitable[None]]) -> None:
+        """``step`` every ``renew_every`` seconds, counted from each start (a step that
+        overruns the interval is followed by the next at once)."""
         interval = self.store.holder.renew_every
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
-            await self.tick()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due + interval, loop.time())
+            await step()
 
     def health(self) -> Mapping[str, Any]:
         holder = self.store.holder

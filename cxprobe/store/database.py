@@ -274,8 +274,14 @@ class EvidenceStore:
         self.where = self._describe()
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
+        #: Lease renewals' own connections on a server (see :meth:`_lease_write`).
+        self._lease_engine: AsyncEngine | None = None
+        # SQLite has one writer at a time. On a server, writes of one evidence chain wait for
+        # each other in the database anyway: more at once than WRITERS would only hold pool
+        # connections idle (a burst of hundreds of runs writing would exhaust the pool, and a
+        # write would fail after the pool's timeout instead of waiting its turn here).
         self._write_lock: AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if self._sqlite else contextlib.nullcontext()
+            asyncio.Lock() if self._sqlite else asyncio.Semaphore(self.WRITERS)
         )
         self._upgrade_schema = upgrade_schema
         #: Who holds the leases of the runs claimed or taken over through this store.
@@ -302,6 +308,8 @@ class EvidenceStore:
                 raise StoreError(self._cannot_open(exc)) from exc
             raise
         self.schema = schema
+        if not self._sqlite:
+            self._lease_engine = self._create_engine(pool_size=1, max_overflow=1)
         if schema.created:
             self._logger.info(
                 "evidence store created",
@@ -325,8 +333,10 @@ class EvidenceStore:
         tb: TracebackType | None,
     ) -> None:
         engine, self._engine, self._writer = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
+        lease_engine, self._lease_engine = self._lease_engine, None
+        for each in (lease_engine, engine):
+            if each is not None:
+                await each.dispose()
 
     def _sqlite_file(self) -> Path | None:
         """The database file of a SQLite URL; None for in-memory databases and other servers."""
@@ -419,11 +429,11 @@ class EvidenceStore:
                 "(monitor.store_url)."
             ) from exc
 
-    def _create_engine(self) -> AsyncEngine:
+    def _create_engine(self, **pool: int) -> AsyncEngine:
         try:
             # A server's connections can be dropped under the pool (a restart, a failover, an
             # idle timeout): test each before use. SQLite has no server.
-            engine = create_async_engine(self.url, pool_pre_ping=not self._sqlite)
+            engine = create_async_engine(self.url, pool_pre_ping=not self._sqlite, **pool)
         except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError) as exc:
             raise StoreError(
                 f"monitor.store_url {self.where}: {self._scrub(exc)}. Use an async driver, e.g. "
@@ -439,6 +449,9 @@ class EvidenceStore:
     #: How long a write waits for a database server it cannot reach (restarting, failing
     #: over) before it fails, and the first and the longest wait between its attempts.
     WRITE_RECONNECT_SECONDS = 30.0
+    #: Writes in flight at once on a database server (the pool holds 5 connections, and
+    #: up to 10 more on demand: reads and lease renewals keep connections of their own).
+    WRITERS = 4
     _RECONNECT_FIRST_WAIT = 0.1
     _RECONNECT_LONGEST_WAIT = 2.0
 
@@ -453,6 +466,24 @@ class EvidenceStore:
                     yield conn
             finally:
                 await asyncio.shield(conn.close())
+
+    @asynccontextmanager
+    async def _lease_write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for renewing leases. On a server it runs on connections of its own,
+        so that a renewal never queues behind the run and evidence writes of a busy monitor
+        (hundreds of runs just taken over, all writing) for longer than a lease lasts: that
+        queue would let this monitor's leases lapse while it is alive, and two monitors
+        would take each other's runs back and forth. SQLite serialises every writer anyway."""
+        if self._lease_engine is None:
+            async with self._write() as conn:
+                yield conn
+            return
+        conn = await self._connect_waiting(self._lease_engine, "the lease renewal waits for it")
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            await asyncio.shield(conn.close())
 
     async def _connect_for_write(self, writer: AsyncEngine) -> AsyncConnection:
         """A connection to write on. While the database server cannot be reached (a restart
@@ -868,7 +899,7 @@ class EvidenceStore:
     async def renew_leases(self, driven: Collection[str]) -> Renewal:
         """Extend this process's leases; say which of the runs it drives (``driven``) another
         monitor has taken over (:func:`cxprobe.store.leases.renew`)."""
-        async with self._write() as conn:
+        async with self._lease_write() as conn:
             return await renew(conn, self.holder, driven)
 
     async def take_over_leases(self, location: str, *, reclaim_own: bool = False) -> list[OpenRun]:

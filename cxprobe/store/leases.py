@@ -123,7 +123,15 @@ async def renew(conn: AsyncConnection, holder: LeaseHolder, driven: Collection[s
     (``driven``) are open but leased elsewhere now."""
     now = await database_now(conn)
     mine = and_(runs.c.status == OPEN, runs.c.lease_session == holder.session)
-    await conn.execute(update(runs).where(mine).values(lease_expires_at=now + holder.term))
+    renewable = mine
+    if conn.dialect.name == "postgresql":
+        # A row that one of this process's own writes has locked is renewed at the next
+        # renewal rather than waited for: waiting would hold up every other lease behind the
+        # slowest write. (A run locked by a write cannot be taken over meanwhile either: the
+        # take-over skips locked rows.)
+        unlocked = select(runs.c.run_id).where(mine).with_for_update(skip_locked=True)
+        renewable = runs.c.run_id.in_(unlocked)
+    await conn.execute(update(runs).where(renewable).values(lease_expires_at=now + holder.term))
     held = frozenset((await conn.execute(select(runs.c.run_id).where(mine))).scalars())
     lost: set[str] = set()
     elsewhere = [run_id for run_id in driven if run_id not in held]
