@@ -164,7 +164,11 @@ async def open_monitor(
     clock: Clock = utc_now,
     calendar_clock: Clock | None = None,
 ) -> AsyncIterator[Monitor]:
-    """A ready monitor (channels started, HTTP listening); the scheduler is not started."""
+    """A ready monitor (channels started, HTTP listening); the scheduler is not started.
+
+    A config loaded with its secrets deferred is refused (ConfigError naming each unset
+    variable) before anything connects: a placeholder is never sent anywhere."""
+    config.require_environment()
     async with AsyncExitStack() as stack:
         registry = CollectorRegistry(auto_describe=True)
         metrics = MonitorMetrics(registry, __version__)

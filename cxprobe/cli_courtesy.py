@@ -14,15 +14,24 @@ from __future__ import annotations
 import asyncio
 import getpass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
+from cxprobe.cli_output import (
+    JsonOption,
+    make_console,
+    markup,
+    plain,
+    print_json,
+    typer_markup_mode,
+)
 from cxprobe.courtesy import windows_in_force
 from cxprobe.settings import Config
+from cxprobe.store.courtesy import STORE_SOURCE, OptOut
 from cxprobe.store.database import EvidenceStore
 from probes import CHANNEL_TYPES
 from scenarios.maintenance import DeclaredWindow, MaintenanceMode, MaintenanceWindow
@@ -33,6 +42,7 @@ maintenance_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 optout_app = typer.Typer(
     name="optout",
@@ -40,6 +50,7 @@ optout_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 TargetOption = Annotated[str | None, typer.Option(help="A targets key of the configuration.")]
@@ -64,7 +75,7 @@ def _check_scope(config: Config, target: str | None, channel: str | None) -> lis
 
 def _exit_with(console: Console, problems: list[str]) -> None:
     for problem in problems:
-        console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
+        console.print(markup("[red]{}[/]", problem))
     raise typer.Exit(2)
 
 
@@ -87,8 +98,8 @@ def add_command(
     by: ByOption = None,
 ) -> None:
     """Declare a maintenance window (one-off: --end; recurring: --cron and --duration)."""
-    errors = Console(stderr=True)
-    loaded = load_or_exit(config, errors)
+    errors = make_console(stderr=True)
+    loaded = load_or_exit(config, errors, secrets=STORE_SECRETS)
     if problems := _check_scope(loaded, target, channel):
         _exit_with(errors, problems)
     if cron is None and duration is None and start is None:
@@ -114,18 +125,17 @@ def add_command(
             return await store.add_maintenance(window, created_by=_operator(by))
 
     window_id = asyncio.run(add())
-    Console().print(
-        f"maintenance window {window_id} added: {window.describe()}", highlight=False, markup=False
-    )
+    make_console().print(plain(f"maintenance window {window_id} added: {window.describe()}"))
 
 
 @maintenance_app.command("list")
 def list_command(
     config: ConfigOption,
     ended: Annotated[bool, typer.Option("--all", help="Also windows ended early.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Every window in force (the configuration's and the store's), and whether it is open."""
-    loaded = load_or_exit(config, Console(stderr=True))
+    loaded = load_or_exit(config, make_console(stderr=True), secrets=STORE_SECRETS)
 
     async def windows() -> list[DeclaredWindow]:
         async with EvidenceStore(loaded.monitor.store_url) as store:
@@ -137,20 +147,31 @@ def list_command(
             return declared
 
     now = datetime.now(UTC)
-    console = Console()
     found = asyncio.run(windows())
+    if as_json:
+        print_json({"windows": [_window_document(declared, now) for declared in found]})
+        return
+    console = make_console()
     for declared in found:
         state = "OPEN" if declared.open_at(now) else "closed"
         if declared.ended_at is not None:
             state = f"ended {declared.ended_at:%Y-%m-%d %H:%M} UTC"
-        console.print(
-            f"{declared.source}: [{state}] {declared.window.describe()}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+        console.print(plain(f"{declared.source}: [{state}] {declared.window.describe()}"))
     if not found:
         console.print("no maintenance windows")
+
+
+def _window_document(declared: DeclaredWindow, now: datetime) -> dict[str, Any]:
+    """One window of ``maintenance list --json``."""
+    source = declared.source
+    return {
+        "id": int(source.removeprefix(STORE_SOURCE)) if source.startswith(STORE_SOURCE) else None,
+        "source": source,
+        "open": declared.ended_at is None and declared.open_at(now),
+        "ended_at": declared.ended_at,
+        "description": declared.window.describe(),
+        **declared.window.model_dump(mode="json"),
+    }
 
 
 @maintenance_app.command("end")
@@ -159,33 +180,42 @@ def end_command(
     window_id: Annotated[int, typer.Argument(help="The window's id (cxprobe maintenance list).")],
 ) -> None:
     """End a window added with ``maintenance add`` now (a recurring one for good)."""
-    loaded = load_or_exit(config, Console(stderr=True))
+    loaded = load_or_exit(config, make_console(stderr=True), secrets=STORE_SECRETS)
 
     async def end() -> bool:
         async with EvidenceStore(loaded.monitor.store_url) as store:
             return await store.end_maintenance(window_id)
 
     if not asyncio.run(end()):
-        Console(stderr=True).print(
+        make_console(stderr=True).print(
             f"[red]no maintenance window {window_id} in force in the store[/] (windows of the "
-            "configuration end by editing the file)",
-            highlight=False,
+            "configuration end by editing the file)"
         )
         raise typer.Exit(1)
-    Console().print(f"maintenance window {window_id} ended")
+    make_console().print(f"maintenance window {window_id} ended")
 
 
 @optout_app.command("list")
 def optout_list_command(
     config: ConfigOption,
     cleared: Annotated[bool, typer.Option("--all", help="Also opt-outs already cleared.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Recipients no contact is sent to, and why."""
-    loaded = load_or_exit(config, Console(stderr=True))
+    loaded = load_or_exit(config, make_console(stderr=True), secrets=STORE_SECRETS)
 
-    async def listed() -> list[str]:
+    async def listed() -> list[OptOut]:
         async with EvidenceStore(loaded.monitor.store_url) as store:
-            return [
+            return await store.opt_outs(include_cleared=cleared)
+
+    found = asyncio.run(listed())
+    if as_json:
+        print_json({"opt_outs": found})
+        return
+    console = make_console()
+    for o in found:
+        console.print(
+            plain(
                 f"{o.target} {o.channel} {o.recipient}: since {o.created_at:%Y-%m-%d %H:%M} UTC"
                 f" (run {o.run_id}): {o.reason}"
                 + (
@@ -193,14 +223,9 @@ def optout_list_command(
                     if o.cleared_at is None
                     else f" [cleared {o.cleared_at:%Y-%m-%d %H:%M} UTC by {o.cleared_by}]"
                 )
-                for o in await store.opt_outs(include_cleared=cleared)
-            ]
-
-    console = Console()
-    lines = asyncio.run(listed())
-    for line in lines:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
-    if not lines:
+            )
+        )
+    if not found:
         console.print("no opt-outs")
 
 
@@ -213,8 +238,8 @@ def optout_clear_command(
 ) -> None:
     """Re-enable contacts to a target's recipient (on one channel, or all), e.g. after the
     brand's team confirmed the number may be probed again."""
-    errors = Console(stderr=True)
-    loaded = load_or_exit(config, errors)
+    errors = make_console(stderr=True)
+    loaded = load_or_exit(config, errors, secrets=STORE_SECRETS)
     if problems := _check_scope(loaded, target, channel):
         _exit_with(errors, problems)
 
@@ -223,6 +248,6 @@ def optout_clear_command(
             return await store.clear_opt_outs(target, channel, by=_operator(by))
 
     cleared = asyncio.run(clear())
-    Console().print(
-        f"{cleared} opt-out(s) cleared for {target}" + (f" {channel}" if channel else "")
+    make_console().print(
+        plain(f"{cleared} opt-out(s) cleared for {target}" + (f" {channel}" if channel else ""))
     )

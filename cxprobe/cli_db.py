@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from rich.console import Console
 
-from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
+from cxprobe.cli_output import JsonOption, make_console, plain, print_json, typer_markup_mode
 from cxprobe.store.database import EvidenceStore
 from cxprobe.store.migrations import SchemaState
 
@@ -25,6 +25,7 @@ db_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 
@@ -46,7 +47,7 @@ def upgrade_command(config: ConfigOption) -> None:
     """Upgrade the store to this cxprobe's schema; print the revisions before and after.
 
     Every run and the evidence chain are kept; a store of a newer cxprobe is refused."""
-    loaded = load_or_exit(config, Console(stderr=True))
+    loaded = load_or_exit(config, make_console(stderr=True), secrets=STORE_SECRETS)
     where, state = asyncio.run(_open_schema(loaded.monitor.store_url, upgrade=True))
     if state.created:
         message = f"{where}: created at revision {state.revision} (head)"
@@ -59,14 +60,25 @@ def upgrade_command(config: ConfigOption) -> None:
         message = f"{where}: at revision {state.revision} (head){_legacy(state)}; now stamped"
     else:
         message = f"{where}: already at revision {state.revision} (head), nothing to do"
-    Console().print(message, highlight=False, soft_wrap=True)
+    make_console().print(plain(message))
 
 
 @db_app.command("current")
-def current_command(config: ConfigOption) -> None:
+def current_command(config: ConfigOption, as_json: JsonOption = False) -> None:
     """Print the store's schema revision and whether it needs an upgrade; change nothing."""
-    loaded = load_or_exit(config, Console(stderr=True))
+    loaded = load_or_exit(config, make_console(stderr=True), secrets=STORE_SECRETS)
     where, state = asyncio.run(_open_schema(loaded.monitor.store_url, upgrade=False))
+    if as_json:
+        print_json(
+            {
+                "store": where,
+                "revision": state.revision,
+                "head": state.head,
+                "pending": state.pending,
+                "legacy_version": state.legacy_version,
+            }
+        )
+        return
     if state.revision is None:
         message = (
             f"{where}: no schema yet (an empty database); cxprobe creates it at revision "
@@ -79,4 +91,4 @@ def current_command(config: ConfigOption) -> None:
         )
     else:
         message = f"{where}: revision {state.revision} (head){_legacy(state)}"
-    Console().print(message, highlight=False, soft_wrap=True)
+    make_console().print(plain(message))

@@ -21,7 +21,16 @@ import typer
 from rich.console import Console
 
 from cxprobe import __version__
-from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.cli_config import STORE_SECRETS, ConfigOption, load_or_exit
+from cxprobe.cli_output import (
+    JsonOption,
+    json_ready,
+    make_console,
+    markup,
+    plain,
+    print_json,
+    typer_markup_mode,
+)
 from cxprobe.courtesy import windows_for_audit
 from cxprobe.evidence.export import (
     ExportError,
@@ -47,6 +56,7 @@ evidence_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=typer_markup_mode(),
 )
 
 FromOption = Annotated[
@@ -152,8 +162,8 @@ def export_command(
 ) -> None:
     """Export the runs of a period (by slot time) with their evidence, the chain entries that
     seal them, gaps, and a manifest of SHA-256 digests."""
-    errors = Console(stderr=True)
-    loaded = load_or_exit(config, errors)
+    errors = make_console(stderr=True)
+    loaded = load_or_exit(config, errors, secrets=STORE_SECRETS)
     scope = scope_of(start, end, target, channel)
     check_filters(loaded, scope, config)
     if file_format not in FORMATS:
@@ -179,48 +189,60 @@ def export_command(
     try:
         result = asyncio.run(run())
     except ExportError as exc:
-        errors.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        errors.print(markup("[red]{}[/]", exc))
         raise typer.Exit(2) from None
     span = result.chain_span
-    Console().print(
-        f"exported {result.runs} run(s) ({result.open_runs} still open), "
-        f"{result.attachments} attachment(s), "
-        f"{sum(g.kind == 'no_run' for g in result.gaps)} claimed slot(s) without a run, "
-        f"{sum(g.kind == 'unclaimed' for g in result.gaps)} unclaimed slot(s) to {out}\n"
-        f"chain entries {'none' if span is None else f'{span[0]}..{span[1]}'}, head "
-        f"{result.head[0]} {result.head[1]}\nmanifest sha256 {result.manifest_sha256}",
-        highlight=False,
-        soft_wrap=True,
+    make_console().print(
+        plain(
+            f"exported {result.runs} run(s) ({result.open_runs} still open), "
+            f"{result.attachments} attachment(s), "
+            f"{sum(g.kind == 'no_run' for g in result.gaps)} claimed slot(s) without a run, "
+            f"{sum(g.kind == 'unclaimed' for g in result.gaps)} unclaimed slot(s) to {out}\n"
+            f"chain entries {'none' if span is None else f'{span[0]}..{span[1]}'}, head "
+            f"{result.head[0]} {result.head[1]}\nmanifest sha256 {result.manifest_sha256}"
+        )
     )
     if result.problems:
-        errors.print("[bold red]the store itself looks altered:[/]", highlight=False)
+        errors.print("[bold red]the store itself looks altered:[/]")
         for problem in result.problems:
-            errors.print(f"  - {problem}", highlight=False, soft_wrap=True)
+            errors.print(plain(f"  - {problem}"))
         raise typer.Exit(1)
 
 
 @evidence_app.command("verify")
 def verify_command(
     directory: Annotated[Path, typer.Argument(help="An export directory.", show_default=False)],
+    as_json: JsonOption = False,
 ) -> None:
     """Check an export: every file against the manifest, every run against its seal, the
     chain links, and that no run of the period is missing. Exit 0 when intact, 1 when not."""
     result = verify_export(directory)
-    console = Console()
+    if as_json:
+        print_json(
+            {
+                "ok": result.ok,
+                "directory": directory,
+                "files": result.files,
+                "runs": result.runs,
+                "problems": result.problems,
+                "notes": result.notes,
+            }
+        )
+        if not result.ok:
+            raise typer.Exit(1)
+        return
+    console = make_console()
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        console.print(plain(f"note: {note}"))
     if result.ok:
         console.print(
-            f"OK: {directory}: {result.files} file(s), {result.runs} run(s), chain intact",
-            highlight=False,
+            plain(f"OK: {directory}: {result.files} file(s), {result.runs} run(s), chain intact")
         )
         return
-    errors = Console(stderr=True)
-    errors.print(
-        f"[bold red]FAILED: {directory}: {len(result.problems)} problem(s)[/]", highlight=False
-    )
+    errors = make_console(stderr=True)
+    errors.print(markup("[bold red]FAILED: {}: {} problem(s)[/]", directory, len(result.problems)))
     for problem in result.problems:
-        errors.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        errors.print(plain(f"  - {problem}"))
     raise typer.Exit(1)
 
 
@@ -254,10 +276,11 @@ def purge_command(
     dry_run: Annotated[
         bool, typer.Option(help="Say what would be purged; change nothing.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Delete runs past retention (failures kept longer), recording each purge in the chain."""
-    errors = Console(stderr=True)
-    loaded = load_or_exit(config, errors)
+    errors = make_console(stderr=True)
+    loaded = load_or_exit(config, errors, secrets=STORE_SECRETS)
     configured = retention_of(loaded)
     try:
         retention = Retention.model_validate(
@@ -273,7 +296,7 @@ def purge_command(
             }
         )
     except ValueError as exc:
-        errors.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        errors.print(markup("[red]{}[/]", exc))
         raise typer.Exit(2) from None
     policy = retention.policy()
 
@@ -282,7 +305,10 @@ def purge_command(
             return await store.purge(policy, dry_run=dry_run)
 
     report = asyncio.run(run())
-    print_purge(Console(), report, policy)
+    if as_json:
+        print_json({"policy": policy.as_json(datetime.now(UTC)), **json_ready(report)})
+        return
+    print_purge(make_console(), report, policy)
 
 
 def print_purge(console: Console, report: PurgeReport, policy: PurgePolicy) -> None:
@@ -304,8 +330,7 @@ def print_purge(console: Console, report: PurgeReport, policy: PurgePolicy) -> N
         console.print(f"kept {len(report.unsealed)} closed run(s) with no seal", highlight=False)
     for entry in report.entries:
         console.print(
-            f"recorded as chain entry {entry.seq} ({entry.note}) {entry.entry_hash}",
-            highlight=False,
+            plain(f"recorded as chain entry {entry.seq} ({entry.note}) {entry.entry_hash}")
         )
 
 
@@ -324,8 +349,8 @@ def report(
     """Write the audit report of a period: SLA compliance, hour-of-week heatmaps, after-hours
     availability, routing, answer quality and rubric scores, competitor ranking, worst
     incidents, cross-channel comparison, methodology."""
-    errors = Console(stderr=True)
-    loaded = load_or_exit(config, errors)
+    errors = make_console(stderr=True)
+    loaded = load_or_exit(config, errors, secrets=STORE_SECRETS)
     scope = scope_of(start, end, target, channel)
     check_filters(loaded, scope, config)
     if out.suffix.lower() not in (".pdf", ".html", ".htm"):
@@ -348,4 +373,4 @@ def report(
 
     document = asyncio.run(build())
     write_report(document, out)
-    Console().print(f"wrote {out}", highlight=False)
+    make_console().print(plain(f"wrote {out}"))

@@ -11,15 +11,15 @@ Exit codes: 0 success; 2 invalid configuration or arguments.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from cxprobe.cli_config import ConfigOption, load_or_exit
+from cxprobe.cli_config import NO_SECRET, ConfigOption, load_or_exit
+from cxprobe.cli_output import JsonOption, make_console, markup, plain, print_json
 from cxprobe.settings import Check, Config
 from scenarios.coverage import HOURS_PER_WEEK, cell_of
 from scenarios.durations import format_duration
@@ -111,9 +111,15 @@ def check_plan(config: Config, check: Check, first_day: datetime, weeks: int) ->
 
 def _print_plan(console: Console, plan: CheckPlan, weeks: int) -> None:
     console.print(
-        f"[bold]{plan.check}[/] · {plan.target} · {plan.channel} · {plan.schedule} · "
-        f"{plan.timezone} · at most {plan.max_contacts_per_hour} contact(s) an hour",
-        highlight=False,
+        markup(
+            "[bold]{}[/] · {} · {} · {} · {} · at most {} contact(s) an hour",
+            plan.check,
+            plan.target,
+            plan.channel,
+            plan.schedule,
+            plan.timezone,
+            plan.max_contacts_per_hour,
+        )
     )
     span = "this week" if weeks == 1 else f"these {weeks} weeks"
     summary = f"  {plan.cells_sampled} of {HOURS_PER_WEEK} hours of the week sampled {span}"
@@ -125,12 +131,12 @@ def _print_plan(console: Console, plan: CheckPlan, weeks: int) -> None:
             else "not every hour is sampled within two plan periods"
         )
         summary += f"; {covered} (every hour comes round in {plan.cycle_weeks} week(s))"
-    console.print(summary, highlight=False)
+    console.print(plain(summary))
     for week in plan.weeks:
-        console.print(f"  week of {week.start}: {len(week.contacts)} contact(s)", highlight=False)
+        console.print(plain(f"  week of {week.start}: {len(week.contacts)} contact(s)"))
         for contact in week.contacts:
             holiday = f"  holiday: {contact.holiday}" if contact.holiday else ""
-            console.print(f"    {contact.local}  ({contact.cell}){holiday}", highlight=False)
+            console.print(plain(f"    {contact.local}  ({contact.cell}){holiday}"))
 
 
 def plan(
@@ -146,20 +152,19 @@ def plan(
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Print each enabled check's slots for the week (coverage: how many weeks until every
     hour of the week has a sample)."""
-    loaded = load_or_exit(config, Console(stderr=True))
+    loaded = load_or_exit(config, make_console(stderr=True), secrets=NO_SECRET)
     first_day = _first_day(start)
     plans = [
         check_plan(loaded, check, first_day, weeks) for check in loaded.checks if check.enabled
     ]
     if as_json:
-        document: dict[str, Any] = {"checks": [asdict(one) for one in plans]}
-        typer.echo(json.dumps(document, indent=2))
+        print_json({"checks": plans})
         return
-    console = Console(soft_wrap=True)
+    console = make_console()
     for one in plans:
         _print_plan(console, one, weeks)
 

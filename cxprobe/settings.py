@@ -3,14 +3,18 @@
 ``load_config(path)`` returns a validated :class:`Config` or raises :class:`ConfigError` with
 every problem, each naming the file, the line, the key path and what to do. Unknown keys are
 rejected everywhere (a misspelt key silently ignored is a probe that silently never runs).
-Secrets are written as ``${ENV_VAR}`` and held as ``SecretStr``.
+Secrets are written as ``${ENV_VAR}`` and held as ``SecretStr``. A command that uses no
+secret loads with ``environment="deferred"``: unset variables become placeholders listed in
+``Config.unset`` (:mod:`cxprobe.unset_env`), and it asks for the ones it needs with
+:meth:`Config.require_environment`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +32,7 @@ from cxprobe.budgets import Budget, CostEstimator, PriceTable
 from cxprobe.errors import ConfigError
 from cxprobe.store.leases import DEFAULT_LEASE_TIMEOUT, default_monitor_name
 from cxprobe.store.retention import Retention
+from cxprobe.unset_env import DeferredEnvironment, UnsetVariable, unset_variables
 from cxprobe.yamlsource import KeyPath, YamlDocument, format_path, load_yaml, substitute_env
 from probes import CHANNEL_TYPES
 from probes.base import AddressUse, DefaultSla, Problem, Responder, ScenarioUse
@@ -273,6 +278,8 @@ class Config(Strict):
     # Filled by load_config, not read from YAML.
     source: Path | None = Field(default=None, exclude=True)
     sha256: str = Field(default="", exclude=True)
+    #: ``${VAR}`` references left unset (loaded with ``environment="deferred"``).
+    unset: list[UnsetVariable] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _plan_coverage(self) -> Config:
@@ -288,6 +295,13 @@ class Config(Strict):
                     contacts_per_slot=len(check.locations or self.locations) or 1,
                 )
         return self
+
+    def require_environment(self, under: KeyPath = ()) -> None:
+        """Refuse (:class:`ConfigError`, one problem per variable) if a ``${VAR}`` under
+        ``under`` (default: anywhere) was left unset; call before using those values."""
+        missing = [variable.problem() for variable in self.unset if variable.under(under)]
+        if missing:
+            raise ConfigError(str(self.source), missing)
 
     def channel_settings(self, kind: str) -> BaseModel | None:
         """The ``channels.<kind>`` section (the channel's settings model), if configured."""
@@ -323,12 +337,26 @@ class Config(Strict):
         )
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, substitute secrets, validate and cross-check ``path``."""
+EnvironmentMode = Literal["required", "deferred"]
+
+
+def load_config(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    environment: EnvironmentMode = "required",
+) -> Config:
+    """Read, substitute secrets, validate and cross-check ``path``.
+
+    ``environment="required"``: an unset ``${VAR}`` is a problem. ``"deferred"``: it becomes
+    a placeholder, listed in ``Config.unset`` (for commands that use no secret)."""
     document = load_yaml(path)
     if not isinstance(document.data, dict):
         raise ConfigError(str(path), [f"{path}: the file must hold a mapping (key: value)"])
-    problems = substitute_env(document, environ)
+    env = os.environ if environ is None else environ
+    deferred = environment == "deferred"
+    problems = substitute_env(document, DeferredEnvironment(env) if deferred else env)
+    unset = unset_variables(document) if deferred else []
     library, library_problems = load_scenario_library()
     problems += library_problems
     if problems:
@@ -336,7 +364,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     try:
         config = Config.model_validate(document.data)
     except ValidationError as exc:
-        raise ConfigError(str(path), _explain(exc, document)) from None
+        raise ConfigError(str(path), _explain(exc, document, unset)) from None
     config.scenarios = {**library, **config.scenarios}
     problems = [
         f"{document.where(key_path)}: {message}" for key_path, message in _cross_check(config)
@@ -345,6 +373,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(str(path), problems)
     config.source = path
     config.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    config.unset = unset
     return config
 
 
@@ -365,12 +394,21 @@ def load_scenario_library(directory: Path = LIBRARY_DIR) -> tuple[dict[str, Scen
     return scenarios, problems
 
 
-def _explain(exc: ValidationError, document: YamlDocument) -> list[str]:
+def _explain(
+    exc: ValidationError, document: YamlDocument, unset: Sequence[UnsetVariable] = ()
+) -> list[str]:
+    unset_at = {variable.key_path: variable.name for variable in unset}
     lines = []
     for error in exc.errors(include_url=False):
         key_path: KeyPath = tuple(part for part in error["loc"] if isinstance(part, str | int))
         message = error["msg"]
-        if error["type"] == "extra_forbidden":
+        if key_path in unset_at:
+            name = unset_at[key_path]
+            message = (
+                f"environment variable {name} is not set, and this value cannot be checked "
+                f"without it ({message}); export {name}=..."
+            )
+        elif error["type"] == "extra_forbidden":
             parent = key_path[:-1]
             message = (
                 f"unknown key {key_path[-1]!r} under {format_path(parent)}; "

@@ -66,7 +66,7 @@ python -m sandbox --profile sandbox/profiles/demo.yaml --workdir "$workdir/sandb
 pids+=($!)
 wait_for_url http://127.0.0.1:8025/healthz
 
-cxprobe validate config/sandbox.yaml
+cxprobe validate --require-env config/sandbox.yaml
 cxprobe run -c config/sandbox.yaml 2> >(tee "$workdir/cxprobe.log" >&2) &
 pids+=($!)
 wait_for_url http://127.0.0.1:9464/healthz

@@ -522,7 +522,8 @@ def generic_platform(peer: Any) -> dict[str, Any]:
         },
         "signature": {"secret": settings.app_secret},
         "inbound": {
-            "messages": "$.entry[*].messaging[*]",
+            # RFC 9535 filter: Messenger-like platforms mix message, delivery and read events.
+            "messages": "$.entry[*].messaging[?@.message]",
             "sender": "$.sender.id",
             "recipient": "$.recipient.id",
             "text": "$.message.text",

@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cxprobe.store.schema import maintenance_windows, opt_outs
 from scenarios.maintenance import DeclaredWindow, MaintenanceMode, MaintenanceWindow
 
+#: The ``source`` of a window added with ``cxprobe maintenance add``, before its id.
+STORE_SOURCE = "store #"
+
 
 @dataclass(frozen=True)
 class OptOut:
@@ -73,7 +76,7 @@ def _window(row: Row[Any]) -> DeclaredWindow:
         duration=row.duration_seconds,
         timezone=row.timezone,
     )
-    return DeclaredWindow(window, source=f"store #{row.id}", ended_at=row.ended_at)
+    return DeclaredWindow(window, source=f"{STORE_SOURCE}{row.id}", ended_at=row.ended_at)
 
 
 async def end_window(conn: AsyncConnection, window_id: int, now: datetime) -> bool:

@@ -4,7 +4,7 @@ A platform is config, not code (``channels.generic.platforms.<name>``): the HTTP
 sends a message (method, URL, headers with ``${SECRETS}``, a JSON body template with {text},
 {token}, {recipient}, {sender}), how its webhooks are signed (an HMAC of the raw body: header,
 algorithm, prefix, hex or base64) and where a reply's sender, text, id and time are in the
-webhook's JSON (:mod:`probes.generic.jsonpath`). Each platform's webhook is
+webhook's JSON (RFC 9535 JSONPath, :mod:`probes.generic.paths`). Each platform's webhook is
 ``/webhooks/generic/<name>`` on the monitor's HTTP server; a request whose signature does not
 verify gets 403 and changes nothing.
 
@@ -55,7 +55,7 @@ from probes.base import (
     per_address,
     utc_now,
 )
-from probes.generic.jsonpath import JsonPath
+from probes.generic.paths import compile_path, first_value
 from probes.generic.settings import (
     GenericAddress,
     GenericChannelSettings,
@@ -143,14 +143,14 @@ class _Mapping:
     """An :class:`InboundMapping` with its paths parsed once."""
 
     def __init__(self, mapping: InboundMapping) -> None:
-        self.messages = JsonPath.parse(mapping.messages)
-        self.sender = JsonPath.parse(mapping.sender)
-        self.recipient = JsonPath.parse(mapping.recipient)
-        self.text = JsonPath.parse(mapping.text)
-        self.id = JsonPath.parse(mapping.id)
-        self.time = JsonPath.parse(mapping.time) if mapping.time else None
-        self.author = JsonPath.parse(mapping.author) if mapping.author else None
-        self.skip = JsonPath.parse(mapping.skip_if_true) if mapping.skip_if_true else None
+        self.messages = compile_path(mapping.messages)
+        self.sender = compile_path(mapping.sender)
+        self.recipient = compile_path(mapping.recipient)
+        self.text = compile_path(mapping.text)
+        self.id = compile_path(mapping.id)
+        self.time = compile_path(mapping.time) if mapping.time else None
+        self.author = compile_path(mapping.author) if mapping.author else None
+        self.skip = compile_path(mapping.skip_if_true) if mapping.skip_if_true else None
 
 
 class GenericChannel:
@@ -307,12 +307,12 @@ class GenericChannel:
         except ValueError:
             return web.Response(status=400, text="the body is not JSON")
         mapping = self._mappings[name]
-        for message in mapping.messages.find(payload):
-            if mapping.skip is not None and mapping.skip.first(message) is True:
+        for message in mapping.messages.findall(payload):
+            if mapping.skip is not None and first_value(mapping.skip, message) is True:
                 continue
-            sender = mapping.sender.first(message)
-            text = mapping.text.first(message)
-            message_id = mapping.id.first(message)
+            sender = first_value(mapping.sender, message)
+            text = first_value(mapping.text, message)
+            message_id = first_value(mapping.id, message)
             if str(sender) in self._own_ids[name]:
                 continue  # our own message, echoed back by the platform
             if sender is None or text is None or message_id is None:
@@ -320,9 +320,9 @@ class GenericChannel:
                     "webhook message without sender, text or id", extra={"platform": name}
                 )
                 continue
-            recipient = mapping.recipient.first(message)
-            stamped = parse_time(mapping.time.first(message)) if mapping.time else None
-            author = mapping.author.first(message) if mapping.author else None
+            recipient = first_value(mapping.recipient, message)
+            stamped = parse_time(first_value(mapping.time, message)) if mapping.time else None
+            author = first_value(mapping.author, message) if mapping.author else None
             reply = Reply(
                 observed_at=observed,
                 arrived_at=min(stamped, observed) if stamped else observed,
@@ -358,7 +358,7 @@ class GenericConversation(InboxConversation):
         self.sent_at = utc_now()
         message_id = None
         if platform.send.message_id is not None:
-            message_id = JsonPath.parse(platform.send.message_id).first(answer)
+            message_id = first_value(compile_path(platform.send.message_id), answer)
         return Sent(
             at=self.sent_at,
             external_id=f"{self.address.platform}:{message_id or self.token}",

@@ -6,15 +6,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
-from probes.generic.jsonpath import JsonPath
+from probes.generic.paths import compile_path
 from probes.settings import DEFAULT_AUTO, Strict, valid_regexes
 
 
 def _path(value: str | None) -> str | None:
     if value is not None:
-        JsonPath.parse(value)
+        compile_path(value)
     return value
 
 
@@ -76,20 +76,12 @@ class InboundMapping(Strict):
         default=None, description="A flag that marks messages to ignore (e.g. echoes)."
     )
 
-    @model_validator(mode="after")
-    def _paths(self) -> InboundMapping:
-        for value in (
-            self.messages,
-            self.sender,
-            self.recipient,
-            self.text,
-            self.id,
-            self.time,
-            self.author,
-            self.skip_if_true,
-        ):
-            _path(value)
-        return self
+    @field_validator(
+        "messages", "sender", "recipient", "text", "id", "time", "author", "skip_if_true"
+    )
+    @classmethod
+    def _jsonpath(cls, value: str | None) -> str | None:
+        return _path(value)
 
 
 class GenericPlatform(Strict):
