@@ -239,8 +239,10 @@ def to_reply(
     internaldate: datetime | None,
     observed_at: datetime,
     sent_at: datetime | None,
+    evidence: Evidence | None = None,
 ) -> Reply:
-    """The :class:`Reply` of ``mail`` for a conversation sent at ``sent_at`` (None: unknown)."""
+    """The :class:`Reply` of ``mail`` for a conversation sent at ``sent_at`` (None: unknown);
+    its evidence is ``mail.raw`` unless given (the message's spool file)."""
     headers = dict(mail.headers)
     if internaldate is not None:
         headers[INTERNALDATE_HEADER] = internaldate.isoformat()
@@ -256,7 +258,7 @@ def to_reply(
         external_id=external_id,
         subject=mail.subject,
         headers=headers,
-        evidence=Evidence("email", "message/rfc822", mail.raw),
+        evidence=evidence or Evidence("email", "message/rfc822", mail.raw),
         thread_keys=mail.thread_keys,
     )
 

@@ -67,7 +67,8 @@ class ImapSettings(Strict):
         default=4 * 1024 * 1024,
         ge=64 * 1024,
         description="Bytes of a reply that are parsed (its headers and text); the whole message "
-        "is still kept as evidence. Also the most bytes fetched in one batch of small replies.",
+        "is still kept as evidence, spooled to a file under monitor.data_dir and copied into "
+        "the store in chunks.",
     )
     parse_timeout: float = Field(
         default=10.0,
