@@ -1355,12 +1355,18 @@ async def _insert_chunks(conn: AsyncConnection, artifact_id: int, spooled: Spool
     digest = hashlib.sha256()
     size = 0
     pieces = spooled.chunks(SPOOL_READ_BYTES)
+
+    def read_and_hash() -> bytes | None:  # in a worker thread: off the event loop
+        piece = next(pieces, None)
+        if piece is not None:
+            digest.update(piece)
+        return piece
+
     try:
         for seq in itertools.count():
-            piece = await asyncio.to_thread(next, pieces, None)
+            piece = await asyncio.to_thread(read_and_hash)
             if piece is None:
                 break
-            digest.update(piece)
             size += len(piece)
             await conn.execute(
                 insert(artifact_chunks).values(artifact_id=artifact_id, seq=seq, content=piece)
