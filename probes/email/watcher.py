@@ -14,8 +14,9 @@ time-bounded), and it is routed by ``In-Reply-To``/``References`` (any id) or el
 reference tokens in subject and body, with the file as its evidence (the raw bytes are never
 held in memory). Messages no registration claims go to the ``on_unmatched`` sink. Every
 consumer a message is handed to holds its spool file until it has stored (or dropped) it; the
-file is removed after the last. Files a stopped process left in the spool are handed on again
-after the first session's first round of fetches and searches.
+file is removed after the last. Files a stopped process left in the spool (listed before this
+process spools anything) are handed on again like new mail, once the runs resumed at start
+listen (``ready``).
 
 Gaps are closed, never skipped:
 
@@ -167,7 +168,8 @@ class MailboxWatcher:
     _connected_once: asyncio.Event = field(default_factory=asyncio.Event)
     _up: asyncio.Event = field(default_factory=asyncio.Event)  # set while connected
     _last_error: str | None = None
-    _leftovers_handed_on: bool = False
+    #: What an earlier process left in the spool, listed at the first drain (None: not yet).
+    _leftovers: list[SpooledFile] | None = None
     _ready_waiter: asyncio.Task[None] | None = None
 
     # -- public surface -------------------------------------------------------------------
@@ -455,6 +457,8 @@ class MailboxWatcher:
         """
         if not self._stopping:
             self._wake.clear()
+        if self._leftovers is None:  # before this process spools anything of its own
+            self._leftovers = await self._list_leftovers()
         await self._fetch_new(client)
         searches = [r for r in self._searches if r.active]
         self._searches.clear()
@@ -464,29 +468,32 @@ class MailboxWatcher:
         except BaseException:
             self._searches.update(searches)  # retried after the reconnect
             raise
-        if not self._leftovers_handed_on and self.ready.is_set():
-            await self._hand_on_leftovers()
+        if self._leftovers and self.ready.is_set():
+            await self._hand_on_leftovers(self._leftovers)
         # Only a session that got this far counts as healthy: one that keeps failing at the
         # same search backs off like one that cannot log in.
         self._session_was_healthy = True
 
-    async def _hand_on_leftovers(self) -> None:
-        """Messages an earlier process spooled but whose consumers had not stored them: handed
-        on like new mail, once the runs resumed at start listen (``ready``) and after this
-        session's searches (their replies still in the mailbox are delivered once: the
-        conversations deduplicate)."""
+    async def _list_leftovers(self) -> list[SpooledFile]:
         leftovers, unreadable = await asyncio.to_thread(self.spool.leftovers)
         for problem in unreadable:
             self.logger.warning(
                 "left-over spool file kept: its metadata cannot be read",
                 extra={"mailbox": self.name, "error": problem},
             )
-        if leftovers:
-            self.logger.info(
-                "handing on replies spooled by an earlier process",
-                extra={"mailbox": self.name, "count": len(leftovers)},
-            )
-        for spooled in leftovers:
+        return leftovers
+
+    async def _hand_on_leftovers(self, leftovers: list[SpooledFile]) -> None:
+        """Messages an earlier process spooled but whose consumers had not stored them: handed
+        on like new mail, once the runs resumed at start listen (``ready``) and after this
+        session's searches (their replies still in the mailbox are delivered once: the
+        conversations deduplicate). Each leaves ``leftovers`` once handed on."""
+        self.logger.info(
+            "handing on replies spooled by an earlier process",
+            extra={"mailbox": self.name, "count": len(leftovers)},
+        )
+        while leftovers:
+            spooled = leftovers[0]
             try:
                 fetched = await self._read(
                     spooled,
@@ -501,9 +508,10 @@ class MailboxWatcher:
                     "left-over spool file kept: it cannot be read",
                     extra={"mailbox": self.name, "file": str(spooled.path), "error": str(exc)},
                 )
+                leftovers.pop(0)
                 continue
+            leftovers.pop(0)
             await self._route(fetched, unmatched=True)
-        self._leftovers_handed_on = True
 
     async def _fetch_new(self, client: Any) -> None:
         uids = [uid for uid in await self._search(client, "UID", f"{self._last_uid + 1}:*")]

@@ -54,6 +54,7 @@ from probes.email.channel import (
 )
 from probes.email.watcher import FETCH_CHUNK_BYTES
 from probes.errors import OptedOut
+from probes.spool import Spool
 from sandbox.mail.dovecot import Dovecot, MailUser
 from sandbox.mail.tls import ServerCertificate, make_certificate
 from scenarios.model import ObservedReply, Outcome
@@ -237,8 +238,11 @@ async def start_probe(
     *,
     connect: bool = True,
     state: MemoryChannelState | None = None,
+    spool_dir: Path | None = None,
+    runs_resumed: asyncio.Event | None = None,
 ) -> Probe:
-    """The email channel, started; ``state`` is what survives a restart (fresh by default)."""
+    """The email channel, started; ``state`` and ``spool_dir`` are what survives a restart
+    (fresh by default), ``runs_resumed`` the runner's signal (set by default)."""
     unmatched: asyncio.Queue[Reply] = asyncio.Queue()
 
     async def on_unmatched(reply: Reply) -> None:
@@ -247,6 +251,12 @@ async def start_probe(
     services = ChannelServices(
         logging.getLogger("test.email"), on_unmatched, state or MemoryChannelState()
     )
+    if spool_dir is not None or runs_resumed is not None:
+        services = dataclasses.replace(
+            services,
+            spool_dir=spool_dir,
+            runs_resumed=runs_resumed or services.runs_resumed,
+        )
     channel = EMAIL.create(settings, services)
     assert isinstance(channel, EmailChannel)
     await channel.start(stack)
@@ -851,6 +861,42 @@ async def test_a_reply_larger_than_a_fetch_chunk_is_stored_and_exported_byte_for
     assert verification.ok, verification.problems
     digests = {hashlib.sha256(path.read_bytes()).hexdigest() for path in out.rglob("*.eml")}
     assert hashlib.sha256(held).hexdigest() in digests
+
+
+async def test_a_left_over_reply_is_handed_on_once_resumed_runs_listen(
+    stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    """What an earlier process spooled waits for the runner's signal, and only that: a reply
+    this process spools meanwhile is not mistaken for a left-over (and deleted under it)."""
+    token = new_token()
+    earlier = Spool(tmp_path / "spool" / "probe").create("7-3", {"uid": 3, "uidvalidity": 7})
+    left_over = reply_mail(f"Re: Refund please [{token}]", body="Spooled before the restart.")
+    earlier.write(left_over)
+    earlier.commit(observed_at=datetime.now(UTC).isoformat())
+    resumed = asyncio.Event()
+    probe = await start_probe(
+        stack,
+        channel_settings(dovecot.imap_port, smtp.port),
+        spool_dir=tmp_path / "spool",
+        runs_resumed=resumed,
+    )
+    conversation, sent = await probe.contact(token)
+    await dovecot.deliver(
+        AGENT, PROBE.address, reply_mail("Re: Refund", in_reply_to=sent.external_id)
+    )
+
+    fresh = await next_reply(conversation)
+    await assert_no_more(conversation)  # the left-over waits for the signal
+    resumed.set()
+    handed_on = await next_reply(conversation)
+
+    assert "Spooled before the restart." in handed_on.text
+    assert raw_evidence(handed_on) == left_over
+    assert fresh.evidence is not None and fresh.evidence.file is not None
+    assert fresh.evidence.file.path.exists(), "this process's own reply is untouched"
+    fresh.release()
+    handed_on.release()
+    assert list((tmp_path / "spool" / "probe").iterdir()) == [], "both stored: spool empty"
 
 
 class CuttingProxy:
