@@ -1330,7 +1330,7 @@ async def _message_id(
 async def _insert_artifact(
     conn: AsyncConnection, run_id: str, message_id: int | None, evidence: Evidence
 ) -> int:
-    """The artifact row; a spooled file's bytes are copied into chunks (revision 0008)."""
+    """The artifact row; a spooled file's bytes are copied into chunks (revision 0009)."""
     inserted = await conn.execute(
         insert(artifacts).values(
             run_id=run_id,

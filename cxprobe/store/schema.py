@@ -250,7 +250,7 @@ artifacts = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
-#: Large evidence in pieces (revision 0008): an artifact's bytes are its ``content`` followed
+#: Large evidence in pieces (revision 0009): an artifact's bytes are its ``content`` followed
 #: by its chunks in ``seq`` order (spooled evidence has an empty ``content``).
 artifact_chunks = Table(
     "artifact_chunks",

@@ -248,7 +248,7 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
         ),
         # And revision 0007 (conversation turns).
         "ALTER TABLE messages DROP COLUMN turn",
-        # And revision 0008 (artifact chunks).
+        # And revision 0009 (artifact chunks).
         "DROP TABLE artifact_chunks",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",

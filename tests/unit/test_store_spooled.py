@@ -1,4 +1,4 @@
-"""Spooled evidence in the store (revision 0008): a reply's raw message copied from its spool
+"""Spooled evidence in the store (revision 0009): a reply's raw message copied from its spool
 file in chunks, read back whole or piece by piece, sealed and exported like evidence held in
 memory. Parametrised over SQLite and PostgreSQL."""
 
@@ -72,7 +72,7 @@ async def test_a_spooled_reply_seals_what_the_same_bytes_in_memory_seal(
     store_backend: StoreBackend, tmp_path: Path
 ) -> None:
     """The chain seals an artifact by kind, media type, SHA-256 and size: the same for a small
-    reply whether it was held in memory (before revision 0008) or spooled."""
+    reply whether it was held in memory (before revision 0009) or spooled."""
     channel_reply, observed = reply("<small@acme.test>", 60)
     assert channel_reply.evidence is not None
     raw = channel_reply.evidence.content

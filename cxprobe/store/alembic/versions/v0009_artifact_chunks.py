@@ -1,4 +1,4 @@
-"""Artifact chunks: large raw evidence (a 20 MiB reply) stored in pieces (schema version 8).
+"""Artifact chunks: large raw evidence (a 20 MiB reply) stored in pieces (schema version 9).
 
 An artifact's bytes are its ``artifacts.content`` followed by its ``artifact_chunks`` in
 ``seq`` order. Evidence held in memory is written to ``content`` as before (no chunks); evidence
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
