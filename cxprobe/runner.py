@@ -21,7 +21,7 @@ import functools
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -200,6 +200,11 @@ class Runner:
     leases: LeaseKeeper | None = None
     prices: PriceCollector | None = None
     _courtesy: Courtesy = field(init=False)
+    #: Set once the runs resumed at start have re-attached to their conversations (channels
+    #: hand on what they spooled before a restart only then: ChannelServices.runs_resumed).
+    _runs_resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Resumed runs not yet re-attached, each event set once it is (or failed to).
+    _attaching: dict[str, asyncio.Event] = field(default_factory=dict)
     #: The process's one reply-language detector (its models load on first use); languages a
     #: reload adds beyond :data:`scenarios.language.COMMON_REPLY_LANGUAGES` need a restart.
     _reply_languages: ReplyLanguages = field(init=False)
@@ -222,6 +227,8 @@ class Runner:
                 state=StoredChannelState(self.store, kind),
                 webhooks=self.webhooks,
                 on_rejected_webhook=functools.partial(self.metrics.record_rejected_webhook, kind),
+                spool_dir=self.config.monitor.data_dir / "spool" / kind,
+                runs_resumed=self._runs_resumed,
             )
             channel_type = CHANNEL_TYPES[kind]
             channel = channel_type.create(
@@ -417,6 +424,7 @@ class Runner:
             self._log_lease_lost(result, None)
             return result
         finally:
+            self._attached(result.run_id)  # a resumed run that ended before it re-attached
             del self._driven[result.run_id]
             self._drivers.pop(result.run_id, None)
             self._lost.discard(result.run_id)
@@ -615,7 +623,10 @@ class Runner:
             # does not deliver them again.
             if message.direction == "in" and message.responder == "human" and not message.late:
                 run.judge.remember_answer(message.external_id, message.arrived_at, message.text)
-        conversation = await run.channel.resume(run.address, result.token, sent)
+        try:
+            conversation = await run.channel.resume(run.address, result.token, sent)
+        finally:
+            self._attached(result.run_id)
         async with _closing(conversation, self.store, result.run_id, self.logger):
             await listen(
                 conversation,
@@ -665,7 +676,21 @@ class Runner:
         leases); from then on the lease keeper takes over expired leases as they lapse.
         Returns how many runs were resumed."""
         assert self.leases is not None, "start() first"
-        return await self.leases.take_over()
+        resumed = await self.leases.take_over()
+        attaching = [event.wait() for event in self._attaching.values()]
+        task = asyncio.create_task(self._signal_resumed(attaching), name="runs-resumed")
+        self._late_replies.add(task)
+        task.add_done_callback(self._late_replies.discard)
+        return resumed
+
+    async def _signal_resumed(self, attaching: list[Coroutine[Any, Any, Any]]) -> None:
+        await asyncio.gather(*attaching)
+        self._runs_resumed.set()
+
+    def _attached(self, run_id: str) -> None:
+        event = self._attaching.pop(run_id, None)
+        if event is not None:
+            event.set()
 
     async def _resume(self, open_runs: list[OpenRun]) -> int:
         """Continue runs whose lease this process has just taken; a run that cannot be resumed
@@ -695,6 +720,7 @@ class Runner:
                 continue
             self.logger.info("run resumed", extra={"check": check.id, "run_id": result.run_id})
             self._driven[result.run_id] = asyncio.Event()  # before a reply can reach _unmatched
+            self._attaching[result.run_id] = asyncio.Event()
             task = asyncio.create_task(self._drive(check, result, resume=open_run))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -725,6 +751,7 @@ class Runner:
         if result is None or result.sent_at is None:
             self.metrics.record_unmatched(kind)
             self.logger.info("reply matched no run", extra={"sender_domain": _domain(reply)})
+            reply.release()
             return
         if result.finished_at is None:
             finished = self._driven.get(result.run_id)
@@ -735,6 +762,7 @@ class Runner:
                     "reply for a run another monitor drives",
                     extra={"run_id": result.run_id, "sender_domain": _domain(reply)},
                 )
+                reply.release()
                 return
             # Its conversation has just closed and the run is being stored: record the reply
             # once it is, without holding up the watcher that handed it over.
@@ -749,6 +777,8 @@ class Runner:
         result = await self.store.find_run_by_thread_keys(reply.thread_keys)
         if result is not None and result.finished_at is not None:
             await self._record_late(kind, result, reply)
+        else:
+            reply.release()
 
     async def _record_late(self, kind: str, result: RunResult, reply: Reply) -> None:
         """Attribute a reply to its already judged run; a reply seen before is kept once.
@@ -763,6 +793,7 @@ class Runner:
                 "reply to a run of a check no longer configured",
                 extra={"run_id": result.run_id, "check": result.check_id},
             )
+            reply.release()
             return
         target = self.config.targets[check.target]
         scenario = self.config.scenarios[check.scenario]

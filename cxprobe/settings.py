@@ -74,6 +74,12 @@ class MonitorSettings(Strict):
     store_url: str = Field(
         "sqlite+aiosqlite:///data/cxprobe.db", description="SQLAlchemy URL of the evidence store."
     )
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory of the monitor's own files: replies spooled here (spool/) "
+        "until the store has them, so a restart loses none. Local to each monitor, even when "
+        "several share one store.",
+    )
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     customer_name: str = Field("Alex Morgan", description="Name the test customer signs with.")
     disclosure: str | None = Field(

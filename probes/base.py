@@ -8,7 +8,9 @@ turns exceptions into outcomes; a probe never schedules itself and never touches
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import hashlib
 import json
 import logging
 import re
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from aiohttp import web
@@ -30,6 +33,7 @@ from probes.errors import (
     ProbeTimeout,
     ProviderError,
 )
+from probes.spool import SpooledFile
 
 #: Every contact carries a reference token; replies are matched to runs by it when a channel
 #: has no better thread key. Crockford base32 avoids look-alike characters.
@@ -59,11 +63,37 @@ class Responder(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Evidence:
-    """One piece of raw evidence kept with a run (raw email, transcript, screenshot)."""
+    """One piece of raw evidence kept with a run (raw email, transcript, screenshot).
+
+    Its bytes are ``content`` in memory, or, for content too large to hold (a received email),
+    a spool ``file`` on disk (``content`` is then empty): the store copies the file in chunks.
+    Whoever receives evidence with a file calls :meth:`release` once it is stored or dropped.
+    """
 
     kind: str  # "email", "transcript", "screenshot", ...
     media_type: str  # "message/rfc822", "text/plain", "image/png", ...
-    content: bytes
+    content: bytes = b""
+    file: SpooledFile | None = None
+
+    def __post_init__(self) -> None:
+        if self.file is not None and self.content:
+            raise ValueError("evidence is either in memory (content) or in a file, not both")
+
+    @property
+    def size(self) -> int:
+        return self.file.size if self.file is not None else len(self.content)
+
+    @property
+    def sha256(self) -> str:
+        """The digest of the bytes (computed as a spool file was written)."""
+        if self.file is not None:
+            return self.file.sha256
+        return hashlib.sha256(self.content).hexdigest()
+
+    def release(self) -> None:
+        """This holder is done with the evidence: a spool file is removed after the last."""
+        if self.file is not None:
+            self.file.done()
 
 
 def json_evidence(kind: str, document: Mapping[str, Any]) -> Evidence:
@@ -123,6 +153,11 @@ class Reply:
     #: Keys tying the reply to a contact: referenced message ids and tokens found in it.
     thread_keys: frozenset[str] = frozenset()
 
+    def release(self) -> None:
+        """Done with the reply (stored, or dropped): see :meth:`Evidence.release`."""
+        if self.evidence is not None:
+            self.evidence.release()
+
 
 class Conversation(Protocol):
     """One probe contact on one channel."""
@@ -145,6 +180,8 @@ class Conversation(Protocol):
 
         Raises a :class:`ProbeError` subclass if the contact turns out to have failed
         (e.g. a bounce arrives).
+
+        The caller owns each reply: it calls :meth:`Reply.release` once it is stored.
         """
         ...
 
@@ -158,7 +195,8 @@ class Conversation(Protocol):
         ...
 
 
-#: Receives replies no open conversation claimed (late replies to closed runs, strangers).
+#: Receives replies no open conversation claimed (late replies to closed runs, strangers);
+#: it owns the reply, and calls :meth:`Reply.release` once it has stored or dropped it.
 UnmatchedSink = Callable[[Reply], Awaitable[None]]
 
 
@@ -196,6 +234,12 @@ class Webhooks:
     local_url: str | None = None
 
 
+def _already_set() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 @dataclass(frozen=True)
 class ChannelServices:
     """What the application hands every channel driver."""
@@ -207,6 +251,14 @@ class ChannelServices:
     webhooks: Webhooks = field(default_factory=Webhooks)
     #: Called for every webhook request refused for its signature (counted in the metrics).
     on_rejected_webhook: Callable[[], None] = lambda: None
+    #: Where the driver spools what it receives until the store has it (``monitor.data_dir``
+    #: /spool/<kind>); None: a temporary directory for the life of the driver, so spooled
+    #: messages do not outlive the process (embedding, tests).
+    spool_dir: Path | None = None
+    #: Set once the monitor has re-attached the open runs it resumed at start: what a driver
+    #: spooled before a restart is handed on only then, so it reaches its resumed run. Set
+    #: from the start by default (nothing to resume: embedding, tests).
+    runs_resumed: asyncio.Event = field(default_factory=_already_set)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

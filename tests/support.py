@@ -76,6 +76,7 @@ def write_config(
         "monitor": {
             "location": "test",
             "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
+            "data_dir": str(tmp_path / "data"),
             "http": {"host": "127.0.0.1", "port": http_port},
             "log_format": "json",
         },
@@ -545,6 +546,7 @@ def monitor_section(tmp_path: Path) -> dict[str, Any]:
     return {
         "location": "test",
         "store_url": f"sqlite+aiosqlite:///{tmp_path / 'cxprobe.db'}",
+        "data_dir": str(tmp_path / "data"),
         "http": {"host": "127.0.0.1", "port": 0},
         "log_format": "json",
     }

@@ -283,22 +283,37 @@ async def _write_attachments(
     attachments = 0
     for run in runs:
         for artifact, relative in zip(run.sorted_artifacts(), run.paths(), strict=True):
-            content = await store.artifact_content(int(artifact["id"]))
-            if content is None:
+            path = out / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            digest = await _copy_artifact(store, int(artifact["id"]), path)
+            if digest is None:
+                path.unlink(missing_ok=True)
                 problems.append(
                     f"run {run.run_id}: artifact {artifact['id']} vanished during export"
                 )
                 continue
-            if hashlib.sha256(content).hexdigest() != artifact["sha256"]:
+            if digest != artifact["sha256"]:
                 problems.append(
                     f"run {run.run_id}: artifact {artifact['id']} ({artifact['kind']}) content "
                     "does not match its recorded SHA-256 (changed in the store)"
                 )
-            path = out / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
             attachments += 1
     return attachments
+
+
+async def _copy_artifact(store: EvidenceStore, artifact_id: int, path: Path) -> str | None:
+    """The artifact's bytes into ``path``, a stored piece at a time (a 20 MiB reply is never
+    held whole); their SHA-256, or None when the artifact is gone."""
+    digest = hashlib.sha256()
+    written = False
+    with path.open("wb") as file:
+        async for piece in store.artifact_pieces(artifact_id):
+            digest.update(piece)
+            file.write(piece)
+            written = True
+    if not written and await store.artifact_content(artifact_id) is None:
+        return None
+    return digest.hexdigest()
 
 
 def _write_tables(

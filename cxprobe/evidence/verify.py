@@ -74,7 +74,11 @@ class Verification:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):  # an attachment may be a 20 MiB reply
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

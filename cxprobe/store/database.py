@@ -37,6 +37,7 @@ import email.parser
 import email.policy
 import enum
 import hashlib
+import itertools
 import logging
 import re
 import sqlite3
@@ -106,6 +107,7 @@ from cxprobe.store.schema import (
     SchemaVersionError,
     StoreError,
     UnknownRunError,
+    artifact_chunks,
     artifacts,
     channel_state,
     in_chunks,
@@ -115,6 +117,7 @@ from cxprobe.store.schema import (
 )
 from cxprobe.store.snapshot import ExportRecord, Snapshot, record_export, take_snapshot
 from probes.base import Evidence, Reply, Responder, Sent
+from probes.spool import SPOOL_READ_BYTES, SpooledFile
 from scenarios.maintenance import DeclaredWindow, MaintenanceWindow
 from scenarios.model import (
     AnswerVerdict,
@@ -753,12 +756,15 @@ class EvidenceStore:
         return None if value is None else dict(value)
 
     async def record_reply(self, run_id: str, reply: Reply, observed: ObservedReply) -> bool:
-        """Store a reply and its raw evidence; False if this reply was stored before."""
+        """Store a reply and its raw evidence; False if this reply was stored before. Either
+        way the reply is released (:meth:`Reply.release`: its spool file's hold); a failure
+        keeps the hold, so the spooled reply outlives the process and is stored later."""
         external_id = reply.external_id or _content_key(reply)
         try:
             async with self._write() as conn:
                 await self._lock_run(conn, run_id)
                 if await _message_id(conn, run_id, IN, external_id) is not None:
+                    reply.release()  # stored before
                     return False
                 inserted = await conn.execute(
                     insert(messages).values(
@@ -787,8 +793,10 @@ class EvidenceStore:
         except IntegrityError:
             # Another process stored the same reply between our check and insert (PostgreSQL).
             if await self._message_stored(run_id, IN, external_id):
+                reply.release()
                 return False
             raise
+        reply.release()  # stored: its spool file, if any, is no longer needed
         return True
 
     async def finish(self, result: RunResult) -> None:
@@ -1028,12 +1036,44 @@ class EvidenceStore:
             return await self._artifacts(conn, run_id)
 
     async def artifact_content(self, artifact_id: int) -> bytes | None:
+        """The artifact's bytes whole (None: no such artifact); see :meth:`artifact_pieces`
+        for large ones."""
+        pieces = [piece async for piece in self.artifact_pieces(artifact_id)]
+        if not pieces:
+            async with self._read() as conn:
+                found = await conn.execute(
+                    select(artifacts.c.id).where(artifacts.c.id == artifact_id)
+                )
+                return b"" if found.scalar_one_or_none() is not None else None
+        return b"".join(pieces)
+
+    async def artifact_pieces(self, artifact_id: int) -> AsyncIterator[bytes]:
+        """The artifact's bytes in order, one stored piece (at most 1 MiB for spooled
+        evidence) in memory at a time: its ``content``, then its chunks. Nothing for an
+        unknown artifact or an empty one."""
         async with self._read() as conn:
-            found = await conn.execute(
-                select(artifacts.c.content).where(artifacts.c.id == artifact_id)
-            )
-            content: bytes | None = found.scalar_one_or_none()
-            return content
+            content = (
+                await conn.execute(select(artifacts.c.content).where(artifacts.c.id == artifact_id))
+            ).scalar_one_or_none()
+            if content:
+                yield content
+            seqs = (
+                await conn.execute(
+                    select(artifact_chunks.c.seq)
+                    .where(artifact_chunks.c.artifact_id == artifact_id)
+                    .order_by(artifact_chunks.c.seq)
+                )
+            ).scalars()
+            for seq in list(seqs):
+                piece = (
+                    await conn.execute(
+                        select(artifact_chunks.c.content).where(
+                            artifact_chunks.c.artifact_id == artifact_id,
+                            artifact_chunks.c.seq == seq,
+                        )
+                    )
+                ).scalar_one()
+                yield piece
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -1326,20 +1366,56 @@ async def _message_id(
 async def _insert_artifact(
     conn: AsyncConnection, run_id: str, message_id: int | None, evidence: Evidence
 ) -> int:
+    """The artifact row; a spooled file's bytes are copied into chunks (revision 0009)."""
     inserted = await conn.execute(
         insert(artifacts).values(
             run_id=run_id,
             message_id=message_id,
             kind=evidence.kind,
             media_type=evidence.media_type,
-            sha256=hashlib.sha256(evidence.content).hexdigest(),
-            size=len(evidence.content),
+            sha256=evidence.sha256,
+            size=evidence.size,
             content=evidence.content,
             created_at=_now(),
         )
     )
     artifact_id: int = _inserted_id(inserted)
+    if evidence.file is not None:
+        await _insert_chunks(conn, artifact_id, evidence.file)
     return artifact_id
+
+
+async def _insert_chunks(conn: AsyncConnection, artifact_id: int, spooled: SpooledFile) -> None:
+    """``spooled`` into chunks of :data:`SPOOL_READ_BYTES`, one in memory at a time, checked
+    against the digest it was spooled with (a damaged file is refused, never stored)."""
+    digest = hashlib.sha256()
+    size = 0
+    pieces = spooled.chunks(SPOOL_READ_BYTES)
+
+    def read_and_hash() -> bytes | None:  # in a worker thread: off the event loop
+        piece = next(pieces, None)
+        if piece is not None:
+            digest.update(piece)
+        return piece
+
+    try:
+        for seq in itertools.count():
+            piece = await asyncio.to_thread(read_and_hash)
+            if piece is None:
+                break
+            size += len(piece)
+            await conn.execute(
+                insert(artifact_chunks).values(artifact_id=artifact_id, seq=seq, content=piece)
+            )
+    finally:
+        pieces.close()
+    if size != spooled.size or digest.hexdigest() != spooled.sha256:
+        raise StoreError(
+            f"the spool file {spooled.path} no longer matches what was received ({size} bytes, "
+            f"sha256 {digest.hexdigest()}; received {spooled.size} bytes, sha256 "
+            f"{spooled.sha256}): its evidence was not stored. Check the disk of the monitor's "
+            "data_dir; the file is kept for inspection"
+        )
 
 
 def _inserted_id(inserted: CursorResult[Any]) -> int:
@@ -1454,7 +1530,7 @@ def _result(row: Row[Any]) -> RunResult:
 def _rfc822_headers(evidence: Evidence | None) -> dict[str, str]:
     """The header fields of a raw email (lower-case names, first occurrence), for the evidence
     summary; empty for other evidence. The raw bytes are stored untouched either way."""
-    if evidence is None or evidence.media_type != "message/rfc822":
+    if evidence is None or evidence.media_type != "message/rfc822" or evidence.file is not None:
         return {}
     headers: dict[str, str] = {}
     try:
@@ -1471,9 +1547,8 @@ def _rfc822_headers(evidence: Evidence | None) -> dict[str, str]:
 def _content_key(reply: Reply) -> str:
     """A stand-in external id for a channel that gave none: the reply's content digest."""
     if reply.evidence is not None:
-        content = reply.evidence.content
-    else:
-        content = f"{reply.arrived_at.isoformat()}\n{reply.sender}\n{reply.text}".encode()
+        return "sha256:" + reply.evidence.sha256
+    content = f"{reply.arrived_at.isoformat()}\n{reply.sender}\n{reply.text}".encode()
     return "sha256:" + hashlib.sha256(content).hexdigest()
 
 

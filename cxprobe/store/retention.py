@@ -29,7 +29,14 @@ from cxprobe.store.chain import (
     utc_text,
 )
 from cxprobe.store.ledger import IN_CHUNK, append_entry, chunks, latest_entries
-from cxprobe.store.schema import artifacts, exported_runs, messages, runs, slots
+from cxprobe.store.schema import (
+    artifact_chunks,
+    artifacts,
+    exported_runs,
+    messages,
+    runs,
+    slots,
+)
 from scenarios.durations import Duration, format_duration
 
 DAY = 86400.0
@@ -215,6 +222,10 @@ def _delete_purged(
         )
         ids = [run.run_id for run in batch]
         conn.execute(update(slots).where(slots.c.run_id.in_(ids)).values(run_id=None))
+        purged_artifacts = select(artifacts.c.id).where(artifacts.c.run_id.in_(ids))
+        conn.execute(
+            delete(artifact_chunks).where(artifact_chunks.c.artifact_id.in_(purged_artifacts))
+        )
         conn.execute(delete(artifacts).where(artifacts.c.run_id.in_(ids)))
         conn.execute(delete(messages).where(messages.c.run_id.in_(ids)))
         conn.execute(delete(runs).where(runs.c.run_id.in_(ids)))

@@ -254,6 +254,20 @@ artifacts = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+#: Large evidence in pieces (revision 0009): an artifact's bytes are its ``content`` followed
+#: by its chunks in ``seq`` order (spooled evidence has an empty ``content``).
+artifact_chunks = Table(
+    "artifact_chunks",
+    metadata,
+    Column(
+        "artifact_id",
+        ForeignKey("artifacts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("content", LargeBinary, nullable=False),
+)
+
 #: What a channel driver keeps across restarts, e.g. how far it has read a mailbox.
 channel_state = Table(
     "channel_state",

@@ -25,8 +25,10 @@ contain credentials.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -35,6 +37,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiosmtplib
@@ -66,6 +69,7 @@ from probes.email.settings import (
 )
 from probes.email.watcher import FetchedMail, MailboxWatcher, Registration, WatcherStats
 from probes.errors import OptedOut, describe_error
+from probes.spool import Spool
 
 __all__ = [
     "EMAIL",
@@ -86,6 +90,14 @@ __all__ = [
 _CLIENT_REFUSED_CODES = frozenset({530, 535, 538})
 #: Enhanced status class 5.7: security or policy (relay denied, sender not allowed).
 _POLICY_STATUS = re.compile(r"^\s*5\.7\.\d{1,3}\b")
+
+
+def spool_directory_name(mailbox_name: str) -> str:
+    """The spool directory of a mailbox: its name when that is a plain file name, else a
+    digest of it (a configuration key may hold any character)."""
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}", mailbox_name):
+        return mailbox_name
+    return "mailbox-" + hashlib.sha256(mailbox_name.encode()).hexdigest()[:16]
 
 
 def new_message_id(domain: str) -> str:
@@ -339,11 +351,14 @@ class EmailConversation:
         watcher = self._channel.watcher(self._mailbox_name)
         self._registration = watcher.register(keys, self._deliver, since=since, backfill=backfill)
 
-    def _deliver(self, fetched: FetchedMail) -> None:
+    def _deliver(self, fetched: FetchedMail) -> bool:
+        """Take a routed message (holding its spool file until the reply is stored), unless
+        it was taken before or the conversation is closed."""
         if fetched.external_id in self._seen or self._closed:
-            return
+            return False
         self._seen.add(fetched.external_id)
         self._queue.put_nowait(fetched)
+        return True
 
     async def replies(self) -> AsyncIterator[Reply]:
         while True:
@@ -351,7 +366,9 @@ class EmailConversation:
             bounce = fetched.mail.bounce
             if bounce is None:
                 yield fetched.reply(sent_at=self._sent.at if self._sent else None)
-            elif bounce.failed_for(self._address.to):
+                continue
+            fetched.spooled.done()  # a delivery report is the run's outcome, not a reply
+            if bounce.failed_for(self._address.to):
                 described = (
                     f"the contact bounced: {bounce.describe()}, reported by "
                     f"{fetched.mail.sender or 'an unnamed sender'}"
@@ -394,12 +411,17 @@ class EmailChannel:
         self.services = services
         self._watchers: dict[str, MailboxWatcher] = {}
         self._started = False
+        self._spool_root: Path | None = services.spool_dir
 
     async def start(self, stack: AsyncExitStack, addresses: Sequence[EmailAddress] = ()) -> None:
         """Watch the mailboxes of ``addresses`` from now on (late replies to finished runs
         arrive between runs); others start on first use, and a mailbox no check uses is never
         connected."""
         self._started = True
+        if self._spool_root is None:
+            # No data directory: spooled replies last as long as the channel.
+            temporary = stack.enter_context(tempfile.TemporaryDirectory(prefix="cxprobe-spool-"))
+            self._spool_root = Path(temporary)
         stack.push_async_callback(self._stop)
         for address in addresses:
             self.watcher(address.mailbox)
@@ -413,13 +435,15 @@ class EmailChannel:
         """The (running) watcher of ``mailbox_name``."""
         watcher = self._watchers.get(mailbox_name)
         if watcher is None:
-            if not self._started:
+            if not self._started or self._spool_root is None:
                 raise RuntimeError("EmailChannel.start() must be called before use")
             watcher = MailboxWatcher(
                 name=mailbox_name,
                 settings=self.settings.mailboxes[mailbox_name].imap,
                 logger=self.services.logger,
                 on_unmatched=self.unmatched,
+                spool=Spool(self._spool_root / spool_directory_name(mailbox_name)),
+                ready=self.services.runs_resumed,
                 state=self.services.state,
             )
             self._watchers[mailbox_name] = watcher

@@ -179,7 +179,7 @@ class ParsedMail:
 
 def parse_mail(raw: bytes, *, cut_short: bool = False) -> ParsedMail:
     """Read a raw RFC 5322 message; never raises for malformed input (see Encodings above).
-    ``cut_short``: ``raw`` is the start of a bigger message (:func:`readable_prefix`), so a
+    ``cut_short``: ``raw`` is the start of a bigger message (:func:`cut_on_line`), so a
     body's last character may be cut off."""
     notes = _DecodingNotes(cut_short)
     try:
@@ -243,8 +243,10 @@ def to_reply(
     internaldate: datetime | None,
     observed_at: datetime,
     sent_at: datetime | None,
+    evidence: Evidence | None = None,
 ) -> Reply:
-    """The :class:`Reply` of ``mail`` for a conversation sent at ``sent_at`` (None: unknown)."""
+    """The :class:`Reply` of ``mail`` for a conversation sent at ``sent_at`` (None: unknown);
+    its evidence is ``mail.raw`` unless given (the message's spool file)."""
     headers = dict(mail.headers)
     if internaldate is not None:
         headers[INTERNALDATE_HEADER] = internaldate.isoformat()
@@ -260,7 +262,7 @@ def to_reply(
         external_id=external_id,
         subject=mail.subject,
         headers=headers,
-        evidence=Evidence("email", "message/rfc822", mail.raw),
+        evidence=evidence or Evidence("email", "message/rfc822", mail.raw),
         thread_keys=mail.thread_keys,
     )
 
@@ -408,14 +410,12 @@ def _decode_cut_short(payload: bytes, charset: str) -> tuple[str, str] | None:
     return text + "\ufffd", f"the last {len(pending)} bytes are a cut-off {charset} character"
 
 
-def readable_prefix(raw: bytes, cap: int) -> bytes:
-    """The first ``cap`` bytes of message ``raw`` that parse as a message cut short: up to the
-    last line break within them, so that an encoded body ends on a whole line (a base64 line
-    cut in the middle would not decode at all and show the part as base64)."""
-    if len(raw) <= cap:
-        return raw
-    end = raw.rfind(b"\n", 0, cap)
-    return raw[: end + 1] if end > 0 else raw[:cap]
+def cut_on_line(head: bytes) -> bytes:
+    """The start of a bigger message (its first bytes, read up to a cap) up to its last line
+    break, so that an encoded body ends on a whole line: a base64 line cut in the middle would
+    not decode at all, and the part would show as base64."""
+    end = head.rfind(b"\n")
+    return head[: end + 1] if end > 0 else head
 
 
 def _charset_problem(charset: str) -> str | None:

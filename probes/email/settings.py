@@ -64,10 +64,13 @@ class ImapSettings(Strict):
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds allowed for each IMAP command.")
     max_message_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        # 1 MiB: a reply's own text is at its top; Python's email parser peaks at several
+        # times its input, so 4 MiB cost the monitor ~35 MiB per large reply (BENCHMARKS.md).
+        default=1024 * 1024,
         ge=64 * 1024,
         description="Bytes of a reply that are parsed (its headers and text); the whole message "
-        "is still kept as evidence. Also the most bytes fetched in one batch of small replies.",
+        "is still kept as evidence, spooled to a file under monitor.data_dir and copied into "
+        "the store in chunks.",
     )
     parse_timeout: float = Field(
         default=10.0,

@@ -4,11 +4,19 @@ it answers, never a connection per contact.
 The watcher logs in, SELECTs the folder, remembers UIDVALIDITY and the highest UID seen, then
 waits for new mail with IDLE (re-issued every ``idle_renew`` seconds) when the server offers it
 and ``idle`` is set, else polls every ``poll_interval`` seconds. New messages are fetched with
-``UID FETCH <uids> (UID RFC822.SIZE)`` then, in batches bounded by ``max_message_bytes``,
-``UID FETCH <uids> (UID INTERNALDATE BODY.PEEK[])`` (PEEK: the probe never marks mail read),
-parsed once (in a worker thread, time-bounded), and routed by ``In-Reply-To``/``References``
-(any id) or else by the reference tokens in subject and body. Messages no registration claims
-go to the ``on_unmatched`` sink.
+``UID FETCH <uids> (UID RFC822.SIZE)``, then in batches of at most :data:`FETCH_CHUNK_BYTES`,
+``UID FETCH <uids> (UID INTERNALDATE BODY.PEEK[]<0.n>)`` (PEEK: the probe never marks mail
+read), a message longer than the chunk continuing ``BODY.PEEK[]<offset.n>`` a chunk per command,
+so the IMAP client never buffers more than a chunk of a large reply. Each message goes into its
+own spool file (:mod:`probes.spool`: hashed as it is written, fsynced) before it counts as
+received; its first ``max_message_bytes`` are parsed once from the file (in a worker thread,
+time-bounded), and it is routed by ``In-Reply-To``/``References`` (any id) or else by the
+reference tokens in subject and body, with the file as its evidence (the raw bytes are never
+held in memory). Messages no registration claims go to the ``on_unmatched`` sink. Every
+consumer a message is handed to holds its spool file until it has stored (or dropped) it; the
+file is removed after the last. Files a stopped process left in the spool (listed before this
+process spools anything) are handed on again like new mail, once the runs resumed at start
+listen (``ready``).
 
 Gaps are closed, never skipped:
 
@@ -39,20 +47,23 @@ from typing import Any, TypeVar
 
 import aioimaplib
 
-from probes.base import ChannelState, MemoryChannelState, Reply
+from probes.base import ChannelState, Evidence, MemoryChannelState, Reply
 from probes.email.parse import (
     IMAP_MONTHS,
     ParsedMail,
+    cut_on_line,
     parse_internaldate,
     parse_mail,
-    readable_prefix,
     to_reply,
 )
 from probes.email.settings import ImapSettings, tls_context
 from probes.errors import describe_error
+from probes.spool import Spool, SpooledFile, SpoolWriter
 
 #: UIDs fetched per command: bounds memory when a back-fill finds many messages.
 FETCH_BATCH = 100
+#: Bytes of message bodies fetched per command: what the IMAP client buffers at once.
+FETCH_CHUNK_BYTES = 1024 * 1024
 #: Registrations combined into one targeted search (each adds three criteria).
 SEARCH_BATCH = 25
 #: First reconnect delay; doubles per failed attempt up to ``reconnect_max_backoff``.
@@ -76,14 +87,16 @@ class ImapError(Exception):
 
 @dataclass(frozen=True)
 class FetchedMail:
-    """A message as the watcher fetched it."""
+    """A message as the watcher fetched it: parsed (``mail.raw`` is empty), its bytes in
+    ``spooled``, which whoever the message is handed to holds until it is stored."""
 
     mail: ParsedMail
     uid: int
     uidvalidity: int
     mailbox: str
     internaldate: datetime | None
-    observed_at: datetime  # UTC, right after the FETCH response
+    observed_at: datetime  # UTC, right after the FETCH response with its first bytes
+    spooled: SpooledFile
 
     @property
     def external_id(self) -> str:
@@ -97,6 +110,7 @@ class FetchedMail:
             internaldate=self.internaldate,
             observed_at=self.observed_at,
             sent_at=sent_at,
+            evidence=Evidence("email", "message/rfc822", file=self.spooled),
         )
 
 
@@ -105,7 +119,8 @@ class Registration:
     """A conversation listening on a watcher: its thread keys and where its mail goes."""
 
     keys: frozenset[str]  # its Message-ID (``<...>``) and token
-    deliver: Callable[[FetchedMail], None]
+    #: Takes the message (True: it holds its spool file from now on) or declines it.
+    deliver: Callable[[FetchedMail], bool]
     since: datetime  # when the contact was (or is about to be) sent; bounds back-fills
     active: bool = True
     #: Set once mail already in the folder has been searched for this registration.
@@ -135,6 +150,11 @@ class MailboxWatcher:
     settings: ImapSettings
     logger: logging.Logger
     on_unmatched: UnmatchedMail
+    #: Where fetched messages are kept until their consumers have stored them.
+    spool: Spool
+    #: Set once the runs resumed at start listen: messages left in the spool by an earlier
+    #: process are handed on only then (see ChannelServices.runs_resumed).
+    ready: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Where the read position is kept, so mail that arrives while no process watches (a late
     #: reply to a finished run, say) is still read after a restart.
@@ -155,6 +175,9 @@ class MailboxWatcher:
     _connected_once: asyncio.Event = field(default_factory=asyncio.Event)
     _up: asyncio.Event = field(default_factory=asyncio.Event)  # set while connected
     _last_error: str | None = None
+    #: What an earlier process left in the spool, listed at the first drain (None: not yet).
+    _leftovers: list[SpooledFile] | None = None
+    _ready_waiter: asyncio.Task[None] | None = None
 
     # -- public surface -------------------------------------------------------------------
 
@@ -177,11 +200,14 @@ class MailboxWatcher:
         """Start watching in the background (idempotent)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"imap-watcher:{self.name}")
+            self._ready_waiter = asyncio.create_task(self._wake_when_ready())
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is None:
             return
+        if self._ready_waiter is not None:
+            await _cancel_and_wait(self._ready_waiter)
         self._stopping = True
         self._wake.set()
         await _cancel_and_wait(task)
@@ -205,7 +231,7 @@ class MailboxWatcher:
     def register(
         self,
         keys: Iterable[str],
-        deliver: Callable[[FetchedMail], None],
+        deliver: Callable[[FetchedMail], bool],
         *,
         since: datetime,
         backfill: bool = False,
@@ -244,6 +270,10 @@ class MailboxWatcher:
                 holders.discard(registration)
                 if not holders:
                     del self._by_key[key]
+
+    async def _wake_when_ready(self) -> None:
+        await self.ready.wait()
+        self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -434,6 +464,8 @@ class MailboxWatcher:
         """
         if not self._stopping:
             self._wake.clear()
+        if self._leftovers is None:  # before this process spools anything of its own
+            self._leftovers = await self._list_leftovers()
         await self._fetch_new(client)
         searches = [r for r in self._searches if r.active]
         self._searches.clear()
@@ -443,9 +475,50 @@ class MailboxWatcher:
         except BaseException:
             self._searches.update(searches)  # retried after the reconnect
             raise
+        if self._leftovers and self.ready.is_set():
+            await self._hand_on_leftovers(self._leftovers)
         # Only a session that got this far counts as healthy: one that keeps failing at the
         # same search backs off like one that cannot log in.
         self._session_was_healthy = True
+
+    async def _list_leftovers(self) -> list[SpooledFile]:
+        leftovers, unreadable = await asyncio.to_thread(self.spool.leftovers)
+        for problem in unreadable:
+            self.logger.warning(
+                "left-over spool file kept: its metadata cannot be read",
+                extra={"mailbox": self.name, "error": problem},
+            )
+        return leftovers
+
+    async def _hand_on_leftovers(self, leftovers: list[SpooledFile]) -> None:
+        """Messages an earlier process spooled but whose consumers had not stored them: handed
+        on like new mail, once the runs resumed at start listen (``ready``) and after this
+        session's searches (their replies still in the mailbox are delivered once: the
+        conversations deduplicate). Each leaves ``leftovers`` once handed on."""
+        self.logger.info(
+            "handing on replies spooled by an earlier process",
+            extra={"mailbox": self.name, "count": len(leftovers)},
+        )
+        while leftovers:
+            spooled = leftovers[0]
+            try:
+                fetched = await self._read(
+                    spooled,
+                    uid=int(spooled.meta["uid"]),
+                    uidvalidity=int(spooled.meta["uidvalidity"]),
+                    internaldate=_optional_time(spooled.meta.get("internaldate")),
+                    observed_at=_optional_time(spooled.meta.get("observed_at")) or self.clock(),
+                )
+            except (OSError, KeyError, TypeError, ValueError) as exc:
+                # Kept on disk (never deleted unread): the next start tries it again.
+                self.logger.warning(
+                    "left-over spool file kept: it cannot be read",
+                    extra={"mailbox": self.name, "file": str(spooled.path), "error": str(exc)},
+                )
+                leftovers.pop(0)
+                continue
+            leftovers.pop(0)
+            await self._route(fetched, unmatched=True)
 
     async def _fetch_new(self, client: Any) -> None:
         uids = [uid for uid in await self._search(client, "UID", f"{self._last_uid + 1}:*")]
@@ -532,12 +605,22 @@ class MailboxWatcher:
 
     async def _fetch(self, client: Any, uids: Sequence[int]) -> list[FetchedMail]:
         """The messages ``uids``: sizes first, then bodies in batches of at most
-        ``max_message_bytes`` (a large message alone), so a few huge replies are never held
-        at once; each parsed off the event loop."""
+        :data:`FETCH_CHUNK_BYTES` (a large message alone, a chunk per command), each into its
+        spool file, then parsed off the event loop from the file."""
         sizes = await self._sizes(client, uids)
         fetched: list[FetchedMail] = []
-        for batch in _size_batches(uids, sizes, self.settings.max_message_bytes):
-            fetched.extend(await self._fetch_bodies(client, batch))
+        unread: list[_Downloaded] = []
+        try:
+            for batch in _size_batches(uids, sizes, FETCH_CHUNK_BYTES):
+                unread = await self._download(client, batch, sizes)
+                while unread:
+                    fetched.append(await self._read(unread[0].spooled, **unread[0].read_as))
+                    unread.pop(0)
+        except BaseException:
+            # Not handed on: the messages are fetched again after the reconnect.
+            for spooled in [item.spooled for item in fetched] + [d.spooled for d in unread]:
+                spooled.done()
+            raise
         return sorted(fetched, key=lambda item: item.uid)
 
     async def _sizes(self, client: Any, uids: Sequence[int]) -> dict[int, int]:
@@ -552,71 +635,155 @@ class MailboxWatcher:
                 sizes[uid] = size
         return sizes
 
-    async def _fetch_bodies(self, client: Any, uids: Sequence[int]) -> list[FetchedMail]:
-        uid_set = ",".join(str(uid) for uid in uids)
-        response = await client.uid("fetch", uid_set, "(UID INTERNALDATE BODY.PEEK[])")
-        observed_at = self.clock()
-        if response.result != "OK":
-            raise ImapError(f"UID FETCH refused: {_text(response)}")
+    async def _download(
+        self, client: Any, uids: Sequence[int], sizes: dict[int, int]
+    ) -> list[_Downloaded]:
+        """Each message of ``uids`` into its own spool file: the first chunk of all of them in
+        one command, the rest of a longer one a chunk per command. A download cut short (the
+        connection lost, the server refusing) leaves no file: the message stays unread."""
         assert self._uidvalidity is not None
-        fetched: list[FetchedMail] = []
         wanted = set(uids)
+        uid_set = ",".join(str(uid) for uid in uids)
+        response = await self._uid_fetch(
+            client, uid_set, f"(UID INTERNALDATE BODY.PEEK[]<0.{FETCH_CHUNK_BYTES}>)"
+        )
+        observed_at = self.clock()
+        first_chunks: dict[int, tuple[bytes, datetime | None]] = {}
         for meta, body in _fetch_items(response.lines[:-1]):
             uid = _first_int(_UID, [meta])
-            if uid is None or uid not in wanted or body is None:
+            if uid is None or uid not in wanted or body is None or uid in first_chunks:
                 continue  # an unsolicited FETCH (flags changed by another client)
-            internaldate_match = _INTERNALDATE.search(meta)
-            internaldate = (
-                parse_internaldate(internaldate_match.group(1).decode())
-                if internaldate_match
-                else None
-            )
-            try:
-                mail = await self._parse(body)
-            except Exception as exc:  # a message we cannot read must not stop the others
-                self.logger.warning(
-                    "unreadable message skipped",
-                    extra={"mailbox": self.name, "uid": uid, "error": describe_error(exc)},
+            found = _INTERNALDATE.search(meta)
+            internaldate = parse_internaldate(found.group(1).decode()) if found else None
+            first_chunks[uid] = (body, internaldate)
+        del response
+        downloaded: list[_Downloaded] = []
+        writer: SpoolWriter | None = None
+        uid = 0
+        try:
+            for uid in uids:
+                if uid not in first_chunks:
+                    continue  # expunged meanwhile
+                body, internaldate = first_chunks.pop(uid)
+                about = {"mailbox": self.name, "uid": uid, "uidvalidity": self._uidvalidity}
+                writer = await asyncio.to_thread(
+                    self.spool.create, f"{self._uidvalidity}-{uid}", about
                 )
-                continue
-            if mail.decoding_notes:
-                self.logger.info(
-                    "reply decoded by fallback",
-                    extra={
-                        "mailbox": self.name,
-                        "uid": uid,
-                        "notes": "; ".join(mail.decoding_notes),
-                    },
+                await asyncio.to_thread(writer.write, body)
+                await self._fetch_rest(client, uid, writer, last=len(body), size=sizes.get(uid))
+                spooled = await asyncio.to_thread(
+                    writer.commit,
+                    internaldate=None if internaldate is None else internaldate.isoformat(),
+                    observed_at=observed_at.isoformat(),
                 )
-            fetched.append(
-                FetchedMail(mail, uid, self._uidvalidity, self.name, internaldate, observed_at)
-            )
-        return fetched
+                writer = None
+                downloaded.append(_Downloaded(spooled, uid, internaldate, observed_at))
+        except BaseException as exc:
+            if writer is not None:
+                if not self._stopping:
+                    self._log_interrupted(uid, writer.size, sizes.get(uid), exc)
+                writer.abort()
+            for done in downloaded:
+                done.spooled.done()
+            raise
+        return downloaded
 
-    async def _parse(self, raw: bytes) -> ParsedMail:
-        """``parse_mail`` in a worker thread, on at most ``max_message_bytes`` of ``raw``, within
-        ``parse_timeout`` (past it, only the headers are read); ``raw`` whole stays the evidence.
-        """
+    async def _fetch_rest(
+        self, client: Any, uid: int, writer: SpoolWriter, *, last: int, size: int | None
+    ) -> None:
+        """Message ``uid`` after the bytes ``writer`` has, a chunk per command, until a chunk
+        comes back short (RFC 3501 6.4.5: a partial fetch is cut at the end of the message)
+        or ``size`` (its RFC822.SIZE) is reached."""
+        while last == FETCH_CHUNK_BYTES and (size is None or writer.size < size):
+            offset = writer.size
+            response = await self._uid_fetch(
+                client, str(uid), f"(UID BODY.PEEK[]<{offset}.{FETCH_CHUNK_BYTES}>)"
+            )
+            body = next(
+                (
+                    piece
+                    for meta, piece in _fetch_items(response.lines[:-1])
+                    if _first_int(_UID, [meta]) == uid
+                ),
+                None,
+            )
+            del response
+            if body is None:  # nothing after ``offset``: the server sent an empty string
+                return
+            await asyncio.to_thread(writer.write, body)
+            last = len(body)
+
+    def _log_interrupted(
+        self, uid: int, received: int, size: int | None, exc: BaseException
+    ) -> None:
+        reason = (
+            "the connection was lost"
+            if isinstance(exc, asyncio.CancelledError)
+            else describe_error(exc)
+        )
+        of_size = f" of {size}" if size is not None else ""
+        self.logger.warning(
+            "reply body fetch interrupted; the message stays unread and is fetched again",
+            extra={
+                "mailbox": self.name,
+                "uid": uid,
+                "error": f"after {received}{of_size} bytes: {reason}",
+            },
+        )
+
+    async def _uid_fetch(self, client: Any, uid_set: str, items: str) -> Any:
+        response = await client.uid("fetch", uid_set, items)
+        if response.result != "OK":
+            raise ImapError(f"UID FETCH {uid_set} {items} refused: {_text(response)}")
+        return response
+
+    async def _read(
+        self,
+        spooled: SpooledFile,
+        *,
+        uid: int,
+        uidvalidity: int,
+        internaldate: datetime | None,
+        observed_at: datetime,
+    ) -> FetchedMail:
+        """The spooled message parsed: ``parse_mail`` in a worker thread, on at most
+        ``max_message_bytes`` of the file, within ``parse_timeout`` (past it, only the headers
+        are read); the file whole stays the evidence."""
         cap = self.settings.max_message_bytes
-        readable = readable_prefix(raw, cap)
+        head = await asyncio.to_thread(spooled.read, cap)
+        cut_short = spooled.size > len(head)
+        readable = cut_on_line(head) if cut_short else head
         notes: list[str] = []
         try:
             mail = await asyncio.wait_for(
-                asyncio.to_thread(parse_mail, readable, cut_short=readable is not raw),
+                asyncio.to_thread(parse_mail, readable, cut_short=cut_short),
                 self.settings.parse_timeout,
             )
         except TimeoutError:  # the thread finishes on its own; its result is dropped
-            mail = parse_mail(_header_block(raw))
+            mail = parse_mail(_header_block(readable))
             notes.append(f"parsing took over {self.settings.parse_timeout:g}s: headers only read")
-        if readable is not raw:
-            notes.append(f"message of {len(raw)} bytes: its first {len(readable)} bytes read")
-        if not notes and mail.raw is raw:
-            return mail
-        return replace(mail, raw=raw, decoding_notes=(*mail.decoding_notes, *notes))
+        if cut_short:
+            notes.append(f"message of {spooled.size} bytes: its first {len(readable)} bytes read")
+        mail = replace(mail, raw=b"", decoding_notes=(*mail.decoding_notes, *notes))
+        if mail.decoding_notes:
+            self.logger.info(
+                "reply decoded by fallback",
+                extra={"mailbox": self.name, "uid": uid, "notes": "; ".join(mail.decoding_notes)},
+            )
+        return FetchedMail(mail, uid, uidvalidity, self.name, internaldate, observed_at, spooled)
 
     # -- routing --------------------------------------------------------------------------
 
     async def _route(self, fetched: FetchedMail, *, unmatched: bool) -> None:
+        """Hand ``fetched`` to the registrations it answers (else, if ``unmatched``, to the
+        sink); each one that takes it holds its spool file, and the watcher lets go of its own
+        hold here, so a message nobody took is removed at once."""
+        try:
+            await self._hand_over(fetched, unmatched=unmatched)
+        finally:
+            fetched.spooled.done()
+
+    async def _hand_over(self, fetched: FetchedMail, *, unmatched: bool) -> None:
         mail = fetched.mail
         if mail.delivery_status is not None and not mail.is_bounce:
             self.logger.info(
@@ -626,13 +793,18 @@ class MailboxWatcher:
             return
         targets = self._matching(mail)
         for registration in targets:
+            fetched.spooled.hold()
+            taken = False
             try:
-                registration.deliver(fetched)
+                taken = registration.deliver(fetched)
             except Exception as exc:
                 self.logger.warning(
                     "reply delivery failed",
                     extra={"mailbox": self.name, "error": describe_error(exc)},
                 )
+            finally:
+                if not taken:
+                    fetched.spooled.done()
         if not targets and unmatched:
             if mail.delivery_status is not None:
                 # A failed delivery of a contact no run waits for (e.g. a bounce days later):
@@ -642,11 +814,14 @@ class MailboxWatcher:
                     extra={"mailbox": self.name, "status": mail.delivery_status.status},
                 )
                 return
+            fetched.spooled.hold()  # the sink's, released by the sink once it has stored it
             try:
                 await self.on_unmatched(fetched.reply(sent_at=None))
             except Exception as exc:  # the sink is the application's; keep watching
+                # Its hold stays: the spool file outlives this process, and the next start
+                # hands it on again.
                 self.logger.warning(
-                    "unmatched reply sink failed",
+                    "unmatched reply sink failed; the reply stays spooled for the next start",
                     extra={"mailbox": self.name, "error": describe_error(exc)},
                 )
 
@@ -774,6 +949,35 @@ def _size_batches(uids: Sequence[int], sizes: dict[int, int], budget: int) -> It
         total += size
     if batch:
         yield batch
+
+
+@dataclass(frozen=True)
+class _Downloaded:
+    """A message downloaded into its spool file, with what it is read as."""
+
+    spooled: SpooledFile
+    uid: int
+    internaldate: datetime | None
+    observed_at: datetime
+
+    @property
+    def read_as(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "uidvalidity": int(self.spooled.meta["uidvalidity"]),
+            "internaldate": self.internaldate,
+            "observed_at": self.observed_at,
+        }
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
+
+
+def _optional_time(value: Any) -> datetime | None:
+    """An ISO 8601 time kept in a spool file's metadata (None when absent)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def _header_block(raw: bytes) -> bytes:

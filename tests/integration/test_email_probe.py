@@ -7,7 +7,11 @@ No mocks. Dovecot must be installed: the fixtures fail with install advice, neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
+import email.policy
+import hashlib
+import imaplib
 import logging
 import shutil
 import socket
@@ -26,6 +30,10 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from cxprobe.evidence.export import ExportOptions, export_evidence
+from cxprobe.evidence.verify import verify_export
+from cxprobe.store.chain import Scope
+from cxprobe.store.database import EvidenceStore
 from probes.base import (
     ChannelServices,
     ChannelUnavailable,
@@ -44,10 +52,15 @@ from probes.email.channel import (
     EmailChannelSettings,
     EmailConversation,
 )
+from probes.email.watcher import FETCH_CHUNK_BYTES
 from probes.errors import OptedOut
+from probes.spool import Spool
 from sandbox.mail.dovecot import Dovecot, MailUser
 from sandbox.mail.tls import ServerCertificate, make_certificate
+from scenarios.model import ObservedReply, Outcome
+from tests.stores import StoreBackend
 from tests.support import require_binary
+from tests.unit.test_store import new_result as new_run
 
 PROBE = MailUser("probe@cxprobe.test", "probe-secret")
 SUPPORT = "support@acme.test"
@@ -225,8 +238,11 @@ async def start_probe(
     *,
     connect: bool = True,
     state: MemoryChannelState | None = None,
+    spool_dir: Path | None = None,
+    runs_resumed: asyncio.Event | None = None,
 ) -> Probe:
-    """The email channel, started; ``state`` is what survives a restart (fresh by default)."""
+    """The email channel, started; ``state`` and ``spool_dir`` are what survives a restart
+    (fresh by default), ``runs_resumed`` the runner's signal (set by default)."""
     unmatched: asyncio.Queue[Reply] = asyncio.Queue()
 
     async def on_unmatched(reply: Reply) -> None:
@@ -235,6 +251,12 @@ async def start_probe(
     services = ChannelServices(
         logging.getLogger("test.email"), on_unmatched, state or MemoryChannelState()
     )
+    if spool_dir is not None or runs_resumed is not None:
+        services = dataclasses.replace(
+            services,
+            spool_dir=spool_dir,
+            runs_resumed=runs_resumed or services.runs_resumed,
+        )
     channel = EMAIL.create(settings, services)
     assert isinstance(channel, EmailChannel)
     await channel.start(stack)
@@ -278,6 +300,27 @@ async def next_reply(conversation: EmailConversation) -> Reply:
         async for reply in conversation.replies():
             return reply
     raise AssertionError("replies() ended")
+
+
+def raw_evidence(reply: Reply) -> bytes:
+    """The reply's raw message: its spool file's bytes (the watcher never holds them)."""
+    assert reply.evidence is not None and reply.evidence.file is not None
+    assert reply.evidence.content == b""
+    return reply.evidence.file.path.read_bytes()
+
+
+def observed_human(reply: Reply, sent: Sent) -> ObservedReply:
+    return ObservedReply(
+        arrived_at=reply.arrived_at,
+        observed_at=reply.observed_at,
+        seconds=(reply.arrived_at - sent.at).total_seconds(),
+        responder=Responder.HUMAN,
+        sender=reply.sender,
+        queue="billing",
+        late=False,
+        external_id=reply.external_id,
+        qualifies=True,
+    )
 
 
 async def assert_no_more(conversation: EmailConversation) -> None:
@@ -510,7 +553,7 @@ async def test_reply_routed_by_in_reply_to(dovecot: Dovecot, probe: Probe) -> No
     internaldate = datetime.fromisoformat(reply.headers["X-Cxprobe-Internaldate"])
     middle_of_second = internaldate + timedelta(seconds=0.5)
     assert reply.arrived_at == max(min(middle_of_second, reply.observed_at), sent.at)
-    assert reply.evidence is not None and b"Acme Billing Team" in reply.evidence.content
+    assert b"Acme Billing Team" in raw_evidence(reply)
     await assert_no_more(conversation)
     assert probe.unmatched.empty()
 
@@ -721,7 +764,7 @@ async def test_a_human_reply_in_an_unknown_charset_is_a_human_answer(
     assert reply.responder is Responder.HUMAN
     assert "Alex" in reply.text
     assert "unknown charset 'x-unknown-charset'" in reply.headers["X-Cxprobe-Decoding"]
-    assert reply.evidence is not None and b"x-unknown-charset" in reply.evidence.content
+    assert b"x-unknown-charset" in raw_evidence(reply)
 
 
 async def test_a_reply_larger_than_max_message_bytes_is_read_in_part_and_kept_whole(
@@ -740,9 +783,198 @@ async def test_a_reply_larger_than_max_message_bytes_is_read_in_part_and_kept_wh
 
     large, following = await next_reply(conversation), await next_reply(conversation)
     assert large.responder is Responder.HUMAN and "refund is on its way" in large.text
-    assert large.evidence is not None and len(large.evidence.content) >= len(mail)
+    assert len(raw_evidence(large)) >= len(mail)
     assert f"its first {cap} bytes read" in large.headers["X-Cxprobe-Decoding"]
     assert following.subject == "Re: again" and "X-Cxprobe-Decoding" not in following.headers
+
+
+def statement_reply(in_reply_to: str, size: int) -> bytes:
+    """A reply with a PDF-sized attachment, CRLF line ends (as IMAP serves it)."""
+    message = EmailMessage()
+    message["From"] = AGENT
+    message["To"] = PROBE.address
+    message["Subject"] = "Re: Refund"
+    message["Message-ID"] = f"<statement.{time.time_ns()}@acme.test>"
+    message["In-Reply-To"] = in_reply_to
+    message.set_content("Hello Alex,\n\nthe statement is attached.\n\n--\nAcme Billing Team")
+    message.add_attachment(b"%PDF-1.7 statement " * (size // 19), "application", "pdf")
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+def mailbox_copy(port: int, message_id: str) -> bytes:
+    """The message as the mailbox holds it, read over a connection of the test's own."""
+    with imaplib.IMAP4("127.0.0.1", port) as imap:
+        imap.login(PROBE.address, PROBE.password)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.uid("SEARCH", "HEADER", "Message-ID", message_id)
+        (uid,) = found[0].split()
+        _, fetched = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+    item = fetched[0]
+    assert isinstance(item, tuple)
+    return item[1]
+
+
+async def test_a_reply_larger_than_a_fetch_chunk_is_stored_and_exported_byte_for_byte(
+    stack: AsyncExitStack,
+    dovecot: Dovecot,
+    smtp: SmtpServer,
+    store_backend: StoreBackend,
+    tmp_path: Path,
+) -> None:
+    """Fetched a chunk at a time into its spool file, copied into the store in chunks: the
+    export holds exactly the mailbox's bytes and verifies."""
+    settings = channel_settings(dovecot.imap_port, smtp.port, imap={"max_message_bytes": 65536})
+    probe = await start_probe(stack, settings)
+    conversation, sent = await probe.contact()
+    raw = statement_reply(sent.external_id, 3 * FETCH_CHUNK_BYTES + 4321)
+    await dovecot.deliver(AGENT, PROBE.address, raw)
+
+    reply = await next_reply(conversation)
+    held = await asyncio.to_thread(mailbox_copy, dovecot.imap_port, reply.external_id)
+    assert reply.evidence is not None and reply.evidence.file is not None
+    assert reply.evidence.size == len(held) > len(raw)  # Dovecot adds its trace headers
+    assert "the statement is attached" in reply.text
+    async with EvidenceStore(store_backend.url) as store:
+        result = new_run()
+        result.thresholds = dataclasses.replace(result.thresholds, deadline=7200.0)
+        await store.claim_slot(result)
+        await store.record_sent(result.run_id, sent, result.expected_queue)
+        assert await store.record_reply(result.run_id, reply, observed_human(reply, sent))
+        result.sent_at, result.outcome, result.reason = sent.at, Outcome.MET, "answered"
+        await store.finish(result)
+        out = tmp_path / "export"
+        exported = await export_evidence(
+            store,
+            ExportOptions(
+                scope=Scope(result.slot, result.slot + timedelta(hours=1)),
+                file_format="csv",
+                out=out,
+                now=datetime.now(UTC),
+                zones={"acme": "Europe/London"},
+                config_sha256="0" * 64,
+                version="test",
+            ),
+        )
+    assert reply.evidence.file.removed, "stored: the spool file is gone"
+    assert exported.attachments == 2 and not exported.problems
+    verification = verify_export(out)
+    assert verification.ok, verification.problems
+    digests = {hashlib.sha256(path.read_bytes()).hexdigest() for path in out.rglob("*.eml")}
+    assert hashlib.sha256(held).hexdigest() in digests
+
+
+async def test_a_left_over_reply_is_handed_on_once_resumed_runs_listen(
+    stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    """What an earlier process spooled waits for the runner's signal, and only that: a reply
+    this process spools meanwhile is not mistaken for a left-over (and deleted under it)."""
+    token = new_token()
+    earlier = Spool(tmp_path / "spool" / "probe").create("7-3", {"uid": 3, "uidvalidity": 7})
+    left_over = reply_mail(f"Re: Refund please [{token}]", body="Spooled before the restart.")
+    earlier.write(left_over)
+    earlier.commit(observed_at=datetime.now(UTC).isoformat())
+    resumed = asyncio.Event()
+    probe = await start_probe(
+        stack,
+        channel_settings(dovecot.imap_port, smtp.port),
+        spool_dir=tmp_path / "spool",
+        runs_resumed=resumed,
+    )
+    conversation, sent = await probe.contact(token)
+    await dovecot.deliver(
+        AGENT, PROBE.address, reply_mail("Re: Refund", in_reply_to=sent.external_id)
+    )
+
+    fresh = await next_reply(conversation)
+    await assert_no_more(conversation)  # the left-over waits for the signal
+    resumed.set()
+    handed_on = await next_reply(conversation)
+
+    assert "Spooled before the restart." in handed_on.text
+    assert raw_evidence(handed_on) == left_over
+    assert fresh.evidence is not None and fresh.evidence.file is not None
+    assert fresh.evidence.file.path.exists(), "this process's own reply is untouched"
+    fresh.release()
+    handed_on.release()
+    assert list((tmp_path / "spool" / "probe").iterdir()) == [], "both stored: spool empty"
+
+
+class CuttingProxy:
+    """A TCP relay to the IMAP server that drops the connection once, after ``cut_after``
+    bytes came from the server: a connection lost in the middle of a body fetch."""
+
+    def __init__(self, upstream_port: int, cut_after: int) -> None:
+        self.upstream_port = upstream_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._streams: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> CuttingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for stream in self._streams:
+            stream.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._streams += [writer, up_writer]
+        cut = self.cuts == 0
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: bool) -> None:
+            relayed = 0
+            while data := await src.read(65536):
+                relayed += len(data)
+                if count and cut and relayed > self.cut_after and self.cuts == 0:
+                    self.cuts += 1
+                    break
+                dst.write(data)
+                await dst.drain()
+
+        try:
+            await asyncio.wait(
+                {
+                    asyncio.create_task(pump(reader, up_writer, False)),
+                    asyncio.create_task(pump(up_reader, writer, True)),
+                },
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for stream in (writer, up_writer):
+                stream.transport.abort()
+
+
+async def test_a_body_fetch_cut_midway_is_logged_and_fetched_again(
+    stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await stack.enter_async_context(CuttingProxy(dovecot.imap_port, 2 * FETCH_CHUNK_BYTES))
+    probe = await start_probe(stack, channel_settings(proxy.port, smtp.port))
+    conversation, sent = await probe.contact()
+    raw = statement_reply(sent.external_id, 4 * FETCH_CHUNK_BYTES)
+    caplog.set_level(logging.WARNING, logger="test.email")
+    await dovecot.deliver(AGENT, PROBE.address, raw)
+
+    reply = await next_reply(conversation)
+    held = await asyncio.to_thread(mailbox_copy, dovecot.imap_port, reply.external_id)
+
+    assert proxy.cuts == 1
+    assert reply.evidence is not None and reply.evidence.file is not None
+    assert reply.evidence.sha256 == hashlib.sha256(held).hexdigest(), "complete, not truncated"
+    interrupted = [
+        r for r in caplog.records if r.getMessage().startswith("reply body fetch interrupted")
+    ]
+    assert len(interrupted) == 1
+    assert f"of {len(held)} bytes: the connection was lost" in interrupted[0].error
+    spooled = list(reply.evidence.file.path.parent.iterdir())
+    assert sorted(p.suffix for p in spooled) == [".json", ".msg"], "the cut download left nothing"
+    await assert_no_more(conversation)
 
 
 async def test_polling_mode(stack: AsyncExitStack, dovecot: Dovecot, smtp: SmtpServer) -> None:

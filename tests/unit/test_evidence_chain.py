@@ -251,6 +251,8 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
         # And revision 0008 (rubric scores).
         "ALTER TABLE runs DROP COLUMN rubric_score",
         "ALTER TABLE runs DROP COLUMN rubric_items",
+        # And revision 0009 (artifact chunks).
+        "DROP TABLE artifact_chunks",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )
