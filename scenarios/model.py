@@ -586,6 +586,9 @@ class RunResult:
     reply_language: str | None = None
     #: A scripted conversation's timeline (the opening first); empty when not scripted.
     turns: list[TurnRecord] = field(default_factory=list)
+    #: The channel's own figures (``ChannelType.measures``, seconds), e.g. a call's time on
+    #: hold from its audio; kept in the run's evidence and exported, not in the store's columns.
+    measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def deadline_at(self) -> datetime | None:

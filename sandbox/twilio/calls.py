@@ -18,7 +18,7 @@ import math
 import random
 import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -65,7 +65,7 @@ class CallEnvironment:
     write_truth: Callable[..., None]  # (event, call_sid=..., at=..., **fields)
     report: Callable[[Violation], None]
     voicebox: Voicebox  # one per sandbox: each prompt is synthesised once
-    voices: StreamVoices = StreamVoices()
+    voices: StreamVoices = field(default_factory=StreamVoices)
 
 
 class CallSimulation:

@@ -33,10 +33,10 @@ from sandbox.ground_truth import EventName
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.peer import SandboxPeer
 from sandbox.twilio.api import CONTROL_PREFIX, RestApi, build_app, call_result_switch
+from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.calls import CallBook, CallEnvironment
 from sandbox.twilio.faults import Faults
 from sandbox.twilio.messaging import TwilioMessaging
-from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.profile import CallResult, StreamFault, TwilioSettings
 from sandbox.twilio.spec import TwilioSpec, Violation
 from sandbox.twilio.webhooks import Webhooks

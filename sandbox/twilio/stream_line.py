@@ -133,7 +133,9 @@ class StreamLine:
     async def _run(self) -> None:
         fault = self.faults.stream
         signature = (
-            "forged" if fault == "bad_signature" else twilio_signature(self.auth_token, self.stream.url)
+            "forged"
+            if fault == "bad_signature"
+            else twilio_signature(self.auth_token, self.stream.url)
         )
         async with aiohttp.ClientSession() as http:
             try:
