@@ -39,7 +39,7 @@ _BAND = (_FREQUENCIES >= 125) & (_FREQUENCIES <= 3100)
 class ListenCues:
     """How segments are told apart; the defaults suit an IVR, then hold music, then an agent."""
 
-    silence_dbfs: float = -45.0  # frames quieter than this are silence
+    silence_dbfs: float = -50.0  # frames quieter than this are silence
     vad_aggressiveness: int = 2
     tonal_similarity: float = 0.85  # spectral likeness to 100 ms earlier that means music
     # Median spectral flatness over 300 ms above which sound is noise, not a voice (voices
@@ -49,7 +49,7 @@ class ListenCues:
     # smoothed edges of hold (±150 ms) move to the last/first such frame within the window;
     # music never this clean keeps the smoothed edge.
     music_flatness: float = 0.0011
-    min_tonal_seconds: float = 0.3
+    min_tonal_seconds: float = 0.8  # a held vowel of synthetic speech can be steady for 0.5 s
     min_speech_seconds: float = 0.16
     utterance_gap: float = 0.6  # pauses inside one utterance are shorter than this
     # "after_hold": the first speech after hold music is a human; "first_speech": any speech.
@@ -145,7 +145,10 @@ class Listener:
                 labels.append("silence")
             elif frame.ringback:
                 labels.append("ringback")
-            elif float(np.median(window)) > self.cues.tonal_similarity:
+            elif (
+                float(np.median(window)) > self.cues.tonal_similarity
+                or float(np.median(flatness[around])) < self.cues.music_flatness
+            ):
                 labels.append("tonal")
             elif float(np.median(flatness[around])) > self.cues.noise_flatness:
                 labels.append("noise")
