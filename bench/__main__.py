@@ -91,7 +91,7 @@ def main() -> None:
         default=",".join(map(str, PHONE_LEVELS)),
         help="phone-audio: concurrent streams, comma-separated (default: %(default)s)",
     )
-    parser.add_argument("--phone-seed", type=int, default=2026, help="phone-audio: audio seed")
+    parser.add_argument("--phone-seed", type=int, default=4242, help="phone-audio: audio seed")
     parser.add_argument(
         "--only", nargs="+", choices=PARTS, default=PARTS, help="the parts to run (default: all)"
     )
