@@ -425,6 +425,8 @@ class PhoneConversation:
         else:
             stream = response.connect().stream(url=url)
             stream.parameter(name="token", value=self.token)
+            if self.listening is not None:
+                self.listening.bidirectional = True
         self._note("stream", f"{'start' if self._steps else 'connect'} {url}")
         return str(response)
 
@@ -795,7 +797,8 @@ PHONE = ChannelType(
     methodology=Methodology(
         t0="the call created by the provider",
         reply_timing="provider status events (answered) and partial speech results (who speaks: "
-        "IVR, human)",
+        "IVR, human); lines with listen: stream, the call's audio over Twilio Media Streams "
+        "(20 ms frames: IVR, hold music, the first speech after hold is the person)",
         precision="~0.5 to 1 s (speech is recognised in partial results as it is heard)",
     ),
     cross_check=cross_check,

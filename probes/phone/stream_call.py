@@ -97,6 +97,8 @@ class CallListening:
     prompts: PromptChecker | None = None
     session: StreamSession | None = None
     refused_upgrades: int = 0
+    #: A <Connect> stream: Twilio takes messages back (marks are echoed once played).
+    bidirectional: bool = False
     checks: list[PromptCheck] = field(default_factory=list)
     _greeted: bool = False
     _held: bool = False
@@ -141,6 +143,8 @@ class CallListening:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
         self.control.note("stream started", f"{session.stream_sid}")
+        if self.bidirectional:
+            self._mark(session, "listening")  # its echo shows the way back works
         return True
 
     def stream_media(self, session: StreamSession) -> None:
@@ -306,7 +310,7 @@ class CallListening:
 
     def _mark(self, session: StreamSession, name: str) -> None:
         """A mark on a bidirectional stream (Twilio echoes it once queued audio has played)."""
-        if self._send is None or session.stream_sid is None:
+        if not self.bidirectional or self._send is None or session.stream_sid is None:
             return
         message: dict[str, object] = {
             "event": "mark",

@@ -52,10 +52,14 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def stream_line(tmp_path: Path, voicebox: Voicebox) -> AsyncIterator[TwilioSandbox]:
-    """A line whose far end is heard: ringback after the answer, a prompt, hold, an agent."""
+async def stream_line(
+    tmp_path: Path, voicebox: Voicebox, **main_menu: Any
+) -> AsyncIterator[TwilioSandbox]:
+    """A line whose far end is heard: ringback after the answer, a prompt, hold, an agent
+    (main_menu: overrides of the menu's settings)."""
     menus = phone_line(queue_wait=2.0).ivr.model_dump()
     menus["menus"]["main"]["prompt"] = PROMPT
+    menus["menus"]["main"].update(main_menu)
     line = phone_line(
         speech_rate=14,  # about espeak-ng's pace, so an utterance's audio fills its time
         answer_ringback_seconds=1.0,
@@ -261,3 +265,27 @@ async def test_the_prompt_is_checked_for_what_the_menu_path_expects_to_hear(
         assert pressed == []  # the probe does not take a move whose prompt was wrong
     else:
         assert [p["digits"] for p in pressed] == ["1"]
+
+
+async def test_a_line_only_listened_to_is_a_bidirectional_stream(
+    tmp_path: Path, voicebox: Voicebox
+) -> None:
+    """No menu moves: <Connect><Stream>; the probe's mark comes back; the IVR is measured."""
+    # Nobody presses a key: the menu says goodbye after one prompt and a second of silence.
+    async with stream_line(tmp_path, voicebox, no_input_seconds=1, max_attempts=1) as sandbox:
+        path = stream_config(tmp_path, sandbox)
+        config = yaml.safe_load(path.read_text())
+        config["targets"]["acme"]["channels"]["phone"]["ivr"] = {}
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        async with monitoring(path) as monitor:
+            result = await run_once(monitor)
+            evidence = await kept(monitor, result)
+        (started,) = truth(sandbox, "stream_started")
+        marks = [m["name"] for m in truth(sandbox, "stream_mark")]
+        ivr = first(truth(sandbox, "stream_segment"), "ivr")
+    assert started["mode"] == "connect"
+    assert marks == ["listening"]
+    document = json.loads(evidence["call-audio-segments"])
+    assert document["marks_echoed"] == ["listening"]
+    assert result.measures["time_to_ivr_greeting"] == pytest.approx(ivr["start"], abs=TOLERANCE)
+    assert "time_to_human" not in result.measures  # the menu was never left: nobody answered
