@@ -251,6 +251,15 @@ class CallListening:
             )
             return
         audio = bytes(session.recording[round(prompt.start * 8000) : round(prompt.end * 8000)])
+        if len(audio) < round((prompt.end - prompt.start) * 8000):
+            self.control.failed(
+                PromptNotHeard(
+                    f"the IVR prompt at {prompt.start:.1f} s is past the recording kept "
+                    "(channels.phone.media_stream.recording_max_seconds): expect_to_hear checks "
+                    "the recording; raise the limit"
+                )
+            )
+            return
         try:
             check = await asyncio.to_thread(self.prompts.check, audio, step.expect_to_hear)
         except UnknownWord as exc:
