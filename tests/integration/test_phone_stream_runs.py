@@ -170,10 +170,17 @@ async def test_each_measure_from_the_audio_is_within_100_ms_of_the_ground_truth(
     # Time to the person is the audio's: the reply is timed at the agent's first frame.
     (heard,) = [r for r in result.replies if r.responder is Responder.HUMAN]
     assert heard.external_id.endswith(":audio:human")
-    spoke = datetime.fromisoformat(agent[0]["started_at"])
-    assert abs((heard.arrived_at - spoke).total_seconds()) < TOLERANCE + 0.05
-    assert hold_count == 1
     document = json.loads(evidence["call-audio-segments"])
+    first_frame = datetime.fromisoformat(document["started_at"])
+    assert (heard.arrived_at - first_frame).total_seconds() == pytest.approx(
+        measures["time_to_human"], abs=0.001
+    )
+    # On the wall clock too, the person is heard when the agent started speaking, not when
+    # the probe noticed (bounded loosely: a loaded machine delays the first frame's arrival).
+    spoke = datetime.fromisoformat(agent[0]["started_at"])
+    assert abs((heard.arrived_at - spoke).total_seconds()) < 0.5
+    assert heard.observed_at > heard.arrived_at
+    assert hold_count == 1
     assert document["ended"] == "stop" and document["measures"] == pytest.approx(measures)
     wav = evidence["call-audio"]
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
