@@ -32,7 +32,13 @@ from sandbox.clock import DeskClock, WeeklyHours
 from sandbox.ground_truth import EventName
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.peer import SandboxPeer
-from sandbox.twilio.api import CONTROL_PREFIX, RestApi, build_app, call_result_switch
+from sandbox.twilio.api import (
+    CONTROL_PREFIX,
+    RestApi,
+    build_app,
+    call_result_switch,
+    stream_fault_switch,
+)
 from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.calls import CallBook, CallEnvironment
 from sandbox.twilio.faults import Faults
@@ -173,6 +179,7 @@ class TwilioSandbox(SandboxPeer):
             self._controls()
             .switch("outage", self.set_outage)
             .post("call-result", call_result_switch(self.faults))
+            .post("stream-fault", stream_fault_switch(self.faults))
             .request_faults(self.faults)
             .get("violations", lambda: [vars(v) for v in self._violations])
         )
