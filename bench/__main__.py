@@ -15,11 +15,22 @@ from bench.capacity import measure as measure_capacity
 from bench.claims import measure as measure_claims
 from bench.large_mail import measure as measure_large_mail
 from bench.metrics import measure as measure_metrics
+from bench.phone_audio import LEVELS as PHONE_LEVELS
+from bench.phone_audio import measure as measure_phone_audio
 from bench.scheduler import measure as measure_scheduler
 from bench.webchat import BASELINE, LEVELS
 from bench.webchat import measure as measure_webchat
 
-PARTS = ("accuracy", "capacity", "scheduler", "metrics", "claims", "webchat", "large-mail")
+PARTS = (
+    "accuracy",
+    "capacity",
+    "scheduler",
+    "metrics",
+    "claims",
+    "webchat",
+    "large-mail",
+    "phone-audio",
+)
 
 
 def machine() -> dict[str, object]:
@@ -73,6 +84,14 @@ def main() -> None:
     )
     parser.add_argument("--large-messages", type=int, default=10, help="large-mail: replies")
     parser.add_argument("--large-mib", type=int, default=20, help="large-mail: MiB per reply")
+    parser.add_argument("--phone-calls", type=int, default=40, help="phone-audio: calls")
+    parser.add_argument("--phone-prompts", type=int, default=60, help="phone-audio: checks")
+    parser.add_argument(
+        "--phone-levels",
+        default=",".join(map(str, PHONE_LEVELS)),
+        help="phone-audio: concurrent streams, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument("--phone-seed", type=int, default=4242, help="phone-audio: audio seed")
     parser.add_argument(
         "--only", nargs="+", choices=PARTS, default=PARTS, help="the parts to run (default: all)"
     )
@@ -99,6 +118,15 @@ def main() -> None:
         )
     if "large-mail" in args.only:
         figures["large_mail"] = asyncio.run(measure_large_mail(args.large_messages, args.large_mib))
+    if "phone-audio" in args.only:
+        figures["phone_audio"] = asyncio.run(
+            measure_phone_audio(
+                args.phone_calls,
+                args.phone_prompts,
+                tuple(int(level) for level in args.phone_levels.split(",")),
+                seed=args.phone_seed,
+            )
+        )
     print(json.dumps(figures, indent=2))
 
 

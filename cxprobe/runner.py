@@ -48,6 +48,7 @@ from probes.base import (
     ChannelServices,
     Contact,
     Conversation,
+    Measured,
     Reply,
     Sent,
     Webhooks,
@@ -580,7 +581,7 @@ class Runner:
             async with self._active(check.channel):
                 conversation = await run.channel.open(run.address, result.token)
                 await conversation_scope.enter_async_context(
-                    _closing(conversation, self.store, result.run_id, self.logger)
+                    _closing(conversation, self.store, result, self.logger)
                 )
                 await send_contact(
                     conversation,
@@ -627,7 +628,7 @@ class Runner:
             conversation = await run.channel.resume(run.address, result.token, sent)
         finally:
             self._attached(result.run_id)
-        async with _closing(conversation, self.store, result.run_id, self.logger):
+        async with _closing(conversation, self.store, result, self.logger):
             await listen(
                 conversation,
                 run.judge,
@@ -844,13 +845,16 @@ class Runner:
 
 @asynccontextmanager
 async def _closing(
-    conversation: Conversation, store: EvidenceStore, run_id: str, logger: logging.Logger
+    conversation: Conversation, store: EvidenceStore, result: RunResult, logger: logging.Logger
 ) -> Any:
-    """Close the conversation however the run ends, and keep the evidence it hands back."""
+    """Close the conversation however the run ends, and keep the evidence it hands back (and
+    the figures of a conversation that measures its own, in the result)."""
     try:
         yield conversation
     finally:
-        await asyncio.shield(_close_and_keep(conversation, store, run_id, logger))
+        await asyncio.shield(_close_and_keep(conversation, store, result.run_id, logger))
+        if isinstance(conversation, Measured):
+            result.measures = dict(conversation.measures())
 
 
 async def _close_and_keep(

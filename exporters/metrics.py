@@ -25,6 +25,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from probes import CHANNEL_TYPES
 from scenarios.model import (
     AnswerVerdict,
     LanguageVerdict,
@@ -40,6 +41,9 @@ from scenarios.model import (
 RESPONSE_BUCKETS = (
     0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400,
 )  # fmt: skip
+
+#: A channel's own figures (a call's post-dial delay, time on hold, time to a person).
+MEASURE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 #: A slot normally starts within milliseconds; seconds mean an overloaded event loop and
 #: minutes a process that was stopped or suspended.
@@ -99,6 +103,7 @@ class MonitorMetrics:
         self._declare_conversation_metrics(registry)
         self._declare_rubric_metrics(registry)
         self._declare_target_metrics(registry)
+        self._declare_channel_measures(registry)
         self.build_info.labels(version, platform.python_version()).set(1)
         # Series that follow the configuration, and which configuration object owns the
         # series created by recording, so a reload can remove exactly what became stale.
@@ -255,6 +260,21 @@ class MonitorMetrics:
             _CHECK_LABELS,
             registry=registry,
         )
+
+    def _declare_channel_measures(self, registry: CollectorRegistry) -> None:
+        """Each channel type's own figures (``ChannelType.measures``), one histogram each:
+        ``cxprobe_<kind>_<name>_seconds``, e.g. ``cxprobe_phone_time_on_hold_seconds``."""
+        self.channel_measures: dict[tuple[str, str], Histogram] = {
+            (kind, name): Histogram(
+                f"cxprobe_{kind}_{name}_seconds",
+                help_text,
+                [*_CHECK_LABELS, "period"],
+                buckets=MEASURE_BUCKETS,
+                registry=registry,
+            )
+            for kind, channel_type in CHANNEL_TYPES.items()
+            for name, help_text in channel_type.measures.items()
+        }
 
     def _declare_check_metrics(self, registry: CollectorRegistry) -> None:
         """The configured checks and their thresholds (for dashboards and rules)."""
@@ -489,6 +509,10 @@ class MonitorMetrics:
             verdict = "good" if good else "bad"
             self._child(pair, self.slo_events, result.target, result.channel, slo, verdict).inc()
         self.record_answer_quality(result)
+        for name, seconds in result.measures.items():
+            histogram = self.channel_measures.get((result.channel, name))
+            if histogram is not None:
+                self._child(owner, histogram, *key, result.period).observe(seconds)
         finished = result.finished_at.timestamp() if result.finished_at else time.time()
         self._child(owner, self.last_run_timestamp, *key).set(finished)
         if result.outcome is not Outcome.SKIPPED:  # a skipped slot says nothing of the service

@@ -159,6 +159,13 @@ class Reply:
             self.evidence.release()
 
 
+@runtime_checkable
+class Measured(Protocol):
+    """A conversation with figures of its own (``ChannelType.measures``), read once closed."""
+
+    def measures(self) -> Mapping[str, float]: ...
+
+
 class Conversation(Protocol):
     """One probe contact on one channel."""
 
@@ -438,6 +445,10 @@ class ChannelType(Generic[SettingsT, AddressT]):
     #: The responder kinds the driver can classify a reply as (a target's ``responders``
     #: rules may add others): a conversation turn waiting only for others can never match.
     responders: frozenset[Responder] = frozenset(Responder)
+    #: Figures a conversation may measure besides the reply times (name → help text), each
+    #: exported as ``cxprobe_<kind>_<name>_seconds``; a conversation hands them back from
+    #: ``measures()`` when it closes (see :class:`Measured`).
+    measures: Mapping[str, str] = field(default_factory=dict)
 
     def settings_of(self, section: BaseModel | None) -> SettingsT:
         """``section`` (a validated config's ``channels.<kind>``) as this channel's settings."""
@@ -495,6 +506,7 @@ __all__ = [
     "Evidence",
     "EvidenceSummary",
     "KeyPath",
+    "Measured",
     "Methodology",
     "Price",
     "PricedChannel",

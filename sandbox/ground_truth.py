@@ -43,6 +43,13 @@ EventName = Literal[
     "webhook_error",
     "hangup",
     "completed",
+    # Media Streams (sandbox/twilio/stream_line.py): what the stream really carried, in
+    # seconds from its first media frame.
+    "stream_started",
+    "stream_segment",
+    "stream_mark",
+    "stream_stopped",
+    "stream_error",
     # Messaging: the Twilio sandbox's Messages (sandbox/twilio/brand_lines.py) and the generic
     # messaging peer (sandbox/generic/peer.py); reply_sent and webhook_error too.
     "message_received",

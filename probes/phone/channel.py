@@ -25,6 +25,12 @@ up once answered, and says so in the result.
 
 Classification of what is heard: the address's ``human`` patterns → ``human``; ``closed`` →
 ``auto`` (the after-hours message); ``voicebot`` → ``bot``; anything else is the ``ivr``.
+
+Lines with ``listen: stream`` are heard over Twilio Media Streams instead (see
+:mod:`probes.phone.stream_call`): the answer's TwiML starts a ``<Connect><Stream>`` (or a
+``<Start><Stream>`` and a long pause when the menu path has moves, sent later as new TwiML) to
+``media_stream_url`` + ``/webhooks/twilio/media/<token>``; the far end's audio is labelled
+frame by frame, the replies are timed from it, and the recording and its segments are kept.
 """
 
 from __future__ import annotations
@@ -63,7 +69,10 @@ from probes.base import (
     json_evidence,
     utc_now,
 )
+from probes.phone.media import media_stream_handler
+from probes.phone.prompts import PromptChecker, load_prompt_checker
 from probes.phone.settings import IvrStep, PhoneAddress, PhoneChannelSettings, cross_check
+from probes.phone.stream_call import MEASURES, SEGMENTS, CallListening
 from probes.rejections import Rejections
 from probes.twilio.http import TwilioApi
 from probes.twilio.pricing import price_of
@@ -116,6 +125,9 @@ class PhoneChannel:
         )
         self.twilio = TwilioApi(settings.twilio, services.logger)
         self.calls_placed = 0
+        self.streams_heard = 0
+        self._prompts: PromptChecker | None = None
+        self._prompts_loaded = False
 
     async def start(self, stack: AsyncExitStack, addresses: Sequence[PhoneAddress] = ()) -> None:
         self.twilio.connect()
@@ -129,6 +141,14 @@ class PhoneChannel:
                     web.post(f"{WEBHOOK_PREFIX}/status/{{token}}", self._on_status),
                 ]
             )
+        if self.settings.media_stream_url is not None:
+            handler = media_stream_handler(
+                self.settings.twilio.auth_token.get_secret_value(),
+                signed_url=lambda request: self.stream_url(request.match_info["token"]),
+                observer_for=self._listening,
+                refused=self._stream_refused,
+            )
+            self._webhooks.routes.append(web.get(f"{WEBHOOK_PREFIX}/media/{{token}}", handler))
 
     async def _stop(self) -> None:
         for conversation in list(self._calls.values()):
@@ -145,6 +165,30 @@ class PhoneChannel:
             "fetch the price", self.client.calls(external_id).fetch_async()
         )
         return price_of(call)
+
+    def stream_url(self, token: str) -> str:
+        """The Media Streams address of the call with token, as Twilio reaches (and signs) it."""
+        if self.settings.media_stream_url is None:
+            raise ChannelUnavailable(
+                "no URL for the call's media stream: set channels.phone.media_stream_url"
+            )
+        return f"{self.settings.media_stream_url}{WEBHOOK_PREFIX}/media/{token}"
+
+    def prompt_checker(self) -> PromptChecker | None:
+        """The local recogniser, loaded on first use (None: pocketsphinx is not installed)."""
+        if not self._prompts_loaded:
+            self._prompts, self._prompts_loaded = load_prompt_checker(), True
+        return self._prompts
+
+    def _listening(self, request: web.Request) -> CallListening | None:
+        conversation = self._conversation(request)
+        return None if conversation is None else conversation.listening
+
+    def _stream_refused(self, request: web.Request, why: str) -> None:
+        self._signed.rejections.record(why, path=request.path, remote=request.remote)
+        listening = self._listening(request)
+        if listening is not None:
+            listening.upgrade_refused(why)
 
     def webhook_base(self) -> str:
         base = self.settings.webhook.public_url or self._webhooks.local_url
@@ -170,6 +214,7 @@ class PhoneChannel:
             "calls_in_progress": len(self._calls),
             "max_calls": self.settings.max_calls,
             "calls_placed": self.calls_placed,
+            "streams_heard": self.streams_heard,
             "api_retries": self.twilio.retries,
             "rejected_webhooks": self._signed.rejections.count,
         }
@@ -246,6 +291,9 @@ class PhoneConversation:
         self._human = [re.compile(p, re.IGNORECASE) for p in address.human]
         self._closed_message = [re.compile(p, re.IGNORECASE) for p in address.closed]
         self._voicebot = [re.compile(p, re.IGNORECASE) for p in address.voicebot]
+        #: Stream mode (``listen: stream``): what the call's audio says; None with Gather.
+        self.listening: CallListening | None = None
+        self._call_tasks: set[asyncio.Task[None]] = set()
 
     # -- placing the call ------------------------------------------------------------------
 
@@ -253,6 +301,17 @@ class PhoneConversation:
         if self.call_sid is not None:
             return await self.follow_up(contact)
         self._steps = list(self.address.path_to(contact.expected_queue))
+        if self.address.listen == "stream":
+            self.listening = CallListening(
+                control=self,
+                token=self.token,
+                number=self.address.number,
+                steps=self._steps,
+                settings=self._settings.media_stream,
+                prompts=self._channel.prompt_checker()
+                if any(step.expect_to_hear for step in self._steps)
+                else None,
+            )
         # Said to the person who answers, before anything else (DESIGN: a declared contact
         # says it is a test in its opening); the menu before them hears only the moves.
         self._disclosure = contact.disclosure if contact.disclosed else ""
@@ -298,7 +357,9 @@ class PhoneConversation:
             text=f"call {self.address.number}; menu path: {path}",
             resume_state={
                 "call_sid": self.call_sid,
-                "mode": "status-only" if settings.webhook.status_only else "webhooks",
+                "mode": "status-only"
+                if settings.webhook.status_only
+                else ("stream" if self.listening is not None else "webhooks"),
             },
         )
 
@@ -345,7 +406,72 @@ class PhoneConversation:
 
     def on_answered(self, params: Mapping[str, str]) -> str:
         self._mark_answered()
+        if self.listening is not None:
+            self.listening.answered()
+            return self._stream_twiml()
         return self._listen()
+
+    # -- stream mode (CallControl for CallListening) ---------------------------------------
+
+    def _stream_twiml(self) -> str:
+        response = VoiceResponse()
+        url = self._channel.stream_url(self.token)
+        if self._steps:
+            # Moves are sent as new TwiML later, which would end a <Connect> stream: <Start>
+            # streams last for the call, and the pause keeps the call up meanwhile.
+            stream = response.start().stream(url=url)
+            stream.parameter(name="token", value=self.token)
+            response.pause(length=self._settings.max_call_seconds)
+        else:
+            stream = response.connect().stream(url=url)
+            stream.parameter(name="token", value=self.token)
+            if self.listening is not None:
+                self.listening.bidirectional = True
+        self._note("stream", f"{'start' if self._steps else 'connect'} {url}")
+        return str(response)
+
+    def heard(self, reply: Reply) -> None:
+        self._events.put_nowait(reply)
+
+    def failed(self, error: ProbeError) -> None:
+        self._fail(error)
+
+    def note(self, event: str, detail: str = "", *, at: datetime | None = None) -> None:
+        self._note(event, detail, at=at)
+
+    def ended(self) -> bool:
+        return self._ending or self._final_status is not None or self._closed
+
+    def move(self, step: IvrStep) -> None:
+        response = VoiceResponse()
+        if step.digits is not None:
+            response.play(digits=step.digits)
+            self._note("pressed", step.digits)
+        else:
+            response.say(step.say)
+            self._note("said", step.say or "")
+        response.pause(length=self._settings.max_call_seconds)
+        self._last_move_at = utc_now()
+        self._in_call(self._update("make a menu move", str(response)))
+
+    def goodbye(self) -> None:
+        self._channel.streams_heard += 1
+        self._in_call(self._update("say goodbye", self._say_goodbye()))
+
+    async def _update(self, what: str, twiml: str) -> None:
+        if self.call_sid is None or self._final_status is not None:
+            return
+        call = self._channel.client.calls(self.call_sid)
+        try:
+            await self._api(what, call.update_async(twiml=twiml))
+        except ProbeError as exc:
+            if self._final_status is None:  # a call that just ended cannot be updated
+                self._fail(exc)
+
+    def _in_call(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._call_tasks.add(task)
+        task.add_done_callback(self._call_tasks.discard)
 
     def on_partial_speech(self, turn: str) -> None:
         # A late partial result of an earlier turn must not start this turn's utterance.
@@ -539,6 +665,10 @@ class PhoneConversation:
         try:
             await self._end_call()
         finally:
+            if self.listening is not None:
+                self.listening.close()
+            for task in list(self._call_tasks):
+                task.cancel()
             if self._poller is not None:
                 self._poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -583,7 +713,17 @@ class PhoneConversation:
     def _evidence(self) -> list[Evidence]:
         timeline = [entry.as_dict() for entry in sorted(self._timeline, key=lambda e: e.at)]
         document = {"call_sid": self.call_sid, "to": self.address.number, "timeline": timeline}
-        return [json_evidence(TIMELINE, document)]
+        kept = [json_evidence(TIMELINE, document)]
+        if self.listening is not None:
+            kept.extend(self.listening.evidence())
+        return kept
+
+    def measures(self) -> dict[str, float]:
+        """The figures from the call's audio (stream mode), for the run's metrics."""
+        found = None if self.listening is None else self.listening.measures()
+        if found is None:
+            return {}
+        return {name: value for name, value in found.as_json().items() if value is not None}
 
 
 def timeline_lines(content: bytes, sent_at: datetime | None) -> list[str]:
@@ -598,6 +738,24 @@ def timeline_lines(content: bytes, sent_at: datetime | None) -> list[str]:
         offset = f"{(at - sent_at).total_seconds():+8.2f}s" if sent_at else ""
         detail = f"  {entry['detail']}" if entry.get("detail") else ""
         lines.append(f"    {at:%H:%M:%S.%f}"[:-3] + f" {offset} {entry['event']:<10}{detail}")
+    return lines
+
+
+def segment_lines(content: bytes, sent_at: datetime | None) -> list[str]:
+    """What the call's audio held (``cxprobe once``): its measures and segments."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return ["    (unreadable call audio segments)"]
+    if not document.get("connected"):
+        return ["    the media stream never connected"]
+    measures = ", ".join(
+        f"{name} {value:.2f}s" for name, value in document.get("measures", {}).items() if value
+    )
+    lines = [f"    audio {document.get('seconds', 0):.2f}s ({document.get('ended')}): {measures}"]
+    for segment in document.get("segments", []):
+        if segment["role"] != "silence":
+            lines.append(f"    {segment['start']:8.2f}s-{segment['end']:.2f}s {segment['role']}")
     return lines
 
 
@@ -639,11 +797,13 @@ PHONE = ChannelType(
     methodology=Methodology(
         t0="the call created by the provider",
         reply_timing="provider status events (answered) and partial speech results (who speaks: "
-        "IVR, human)",
+        "IVR, human); lines with listen: stream, the call's audio over Twilio Media Streams "
+        "(20 ms frames: IVR, hold music, the first speech after hold is the person)",
         precision="~0.5 to 1 s (speech is recognised in partial results as it is heard)",
     ),
     cross_check=cross_check,
-    evidence_summaries={TIMELINE: timeline_lines},
+    evidence_summaries={TIMELINE: timeline_lines, SEGMENTS: segment_lines},
+    measures=MEASURES,
     resumable=False,
     needs_http=True,
     # The brand's published support line: anyone may call it.

@@ -21,7 +21,8 @@ import webrtcvad
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
-Label = Literal["silence", "ringback", "tonal", "speech"]
+# "unvoiced": audible but not a voice by itself (an aspirated onset, a fricative, a breath).
+Label = Literal["silence", "ringback", "tonal", "noise", "unvoiced", "speech"]
 Role = Literal["silence", "ringback", "ivr", "hold", "bot", "human", "noise"]
 _FFT = 512
 _FREQUENCIES = np.fft.rfftfreq(_FFT, 1 / SAMPLE_RATE)
@@ -30,16 +31,25 @@ _RINGBACK_BINS = (np.abs(_FREQUENCIES - 440) < 40) | (np.abs(_FREQUENCIES - 480)
 _TONAL_LAG = 5
 _STABILITY_WINDOW = 15
 _WINDOW = np.hanning(FRAME_SAMPLES)
+# Spectral flatness is measured over the telephone band (125 Hz to 3.1 kHz).
+_BAND = (_FREQUENCIES >= 125) & (_FREQUENCIES <= 3100)
 
 
 @dataclass(frozen=True)
 class ListenCues:
     """How segments are told apart; the defaults suit an IVR, then hold music, then an agent."""
 
-    silence_dbfs: float = -45.0  # frames quieter than this are silence
+    silence_dbfs: float = -50.0  # frames quieter than this are silence
     vad_aggressiveness: int = 2
     tonal_similarity: float = 0.85  # spectral likeness to 100 ms earlier that means music
-    min_tonal_seconds: float = 0.3
+    # Median spectral flatness over 300 ms above which sound is noise, not a voice (voices
+    # have formants: ~0.03; white noise ~0.57; a hiss-like consonant alone ~0.5).
+    noise_flatness: float = 0.4
+    # Frames this peaky (flatness below it) are pure tones: clean hold music, ringback. The
+    # smoothed edges of hold (±150 ms) move to the last/first such frame within the window;
+    # music never this clean keeps the smoothed edge.
+    music_flatness: float = 0.0011
+    min_tonal_seconds: float = 0.8  # a held vowel of synthetic speech can be steady for 0.5 s
     min_speech_seconds: float = 0.16
     utterance_gap: float = 0.6  # pauses inside one utterance are shorter than this
     # "after_hold": the first speech after hold music is a human; "first_speech": any speech.
@@ -79,6 +89,7 @@ class _Frame:
     ringback: bool
     voiced: bool
     stability: float  # spectral likeness to the frame 100 ms earlier (0 when there is none)
+    flatness: float  # geometric over arithmetic mean of the band's power (1: white noise)
 
 
 @dataclass
@@ -88,6 +99,9 @@ class Listener:
     cues: ListenCues = field(default_factory=ListenCues)
     _frames: list[_Frame] = field(default_factory=list)
     _spectra: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    # Labels of frames whose whole stability window has arrived: they cannot change, so a
+    # long call is labelled once, not again at every look.
+    _settled: list[Label] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._vad = webrtcvad.Vad(self.cues.vad_aggressiveness)
@@ -104,44 +118,60 @@ class Listener:
         self._spectra = [*self._spectra[-(_TONAL_LAG - 1) :], spectrum]
         earlier = self._spectra[0] if len(self._spectra) == _TONAL_LAG else None
         energy = spectrum**2
+        band = energy[_BAND] + 1e-9
         self._frames.append(
             _Frame(
                 loud=20 * np.log10(rms / 32768) >= self.cues.silence_dbfs,
                 ringback=bool(energy[_RINGBACK_BINS].sum() > 0.6 * energy.sum()),
                 voiced=self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE),
                 stability=0.0 if earlier is None else _similarity(spectrum, earlier),
+                flatness=float(np.exp(np.mean(np.log(band))) / np.mean(band)),
             )
         )
 
     def labels(self) -> list[Label]:
         """Each frame's label; music is judged on the median stability of a 300 ms window."""
-        stability = np.array([frame.stability for frame in self._frames])
         half = _STABILITY_WINDOW // 2
-        labels: list[Label] = []
-        for index, frame in enumerate(self._frames):
-            window = stability[max(0, index - half) : index + half + 1]
+        first = len(self._settled)
+        since = max(0, first - half)
+        stability = np.array([frame.stability for frame in self._frames[since:]])
+        flatness = np.array([frame.flatness for frame in self._frames[since:]])
+        labels: list[Label] = list(self._settled)
+        for index in range(first, len(self._frames)):
+            frame = self._frames[index]
+            around = slice(max(0, index - half) - since, index + half + 1 - since)
+            window = stability[around]
             if not frame.loud:
                 labels.append("silence")
             elif frame.ringback:
                 labels.append("ringback")
-            elif float(np.median(window)) > self.cues.tonal_similarity:
+            elif (
+                float(np.median(window)) > self.cues.tonal_similarity
+                or float(np.median(flatness[around])) < self.cues.music_flatness
+            ):
                 labels.append("tonal")
+            elif float(np.median(flatness[around])) > self.cues.noise_flatness:
+                labels.append("noise")
             elif frame.voiced:
                 labels.append("speech")
             else:
-                labels.append("silence")
+                labels.append("unvoiced")
+        self._settled = labels[: max(0, len(self._frames) - half)]
         return labels
 
     def segments(self) -> list[HeardSegment]:
         runs = _fold_short(_runs(self.labels()), self._minimum_frames())
         runs = _join_utterances(runs, round(self.cues.utterance_gap / FRAME_SECONDS))
-        return _name(runs, self.cues)
+        pure = [frame.flatness < self.cues.music_flatness for frame in self._frames]
+        return _name(_sharpen_tonal_edges(runs, pure), self.cues)
 
     def _minimum_frames(self) -> dict[Label, int]:
         return {
             "tonal": round(self.cues.min_tonal_seconds / FRAME_SECONDS),
             "speech": round(self.cues.min_speech_seconds / FRAME_SECONDS),
             "ringback": 5,
+            "noise": 15,
+            "unvoiced": len(self._frames) + 1,  # never on its own: it joins a neighbour
             "silence": 1,
         }
 
@@ -150,7 +180,7 @@ class Listener:
 
 
 def measures_of(segments: list[HeardSegment]) -> CallMeasures:
-    audible = [s for s in segments if s.role != "silence"]
+    audible = [s for s in segments if s.role not in ("silence", "noise")]
     greeting = next((s for s in segments if s.role in ("ivr", "bot")), None)
     holds = [s for s in segments if s.role == "hold"]
     human = next((s for s in segments if s.role == "human"), None)
@@ -192,7 +222,8 @@ def _merge_adjacent(runs: list[Run]) -> list[Run]:
 
 
 def _fold_short(runs: list[Run], minimum: dict[Label, int]) -> list[Run]:
-    """Runs shorter than their label's minimum join the longer neighbour, shortest first."""
+    """Runs shorter than their label's minimum join the longer neighbour, shortest first;
+    unvoiced sound beside speech joins the speech (the onset or tail of a word)."""
     runs = list(runs)
     while len(runs) > 1:
         short = [i for i, (label, start, end) in enumerate(runs) if end - start < minimum[label]]
@@ -201,8 +232,11 @@ def _fold_short(runs: list[Run], minimum: dict[Label, int]) -> list[Run]:
         index = min(short, key=lambda i: runs[i][2] - runs[i][1])
         _, start, end = runs[index]
         neighbours = [runs[i] for i in (index - 1, index + 1) if 0 <= i < len(runs)]
-        longest = max(neighbours, key=lambda run: run[2] - run[1])
-        runs[index] = (longest[0], start, end)
+        if runs[index][0] == "unvoiced" and any(n[0] == "speech" for n in neighbours):
+            runs[index] = ("speech", start, end)
+        else:
+            longest = max(neighbours, key=lambda run: run[2] - run[1])
+            runs[index] = (longest[0], start, end)
         runs = _merge_adjacent(runs)
     return runs
 
@@ -222,6 +256,28 @@ def _join_utterances(runs: list[Run], gap_frames: int) -> list[Run]:
     return _merge_adjacent(joined)
 
 
+def _sharpen_tonal_edges(runs: list[Run], pure: list[bool]) -> list[Run]:
+    """Moves each edge between tonal and another run to where the pure-tone frames end/begin,
+    within half the smoothing window of it (the median over 300 ms blurs edges by ±150 ms)."""
+    half = _STABILITY_WINDOW // 2
+    sharpened = list(runs)
+    for index in range(len(sharpened) - 1):
+        (label, start, edge), (after, _, end) = sharpened[index], sharpened[index + 1]
+        if (label == "tonal") == (after == "tonal"):
+            continue
+        low, high = max(start + 1, edge - half), min(end - 1, edge + half)
+        window = range(low, high + 1)
+        if label == "tonal":  # the music ends after its last pure frame
+            last = [k for k in window if pure[k - 1]]
+            moved = last[-1] if last else edge
+        else:  # the music starts at its first pure frame
+            first = [k for k in window if pure[k]]
+            moved = first[0] if first else edge
+        sharpened[index] = (label, start, moved)
+        sharpened[index + 1] = (after, moved, end)
+    return sharpened
+
+
 def _name(runs: list[Run], cues: ListenCues) -> list[HeardSegment]:
     segments: list[HeardSegment] = []
     held = False
@@ -234,6 +290,8 @@ def _name(runs: list[Run], cues: ListenCues) -> list[HeardSegment]:
             is_human = not human_found and (held or cues.human == "first_speech")
             role = "human" if is_human or human_found else "ivr"
             human_found = human_found or is_human
+        elif label == "unvoiced":  # alone (a whole call of it): audible, but no voice
+            role = "noise"
         else:
             role = label
         segments.append(HeardSegment(role, start * FRAME_SECONDS, end * FRAME_SECONDS))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
-from probes.base import ChannelUses, CrossCheck, Problem, Responder, per_address
+from probes.base import ChannelUses, CrossCheck, KeyPath, Problem, Responder, per_address
 from probes.settings import Strict, valid_regex
 from probes.twilio.account import TwilioAccount, e164
 
@@ -29,12 +32,45 @@ class WebhookSettings(Strict):
     )
 
 
+class MediaStreamSettings(Strict):
+    """How the monitor listens to a call's audio (Twilio Media Streams, ``listen: stream``)."""
+
+    connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Seconds from the answer for Twilio's WebSocket to connect; past it the run "
+        "fails with a reason (use 'listen: gather' where no WebSocket can be exposed).",
+    )
+    silence_limit: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds of stream with no speech, music or ringback (silence or noise only) "
+        "after which the run fails with that reason.",
+    )
+    recording_max_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=14400,
+        description="The far end's recording kept as evidence (8 kHz mu-law in a WAV, 8 kB a "
+        "second) stops after this many seconds; 0 keeps none.",
+    )
+
+
 class PhoneChannelSettings(Strict):
     """The ``channels.phone`` section."""
 
     twilio: TwilioAccount
     from_number: str = Field(description="The probe's own number (E.164).")
     webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    media_stream_url: str | None = Field(
+        default=None,
+        description="The monitor's Media Streams WebSocket as Twilio reaches it, e.g. "
+        "wss://cxprobe.example.com (a reverse proxy in front of monitor.http that forwards "
+        "WebSocket upgrades); required when a phone line has 'listen: stream'.",
+    )
+    media_stream: MediaStreamSettings = Field(default_factory=lambda: MediaStreamSettings())
     max_call_seconds: int = Field(
         default=900, ge=30, le=14400, description="Hard limit on a call's length (TimeLimit)."
     )
@@ -64,6 +100,16 @@ class PhoneChannelSettings(Strict):
     def _number(cls, value: str) -> str:
         return e164(value)
 
+    @field_validator("media_stream_url")
+    @classmethod
+    def _websocket_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"wss?://[^?#/\s]+(/[^?#\s]*)?[^/?#\s]", value):
+            raise ValueError(
+                f"{value!r} is not a WebSocket URL: give ws:// or wss:// and a host, without a "
+                "trailing slash, query or fragment (e.g. wss://cxprobe.example.com)"
+            )
+        return value
+
 
 class IvrStep(Strict):
     """One move through a phone menu, made once a prompt has been heard."""
@@ -77,7 +123,12 @@ class IvrStep(Strict):
     when: str | None = Field(
         default=None,
         description="Act only once a prompt matches this regular expression (else the next "
-        "prompt heard).",
+        "prompt heard). Gather mode only: a stream acts at the end of each prompt.",
+    )
+    expect_to_hear: list[str] = Field(
+        default_factory=list,
+        description="Stream mode: words the prompt before this move must contain (e.g. "
+        "[billing]), spotted with the local recogniser; a prompt without them fails the run.",
     )
 
     @field_validator("when")
@@ -102,6 +153,12 @@ class PhoneAddress(Strict):
     """A target's ``channels.phone`` section: the number, its menu, and what its voices say."""
 
     number: str = Field(description="The support line (E.164).")
+    listen: Literal["gather", "stream"] = Field(
+        default="gather",
+        description="How the probe hears the line: 'gather' (Twilio's speech recognition, turn "
+        "by turn) or 'stream' (the call's audio over Media Streams, analysed frame by frame "
+        "on the monitor; needs channels.phone.media_stream_url).",
+    )
     ivr: dict[str, list[IvrStep]] = Field(
         default_factory=dict,
         description="The menu path to each queue (a target queue id), used for contacts expected "
@@ -146,12 +203,62 @@ class PhoneAddress(Strict):
             return "the target's number is the probe's own number (channels.phone.from_number)"
         return None
 
+    def stream_problems(self, settings: PhoneChannelSettings) -> list[tuple[KeyPath, str]]:
+        """What 'listen: stream' needs that is missing (keys relative to the address)."""
+        if self.listen != "stream":
+            return [
+                (("ivr", queue, index, "expect_to_hear"), _EXPECT_NEEDS_STREAM)
+                for queue, steps in self.ivr.items()
+                for index, step in enumerate(steps)
+                if step.expect_to_hear
+            ]
+        problems: list[tuple[KeyPath, str]] = []
+        if settings.media_stream_url is None:
+            problems.append(
+                (
+                    ("listen",),
+                    "'listen: stream' needs channels.phone.media_stream_url, the wss:// address "
+                    "Twilio reaches the monitor's WebSocket at (behind your reverse proxy); "
+                    "set it, or use 'listen: gather'",
+                )
+            )
+        if settings.webhook.status_only:
+            problems.append(
+                (
+                    ("listen",),
+                    "'listen: stream' needs webhooks (the call's TwiML starts the stream), but "
+                    "channels.phone.webhook.status_only is true",
+                )
+            )
+        for queue, steps in self.ivr.items():
+            for index, step in enumerate(steps):
+                if step.when is not None:
+                    problems.append(
+                        (
+                            ("ivr", queue, index, "when"),
+                            "'when' needs a transcript, which 'listen: stream' does not make: "
+                            "a stream takes each move at the end of a prompt; remove 'when' (or "
+                            "use expect_to_hear to check the prompt)",
+                        )
+                    )
+        return problems
+
+
+_EXPECT_NEEDS_STREAM = (
+    "expect_to_hear is checked on the call's audio: set 'listen: stream' on this phone line, "
+    "or remove expect_to_hear"
+)
+
 
 def cross_check(uses: ChannelUses[PhoneChannelSettings, PhoneAddress]) -> list[Problem]:
     """Each phone line against ``channels.phone``, and what status-only calls cannot measure."""
     each_address: CrossCheck[PhoneChannelSettings, PhoneAddress]
     each_address = per_address(PhoneAddress.check_against)
     problems = each_address(uses)
+    if uses.settings is not None:
+        for use in uses.addresses:
+            for keys, message in use.address.stream_problems(uses.settings):
+                problems.append(((*use.where, *keys), message))
     if uses.settings is None or not uses.settings.webhook.status_only:
         return problems
     for use in uses.addresses:

@@ -242,6 +242,23 @@ def call_result_switch(faults: Faults) -> Callable[[Body], None]:
     return apply
 
 
+def stream_fault_switch(faults: Faults) -> Callable[[Body], None]:
+    """The body of POST /_control/stream-fault: {"fault": "drop"|"silence"|"noise"|
+    "bad_signature"|null, "drop_after": seconds}."""
+
+    def apply(body: Body) -> None:
+        fault, drop_after = body.get("fault"), body.get("drop_after", 2.0)
+        if fault not in ("drop", "silence", "noise", "bad_signature", None):
+            raise web.HTTPBadRequest(
+                text='"fault" must be drop, silence, noise, bad_signature or null'
+            )
+        if not isinstance(drop_after, int | float) or drop_after <= 0:
+            raise web.HTTPBadRequest(text='"drop_after" must be a positive number of seconds')
+        faults.set_stream_fault(fault, float(drop_after))
+
+    return apply
+
+
 # -- helpers -----------------------------------------------------------------------------
 
 

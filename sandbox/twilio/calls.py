@@ -15,14 +15,16 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from sandbox.clock import Period, real_now
 from sandbox.ground_truth import EventName
 from sandbox.routing import DeskStreams
+from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.executor import Document, Fetch, Inline, TwimlRunner
 from sandbox.twilio.faults import Faults
 from sandbox.twilio.ivr import FarEnd
@@ -30,6 +32,8 @@ from sandbox.twilio.line import Line
 from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.resource import CallRecord, CallRequest, CallStatus, new_call_sid, rfc2822
 from sandbox.twilio.spec import Violation
+from sandbox.twilio.stream_line import StreamLine, StreamVoices
+from sandbox.twilio.twiml import Stream
 from sandbox.twilio.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,8 @@ class CallEnvironment:
     period_now: Callable[[], Period]
     write_truth: Callable[..., None]  # (event, call_sid=..., at=..., **fields)
     report: Callable[[Violation], None]
+    voicebox: Voicebox  # one per sandbox: each prompt is synthesised once
+    voices: StreamVoices = field(default_factory=StreamVoices)
 
 
 class CallSimulation:
@@ -80,6 +86,7 @@ class CallSimulation:
         # the call; only the sandbox closing cancels them.
         self._callback_tasks: set[asyncio.Task[None]] = set()
         self._callbacks: asyncio.Task[None] | None = None  # the last one queued
+        self._streams: list[StreamLine] = []
         self._sequence = 0
         self._task = asyncio.create_task(self._run(), name=f"call {call.sid}")
 
@@ -162,6 +169,11 @@ class CallSimulation:
                 await line.closed.wait()
         except TimeoutError:
             line.hang_up("time_limit", f"the call reached its time limit of {limit:g} s")
+        # Streams send their last frames and `stop` before the call's tasks are cancelled.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_HANGUP_SETTLE_SECONDS):
+                for stream in self._streams:
+                    await stream.finished.wait()
         running = list(self._line_tasks)
         for task in running:
             task.cancel()
@@ -182,8 +194,28 @@ class CallSimulation:
             env.report,
             env.streams.latency,
             background=lambda delivery: _start(delivery, self._callback_tasks),
+            streams=lambda verb: self._start_stream(line, verb),
         )
         return self._spawn(runner.run(document, send_digits), line, "TwiML")
+
+    def _start_stream(self, line: Line, verb: Stream) -> StreamLine:
+        env = self._env
+        stream = StreamLine(
+            stream=verb,
+            line=line,
+            call_sid=self.call.sid,
+            account_sid=self.call.account_sid,
+            auth_token=env.settings.auth_token,
+            stream_sid="MZ" + secrets.token_hex(16),
+            voicebox=env.voicebox,
+            faults=env.faults,
+            record=self._record,
+            voices=env.voices,
+        )
+        self._streams.append(stream)
+        # A task of the call, not of the TwiML: a <Start> stream outlives a REST redirect.
+        _start(stream.run(), self._line_tasks)
+        return stream
 
     def _end(self, status: CallStatus) -> None:
         self.call.finish(status, self._env.settings.price_per_minute)

@@ -16,6 +16,10 @@ Timing semantics (the figures a monitor measures depend on them):
 - A speech `<Gather partialResultCallback>` also posts interim results from about
   `partial_result_delay` after the utterance it hears starts (sandbox/twilio/partials.py);
   the ones not yet due are dropped when the Gather ends.
+- `<Start><Stream>` opens a Media Stream (sandbox/twilio/stream_line.py) that lasts until the
+  call ends, and the document goes on; `<Connect><Stream>` waits until its stream ends (the
+  call hangs up, the monitor closes the socket, or the handshake fails), then goes on with the
+  next verb. A REST update that replaces the TwiML ends a `<Connect>` stream, not a `<Start>`.
 - When the document runs out of verbs the call is hung up, as Twilio does.
 """
 
@@ -35,6 +39,7 @@ from sandbox.twilio.partials import Background, PartialResults
 from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.resource import CallRecord
 from sandbox.twilio.spec import Violation
+from sandbox.twilio.stream_line import StreamStarter
 from sandbox.twilio.twiml import (
     SCHEMA_VIOLATION,
     Gather,
@@ -43,6 +48,7 @@ from sandbox.twilio.twiml import (
     Play,
     Redirect,
     Say,
+    Stream,
     TwimlError,
     Verb,
     parse_twiml,
@@ -83,8 +89,10 @@ class TwimlRunner:
         report: Callable[[Violation], None],
         rng: random.Random,
         background: Background,
+        streams: StreamStarter,
     ) -> None:
-        """background starts webhook deliveries that outlive this runner (partial results)."""
+        """background starts webhook deliveries that outlive this runner (partial results);
+        streams starts a Media Stream that outlives it (a <Start><Stream>)."""
         self._call = call
         self._line = line
         self._webhooks = webhooks
@@ -93,6 +101,7 @@ class TwimlRunner:
         self._report = report
         self._rng = rng
         self._background = background
+        self._streams = streams
 
     async def run(self, document: Document, send_digits: str | None = None) -> None:
         """Run document and whatever it leads to, then hang up; errors end the call too."""
@@ -142,6 +151,9 @@ class TwimlRunner:
                 if result is not None:
                     return result
                 continue
+            if isinstance(verb, Stream):
+                await self._stream(verb)
+                continue
             await self._nested(verb)
         return None
 
@@ -161,6 +173,15 @@ class TwimlRunner:
                     await asyncio.sleep(PLAY_SECONDS)
         else:
             await asyncio.sleep(verb.seconds)
+
+    async def _stream(self, verb: Stream) -> None:
+        stream = self._streams(verb)
+        if verb.mode == "start":
+            return
+        try:
+            await stream.finished.wait()
+        finally:
+            stream.ending.set()  # replaced TwiML (a REST update) ends a <Connect> stream
 
     async def _play_digits(self, digits: str) -> None:
         for key in digits:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sandbox.faults import RequestFaults
-from sandbox.twilio.profile import CallResult, TwilioFaults
+from sandbox.twilio.profile import CallResult, StreamFault, TwilioFaults
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class Faults(RequestFaults):
         self.outage = initial.outage
         self._call_result: CallResult | None = initial.call_result
         self._call_result_left: int | None = None  # None: every call until cleared
+        self.stream: StreamFault | None = initial.stream
+        self.stream_drop_after = initial.stream_drop_after
+
+    def set_stream_fault(self, fault: StreamFault | None, drop_after: float = 2.0) -> None:
+        """What every media stream does from now on (None: carries the far end faithfully)."""
+        self.stream, self.stream_drop_after = fault, drop_after
 
     def set_call_result(self, result: CallResult | None, count: int | None = None) -> None:
         """The next count calls (all of them when count is None) end busy/failed/no-answer."""
@@ -61,5 +67,7 @@ class Faults(RequestFaults):
             "outage": self.outage,
             "call_result": self._call_result,
             "call_result_left": self._call_result_left,
+            "stream": self.stream,
+            "stream_drop_after": self.stream_drop_after,
             **super().state(),
         }

@@ -28,6 +28,10 @@ class FarEnd:
         self._record = record
 
     async def run(self, period: Period) -> None:
+        if self._settings.answer_ringback_seconds:
+            self._line.play_tone("ringback")
+            await asyncio.sleep(self._settings.answer_ringback_seconds)
+            self._line.play_tone(None)
         if period == "after_hours":
             await self._closed()
         else:
@@ -96,7 +100,9 @@ class FarEnd:
         self._record("queue_entered", queue=name, intended_queue=intended, via=via)
         if queue.hold_message:
             await self._say(queue.hold_message, "ivr", "ivr_prompt", menu=f"queue {name}")
+        self._line.play_tone("hold")
         await asyncio.sleep(queue.wait.sample(self._streams.latency))
+        self._line.play_tone(None)
         agent = self._streams.answers.choice(queue.agents)
         greeting = queue.greeting.format(agent=agent, label=queue.label or name)
         await self._say(

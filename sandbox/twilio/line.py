@@ -17,6 +17,7 @@ from sandbox.clock import real_now
 from sandbox.ground_truth import EventName
 
 Speaker = Literal["ivr", "agent", "bot"]
+Tone = Literal["ringback", "hold"]
 HangupBy = Literal["caller", "callee", "api", "time_limit", "error"]
 
 
@@ -56,6 +57,9 @@ class Line:
         self.closed = asyncio.Event()
         self.hangup_by: HangupBy | None = None
         self.hangup_reason: str | None = None
+        self.closed_time: float | None = None  # event-loop time of the hangup
+        # (event-loop time, tone or None) in order: what plays when nobody speaks.
+        self.tones: list[tuple[float, Tone | None]] = []
         # Replaced on every change: a listener holds the current one and is woken when it is set.
         self._changed = asyncio.Event()
 
@@ -73,6 +77,29 @@ class Line:
         utterance.interrupted = interrupted
         utterance.ended.set()
         self._notify()
+
+    def play_tone(self, tone: Tone | None) -> None:
+        """Ringback or hold music from now on (None: silence between utterances)."""
+        self.tones.append((_loop_time(), tone))
+        self._notify()
+
+    def tone_at(self, instant: float) -> tuple[Tone | None, float]:
+        """The tone playing at loop time instant, and since when."""
+        playing: tuple[Tone | None, float] = (None, 0.0)
+        for since, tone in self.tones:
+            if since > instant:
+                break
+            playing = (tone, since)
+        return playing
+
+    def speaking_at(self, instant: float) -> Utterance | None:
+        """The utterance being spoken at loop time instant (the latest started, not yet ended)."""
+        for utterance in reversed(self.utterances):
+            if utterance.started <= instant and (
+                utterance.ended_time is None or utterance.ended_time > instant
+            ):
+                return utterance
+        return None
 
     # -- the probe ---------------------------------------------------------------------
 
@@ -96,6 +123,7 @@ class Line:
         if self.closed.is_set():
             return False
         self.hangup_by, self.hangup_reason = by, reason
+        self.closed_time = _loop_time()
         self.closed.set()
         self._notify()
         return True

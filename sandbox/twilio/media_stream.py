@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 
-from sandbox.twilio.audio import FarEndScript, frames, mulaw_encode
+from sandbox.twilio.audio import FarEndScript, Pcm, frames, mulaw_encode
 from sandbox.twilio.signature import SIGNATURE_HEADER, twilio_signature
 
 
@@ -31,45 +32,63 @@ async def stream_far_end(
 ) -> None:
     headers = {SIGNATURE_HEADER: signature or twilio_signature(auth_token, url)}
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers) as socket:
-        await socket.send_str(
-            json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        )
-        await socket.send_str(json.dumps(_start(call_sid, stream_sid)))
-        for number, frame in enumerate(frames(script.pcm()), start=1):
-            payload = base64.b64encode(mulaw_encode(frame)).decode("ascii")
-            media = {
-                "track": "inbound",
-                "chunk": str(number),
-                "timestamp": str((number - 1) * 20),
-                "payload": payload,
-            }
-            await socket.send_str(
-                json.dumps(
-                    {
-                        "event": "media",
-                        "sequenceNumber": str(number + 1),
-                        "media": media,
-                        "streamSid": stream_sid,
-                    }
-                )
-            )
+        await socket.send_str(json.dumps(CONNECTED))
+        await socket.send_str(json.dumps(start_message(call_sid, stream_sid)))
+        chunks = frames(script.pcm())
+        for number, frame in enumerate(chunks, start=1):
+            await socket.send_str(json.dumps(media_message(stream_sid, number, frame)))
             if pace:
                 await asyncio.sleep(pace)
-        await socket.send_str(
-            json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {"callSid": call_sid}})
-        )
+        await socket.send_str(json.dumps(stop_message(call_sid, stream_sid, len(chunks) + 2)))
 
 
-def _start(call_sid: str, stream_sid: str) -> dict[str, object]:
+CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+
+
+def start_message(
+    call_sid: str,
+    stream_sid: str,
+    *,
+    account_sid: str = "",
+    parameters: Mapping[str, str] | None = None,
+    tracks: Sequence[str] = ("inbound",),
+) -> dict[str, object]:
     return {
         "event": "start",
         "sequenceNumber": "1",
         "streamSid": stream_sid,
         "start": {
             "streamSid": stream_sid,
+            "accountSid": account_sid,
             "callSid": call_sid,
-            "tracks": ["inbound"],
-            "customParameters": {},
+            "tracks": list(tracks),
+            "customParameters": dict(parameters or {}),
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
         },
+    }
+
+
+def media_message(stream_sid: str, number: int, frame: Pcm) -> dict[str, object]:
+    """Media chunk number (from 1): 20 ms of μ-law, timestamp in ms from the stream's start."""
+    return {
+        "event": "media",
+        "sequenceNumber": str(number + 1),
+        "media": {
+            "track": "inbound",
+            "chunk": str(number),
+            "timestamp": str((number - 1) * 20),
+            "payload": base64.b64encode(mulaw_encode(frame)).decode("ascii"),
+        },
+        "streamSid": stream_sid,
+    }
+
+
+def stop_message(
+    call_sid: str, stream_sid: str, sequence: int, account_sid: str = ""
+) -> dict[str, object]:
+    return {
+        "event": "stop",
+        "sequenceNumber": str(sequence),
+        "streamSid": stream_sid,
+        "stop": {"accountSid": account_sid, "callSid": call_sid},
     }

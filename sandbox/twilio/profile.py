@@ -15,6 +15,7 @@ Example (all keys shown; most have defaults)::
       partial_result_delay: {distribution: fixed, seconds: 0.4}  # speech start -> 1st partial
       partial_result_interval: 1.0   # seconds between a Gather's partial results
       post_dial_delay: {distribution: fixed, seconds: 1.0}     # initiated -> ringing
+      answer_ringback_seconds: 0     # ringback after the answer, before the first prompt
       ring_time: {distribution: uniform, low: 2, high: 6}      # ringing -> answered
       max_call_seconds: 3600         # the line drops a call that lasts longer
       hangup_delay_seconds: 1.0      # silence after the closed message or goodbye, then hangup
@@ -59,6 +60,8 @@ Example (all keys shown; most have defaults)::
         rate_limit: 0                # the first N API requests get 429 (Retry-After)
         server_error: 0              # the first N API requests get server_error_status
         server_error_status: 500
+        stream: null                 # drop | silence | noise | bad_signature (Media Streams)
+        stream_drop_after: 2.0       # seconds of stream before a drop
 
 Business hours, the time zone and the clock offset are the profile's top-level ones.
 """
@@ -185,9 +188,17 @@ class AfterHoursLine(StrictModel):
     voicebot: str | None = None
 
 
+StreamFault = Literal["drop", "silence", "noise", "bad_signature"]
+
+
 class TwilioFaults(StrictModel):
     outage: bool = False
     call_result: CallResult | None = None
+    # Media Streams: drop (the socket closes without `stop` after stream_drop_after seconds),
+    # silence or noise (instead of the far end's audio), bad_signature (a forged
+    # X-Twilio-Signature on the upgrade).
+    stream: StreamFault | None = None
+    stream_drop_after: float = Field(default=2.0, gt=0)
     rate_limit: int = Field(default=0, ge=0)
     server_error: int = Field(default=0, ge=0)
     server_error_status: Literal[500, 503] = 500
@@ -206,6 +217,9 @@ class TwilioSettings(StrictModel):
     partial_result_interval: float = Field(default=1.0, gt=0)
     post_dial_delay: Latency = FixedLatency(seconds=1.0)
     ring_time: Latency = FixedLatency(seconds=3.0)
+    # After the answer, the target's PBX rings this long before its first prompt (a hunt
+    # group, a forwarded line); only a media stream hears it.
+    answer_ringback_seconds: float = Field(default=0.0, ge=0)
     max_call_seconds: float = Field(default=3600.0, gt=0)
     # Silence between the far end's last words (closed message, goodbye) and its hangup; a
     # Gather listening to those words gets their SpeechResult before the line goes dead.

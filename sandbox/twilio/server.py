@@ -32,11 +32,18 @@ from sandbox.ground_truth import EventName
 from sandbox.messaging_profile import MessagingSettings
 from sandbox.peer import SandboxPeer
 from sandbox.routing import DeskStreams
-from sandbox.twilio.api import CONTROL_PREFIX, RestApi, build_app, call_result_switch
+from sandbox.twilio.api import (
+    CONTROL_PREFIX,
+    RestApi,
+    build_app,
+    call_result_switch,
+    stream_fault_switch,
+)
+from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.calls import CallBook, CallEnvironment
 from sandbox.twilio.faults import Faults
 from sandbox.twilio.messaging import TwilioMessaging
-from sandbox.twilio.profile import CallResult, TwilioSettings
+from sandbox.twilio.profile import CallResult, StreamFault, TwilioSettings
 from sandbox.twilio.spec import TwilioSpec, Violation
 from sandbox.twilio.webhooks import Webhooks
 
@@ -57,6 +64,7 @@ class TwilioSandbox(SandboxPeer):
         seed: int = 0,
         spec: TwilioSpec | None = None,
         messaging: MessagingSettings | None = None,
+        voicebox: Voicebox | None = None,
     ) -> None:
         """hours, zone and clock are the profile's top-level ones (default: always open, UTC).
 
@@ -73,6 +81,7 @@ class TwilioSandbox(SandboxPeer):
         self.faults = Faults(settings.faults)
         self._violations: list[Violation] = []
         self._calls: CallBook | None = None
+        self._voicebox = voicebox or Voicebox()
 
     # -- what happened -----------------------------------------------------------------
 
@@ -99,6 +108,9 @@ class TwilioSandbox(SandboxPeer):
 
     def set_call_result(self, result: CallResult | None, count: int | None = None) -> None:
         self.faults.set_call_result(result, count)
+
+    def set_stream_fault(self, fault: StreamFault | None, drop_after: float = 2.0) -> None:
+        self.faults.set_stream_fault(fault, drop_after)
 
     def rate_limit(self, count: int, retry_after: int = 1) -> None:
         self.faults.rate_limit(count, retry_after)
@@ -158,6 +170,7 @@ class TwilioSandbox(SandboxPeer):
             period_now=self.period_now,
             write_truth=self._write_truth,
             report=self._violations.append,
+            voicebox=self._voicebox,
         )
 
     def _control_routes(self, messaging: TwilioMessaging | None) -> list[web.RouteDef]:
@@ -166,6 +179,7 @@ class TwilioSandbox(SandboxPeer):
             self._controls()
             .switch("outage", self.set_outage)
             .post("call-result", call_result_switch(self.faults))
+            .post("stream-fault", stream_fault_switch(self.faults))
             .request_faults(self.faults)
             .get("violations", lambda: [vars(v) for v in self._violations])
         )

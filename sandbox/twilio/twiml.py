@@ -20,7 +20,6 @@ PARSE_FAILURE = 12100
 SCHEMA_VIOLATION = 12200
 
 _UNSIMULATED = {
-    "Connect",
     "Dial",
     "Enqueue",
     "Leave",
@@ -30,9 +29,10 @@ _UNSIMULATED = {
     "Refer",
     "Reject",
     "Sms",
-    "Start",
     "Stop",
 }
+# Verbs that hold a noun (<Connect>/<Start> a <Stream>), parsed by parse_stream_verb.
+_STREAM_VERBS = frozenset({"Connect", "Start"})
 _ATTRIBUTES: Mapping[str, frozenset[str]] = {
     "Say": frozenset({"voice", "language", "loop"}),
     "Play": frozenset({"loop", "digits"}),
@@ -120,7 +120,6 @@ class Gather:
 
 
 Nested = Say | Play | Pause
-Verb = Say | Play | Pause | Hangup | Redirect | Gather
 
 
 def parse_twiml(text: str, document_url: str | None) -> list[Verb]:
@@ -137,6 +136,13 @@ def parse_twiml(text: str, document_url: str | None) -> list[Verb]:
 
 def _verb(element: ET.Element, base: str | None) -> Verb:
     tag = element.tag
+    if tag in _STREAM_VERBS:
+        if element.attrib:
+            # <Connect action> and friends: valid TwiML, not simulated.
+            raise TwimlError(
+                SCHEMA_VIOLATION, f"<{tag}> attributes {sorted(element.attrib)} are not simulated"
+            )
+        return parse_stream_verb(element)
     if tag in _UNSIMULATED:
         raise TwimlError(
             SCHEMA_VIOLATION, f"<{tag}> is valid TwiML, but the sandbox does not simulate it"
@@ -296,8 +302,7 @@ def _url(element: ET.Element, raw: str, base: str | None) -> str:
 
 
 # -- Media Streams (<Connect><Stream> / <Start><Stream>) ------------------------------------
-# Parsed and validated here; the executor does not run them yet (parse_twiml still refuses
-# <Connect>/<Start> as unsimulated until the sandbox's Media Streams line is wired in).
+# Run by the executor with sandbox/twilio/stream_line.py.
 
 _STREAM_ATTRIBUTES = frozenset({"url", "name", "track", "statusCallback", "statusCallbackMethod"})
 _STREAM_TRACKS = frozenset({"inbound_track", "outbound_track", "both_tracks"})
@@ -311,6 +316,9 @@ class Stream:
     name: str | None
     track: str
     parameters: tuple[tuple[str, str], ...]
+
+
+Verb = Say | Play | Pause | Hangup | Redirect | Gather | Stream
 
 
 def parse_stream_verb(element: ET.Element) -> Stream:

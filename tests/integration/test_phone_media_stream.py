@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from probes.phone.media import StreamSession, media_stream_handler
+from probes.phone.media import Send, StreamSession, media_stream_handler
 from sandbox.twilio.audio import FarEndScript, Voicebox, hold_music, silence
-from sandbox.twilio.media_stream import stream_far_end
+from sandbox.twilio.media_stream import start_message, stream_far_end
 from sandbox.twilio.signature import SIGNATURE_HEADER, twilio_signature
 
 TOKEN = "sandbox-auth-token"
@@ -23,6 +24,25 @@ class Endpoint:
     url: str
     sessions: list[StreamSession]
     arrived: asyncio.Event  # set when the handler hands over a finished stream
+
+
+class _Collector:
+    """A stream observer that keeps each finished stream."""
+
+    def __init__(self, finished: Callable[[StreamSession], None]) -> None:
+        self._finished = finished
+
+    def stream_session(self) -> StreamSession:
+        return StreamSession()
+
+    def stream_started(self, session: StreamSession, send: Send) -> bool:
+        return True
+
+    def stream_media(self, session: StreamSession) -> None:
+        pass
+
+    def stream_ended(self, session: StreamSession) -> None:
+        self._finished(session)
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +62,10 @@ async def endpoint() -> AsyncIterator[Endpoint]:
     app = web.Application()
     runner = web.AppRunner(app)
     site_url: dict[str, str] = {}
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        handler = media_stream_handler(TOKEN, site_url["url"], finished)
-        response = await handler(request)
-        assert isinstance(response, web.StreamResponse)
-        return response
-
-    app.router.add_get("/twilio/media", handle)
+    handler = media_stream_handler(
+        TOKEN, lambda request: site_url["url"], lambda request: _Collector(finished)
+    )
+    app.router.add_get("/twilio/media", handler)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -103,6 +119,7 @@ async def test_a_stream_closed_without_stop_is_a_drop(
     headers = {SIGNATURE_HEADER: twilio_signature(TOKEN, url)}
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers) as socket:
         await socket.send_str('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+        await socket.send_str(json.dumps(start_message("CA3", "MZ3")))
     async with asyncio.timeout(5):
         while not sessions:  # the server's side finishes after the client closed
             await endpoint.arrived.wait()

@@ -594,6 +594,18 @@ async def test_control_endpoints_switch_faults(twilio: Twilio) -> None:
     assert [e["event"] for e in truth] == ["call_created", "completed"]
 
 
+async def test_the_stream_fault_is_switched_over_control(twilio: Twilio) -> None:
+    control = twilio.sandbox.control_url
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{control}/stream-fault", json={"fault": "loud"}) as refused:
+            pass
+        body = {"fault": "drop", "drop_after": 1.5}
+        async with http.post(f"{control}/stream-fault", json=body) as response:
+            state = await response.json()
+    assert refused.status == 400
+    assert (state["stream"], state["stream_drop_after"]) == ("drop", 1.5)
+
+
 async def test_bad_twiml_is_a_violation_and_ends_the_call(twilio: Twilio) -> None:
     call = await twilio.client.calls.create_async(
         to=SUPPORT_LINE,

@@ -86,3 +86,45 @@ def test_mulaw_round_trip_keeps_the_signal() -> None:
     signal = (np.sin(np.arange(800) / 8000 * 2 * np.pi * 300) * 10000).astype(np.int16)
     error = np.abs(mulaw_decode(mulaw_encode(signal)).astype(int) - signal)
     assert int(error.max()) < 400  # μ-law's step at this level
+
+
+@pytest.mark.parametrize("level", [300, 3000])
+def test_noise_is_neither_speech_nor_music(level: int) -> None:
+    """webrtcvad alone calls white noise speech; its flat spectrum says it is noise."""
+    rng = np.random.default_rng(level)
+    noise = np.clip(rng.normal(0, level, 8000 * 3), -32768, 32767).astype(np.int16)
+    listener = _listen(FarEndScript().add("silence", noise))
+    assert {s.role for s in listener.segments()} == {"noise"}
+    assert listener.measures().post_dial_delay is None  # noise is not a sound of the line
+
+
+def test_a_held_vowel_is_not_hold_music_and_a_person_after_music_starts_on_time(
+    voicebox: Voicebox,
+) -> None:
+    """A long prompt (its held vowels are steady for up to ~0.5 s) stays the IVR; music cut
+    straight into the agent's voice, with no pause, ends at the right frame (the smoothed
+    edge alone is 120 ms late here)."""
+    prompt = voicebox.speak(
+        "Thanks for calling. For orders press one. For billing press two. For anything else hold.",
+        voice="en-gb-scotland",
+        rate=146,
+        pitch=63,
+    )
+    script = (
+        FarEndScript()
+        .add("ivr", prompt)
+        .add("silence", silence(0.3))
+        .add("hold", hold_music(2.5, seed=41))
+        .add("human", voicebox.speak("Hi, you're through to Sam.", voice="en-gb"))
+    )
+    segments = [s for s in _listen(script).segments() if s.role != "silence"]
+    roles = [s.role for s in segments]
+    # The prompt's two sentences may be two utterances; none of it is music.
+    assert [role for i, role in enumerate(roles) if roles[i - 1 : i] != [role]] == [
+        "ivr",
+        "hold",
+        "human",
+    ]
+    human = script.first("human")
+    assert human is not None
+    assert segments[-1].start == pytest.approx(human.start, abs=TOLERANCE)
