@@ -22,12 +22,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "config" / "sandbox.yaml"
 UNSET_SECRET = ROOT / "tests" / "config" / "unset-secret.yaml"
 #: What the shipped sandbox config references, none of it set here.
-SANDBOX_VARIABLES = {
-    "CXPROBE_SANDBOX_IMAP_PASSWORD": 26,
-    "CXPROBE_SANDBOX_TWILIO_TOKEN": 32,
-    "CXPROBE_SANDBOX_PEER_TOKEN": 50,
-    "CXPROBE_SANDBOX_PEER_SECRET": 56,
-}
+def _lines_naming(names: list[str]) -> dict[str, int]:
+    """The line of config/sandbox.yaml that references each variable (the messages name it)."""
+    lines = SANDBOX.read_text().splitlines()
+    return {
+        name: next(number for number, text in enumerate(lines, 1) if f"${{{name}}}" in text)
+        for name in names
+    }
+
+
+SANDBOX_VARIABLES = _lines_naming(
+    [
+        "CXPROBE_SANDBOX_IMAP_PASSWORD",
+        "CXPROBE_SANDBOX_TWILIO_TOKEN",
+        "CXPROBE_SANDBOX_PEER_TOKEN",
+        "CXPROBE_SANDBOX_PEER_SECRET",
+    ]
+)
 
 
 def without_secrets() -> dict[str, str | None]:
