@@ -44,6 +44,7 @@ from typing import Any
 
 import psutil
 
+from bench.processes import cpu_by_role, difference
 from probes.base import ChannelServices, Contact, Reply, Responder, Sent, new_token
 from probes.webchat import channel as current_channel
 from probes.webchat import settings as current_settings
@@ -127,17 +128,6 @@ def _tree() -> list[psutil.Process]:
     return [me, *me.children(recursive=True)]
 
 
-def _tree_cpu() -> float:
-    total = 0.0
-    for process in _tree():
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
 def _chromium_pss() -> float:
     """PSS (MiB) of the Chromium processes under this one."""
     total = 0
@@ -192,7 +182,7 @@ class _Countdown:
 
 
 async def _level(
-    variant: _Variant, level: int, rounds: int, spread: float, url: str
+    variant: _Variant, level: int, rounds: int, spread: float, url: str, site_pid: int
 ) -> tuple[dict[str, Any], list[_Chat]]:
     logger = logging.getLogger("bench.webchat")
     logger.addHandler(logging.NullHandler())
@@ -211,7 +201,7 @@ async def _level(
         await _chat(channel, address, _Chat(new_token()), _Countdown(1))  # starts the browser
         await asyncio.sleep(1.0)
         idle_pss = await asyncio.to_thread(_chromium_pss)
-        cpu_before = _tree_cpu()
+        cpu_before = cpu_by_role(exclude={site_pid})
         open_pss: list[float] = []
         started = asyncio.get_running_loop().time()
         for _ in range(rounds):
@@ -226,13 +216,17 @@ async def _level(
             await asyncio.gather(*tasks)
             chats += batch
         wall = asyncio.get_running_loop().time() - started
-        cpu = _tree_cpu() - cpu_before
+        cpu_roles = difference(cpu_by_role(exclude={site_pid}), cpu_before)
+        cpu = sum(cpu_roles.values())
     figures = {
         "chats": len(chats),
         "failed": sum(c.error is not None for c in chats),
         "errors": sorted({c.error for c in chats if c.error})[:3],
         "wall_seconds": round(wall, 1),
         "cpu_seconds_per_chat": round(cpu / len(chats), 3),
+        "cpu_seconds_per_chat_by_process": {
+            role: round(seconds / len(chats), 3) for role, seconds in cpu_roles.items()
+        },
         "cpu_share_of_2_cores": round(cpu / wall / (psutil.cpu_count() or 1), 2),
         "browser_idle_pss_mib": round(idle_pss, 1),
         "pss_per_context_mib": round((statistics.fmean(open_pss) - idle_pss) / level, 1),
@@ -339,7 +333,7 @@ async def measure(
                 for variant in variants:  # interleaved: both see the same machine
                     key = f"{level} {variant.name}"
                     results[key], runs[key] = await _level(
-                        variant, level, rounds, spread, info["url"]
+                        variant, level, rounds, spread, info["url"], site.pid
                     )
             truth = _truth(Path(info["ground_truth"]))
             for key, chats in runs.items():
