@@ -181,8 +181,37 @@ class _Countdown:
             self.reached.set()
 
 
+async def _round(
+    channel: Any, address: Any, level: int, spread: float
+) -> tuple[list[_Chat], list[asyncio.Task[None]]]:
+    """Start N chats, their starts spread over ``spread`` seconds; returns once all have sent
+    (the chats and their tasks, to be awaited)."""
+    batch = [_Chat(new_token()) for _ in range(level)]
+    all_sent = _Countdown(level)
+    tasks = [
+        asyncio.create_task(_chat(channel, address, c, all_sent, i * spread / level))
+        for i, c in enumerate(batch)
+    ]
+    await all_sent.reached.wait()
+    return batch, tasks
+
+
+async def _close_warm_contexts(channel: Any) -> None:
+    """Close the contexts a channel keeps warm (today's channel only), so that the idle
+    browser's memory is that of a browser without contexts, as before."""
+    for tab in list(getattr(channel, "_idle", ())):
+        await tab.close()
+    getattr(channel, "_idle", []).clear()
+
+
 async def _level(
-    variant: _Variant, level: int, rounds: int, spread: float, url: str, site_pid: int
+    variant: _Variant,
+    level: int,
+    rounds: int,
+    spread: float,
+    url: str,
+    site_pid: int,
+    warmup_rounds: int = 0,
 ) -> tuple[dict[str, Any], list[_Chat]]:
     logger = logging.getLogger("bench.webchat")
     logger.addHandler(logging.NullHandler())
@@ -199,19 +228,17 @@ async def _level(
     async with AsyncExitStack() as stack:
         await channel.start(stack)
         await _chat(channel, address, _Chat(new_token()), _Countdown(1))  # starts the browser
+        await _close_warm_contexts(channel)
         await asyncio.sleep(1.0)
         idle_pss = await asyncio.to_thread(_chromium_pss)
+        for _ in range(warmup_rounds):  # not measured: a monitor's steady state
+            batch, tasks = await _round(channel, address, level, spread)
+            await asyncio.gather(*tasks)
         cpu_before = cpu_by_role(exclude={site_pid})
         open_pss: list[float] = []
         started = asyncio.get_running_loop().time()
         for _ in range(rounds):
-            batch = [_Chat(new_token()) for _ in range(level)]
-            all_sent = _Countdown(level)
-            tasks = [
-                asyncio.create_task(_chat(channel, address, c, all_sent, i * spread / level))
-                for i, c in enumerate(batch)
-            ]
-            await all_sent.reached.wait()
+            batch, tasks = await _round(channel, address, level, spread)
             open_pss.append(await asyncio.to_thread(_chromium_pss))
             await asyncio.gather(*tasks)
             chats += batch
@@ -303,6 +330,7 @@ async def measure(
     rounds: int = 3,
     spread: float = 2.0,
     baseline: str | None = BASELINE,
+    warmup_rounds: int = 1,
 ) -> dict[str, Any]:
     profile = chat_site_profile(True)
     chat = profile["chat"]
@@ -333,7 +361,7 @@ async def measure(
                 for variant in variants:  # interleaved: both see the same machine
                     key = f"{level} {variant.name}"
                     results[key], runs[key] = await _level(
-                        variant, level, rounds, spread, info["url"], site.pid
+                        variant, level, rounds, spread, info["url"], site.pid, warmup_rounds
                     )
             truth = _truth(Path(info["ground_truth"]))
             for key, chats in runs.items():
@@ -344,6 +372,7 @@ async def measure(
     return {
         "levels": results,
         "rounds": rounds,
+        "warmup_rounds": warmup_rounds,
         "spread_seconds": spread,
         "baseline": baseline,
         "loadavg_before_after": [load_before, os.getloadavg()],
