@@ -76,11 +76,13 @@ class BrowserSettings(Strict):
         default_factory=list, description="More command-line flags, after cxprobe's own."
     )
     max_contexts: int = Field(
-        default=4,
+        default=8,
         ge=1,
         le=64,
-        description="Chats in progress at once (one browser context each). Timing accuracy "
-        "degrades once CPU is short: see BENCHMARKS.md before raising it.",
+        description="Chats in progress at once (one browser context each; with reuse_contexts "
+        "also the most contexts kept, warm ones included). 8 held on 2 cores with warm "
+        "contexts (BENCHMARKS.md, issue 15); timing accuracy degrades once CPU is short: "
+        "re-run the benchmark before raising it.",
     )
     reuse_contexts: bool = Field(
         default=True,
