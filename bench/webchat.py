@@ -9,8 +9,10 @@ fill the pre-chat form, send, wait for the bot, the hand-off and the agent, end 
 the transcript and a screenshot.
 
 * **CPU per chat**: user+system seconds of this process, the Playwright driver and every
-  Chromium process over the level, divided by the chats run. Processes that exited during the
-  level are counted through their parents' ``children_*`` times.
+  Chromium process over the measured rounds, divided by the chats run, in total and by process
+  role (:mod:`bench.processes`; the chat site's process is left out). Processes that exited
+  during the level are counted through their parents' ``children_*`` times. Each level first
+  runs ``warmup_rounds`` unmeasured rounds, so that warm contexts are a running monitor's.
 * **Memory per context**: the PSS of the Chromium processes with N chats open, minus the PSS of
   the idle browser, divided by N.
 * **Timing error against the page's own truth** (the goal's measure): for every reply,
