@@ -77,6 +77,12 @@ def main() -> None:
     )
     parser.add_argument("--chat-rounds", type=int, default=3, help="webchat: rounds per level")
     parser.add_argument(
+        "--chat-warmup-rounds",
+        type=int,
+        default=1,
+        help="webchat: unmeasured rounds per level first (a running monitor's warm contexts)",
+    )
+    parser.add_argument(
         "--chat-spread", type=float, default=2.0, help="webchat: seconds a round's starts span"
     )
     parser.add_argument(
@@ -114,7 +120,13 @@ def main() -> None:
     if "webchat" in args.only:
         levels = tuple(int(level) for level in args.chat_levels.split(","))
         figures["webchat"] = asyncio.run(
-            measure_webchat(levels, args.chat_rounds, args.chat_spread, args.chat_baseline)
+            measure_webchat(
+                levels,
+                args.chat_rounds,
+                args.chat_spread,
+                args.chat_baseline,
+                args.chat_warmup_rounds,
+            )
         )
     if "large-mail" in args.only:
         figures["large_mail"] = asyncio.run(measure_large_mail(args.large_messages, args.large_mib))

@@ -9,8 +9,10 @@ fill the pre-chat form, send, wait for the bot, the hand-off and the agent, end 
 the transcript and a screenshot.
 
 * **CPU per chat**: user+system seconds of this process, the Playwright driver and every
-  Chromium process over the level, divided by the chats run. Processes that exited during the
-  level are counted through their parents' ``children_*`` times.
+  Chromium process over the measured rounds, divided by the chats run, in total and by process
+  role (:mod:`bench.processes`; the chat site's process is left out). Processes that exited
+  during the level are counted through their parents' ``children_*`` times. Each level first
+  runs ``warmup_rounds`` unmeasured rounds, so that warm contexts are a running monitor's.
 * **Memory per context**: the PSS of the Chromium processes with N chats open, minus the PSS of
   the idle browser, divided by N.
 * **Timing error against the page's own truth** (the goal's measure): for every reply,
@@ -44,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from bench.processes import cpu_by_role, difference
 from probes.base import ChannelServices, Contact, Reply, Responder, Sent, new_token
 from probes.webchat import channel as current_channel
 from probes.webchat import settings as current_settings
@@ -127,17 +130,6 @@ def _tree() -> list[psutil.Process]:
     return [me, *me.children(recursive=True)]
 
 
-def _tree_cpu() -> float:
-    total = 0.0
-    for process in _tree():
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
 def _chromium_pss() -> float:
     """PSS (MiB) of the Chromium processes under this one."""
     total = 0
@@ -191,8 +183,37 @@ class _Countdown:
             self.reached.set()
 
 
+async def _round(
+    channel: Any, address: Any, level: int, spread: float
+) -> tuple[list[_Chat], list[asyncio.Task[None]]]:
+    """Start N chats, their starts spread over ``spread`` seconds; returns once all have sent
+    (the chats and their tasks, to be awaited)."""
+    batch = [_Chat(new_token()) for _ in range(level)]
+    all_sent = _Countdown(level)
+    tasks = [
+        asyncio.create_task(_chat(channel, address, c, all_sent, i * spread / level))
+        for i, c in enumerate(batch)
+    ]
+    await all_sent.reached.wait()
+    return batch, tasks
+
+
+async def _close_warm_contexts(channel: Any) -> None:
+    """Close the contexts a channel keeps warm (today's channel only), so that the idle
+    browser's memory is that of a browser without contexts, as before."""
+    for tab in list(getattr(channel, "_idle", ())):
+        await tab.close()
+    getattr(channel, "_idle", []).clear()
+
+
 async def _level(
-    variant: _Variant, level: int, rounds: int, spread: float, url: str
+    variant: _Variant,
+    level: int,
+    rounds: int,
+    spread: float,
+    url: str,
+    site_pid: int,
+    warmup_rounds: int = 0,
 ) -> tuple[dict[str, Any], list[_Chat]]:
     logger = logging.getLogger("bench.webchat")
     logger.addHandler(logging.NullHandler())
@@ -209,30 +230,32 @@ async def _level(
     async with AsyncExitStack() as stack:
         await channel.start(stack)
         await _chat(channel, address, _Chat(new_token()), _Countdown(1))  # starts the browser
+        await _close_warm_contexts(channel)
         await asyncio.sleep(1.0)
         idle_pss = await asyncio.to_thread(_chromium_pss)
-        cpu_before = _tree_cpu()
+        for _ in range(warmup_rounds):  # not measured: a monitor's steady state
+            batch, tasks = await _round(channel, address, level, spread)
+            await asyncio.gather(*tasks)
+        cpu_before = cpu_by_role(exclude={site_pid})
         open_pss: list[float] = []
         started = asyncio.get_running_loop().time()
         for _ in range(rounds):
-            batch = [_Chat(new_token()) for _ in range(level)]
-            all_sent = _Countdown(level)
-            tasks = [
-                asyncio.create_task(_chat(channel, address, c, all_sent, i * spread / level))
-                for i, c in enumerate(batch)
-            ]
-            await all_sent.reached.wait()
+            batch, tasks = await _round(channel, address, level, spread)
             open_pss.append(await asyncio.to_thread(_chromium_pss))
             await asyncio.gather(*tasks)
             chats += batch
         wall = asyncio.get_running_loop().time() - started
-        cpu = _tree_cpu() - cpu_before
+        cpu_roles = difference(cpu_by_role(exclude={site_pid}), cpu_before)
+        cpu = sum(cpu_roles.values())
     figures = {
         "chats": len(chats),
         "failed": sum(c.error is not None for c in chats),
         "errors": sorted({c.error for c in chats if c.error})[:3],
         "wall_seconds": round(wall, 1),
         "cpu_seconds_per_chat": round(cpu / len(chats), 3),
+        "cpu_seconds_per_chat_by_process": {
+            role: round(seconds / len(chats), 3) for role, seconds in cpu_roles.items()
+        },
         "cpu_share_of_2_cores": round(cpu / wall / (psutil.cpu_count() or 1), 2),
         "browser_idle_pss_mib": round(idle_pss, 1),
         "pss_per_context_mib": round((statistics.fmean(open_pss) - idle_pss) / level, 1),
@@ -309,6 +332,7 @@ async def measure(
     rounds: int = 3,
     spread: float = 2.0,
     baseline: str | None = BASELINE,
+    warmup_rounds: int = 1,
 ) -> dict[str, Any]:
     profile = chat_site_profile(True)
     chat = profile["chat"]
@@ -339,7 +363,7 @@ async def measure(
                 for variant in variants:  # interleaved: both see the same machine
                     key = f"{level} {variant.name}"
                     results[key], runs[key] = await _level(
-                        variant, level, rounds, spread, info["url"]
+                        variant, level, rounds, spread, info["url"], site.pid, warmup_rounds
                     )
             truth = _truth(Path(info["ground_truth"]))
             for key, chats in runs.items():
@@ -350,6 +374,7 @@ async def measure(
     return {
         "levels": results,
         "rounds": rounds,
+        "warmup_rounds": warmup_rounds,
         "spread_seconds": spread,
         "baseline": baseline,
         "loadavg_before_after": [load_before, os.getloadavg()],

@@ -1,8 +1,12 @@
 """The web-chat channel: a headless Chromium, driven by Playwright, chats with a site's widget.
 
-One Chromium per monitor process (Debian's, launched with ``executable_path``), one fresh
-browser context per conversation (no cookies or storage shared between chats), at most
-``browser.max_contexts`` chats at once. The widget is described in config
+One Chromium per monitor process (Debian's, launched with ``executable_path``), one browser
+context with one page (a :class:`~probes.webchat.tab.Tab`) per conversation, at most
+``browser.max_contexts`` chats at once. With ``browser.reuse_contexts`` (the default) a tab that
+served a chat cleanly is cleared of everything a new customer must not inherit (cookies,
+storage, cache, history, permissions) and kept for the next chat on the same site: a new page
+costs Chromium a renderer process, most of a chat's CPU (see ``tab.py`` for what is cleared and
+when a tab is discarded instead). The widget is described in config
 (:mod:`probes.webchat.settings`): page, optional iframe, cookie banner, launcher, pre-chat form,
 message box, send button, and how to read the message list.
 
@@ -50,7 +54,6 @@ from typing import Any, ClassVar
 
 from playwright.async_api import (
     Browser,
-    BrowserContext,
     Dialog,
     ElementHandle,
     FrameLocator,
@@ -83,6 +86,7 @@ from probes.webchat.settings import (
     WebchatAddress,
     WebchatChannelSettings,
 )
+from probes.webchat.tab import Tab, origin_of
 
 TIMING_METHOD = "page-mutation-observer"
 #: Fallback t0 when the page did not report the send (the widget swallowed the event).
@@ -133,6 +137,8 @@ class WebchatChannel:
         self._launching = asyncio.Lock()
         self._contexts = asyncio.Semaphore(settings.browser.max_contexts)
         self._live: set[WebchatConversation] = set()
+        self._idle: list[Tab] = []  # warm tabs, oldest first
+        self._reuses = 0
         self._observer = observer_script()
         self._launches = 0
         self._crashes = 0
@@ -148,6 +154,7 @@ class WebchatChannel:
         self._stopping = True
         for conversation in list(self._live):
             await conversation.close()
+        self._idle.clear()  # closed with the browser
         if self._browser is not None:
             with suppress(PlaywrightError):  # already gone
                 await self._browser.close()
@@ -206,6 +213,7 @@ class WebchatChannel:
     def _on_disconnected(self, browser: Browser) -> None:
         if browser is self._browser:
             self._browser = None
+            self._idle.clear()
         if self._stopping:
             return
         self._crashes += 1
@@ -228,18 +236,25 @@ class WebchatChannel:
                 f"no browser context became free within {options.context_wait:g}s "
                 f"(max_contexts is {options.max_contexts})"
             ) from None
-        context: BrowserContext | None = None
+        key = origin_of(address.url) or address.url
+        tab = self._warm_tab(key)
+        context = tab.context if tab is not None else None
         try:
             async with asyncio.timeout(options.launch_timeout):
-                browser = await self._running_browser()
-                context = await browser.new_context(
-                    locale=options.locale,
-                    timezone_id=options.timezone,
-                    viewport={"width": options.viewport[0], "height": options.viewport[1]},
-                    user_agent=self._user_agent,
-                )
-                conversation = WebchatConversation(self, address, token, context)
-                await conversation.prepare()
+                if tab is None:
+                    browser = await self._running_browser()
+                    await self._make_room()
+                    context = await browser.new_context(
+                        locale=options.locale,
+                        timezone_id=options.timezone,
+                        viewport={"width": options.viewport[0], "height": options.viewport[1]},
+                        user_agent=self._user_agent,
+                    )
+                    context.set_default_timeout(options.step_timeout * 1000)
+                    context.set_default_navigation_timeout(options.navigation_timeout * 1000)
+                    tab = await Tab.open(context, key)
+                conversation = WebchatConversation(self, address, token, tab)
+                await tab.lend(conversation, address.blocked_url_patterns())
         except BaseException as exc:
             # Nothing of a chat that could not open may outlive it: its context, its slot.
             if context is not None:
@@ -258,6 +273,55 @@ class WebchatChannel:
             raise
         self._live.add(conversation)
         return conversation
+
+    def _warm_tab(self, key: str) -> Tab | None:
+        """A warm tab that served this site before, in the running browser, if there is one."""
+        browser = self._browser
+        for tab in reversed(self._idle):
+            if tab.key == key and browser is not None and tab.context.browser is browser:
+                self._idle.remove(tab)
+                self._reuses += 1
+                return tab
+        return None
+
+    async def _make_room(self) -> None:
+        """Close the oldest warm tabs so that no more than max_contexts contexts exist."""
+        while self._idle and len(self._idle) + len(self._live) + 1 > self._max_contexts:
+            await self._discard(self._idle.pop(0))
+
+    @property
+    def _max_contexts(self) -> int:
+        return self.browser_settings.max_contexts
+
+    async def _discard(self, tab: Tab) -> None:
+        with suppress(PlaywrightError, TimeoutError):
+            async with asyncio.timeout(CLOSING_STEP_TIMEOUT):
+                await tab.close()
+
+    async def _give_back(self, tab: Tab, refusal: str | None) -> None:
+        """A chat is over: keep its tab warm for the next chat, or close it (and say why)."""
+        tab.give_back()
+        options = self.browser_settings
+        browser = self._browser
+        if refusal is None:
+            if not options.reuse_contexts:
+                refusal = "browser.reuse_contexts is off"
+            elif self._stopping or browser is None or tab.context.browser is not browser:
+                refusal = "the browser is stopping or was replaced"
+            elif tab.chats >= options.reuse_limit:
+                refusal = f"it served browser.reuse_limit ({options.reuse_limit}) chats"
+            else:
+                refusal = tab.why_not_reusable()
+        if refusal is None:
+            try:
+                await tab.reset()
+            except (PlaywrightError, TimeoutError) as exc:
+                refusal = f"clearing it failed: {_first_line(exc)}"
+            else:
+                self._idle.append(tab)
+                return
+        self._log.debug("browser context closed, not reused: %s", refusal)
+        await self._discard(tab)
 
     def _release(self, conversation: WebchatConversation) -> None:
         if conversation in self._live:
@@ -280,34 +344,37 @@ class WebchatChannel:
             "max_contexts": self.browser_settings.max_contexts,
             "launches": self._launches,
             "crashes": self._crashes,
+            "warm_contexts": len(self._idle),
+            "contexts_reused": self._reuses,
         }
 
 
 class WebchatConversation:
-    """One chat in its own browser context."""
+    """One chat in a browser context and page of its own (a tab lent for this chat only)."""
 
     def __init__(
         self,
         channel: WebchatChannel,
         address: WebchatAddress,
         token: str,
-        context: BrowserContext,
+        tab: Tab,
     ) -> None:
         self._channel = channel
         self._log = channel._log
         self.address = address
         self.token = token
-        self._context = context
-        self._page: Page | None = None
+        self._tab = tab
+        self._page: Page | None = tab.page
         self._options = channel.browser_settings
         self._events: asyncio.Queue[Mapping[str, Any] | ProbeError] = asyncio.Queue()
         self._send_marks: list[float] = []
         self._sends = 0
         self._customer_messages = 0
         self._customer_texts: list[str] = []
-        # The page reports through a binding only this conversation knows the name and nonce
-        # of: a script on the page cannot forge messages or timings.
-        self._binding = f"__cxprobe_{secrets.token_hex(8)}"
+        # The page reports through the tab's binding with a nonce only this conversation and
+        # its observer know: a script on the page cannot forge messages or timings, and a
+        # report meant for an earlier chat in the same tab is not taken for this one's.
+        self._binding = tab.binding
         self._nonce = secrets.token_hex(16)
         self._send_marked = asyncio.Event()
         self._sent_ms: float | None = None
@@ -316,6 +383,7 @@ class WebchatConversation:
         self._observing = False
         self._message_list: ElementHandle | None = None
         self._closed = False
+        self._faulted = False  # a step failed or was interrupted: the tab is not reused
         self._bot_author = (
             re.compile(address.messages.bot_author, re.IGNORECASE)
             if address.messages.bot_author
@@ -327,34 +395,9 @@ class WebchatConversation:
             else None
         )
 
-    async def prepare(self) -> None:
-        context = self._context
-        context.set_default_timeout(self._options.step_timeout * 1000)
-        context.set_default_navigation_timeout(self._options.navigation_timeout * 1000)
-        await context.expose_binding(self._binding, self._on_report)
-        context.on("page", self._on_new_page)
-        page = await context.new_page()
-        await self._block_unneeded(context, page)
-        page.on("dialog", self._on_dialog)
-        page.on("crash", lambda _: self.fail(ChannelUnavailable("the chat page crashed")))
-        self._page = page
-
-    async def _block_unneeded(self, context: BrowserContext, page: Page) -> None:
-        """Refuse what the widget does not need (fonts, media, ...) inside Chromium.
-
-        Blocked by URL pattern in the browser itself (CDP ``Network.setBlockedURLs``): routing
-        each request through Playwright would cost a round trip to Python per request.
-        """
-        patterns = self.address.blocked_url_patterns()
-        if not patterns:
-            return
-        session = await context.new_cdp_session(page)
-        await session.send("Network.enable")
-        await session.send("Network.setBlockedURLs", {"urls": patterns})
-
     # -- events from the page --------------------------------------------------------------
 
-    def _on_report(self, source: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+    def on_report(self, source: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         if not isinstance(event, Mapping) or event.get("nonce") != self._nonce:
             return  # not our observer
         kind = event.get("kind")
@@ -380,17 +423,18 @@ class WebchatConversation:
         self._transcript.append(TranscriptLine(page_time(at), role, author, text))
         self._events.put_nowait({**event, "author": author, "text": text})
 
-    async def _on_dialog(self, dialog: Dialog) -> None:
+    async def on_dialog(self, dialog: Dialog) -> None:
         self._note(f"dismissed a {dialog.type} dialog: {dialog.message[:200]}")
         with suppress(PlaywrightError):  # the page went away meanwhile
             await dialog.dismiss()
 
-    async def _on_new_page(self, page: Page) -> None:
-        if page is self._page or self._page is None:
-            return
+    async def on_new_page(self, page: Page) -> None:
         self._note(f"closed a pop-up window ({page.url[:200]})")
         with suppress(PlaywrightError):
             await page.close()
+
+    def on_crash(self) -> None:
+        self.fail(ChannelUnavailable("the chat page crashed"))
 
     def _note(self, text: str) -> None:
         self._transcript.append(TranscriptLine(datetime.now(UTC), "note", "cxprobe", text))
@@ -480,6 +524,7 @@ class WebchatConversation:
             except PlaywrightTimeout:
                 continue  # no banner (already accepted, or not shown here): carry on
             except PlaywrightError as exc:
+                self._faulted = True
                 raise self._closed_or(exc, "dismiss the cookie banner") from None
             self._note("accepted the cookie banner")
             return
@@ -633,12 +678,18 @@ class WebchatConversation:
         finally:
             evidence.insert(0, self._transcript_evidence())
             try:
-                async with asyncio.timeout(CLOSING_STEP_TIMEOUT):
-                    await self._context.close()
-            except (TimeoutError, PlaywrightError):
-                pass  # the browser is gone or stuck; it is replaced for the next chat
-            self._channel._release(self)
+                await self._channel._give_back(self._tab, self._reuse_refusal())
+            finally:
+                self._channel._release(self)
         return evidence
+
+    def _reuse_refusal(self) -> str | None:
+        """Why this chat's tab may not serve another chat; None if nothing went wrong."""
+        if self._failure is not None:
+            return f"the chat failed: {self._failure}"
+        if self._faulted:
+            return "a step of the chat failed or was interrupted"
+        return None
 
     async def _screenshot(self) -> Evidence | None:
         """The widget as the chat ended: JPEG by default, clipped to the widget when it can be."""
@@ -735,6 +786,13 @@ class WebchatConversation:
 
     async def _step(self, description: str, action: Any) -> Any:
         """Run one widget step; turn Playwright's failures into a run outcome with a reason."""
+        try:
+            return await self._run_step(description, action)
+        except BaseException:
+            self._faulted = True
+            raise
+
+    async def _run_step(self, description: str, action: Any) -> Any:
         try:
             return await action
         except PlaywrightTimeout:

@@ -41,7 +41,9 @@ CHROMIUM_FLAGS = (
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
-    "--disable-features=Translate,MediaRouter,OptimizationHints",
+    # No back-forward cache: a chat page left for about:blank between two chats in a reused
+    # tab must be unloaded, not kept frozen in memory.
+    "--disable-features=Translate,MediaRouter,OptimizationHints,BackForwardCache",
 )
 
 #: URL patterns (Chromium's wildcard syntax) behind each resource type a target may ``block``.
@@ -74,11 +76,27 @@ class BrowserSettings(Strict):
         default_factory=list, description="More command-line flags, after cxprobe's own."
     )
     max_contexts: int = Field(
-        default=4,
+        default=8,
         ge=1,
         le=64,
-        description="Chats in progress at once (one browser context each). Timing accuracy "
-        "degrades once CPU is short: see BENCHMARKS.md before raising it.",
+        description="Chats in progress at once (one browser context each; with reuse_contexts "
+        "also the most contexts kept, warm ones included). 8 held on 2 cores with warm "
+        "contexts (BENCHMARKS.md, issue 15); timing accuracy degrades once CPU is short: "
+        "re-run the benchmark before raising it.",
+    )
+    reuse_contexts: bool = Field(
+        default=True,
+        description="Keep a browser context and its page warm between chats on the same site, "
+        "cleared of cookies, storage, cache, history and permissions in between (a new page "
+        "costs Chromium a renderer process: about two thirds of a chat's CPU, BENCHMARKS.md). "
+        "A context whose chat failed, whose page crashed or that had frames on other hosts is "
+        "closed instead. false: a fresh context for every chat.",
+    )
+    reuse_limit: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Chats one reused context serves before it is closed and replaced.",
     )
     context_wait: float = Field(
         default=300.0,

@@ -201,6 +201,7 @@ class ChatSession:
         if not (isinstance(email, str) and len(email) <= _MAX_NAME):
             await self._error("start needs an 'email'")
             return
+        returning = frame.get("visitor_id")
         visitor = Visitor(name.strip(), email.strip(), topic if isinstance(topic, str) else "")
         self._visitor = visitor
         # A probe may carry its token in the pre-chat details as well as in its messages.
@@ -215,6 +216,9 @@ class ChatSession:
             name=visitor.name,
             email=visitor.email,
             topic=visitor.topic,
+            # The id the widget keeps in the browser (storage, cookie): the same one on two
+            # sessions means the browser came back as the same visitor.
+            visitor_id=returning if isinstance(returning, str) else None,
             desk_time=self._desk_time(),
             outage=desk.switches.outage,
         )

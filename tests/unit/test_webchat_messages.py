@@ -24,8 +24,9 @@ def _conversation(**messages: Any) -> WebchatConversation:
     widget = sandbox_widget("http://127.0.0.1:1/")
     widget["messages"].update(messages)
     channel = SimpleNamespace(_log=logging.getLogger("test"), browser_settings=BrowserSettings())
+    tab = cast(Any, SimpleNamespace(binding="__cxprobe_test", page=None))
     conversation = WebchatConversation(
-        cast(WebchatChannel, channel), WebchatAddress.model_validate(widget), "T1", cast(Any, None)
+        cast(WebchatChannel, channel), WebchatAddress.model_validate(widget), "T1", tab
     )
     conversation._sent_ms = SENT_AT
     conversation._sends = 1
@@ -46,7 +47,7 @@ def test_author_label_ending_with_a_colon_is_normalised_and_not_repeated() -> No
     assert author_and_text("", "Hi") == ("", "Hi")
     conversation = _conversation()
     event = _event(conversation, role="agent", author="Dana: ", text="Dana: Hi, how can I help?")
-    conversation._on_report({}, event)
+    conversation.on_report({}, event)
     reply = conversation._reply(conversation._events.get_nowait())  # type: ignore[arg-type]
     assert reply is not None and reply.responder is Responder.HUMAN
     assert (reply.sender, reply.text) == ("Dana", "Hi, how can I help?")

@@ -26,6 +26,34 @@ window.AcmeChat = (() => {
   window.acmeChatTruth = truth;
   const pageNow = () => performance.timeOrigin + performance.now();
 
+  // Like real widgets, the browser is remembered: a visitor id in localStorage and a cookie, and
+  // the conversation so far in sessionStorage, shown again (marked data-restored) when the page
+  // is reloaded in the same tab. A browser that comes back clean starts as a new visitor.
+  const VISITOR_KEY = "acme-visitor";
+  const TRANSCRIPT_KEY = "acme-transcript";
+  function visitorId() {
+    const fromCookie = document.cookie
+      .split("; ")
+      .find((pair) => pair.startsWith(`${VISITOR_KEY}=`));
+    let id = localStorage.getItem(VISITOR_KEY) || (fromCookie ? fromCookie.split("=")[1] : null);
+    if (!id) {
+      id = `v-${Math.random().toString(36).slice(2, 12)}`;
+    }
+    localStorage.setItem(VISITOR_KEY, id);
+    document.cookie = `${VISITOR_KEY}=${id}; max-age=31536000; path=/; SameSite=Lax`;
+    return id;
+  }
+  function savedTranscript() {
+    try {
+      return JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) || "[]");
+    } catch (error) {
+      return [];
+    }
+  }
+  function saveLine(line) {
+    sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify([...savedTranscript(), line]));
+  }
+
   function hhmm(date) {
     const pad = (n) => String(n).padStart(2, "0");
     return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
@@ -129,6 +157,12 @@ window.AcmeChat = (() => {
     const teamLabel = el("span", { class: "team-label" });
     header.append(el("span", { class: "chat-title" }, "Acme Support"), " ", teamLabel);
     const messages = el("ol", { class: "messages", "aria-live": "polite" });
+    for (const line of savedTranscript()) {
+      const old = el("li", { class: `msg msg--${line.role}`, "data-restored": "" });
+      old.append(el("span", { class: "msg-author" }, line.author));
+      old.append(el("div", { class: "msg-text" }, line.text));
+      messages.append(old);
+    }
     const input = el("textarea", { id: "chat-input", rows: "2", "aria-label": "Your message" });
     const send = el("button", { id: "chat-send", type: "button", disabled: "" }, "Send");
     const compose = el("div", { class: "chat-compose" });
@@ -168,6 +202,7 @@ window.AcmeChat = (() => {
         el("time", { class: "msg-time", datetime: when.toISOString() }, hhmm(when)),
       );
       append(li);
+      saveLine({ role, author, text });
       truth.push({ event: role === "customer" ? "shown" : "inserted", id, role, text, at: pageNow() });
       return li;
     }
@@ -205,7 +240,7 @@ window.AcmeChat = (() => {
     }
 
     socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ type: "start", ...visitor }));
+      socket.send(JSON.stringify({ type: "start", ...visitor, visitor_id: visitorId() }));
     });
     socket.addEventListener("message", (event) => {
       const frame = JSON.parse(event.data);
