@@ -21,6 +21,8 @@ from tests.unit.test_cli_output import CHECK, config_data
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "config" / "sandbox.yaml"
 UNSET_SECRET = ROOT / "tests" / "config" / "unset-secret.yaml"
+
+
 #: What the shipped sandbox config references, none of it set here.
 def _lines_naming(names: list[str]) -> dict[str, int]:
     """The line of config/sandbox.yaml that references each variable (the messages name it)."""
