@@ -76,11 +76,6 @@ class LeaseKeeper:
         self._taking_over = True
         return await self._take_over(reclaim_own=True)
 
-    async def tick(self) -> None:
-        """One renewal and one look for expired leases."""
-        await self.renew()
-        await self.sweep()
-
     async def renew(self) -> None:
         """Renew this process's leases; a failing store is logged, not raised."""
         try:

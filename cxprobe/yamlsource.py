@@ -92,7 +92,7 @@ def _syntax_problem(path: Path, text: str, exc: yaml.YAMLError) -> str:
         lines = text.splitlines()
         line = lines[mark.line] if mark.line < len(lines) else ""
         unquoted = _UNQUOTED_ENV_REFERENCE.search(line)
-        if unquoted is not None and ("{" in line[: unquoted.start()] or "[" in line):
+        if unquoted is not None and any(opener in line[: unquoted.start()] for opener in "{["):
             reference = unquoted.group(0)
             problem = f'{reference} inside {{...}} or [...] must be quoted: write "{reference}"'
     return f"{where}: not valid YAML: {problem}"
