@@ -230,6 +230,7 @@ class Runner:
                 on_rejected_webhook=functools.partial(self.metrics.record_rejected_webhook, kind),
                 spool_dir=self.config.monitor.data_dir / "spool" / kind,
                 runs_resumed=self._runs_resumed,
+                monitor_name=self.config.monitor.name,
             )
             channel_type = CHANNEL_TYPES[kind]
             channel = channel_type.create(

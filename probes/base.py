@@ -266,6 +266,8 @@ class ChannelServices:
     #: spooled before a restart is handed on only then, so it reaches its resumed run. Set
     #: from the start by default (nothing to resume: embedding, tests).
     runs_resumed: asyncio.Event = field(default_factory=_already_set)
+    #: This monitor among those sharing the store (``monitor.name``): per-monitor URLs name it.
+    monitor_name: str = "cxprobe"
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

@@ -45,6 +45,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from aiohttp import web
 from twilio.rest import Client
@@ -71,7 +72,14 @@ from probes.base import (
 )
 from probes.phone.media import media_stream_handler
 from probes.phone.prompts import PromptChecker, load_prompt_checker
-from probes.phone.settings import IvrStep, PhoneAddress, PhoneChannelSettings, cross_check
+from probes.phone.responders import cued
+from probes.phone.settings import (
+    MONITOR_PLACEHOLDER,
+    IvrStep,
+    PhoneAddress,
+    PhoneChannelSettings,
+    cross_check,
+)
 from probes.phone.stream_call import MEASURES, SEGMENTS, CallListening
 from probes.rejections import Rejections
 from probes.twilio.http import TwilioApi
@@ -126,6 +134,9 @@ class PhoneChannel:
         self.twilio = TwilioApi(settings.twilio, services.logger)
         self.calls_placed = 0
         self.streams_heard = 0
+        self._monitor_name = services.monitor_name
+        # Streams for a token no call of this monitor holds (misrouted to it): refused, counted.
+        self._foreign_streams = Rejections(services.logger, services.on_rejected_webhook)
         self._prompts: PromptChecker | None = None
         self._prompts_loaded = False
 
@@ -147,6 +158,7 @@ class PhoneChannel:
                 signed_url=lambda request: self.stream_url(request.match_info["token"]),
                 observer_for=self._listening,
                 refused=self._stream_refused,
+                unknown=self._stream_unknown,
             )
             self._webhooks.routes.append(web.get(f"{WEBHOOK_PREFIX}/media/{{token}}", handler))
 
@@ -172,7 +184,11 @@ class PhoneChannel:
             raise ChannelUnavailable(
                 "no URL for the call's media stream: set channels.phone.media_stream_url"
             )
-        return f"{self.settings.media_stream_url}{WEBHOOK_PREFIX}/media/{token}"
+        return f"{self._own(self.settings.media_stream_url)}{WEBHOOK_PREFIX}/media/{token}"
+
+    def _own(self, url: str) -> str:
+        """A configured URL with {monitor} filled in: this monitor's address among several."""
+        return url.replace(MONITOR_PLACEHOLDER, quote(self._monitor_name, safe=""))
 
     def prompt_checker(self) -> PromptChecker | None:
         """The local recogniser, loaded on first use (None: pocketsphinx is not installed)."""
@@ -190,8 +206,17 @@ class PhoneChannel:
         if listening is not None:
             listening.upgrade_refused(why)
 
+    def _stream_unknown(self, request: web.Request) -> None:
+        self._foreign_streams.record(
+            "a media stream for a call this monitor did not place (404): is the reverse proxy "
+            "sending each monitor's channels.phone.media_stream_url to that monitor?",
+            path=request.path,
+            monitor=self._monitor_name,
+        )
+
     def webhook_base(self) -> str:
-        base = self.settings.webhook.public_url or self._webhooks.local_url
+        public = self.settings.webhook.public_url
+        base = self._own(public) if public is not None else self._webhooks.local_url
         if base is None:
             raise ChannelUnavailable(
                 "no URL for Twilio's webhooks: set channels.phone.webhook.public_url, or "
@@ -217,6 +242,7 @@ class PhoneChannel:
             "streams_heard": self.streams_heard,
             "api_retries": self.twilio.retries,
             "rejected_webhooks": self._signed.rejections.count,
+            "foreign_streams": self._foreign_streams.count,
         }
 
     # -- webhooks --------------------------------------------------------------------------
@@ -233,7 +259,13 @@ class PhoneChannel:
             return forbidden()
         conversation = self._conversation(request)
         if conversation is None:
-            return _twiml(_hang_up())  # a call this process did not place (or has given up)
+            # A call this process did not place (or has given up on): with several monitors,
+            # webhook.public_url must lead each call's webhooks to its own ({monitor}).
+            self._log.warning(
+                "call webhook for a call this monitor did not place: hung up",
+                extra={"path": request.path, "monitor": self._monitor_name},
+            )
+            return _twiml(_hang_up())
         return _twiml(conversation.on_answered(params))
 
     async def _on_gather(self, request: web.Request) -> web.Response:
@@ -288,9 +320,14 @@ class PhoneConversation:
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
         self._disclosure = ""
-        self._human = [re.compile(p, re.IGNORECASE) for p in address.human]
-        self._closed_message = [re.compile(p, re.IGNORECASE) for p in address.closed]
-        self._voicebot = [re.compile(p, re.IGNORECASE) for p in address.voicebot]
+        self._patterns = {
+            responder: [re.compile(p, re.IGNORECASE) for p in patterns]
+            for responder, patterns in (
+                (Responder.BOT, address.voicebot),
+                (Responder.AUTO, address.closed),
+                (Responder.HUMAN, address.human),
+            )
+        }
         #: Stream mode (``listen: stream``): what the call's audio says; None with Gather.
         self.listening: CallListening | None = None
         self._call_tasks: set[asyncio.Task[None]] = set()
@@ -309,8 +346,9 @@ class PhoneConversation:
                 steps=self._steps,
                 settings=self._settings.media_stream,
                 prompts=self._channel.prompt_checker()
-                if any(step.expect_to_hear for step in self._steps)
+                if self.address.audio_cues.words or any(s.expect_to_hear for s in self._steps)
                 else None,
+                cues=self.address.audio_cues,
             )
         # Said to the person who answers, before anything else (DESIGN: a declared contact
         # says it is a test in its opening); the menu before them hears only the moves.
@@ -512,14 +550,8 @@ class PhoneConversation:
         return self._next_move(text)
 
     def _classify(self, text: str) -> Responder:
-        # Bots and closed messages first: "how can I help" is a voice bot's line too.
-        if any(p.search(text) for p in self._voicebot):
-            return Responder.BOT
-        if any(p.search(text) for p in self._closed_message):
-            return Responder.AUTO
-        if any(p.search(text) for p in self._human):
-            return Responder.HUMAN
-        return Responder.IVR
+        patterns = self._patterns
+        return cued(lambda kind: any(p.search(text) for p in patterns[kind])) or Responder.IVR
 
     def _next_move(self, heard: str) -> str:
         response = VoiceResponse()

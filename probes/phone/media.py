@@ -71,11 +71,13 @@ def media_stream_handler(
     observer_for: Callable[[web.Request], StreamObserver | None],
     *,
     refused: Callable[[web.Request, str], None] = lambda request, why: None,
+    unknown: Callable[[web.Request], None] = lambda request: None,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler for the stream's route.
 
     signed_url is the URL Twilio signed for the request (the public wss address);
-    observer_for finds the call the request's URL names (None: no such call, 404).
+    observer_for finds the call the request's URL names (None: no such call, 404, and
+    unknown is told).
     """
     validator = RequestValidator(auth_token)
 
@@ -86,6 +88,7 @@ def media_stream_handler(
             raise web.HTTPForbidden(text=f"invalid or missing {SIGNATURE_HEADER}")
         observer = observer_for(request)
         if observer is None:
+            unknown(request)
             raise web.HTTPNotFound(text="no call of this monitor streams here")
         socket = web.WebSocketResponse()
         await socket.prepare(request)

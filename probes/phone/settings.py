@@ -11,6 +11,18 @@ from probes.base import ChannelUses, CrossCheck, KeyPath, Problem, Responder, pe
 from probes.settings import Strict, valid_regex
 from probes.twilio.account import TwilioAccount, e164
 
+#: Placeholder of a per-monitor URL (media_stream_url, webhook.public_url): the monitor's name.
+MONITOR_PLACEHOLDER = "{monitor}"
+
+
+def _one_placeholder(value: str | None) -> str | None:
+    if value is not None and re.sub(re.escape(MONITOR_PLACEHOLDER), "", value).count("{"):
+        raise ValueError(
+            f"{value!r}: the only placeholder is {MONITOR_PLACEHOLDER} (the monitor's "
+            "monitor.name), e.g. wss://cxprobe.example.com/{monitor}"
+        )
+    return value
+
 
 class WebhookSettings(Strict):
     """How Twilio reaches the monitor (status callbacks, speech results)."""
@@ -20,8 +32,16 @@ class WebhookSettings(Strict):
         pattern=r"^https?://[^?#]+[^/?#]$",
         description="The monitor's HTTP server as Twilio reaches it, e.g. "
         "https://cxprobe.example.com (a reverse proxy in front of monitor.http); default: the "
-        "server's own address, which only a local sandbox can reach.",
+        "server's own address, which only a local sandbox can reach. Several monitors sharing "
+        "the file: {monitor} is each one's monitor.name (https://cxprobe.example.com/{monitor}), "
+        "so a call's webhooks reach the monitor that placed it.",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _placeholder(cls, value: str | None) -> str | None:
+        return _one_placeholder(value)
+
     status_only: bool = Field(
         default=False,
         description="No webhooks at all (sites that cannot expose one): poll the call's status "
@@ -68,7 +88,10 @@ class PhoneChannelSettings(Strict):
         default=None,
         description="The monitor's Media Streams WebSocket as Twilio reaches it, e.g. "
         "wss://cxprobe.example.com (a reverse proxy in front of monitor.http that forwards "
-        "WebSocket upgrades); required when a phone line has 'listen: stream'.",
+        "WebSocket upgrades); required when a phone line has 'listen: stream'. Several "
+        "monitors sharing the file: {monitor} is each one's monitor.name "
+        "(wss://cxprobe.example.com/{monitor}), as a call's stream must reach the monitor that "
+        "placed it.",
     )
     media_stream: MediaStreamSettings = Field(default_factory=lambda: MediaStreamSettings())
     max_call_seconds: int = Field(
@@ -103,6 +126,7 @@ class PhoneChannelSettings(Strict):
     @field_validator("media_stream_url")
     @classmethod
     def _websocket_url(cls, value: str | None) -> str | None:
+        _one_placeholder(value)
         if value is not None and not re.fullmatch(r"wss?://[^?#/\s]+(/[^?#\s]*)?[^/?#\s]", value):
             raise ValueError(
                 f"{value!r} is not a WebSocket URL: give ws:// or wss:// and a host, without a "
@@ -143,6 +167,63 @@ class IvrStep(Strict):
         return self
 
 
+class AudioCues(Strict):
+    """Stream mode: what tells a voice bot, the closed message and a person apart on the audio.
+
+    Words are spotted in each utterance with the local recogniser (its English dictionary:
+    common words; a phrase is spotted whole); the first kind with a word spotted names the
+    speaker, in gather mode's order (bot, closed, human). An utterance with none is named by
+    its place in the call (before hold: the IVR; the first speech after hold: a person)."""
+
+    bot: list[str] = Field(
+        default_factory=list,
+        description="Spoken words that mark a voice bot (bot), e.g. [automated, assistant].",
+    )
+    closed: list[str] = Field(
+        default_factory=list,
+        description="Spoken words that mark the after-hours closed message (auto), e.g. "
+        "[closed, tomorrow].",
+    )
+    human: list[str] = Field(
+        default_factory=list,
+        description="Spoken words that mark a person even without hold music before them "
+        "(optional; a person is otherwise the first speech after hold).",
+    )
+    answer_to_say: Literal["ivr", "bot"] = Field(
+        default="ivr",
+        description="Who the speech answering the probe's own spoken move ('say', with no hold "
+        "music between) is: 'bot' for a voice bot that converses, 'ivr' (default) for a speech "
+        "menu.",
+    )
+    first_human: Literal["after_hold", "first_speech"] = Field(
+        default="after_hold",
+        description="Without a word cue, a person is the first speech after hold music "
+        "('after_hold', default) or the first speech at all ('first_speech': lines that "
+        "answer with a person).",
+    )
+
+    @field_validator("bot", "closed", "human")
+    @classmethod
+    def _words(cls, value: list[str]) -> list[str]:
+        for words in value:
+            if not re.fullmatch(r"[A-Za-z']+( [A-Za-z']+)*", words):
+                raise ValueError(
+                    f"{words!r} is not a spoken word or phrase: give plain English words "
+                    "separated by single spaces (e.g. 'virtual assistant'), no punctuation "
+                    "or regular expressions"
+                )
+        return [words.lower() for words in value]
+
+    @property
+    def words(self) -> list[str]:
+        return [*self.bot, *self.closed, *self.human]
+
+    @property
+    def active(self) -> bool:
+        """True when something other than an utterance's place names its speaker."""
+        return bool(self.words) or self.answer_to_say != "ivr"
+
+
 #: Phrases that, in most support lines, only a person says.
 DEFAULT_HUMAN = [
     r"\b(speaking|you'?re through to|how (can|may) I help|my name is|this is \w+ (from|in))\b"
@@ -180,6 +261,12 @@ class PhoneAddress(Strict):
     voicebot: list[str] = Field(
         default_factory=list, description="Regular expressions marking a voice bot (bot)."
     )
+    audio_cues: AudioCues = Field(
+        default_factory=lambda: AudioCues(),
+        description="'listen: stream' only: spoken words (and structure) telling a voice bot, "
+        "the closed message and a person apart on the call's audio (human, closed and "
+        "voicebot are regular expressions on transcripts: gather mode).",
+    )
 
     @field_validator("number")
     @classmethod
@@ -211,7 +298,11 @@ class PhoneAddress(Strict):
                 for queue, steps in self.ivr.items()
                 for index, step in enumerate(steps)
                 if step.expect_to_hear
-            ]
+            ] + (
+                [(("audio_cues",), _CUES_NEED_STREAM)]
+                if "audio_cues" in self.model_fields_set
+                else []
+            )
         problems: list[tuple[KeyPath, str]] = []
         if settings.media_stream_url is None:
             problems.append(
@@ -244,6 +335,10 @@ class PhoneAddress(Strict):
         return problems
 
 
+_CUES_NEED_STREAM = (
+    "audio_cues are heard on the call's audio: set 'listen: stream' on this phone line, or "
+    "remove audio_cues (gather mode reads the human, closed and voicebot patterns)"
+)
 _EXPECT_NEEDS_STREAM = (
     "expect_to_hear is checked on the call's audio: set 'listen: stream' on this phone line, "
     "or remove expect_to_hear"

@@ -22,6 +22,7 @@ first frame's arrival plus its stream offset (Twilio sends the audio in real tim
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,10 +37,11 @@ from probes.base import (
     json_evidence,
     utc_now,
 )
-from probes.phone.listen import CallMeasures, HeardSegment, Listener, measures_of
+from probes.phone.listen import CallMeasures, HeardSegment, ListenCues, Listener, measures_of
 from probes.phone.media import Send, StreamSession, mulaw_wav
 from probes.phone.prompts import PromptCheck, PromptChecker, UnknownWord
-from probes.phone.settings import IvrStep, MediaStreamSettings
+from probes.phone.settings import AudioCues, IvrStep, MediaStreamSettings
+from probes.phone.spoken_cues import ROLE_OF, Judged, judge
 
 #: Segments are read again every this many frames (200 ms).
 LOOK_FRAMES = 10
@@ -47,6 +49,11 @@ LOOK_FRAMES = 10
 MOVE_AFTER = 0.8
 #: Speech this long after hold music is taken as the person (not a click or a breath).
 HUMAN_MIN_SECONDS = 0.3
+#: Longest wait for the local recogniser on one utterance (its CPU cost is ~0.1 s per second
+#: of audio on this machine's cores; far more means the monitor is overloaded).
+RECOGNITION_TIMEOUT = 20.0
+#: Audio either side of an utterance the recogniser is also given (its edges blur its words).
+RECOGNITION_MARGIN = 0.25
 #: Evidence kinds: the far end's recording and what was heard in it.
 AUDIO = "call-audio"
 SEGMENTS = "call-audio-segments"
@@ -95,15 +102,22 @@ class CallListening:
     steps: list[IvrStep]
     settings: MediaStreamSettings
     prompts: PromptChecker | None = None
+    cues: AudioCues = field(default_factory=AudioCues)
     session: StreamSession | None = None
     refused_upgrades: int = 0
     #: A <Connect> stream: Twilio takes messages back (marks are echoed once played).
     bidirectional: bool = False
     checks: list[PromptCheck] = field(default_factory=list)
+    #: Who spoke in each utterance judged by its audio_cues, by the utterance's start.
+    judged: dict[float, Judged] = field(default_factory=dict)
     _greeted: bool = False
     _held: bool = False
     _human: bool = False
-    _acted_on: set[float] = field(default_factory=set)  # starts of the prompts moved on
+    _acted_on: set[float] = field(default_factory=set)  # starts of the utterances acted on
+    _replied: set[Responder] = field(default_factory=set)  # bot, auto: one reply each
+    _said_at: float | None = None  # stream seconds of the probe's last spoken move
+    _last_hold: float | None = None  # stream seconds where the latest hold music started
+    _judging: asyncio.Lock = field(default_factory=asyncio.Lock)
     _connect_timer: asyncio.TimerHandle | None = None
     _send: Send | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -124,7 +138,8 @@ class CallListening:
 
     def stream_session(self) -> StreamSession:
         return StreamSession(
-            listener=Listener(), recording_cap_bytes=self.settings.recording_max_seconds * 8000
+            listener=Listener(ListenCues(human=self.cues.first_human)),
+            recording_cap_bytes=self.settings.recording_max_seconds * 8000,
         )
 
     def stream_started(self, session: StreamSession, send: Send) -> bool:
@@ -197,34 +212,107 @@ class CallListening:
         segments = session.listener.segments()
         now = session.seconds
         for index, segment in enumerate(segments):
-            if segment.role in ("ivr", "bot") and not self._greeted:
-                self._greeted = True
-                self._reply(session, segment, Responder.IVR, "(the IVR's first words)")
-            elif segment.role == "hold" and not self._held:
+            if segment.role == "hold":
+                self._last_hold = max(self._last_hold or 0.0, segment.start)
+            if segment.role == "hold" and not self._held:
                 self._held = True
                 self.control.note(
                     "hold", "music on the line", at=self._wall(session, segment.start)
                 )
+            elif self.cues.active:
+                if segment.role in ("ivr", "human") and self._utterance_ended(segments, index, now):
+                    self._acted_on.add(segment.start)
+                    last = self._nothing_after(segments, index)
+                    self._spawn(self._judge(session, segment, last=last))
+            elif segment.role in ("ivr", "bot") and not self._greeted:
+                self._greeted = True
+                self._reply(session, segment, Responder.IVR, "(the IVR's first words)")
             elif segment.role == "human" and segment.end - segment.start >= HUMAN_MIN_SECONDS:
-                self._human = True
-                self._reply(session, segment, Responder.HUMAN, "(a person's first words)")
-                self._mark(session, "human-heard")
-                self.control.goodbye()
+                self._person(session, segment)
                 return
-            if segment.role == "ivr" and self._prompt_ended(segments, index, now):
-                self._prompt_heard(session, segment)
+            if (
+                not self.cues.active
+                and segment.role == "ivr"
+                and self._utterance_ended(segments, index, now)
+                and self._nothing_after(segments, index)
+            ):
+                self._acted_on.add(segment.start)
+                self._prompt_heard(session, segment, None)
         self._check_silence(segments, now)
 
-    def _prompt_ended(self, segments: Sequence[HeardSegment], index: int, now: float) -> bool:
-        later = segments[index + 1 :]
-        return (
-            segments[index].start not in self._acted_on
-            and all(s.role in ("silence", "noise") for s in later)
-            and now - segments[index].end >= MOVE_AFTER
+    def _utterance_ended(self, segments: Sequence[HeardSegment], index: int, now: float) -> bool:
+        """Not acted on yet, and followed by other sound or by MOVE_AFTER seconds of quiet."""
+        segment = segments[index]
+        return segment.start not in self._acted_on and (
+            not self._nothing_after(segments, index) or now - segment.end >= MOVE_AFTER
         )
 
-    def _prompt_heard(self, session: StreamSession, prompt: HeardSegment) -> None:
-        self._acted_on.add(prompt.start)
+    @staticmethod
+    def _nothing_after(segments: Sequence[HeardSegment], index: int) -> bool:
+        return all(s.role in ("silence", "noise") for s in segments[index + 1 :])
+
+    def _person(self, session: StreamSession, segment: HeardSegment) -> None:
+        self._human = True
+        self._reply(session, segment, Responder.HUMAN, "(a person's first words)")
+        self._mark(session, "human-heard")
+        self.control.goodbye()
+
+    async def _judge(self, session: StreamSession, segment: HeardSegment, *, last: bool) -> None:
+        """Who spoke in an ended utterance (audio_cues), then what the probe does about it."""
+        async with self._judging:  # one recognition at a time, utterances in order
+            if self._human or self.control.ended():
+                return
+            step = self.steps[0] if last and self.steps and segment.role == "ivr" else None
+            expected = step.expect_to_hear if step is not None else []
+            words = [*expected, *(w for w in self.cues.words if w not in expected)]
+            check = None
+            if words:
+                check = await self._recognise(session, segment, words)
+                if check is None:
+                    return  # the run has failed, with the reason
+            spotted = set() if check is None else set(check.expected) - set(check.missing)
+            judged = judge(segment, self.cues, spotted, answers_say=self._answers_say(segment))
+            self.judged[segment.start] = judged
+            self.control.note(
+                "utterance",
+                f"{segment.start:.2f}-{segment.end:.2f} s {judged.responder}: {judged.why}",
+                at=self._wall(session, segment.start),
+            )
+            if self.control.ended():
+                return
+            responder = judged.responder
+            if responder is Responder.HUMAN:
+                if segment.end - segment.start >= HUMAN_MIN_SECONDS:
+                    self._person(session, segment)
+                return
+            if responder is not Responder.IVR:
+                # A closed message or a voice bot: keep listening (a bot may hand over to a
+                # person), as gather mode does; the run's verdict decides.
+                self._greeted = True
+                if responder not in self._replied:
+                    self._replied.add(responder)
+                    what = "the voice bot" if responder is Responder.BOT else "the closed message"
+                    self._reply(session, segment, responder, f"({what}'s first words)")
+                return
+            if not self._greeted:
+                self._greeted = True
+                self._reply(session, segment, Responder.IVR, "(the IVR's first words)")
+            if last:
+                prompt_check = None
+                if check is not None and step is not None and step.expect_to_hear:
+                    missing = [word for word in check.missing if word in expected]
+                    prompt_check = PromptCheck(expected, check.heard, missing)
+                self._prompt_heard(session, segment, prompt_check)
+
+    def _answers_say(self, segment: HeardSegment) -> bool:
+        """Whether the utterance follows the probe's last spoken move with no hold between."""
+        if self._said_at is None or segment.start < self._said_at:
+            return False
+        return self._last_hold is None or self._last_hold < self._said_at
+
+    def _prompt_heard(
+        self, session: StreamSession, prompt: HeardSegment, checked: PromptCheck | None
+    ) -> None:
         self.control.note(
             "prompt heard",
             f"{prompt.start:.2f}-{prompt.end:.2f} s",
@@ -234,37 +322,63 @@ class CallListening:
             return
         step = self.steps[0]
         if not step.expect_to_hear:
-            self.control.move(self.steps.pop(0))
-            return
-        # Off the event loop: recognition takes a few hundred ms of CPU per prompt.
-        self._spawn(self._check_then_move(session, prompt, step))
+            self._move(session, self.steps.pop(0))
+        elif checked is not None:
+            self._check_then_move(session, prompt, step, checked)
+        else:
+            # Off the event loop: recognition takes a few hundred ms of CPU per prompt.
+            self._spawn(self._recognise_then_move(session, prompt, step))
 
-    async def _check_then_move(
+    async def _recognise_then_move(
         self, session: StreamSession, prompt: HeardSegment, step: IvrStep
     ) -> None:
+        check = await self._recognise(session, prompt, step.expect_to_hear)
+        if check is not None and not self.control.ended():
+            self._check_then_move(session, prompt, step, check)
+
+    async def _recognise(
+        self, session: StreamSession, segment: HeardSegment, words: list[str]
+    ) -> PromptCheck | None:
+        """The words spotted in the segment's recording; None when the run failed instead."""
         if self.prompts is None:
             self.control.failed(
                 ChannelUnavailable(
-                    "expect_to_hear needs the local recogniser (pocketsphinx), which is not "
-                    "installed: pip install pocketsphinx, or remove expect_to_hear"
+                    "expect_to_hear and audio_cues need the local recogniser (pocketsphinx), "
+                    "which is not installed: pip install pocketsphinx, or remove them"
                 )
             )
-            return
-        audio = bytes(session.recording[round(prompt.start * 8000) : round(prompt.end * 8000)])
-        if len(audio) < round((prompt.end - prompt.start) * 8000):
+            return None
+        first, after = round(segment.start * 8000), round(segment.end * 8000)
+        if len(session.recording) < after:
             self.control.failed(
                 PromptNotHeard(
-                    f"the IVR prompt at {prompt.start:.1f} s is past the recording kept "
-                    "(channels.phone.media_stream.recording_max_seconds): expect_to_hear checks "
-                    "the recording; raise the limit"
+                    f"the utterance at {segment.start:.1f} s is past the recording kept "
+                    "(channels.phone.media_stream.recording_max_seconds): expect_to_hear and "
+                    "audio_cues check the recording; raise the limit"
                 )
             )
-            return
+            return None
+        # With a margin: the utterance's edges are the listener's, a word may start before.
+        margin = round(RECOGNITION_MARGIN * 8000)
+        audio = bytes(session.recording[max(0, first - margin) : after + margin])
         try:
-            check = await asyncio.to_thread(self.prompts.check, audio, step.expect_to_hear)
+            async with asyncio.timeout(RECOGNITION_TIMEOUT):
+                return await asyncio.to_thread(self.prompts.check, audio, words)
         except UnknownWord as exc:
-            self.control.failed(PromptNotHeard(str(exc)))
-            return
+            self.control.failed(PromptNotHeard(f"{exc} (audio_cues or expect_to_hear)"))
+        except TimeoutError:
+            self.control.failed(
+                ChannelUnavailable(
+                    f"the local recogniser took over {RECOGNITION_TIMEOUT:g} s for the "
+                    f"{segment.end - segment.start:.1f} s utterance at {segment.start:.1f} s: "
+                    "the monitor is overloaded (lower channels.phone.max_calls)"
+                )
+            )
+        return None
+
+    def _check_then_move(
+        self, session: StreamSession, prompt: HeardSegment, step: IvrStep, check: PromptCheck
+    ) -> None:
         self.checks.append(check)
         self.control.note(
             "prompt check",
@@ -282,6 +396,11 @@ class CallListening:
             )
             return
         self.steps.remove(step)
+        self._move(session, step)
+
+    def _move(self, session: StreamSession, step: IvrStep) -> None:
+        if step.say is not None:
+            self._said_at = session.seconds
         self.control.move(step)
 
     def _check_silence(self, segments: Sequence[HeardSegment], now: float) -> None:
@@ -340,8 +459,19 @@ class CallListening:
 
     # -- what is kept --------------------------------------------------------------------
 
+    def segments(self) -> list[HeardSegment]:
+        """The call's segments, each judged utterance with the role its cues gave it."""
+        if self.session is None:
+            return []
+        return [
+            segment
+            if segment.start not in self.judged
+            else dataclasses.replace(segment, role=ROLE_OF[self.judged[segment.start].responder])
+            for segment in self.session.listener.segments()
+        ]
+
     def measures(self) -> CallMeasures | None:
-        return None if self.session is None else measures_of(self.session.listener.segments())
+        return None if self.session is None else measures_of(self.segments())
 
     def evidence(self) -> list[Evidence]:
         session = self.session
@@ -353,7 +483,8 @@ class CallListening:
         }
         if session is None:
             return [json_evidence(SEGMENTS, document)]
-        measures = measures_of(session.listener.segments())
+        segments = self.segments()
+        measures = measures_of(segments)
         document.update(
             started_at=None if session.started_at is None else session.started_at.isoformat(),
             seconds=round(session.seconds, 3),
@@ -361,7 +492,15 @@ class CallListening:
             recorded_seconds=round(len(session.recording) / 8000, 3),
             timing="seconds from the stream's first media frame, at 20 ms frame resolution",
             measures=measures.as_json(),
-            segments=[segment.as_json() for segment in session.listener.segments()],
+            segments=[
+                {
+                    **segment.as_json(),
+                    **(
+                        self.judged[segment.start].as_json() if segment.start in self.judged else {}
+                    ),
+                }
+                for segment in segments
+            ],
             marks_echoed=session.marks,
         )
         kept = [json_evidence(SEGMENTS, document)]

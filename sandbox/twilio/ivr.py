@@ -45,6 +45,7 @@ class FarEnd:
         if hours.voicebot is None:
             await self._hang_up("closed message ended")
             return
+        await asyncio.sleep(hours.voicebot_pause_seconds)
         await self._say(hours.voicebot, "bot", "ivr_prompt", menu="voicebot")
         # The voicebot keeps the line open and listens; the caller or the time limit ends it.
 
@@ -98,6 +99,8 @@ class FarEnd:
         queue = self._ivr.queues[name]
         entered = real_now()
         self._record("queue_entered", queue=name, intended_queue=intended, via=via)
+        if queue.bot_message:
+            await self._say(queue.bot_message, "bot", "ivr_prompt", menu=f"queue {name} bot")
         if queue.hold_message:
             await self._say(queue.hold_message, "ivr", "ivr_prompt", menu=f"queue {name}")
         self._line.play_tone("hold")

@@ -40,6 +40,7 @@ Example (all keys shown; most have defaults)::
         queues:
           billing:
             label: Billing
+            bot_message: null        # said by a voice bot (its own voice) before the hold
             hold_message: "Thanks for calling. Please hold, an agent will be with you shortly."
             wait: {distribution: lognormal, median: 30, p95: 120}
             agents: [Sam, Alex]
@@ -53,6 +54,7 @@ Example (all keys shown; most have defaults)::
           Thank you for calling Acme. Our lines are open Monday to Friday 9 to 5:30.
           Please call back then. Goodbye.
         voicebot: null               # a prompt spoken after the message; the call stays up
+        voicebot_pause_seconds: 1.0  # silence between the message and the voice bot
       faults:
         outage: false                # every call rings until its Timeout: no-answer, and
                                      # the messaging lines (messaging:) do not answer
@@ -128,6 +130,9 @@ class Menu(StrictModel):
 
 class CallQueue(StrictModel):
     label: str | None = None  # how the greeting names the team; default: the queue's name
+    # Said in the voice bot's voice as the caller enters the queue, before the hold message
+    # and the music: a voice bot that answers first, then hands over to a person.
+    bot_message: str | None = None
     hold_message: str | None = None
     wait: Latency = FixedLatency(seconds=5)  # from the end of the hold message to the greeting
     agents: list[str] = Field(default=["Sam"], min_length=1)
@@ -186,6 +191,8 @@ class AfterHoursLine(StrictModel):
         "Please call back then. Goodbye."
     )
     voicebot: str | None = None
+    # Silence between the closed message and the voice bot (a new speaker, a new utterance).
+    voicebot_pause_seconds: float = Field(default=1.0, ge=0)
 
 
 StreamFault = Literal["drop", "silence", "noise", "bad_signature"]
