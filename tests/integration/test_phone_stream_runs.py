@@ -18,15 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from probes.base import Responder
+from probes.phone.channel import PhoneChannel
 from sandbox.clock import WeeklyHours
 from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.server import TwilioSandbox
+from sandbox.twilio.signature import SIGNATURE_HEADER, twilio_signature
 from scenarios.model import Outcome, RunResult
 from tests.support import PHONE_AUTH_TOKEN, phone_config, phone_line, weekly
 
@@ -433,3 +436,32 @@ async def test_a_bot_cue_never_spoken_names_no_bot_and_the_person_is_the_human(
     judged = [s for s in document["segments"] if "responder" in s]
     assert [s["responder"] for s in judged] == ["ivr", "human"]
     assert "bot" not in {s["role"] for s in document["segments"]}
+
+
+# -- one stream URL per monitor ------------------------------------------------------------------
+
+
+async def test_a_stream_for_a_call_this_monitor_did_not_place_is_refused_and_counted(
+    tmp_path: Path, voicebox: Voicebox
+) -> None:
+    """Twilio's signed upgrade for another monitor's call (a proxy that sends every stream to
+    one monitor): 404, logged and counted; a stream signed for another URL: 403."""
+    line = stream_line(tmp_path, voicebox)
+    async with line as sandbox, monitoring(stream_config(tmp_path, sandbox)) as monitor:
+        channel = monitor.runner.channels["phone"]
+        assert isinstance(channel, PhoneChannel)
+        url = channel.stream_url("CXP-ANOTHERMONITOR")
+        statuses = []
+        for signed in (url, url.replace("127.0.0.1", "cxprobe-b.example.net")):
+            headers = {SIGNATURE_HEADER: twilio_signature(PHONE_AUTH_TOKEN, signed)}
+            async with aiohttp.ClientSession() as http:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(url, headers=headers)
+            statuses.append(refused.value.status)
+        health = monitor.runner.health()["channels"]["phone"]
+        rejected = monitor.registry.get_sample_value(
+            "cxprobe_webhooks_rejected_total", {"channel": "phone"}
+        )
+    assert statuses == [404, 403]
+    assert health["foreign_streams"] == 1 and health["rejected_webhooks"] == 1
+    assert rejected == 2
