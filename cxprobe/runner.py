@@ -714,7 +714,7 @@ class Runner:
                 result.reason = (
                     NOT_RECORDED_SENT
                     if result.sent_at is None
-                    else "the monitor stopped and this channel cannot resume a conversation"
+                    else _cannot_resume(check.channel)
                     if check is not None
                     else f"check {result.check_id!r} is no longer configured"
                 )
@@ -893,3 +893,10 @@ def _arrival(message: StoredMessage) -> datetime:
 
 def _domain(reply: Reply) -> str:
     return reply.sender.rpartition("@")[2].strip(">").lower()
+
+
+def _cannot_resume(kind: str) -> str:
+    """Why a run of a channel that cannot resume a conversation is interrupted."""
+    because = CHANNEL_TYPES[kind].cannot_resume if kind in CHANNEL_TYPES else ""
+    reason = "the monitor stopped and this channel cannot resume a conversation"
+    return f"{reason}: {because}" if because else reason

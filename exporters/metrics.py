@@ -331,7 +331,8 @@ class MonitorMetrics:
         )
         self.rejected_webhooks = Counter(
             "cxprobe_webhooks_rejected_total",
-            "Provider webhook requests refused because their signature was missing or wrong.",
+            "Provider webhook requests refused: a missing or wrong signature (403), or a media "
+            "stream for a call this monitor did not place (404).",
             ["channel"],
             registry=registry,
         )

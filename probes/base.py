@@ -435,6 +435,8 @@ class ChannelType(Generic[SettingsT, AddressT]):
     evidence_summaries: Mapping[str, EvidenceSummary] = field(default_factory=dict)
     #: Whether conversations may stay open for hours (persisted, resumed after restarts).
     resumable: bool = False
+    #: Why a conversation of this kind cannot be resumed (added to the interrupted run's reason).
+    cannot_resume: str = ""
     #: Whether the driver needs the monitor's HTTP server (provider webhooks).
     needs_http: bool = False
     #: Whether any member of the public reaches the target this way, with no account or

@@ -1,4 +1,4 @@
-"""Counting and logging webhook requests refused for their signature.
+"""Counting and logging webhook requests refused (a bad signature; a stream for no call here).
 
 Anyone on the internet can post to a public webhook, so refusals are counted (``/healthz`` and
 the ``cxprobe_webhooks_rejected_total`` metric) and logged sparingly: the first few, then one

@@ -23,8 +23,9 @@ signature gets 403, is logged and counted, and changes nothing. Without webhooks
 (``webhook.status_only``) the probe polls the call's status, measures time to answer only, hangs
 up once answered, and says so in the result.
 
-Classification of what is heard: the address's ``human`` patterns → ``human``; ``closed`` →
-``auto`` (the after-hours message); ``voicebot`` → ``bot``; anything else is the ``ivr``.
+Classification of what is heard (:mod:`probes.phone.responders`, shared with stream mode):
+the address's ``voicebot`` patterns → ``bot``, then ``closed`` → ``auto`` (the after-hours
+message), then ``human`` → ``human``; anything else is the ``ivr``.
 
 Lines with ``listen: stream`` are heard over Twilio Media Streams instead (see
 :mod:`probes.phone.stream_call`): the answer's TwiML starts a ``<Connect><Stream>`` (or a
@@ -830,13 +831,16 @@ PHONE = ChannelType(
         t0="the call created by the provider",
         reply_timing="provider status events (answered) and partial speech results (who speaks: "
         "IVR, human); lines with listen: stream, the call's audio over Twilio Media Streams "
-        "(20 ms frames: IVR, hold music, the first speech after hold is the person)",
+        "(20 ms frames: IVR, hold music, the first speech after hold is the person; audio_cues "
+        "words spotted locally tell a voice bot and the closed message)",
         precision="~0.5 to 1 s (speech is recognised in partial results as it is heard)",
     ),
     cross_check=cross_check,
     evidence_summaries={TIMELINE: timeline_lines, SEGMENTS: segment_lines},
     measures=MEASURES,
     resumable=False,
+    cannot_resume="a call is heard only by the monitor that placed it (its webhooks and media "
+    "stream reach that monitor); Twilio ends it at channels.phone.max_call_seconds",
     needs_http=True,
     # The brand's published support line: anyone may call it.
     public=True,

@@ -10,6 +10,11 @@ segments are read again and acted on:
 - the first speech after hold music is a person: a ``human`` reply timed at its first frame,
   then the probe says its closing line and hangs up.
 
+With ``audio_cues`` (:mod:`probes.phone.spoken_cues`) every utterance is judged once it ends:
+its words are spotted by the local recogniser (off the event loop, one at a time) and it is a
+voice bot, the closed message, a person or the IVR; bot and closed-message replies keep the
+call up (as gather mode does), the IVR's prompt takes the next move, a person ends the call.
+
 Faults end the run with a reason: a stream that never connects (``connect_timeout`` after the
 answer; refused upgrades with a bad signature are named), a stream that drops (the socket
 closes without Twilio's ``stop`` while the call is up), a stream with only silence or noise for

@@ -284,7 +284,10 @@ async def test_run_left_open_at_a_restart_is_finished_by_the_next_monitor(
     else:
         assert resumed == 0
         assert finished.outcome is Outcome.INTERRUPTED
-        assert finished.reason == CANNOT_RESUME
+        assert finished.reason is not None and finished.reason.startswith(CANNOT_RESUME)
+        assert finished.reason.removeprefix(CANNOT_RESUME).removeprefix(": ") == (
+            CHANNEL_TYPES[kind].cannot_resume
+        )
         assert sample(second, "cxprobe_runs_total", {**runs, "outcome": "interrupted"}) == 1
     assert sample(second, "cxprobe_open_runs", {"channel": kind}) == 0
 
