@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -172,7 +173,7 @@ class CallListening:
             self._look(session)
 
     def stream_ended(self, session: StreamSession) -> None:
-        self._look(session)
+        self._look(session, final=True)
         how = "stop" if session.stopped else "dropped (no stop message)"
         self.control.note("stream ended", f"{how} after {session.seconds:.2f} s of audio")
         if not session.stopped and not self.control.ended():
@@ -211,11 +212,13 @@ class CallListening:
 
     # -- what is heard -----------------------------------------------------------------------
 
-    def _look(self, session: StreamSession) -> None:
+    def _look(self, session: StreamSession, *, final: bool = False) -> None:
+        """final: the stream has ended, and with it every utterance (each is judged)."""
         if self._human:
             return
         segments = session.listener.segments()
         now = session.seconds
+        ended_by = math.inf if final else now
         for index, segment in enumerate(segments):
             if segment.role == "hold":
                 self._last_hold = max(self._last_hold or 0.0, segment.start)
@@ -225,7 +228,9 @@ class CallListening:
                     "hold", "music on the line", at=self._wall(session, segment.start)
                 )
             elif self.cues.active:
-                if segment.role in ("ivr", "human") and self._utterance_ended(segments, index, now):
+                if segment.role in ("ivr", "human") and self._utterance_ended(
+                    segments, index, ended_by
+                ):
                     self._acted_on.add(segment.start)
                     last = self._nothing_after(segments, index)
                     self._spawn(self._judge(session, segment, last=last))
@@ -265,8 +270,8 @@ class CallListening:
     async def _judge(self, session: StreamSession, segment: HeardSegment, *, last: bool) -> None:
         """Who spoke in an ended utterance (audio_cues), then what the probe does about it."""
         async with self._judging:  # one recognition at a time, utterances in order
-            if self._human or self.control.ended():
-                return
+            if self._human:
+                return  # (a call that has ended still has its last words judged)
             step = self.steps[0] if last and self.steps and segment.role == "ivr" else None
             expected = step.expect_to_hear if step is not None else []
             words = [*expected, *(w for w in self.cues.words if w not in expected)]
@@ -283,8 +288,6 @@ class CallListening:
                 f"{segment.start:.2f}-{segment.end:.2f} s {judged.responder}: {judged.why}",
                 at=self._wall(session, segment.start),
             )
-            if self.control.ended():
-                return
             responder = judged.responder
             if responder is Responder.HUMAN:
                 if segment.end - segment.start >= HUMAN_MIN_SECONDS:
@@ -353,7 +356,7 @@ class CallListening:
                 )
             )
             return None
-        first, after = round(segment.start * 8000), round(segment.end * 8000)
+        after = round(segment.end * 8000)
         if len(session.recording) < after:
             self.control.failed(
                 PromptNotHeard(
@@ -363,9 +366,14 @@ class CallListening:
                 )
             )
             return None
-        # With a margin: the utterance's edges are the listener's, a word may start before.
-        margin = round(RECOGNITION_MARGIN * 8000)
-        audio = bytes(session.recording[max(0, first - margin) : after + margin])
+        # With a margin of quiet: the utterance's edges are the listener's, and a word may
+        # start before them; other sound (ringback, music) is left out.
+        audible = [s for s in session.listener.segments() if s.role not in ("silence", "noise")]
+        before = max((s.end for s in audible if s.end <= segment.start), default=0.0)
+        later = min((s.start for s in audible if s.start >= segment.end), default=math.inf)
+        low = max(before, segment.start - RECOGNITION_MARGIN)
+        high = min(later, segment.end + RECOGNITION_MARGIN)
+        audio = bytes(session.recording[round(low * 8000) : round(high * 8000)])
         try:
             async with asyncio.timeout(RECOGNITION_TIMEOUT):
                 return await asyncio.to_thread(self.prompts.check, audio, words)

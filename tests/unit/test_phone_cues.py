@@ -181,15 +181,21 @@ async def test_speech_answering_the_probes_say_is_a_bot_when_the_line_converses(
     assert roles == (["ivr", "bot"] if bot else ["ivr", "ivr"])
 
 
-async def test_the_closed_message_is_auto_from_its_spoken_words(voicebox: Voicebox) -> None:
+@pytest.mark.parametrize("hung_up", [False, True])
+async def test_the_closed_message_is_auto_from_its_spoken_words(
+    voicebox: Voicebox, hung_up: bool
+) -> None:
+    """Judged after a moment of quiet, or at once when the line hangs up as it ends."""
     call = RecordingCall()
     listening = listening_to(call, AudioCues(bot=["automated"], closed=["tomorrow"]), [])
     session = started(listening)
     closed = "Thank you for calling Acme. Our office is closed. Please call again tomorrow morning."
-    script = (
-        FarEndScript().add("silence", silence(0.6)).add("ivr", voicebox.speak(closed, **IVR_VOICE))
-    )
-    feed(listening, session, np.concatenate([script.pcm(), silence(1.2)]))
+    script = FarEndScript().add("silence", silence(0.6))
+    script.add("ivr", voicebox.speak(closed, **IVR_VOICE))
+    feed(listening, session, np.concatenate([script.pcm(), silence(0.2 if hung_up else 1.2)]))
+    if hung_up:  # 0.2 s of quiet do not end an utterance: the end of the stream does
+        session.stopped = True
+        listening.stream_ended(session)
     await call.until(lambda: call.notes.count("utterance") == 1)
     (reply,) = call.replies
     assert reply.responder is Responder.AUTO and reply.external_id == "CA1:audio:auto"
