@@ -6,8 +6,7 @@ sends Twilio's messages: `connected`, `start` (with the `<Parameter>`s as custom
 one `media` per 20 ms, `stop`. Each frame is what the line carries at that instant: the
 utterance being spoken (synthesised by espeak-ng in the speaker's voice, cut where the
 utterance ends or is barged in on), else ringback or hold music while they play, else
-silence; an utterance's first sample opens the first frame it is heard in. Frames are paced
-in real time on an absolute schedule; a frame computed late
+silence. Frames are paced in real time on an absolute schedule; a frame computed late
 (synthesis, a busy loop) still carries what the line did at its own instant, so the stream's
 clock is exact even when delivery is not.
 
@@ -234,10 +233,7 @@ class StreamLine:
         utterance = self.line.speaking_at(instant)
         if utterance is not None:
             audio = await self._speech(utterance)
-            # Whole frames from the first frame it is heard in: an utterance's samples start
-            # on a frame, so the same script sends the same samples on every run.
-            frame = int((instant - utterance.started) / FRAME_SECONDS + 1e-6)
-            offset = frame * FRAME_SAMPLES
+            offset = round((instant - utterance.started) * SAMPLE_RATE)
             if offset < len(audio):
                 return _KIND_OF_SPEAKER[utterance.speaker], utterance.text, _cut(audio, offset)
         tone, since = self.line.tone_at(instant)
