@@ -19,6 +19,7 @@ import yaml
 
 from cxprobe.settings import Config, load_config
 from cxprobe.store.database import EvidenceStore
+from probes import CHANNEL_TYPES
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.hours import BusinessCalendar
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult
@@ -202,8 +203,22 @@ async def record_run(store: EvidenceStore, result: RunResult, plan: Plan, clock:
     result.routing = plan.routing
     result.outcome = plan.outcome
     result.reason = plan.reason
+    result.measures = channel_measures(result)
     result.finished_at = clock.advance(1)
     await store.finish(result)
+
+
+def channel_measures(result: RunResult) -> dict[str, float]:
+    """What a channel with measures of its own (``ChannelType.measures``, the phone's audio)
+    measured on a run a human answered: each a fraction of the time to the human, in the
+    order declared (so the report's quantiles can be worked out from the runs)."""
+    declared = list(CHANNEL_TYPES[result.channel].measures)
+    human = result.first_human_seconds
+    if human is None:
+        return {}
+    return {
+        name: round(human * (index + 1) / len(declared), 3) for index, name in enumerate(declared)
+    }
 
 
 async def populate(
