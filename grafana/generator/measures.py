@@ -43,7 +43,10 @@ def measured_channel_types() -> dict[str, ChannelType[Any, Any]]:
 
 
 def _labelled(expr: str, label: str) -> str:
-    """``expr`` with a ``measure`` label holding ``label`` (label values hold no quotes)."""
+    """``expr`` with a ``measure`` label holding ``label``, a PromQL string as written (so no
+    quote, backslash or ``$``, which label_replace would expand)."""
+    if any(character in label for character in '"\\$'):
+        raise ValueError(f"measure label {label!r} cannot be written in a PromQL string")
     return f'label_replace({expr}, "measure", "{label}", "", "")'
 
 
