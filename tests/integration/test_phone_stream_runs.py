@@ -124,6 +124,7 @@ async def test_each_measure_from_the_audio_is_within_100_ms_of_the_ground_truth(
         async with monitoring(stream_config(tmp_path, sandbox)) as monitor:
             result = await run_once(monitor)
             evidence = await kept(monitor, result)
+            stored = await monitor.store.load_run(result.run_id)
             labels = {
                 "target": "acme",
                 "channel": "phone",
@@ -156,6 +157,8 @@ async def test_each_measure_from_the_audio_is_within_100_ms_of_the_ground_truth(
         sum(s["end"] - s["start"] for s in holds), abs=TOLERANCE
     )
     assert measures["time_to_human"] == pytest.approx(human["start"], abs=TOLERANCE)
+    # Kept with the run in the store (and so sealed with it), exactly as measured.
+    assert stored is not None and stored.measures == measures
     # Time to the person is the audio's: the reply is timed at the agent's first frame.
     (heard,) = [r for r in result.replies if r.responder is Responder.HUMAN]
     assert heard.external_id.endswith(":audio:human")
