@@ -67,9 +67,8 @@ DEFINITIONS = (
 def measure_methods(channel_types: Mapping[str, ChannelType[Any, Any]]) -> tuple[str, ...]:
     """How each channel with measures of its own takes them (a paragraph each)."""
     return tuple(
-        f"{channel_type.measures_heading} ({kind}: "
-        + ", ".join(measure.label for measure in channel_type.measures.values())
-        + f"): {channel_type.methodology.measures}"
+        f"{channel_type.measures_heading} on the {kind} channel: "
+        f"{channel_type.methodology.measures}"
         for kind, channel_type in channel_types.items()
         if channel_type.measures and channel_type.methodology.measures
     )

@@ -78,6 +78,4 @@ def test_long_measures_read_as_durations() -> None:
 def test_the_methodology_says_how_each_channel_takes_its_measures() -> None:
     (definitions, _) = methodology(channel_types()).blocks
     assert isinstance(definitions, Text)
-    assert definitions.paragraphs[-1] == (
-        "Line sounds (line: time ringing, time waiting): From the line's sound."
-    )
+    assert definitions.paragraphs[-1] == ("Line sounds on the line channel: From the line's sound.")
