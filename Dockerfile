@@ -51,12 +51,13 @@ CMD ["run", "-c", "/etc/cxprobe/config.yaml"]
 # The reference contact centre of `make demo` (python -m sandbox). Its mail desk runs real
 # Dovecot, which is started as root to hand its mail processes to `nobody` (the sandbox chowns
 # the mail homes); everything it serves listens on 127.0.0.1 of its own network namespace.
-# openssl makes the desk's private CA and certificate.
+# openssl makes the desk's private CA and certificate; espeak-ng and flite synthesise the phone
+# line's far end (Media Streams audio).
 FROM runtime AS sandbox
 USER root
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        dovecot-imapd dovecot-lmtpd dovecot-sieve openssl \
+        dovecot-imapd dovecot-lmtpd dovecot-sieve openssl espeak-ng flite \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/cxprobe
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

@@ -9,6 +9,8 @@ Three parts, each on audio made here from seeds, voices, texts and durations tha
   the absolute error), and the listener's CPU seconds per minute of call audio;
 - **prompts**: ``prompts`` IVR prompt checks (a keyword that is in the prompt, or one that is
   not) with the local recogniser: share correct, false passes, false failures, CPU per check;
+  the same checks once on espeak-ng's formant voices and once on flite's voices built from
+  recorded speakers (CMU ARCTIC; nearer to the recorded prompts of a real IVR);
 - **concurrency**: ``levels`` of simultaneous calls streamed in real time over real WebSockets
   (the sandbox's Media Streams messages, paced on an absolute 20 ms schedule) into the
   monitor's endpoint with a Listener each: how late the frames are processed (p95 lag) at
@@ -34,6 +36,7 @@ from probes.phone.listen import CallMeasures, Listener
 from probes.phone.media import Send, StreamSession, media_stream_handler
 from probes.phone.prompts import PromptChecker
 from sandbox.twilio.audio import (
+    FLITE_VOICES,
     FarEndScript,
     Voicebox,
     frames,
@@ -160,7 +163,11 @@ def measure_accuracy(calls: Sequence[Call]) -> dict[str, object]:
 
 
 def measure_prompts(
-    voicebox: Voicebox, count: int, rng: random.Random, threshold: float | None = None
+    voicebox: Voicebox,
+    count: int,
+    rng: random.Random,
+    threshold: float | None = None,
+    voices: Sequence[str] = VOICES,
 ) -> dict[str, object]:
     checker = PromptChecker() if threshold is None else PromptChecker(threshold)
     right = false_pass = false_fail = 0
@@ -170,7 +177,7 @@ def measure_prompts(
         prompt = rng.choice(PROMPTS).format(kw=keyword)
         audio = voicebox.speak(
             prompt,
-            voice=rng.choice(VOICES),
+            voice=rng.choice(voices),
             rate=rng.randint(140, 185),
             pitch=rng.randint(35, 65),
         )
@@ -302,6 +309,11 @@ async def measure(
     return {
         "seed": seed,
         "accuracy": measure_accuracy(made),
-        "prompts": measure_prompts(voicebox, prompts, random.Random(seed + 1)),
+        # The same checks on each synthesiser's voices: espeak-ng's formant voices, and flite's
+        # voices built from recorded speakers (nearer to a recorded IVR prompt).
+        "prompts": {
+            engine: measure_prompts(voicebox, prompts, random.Random(seed + 1), voices=voices)
+            for engine, voices in (("espeak-ng", VOICES), ("flite", FLITE_VOICES))
+        },
         "concurrency": await measure_concurrency(made, levels, concurrency_seconds),
     }

@@ -347,8 +347,9 @@ def report(
     incidents: Annotated[int, typer.Option(help="How many worst incidents to show.")] = 8,
 ) -> None:
     """Write the audit report of a period: SLA compliance, hour-of-week heatmaps, after-hours
-    availability, routing, answer quality and rubric scores, competitor ranking, worst
-    incidents, cross-channel comparison, methodology."""
+    availability, routing, the channels' own measures (a heard call's audio), answer quality
+    and rubric scores, competitor ranking, worst incidents, cross-channel comparison,
+    methodology."""
     errors = make_console(stderr=True)
     loaded = load_or_exit(config, errors, secrets=STORE_SECRETS)
     scope = scope_of(start, end, target, channel)

@@ -267,13 +267,13 @@ class MonitorMetrics:
         self.channel_measures: dict[tuple[str, str], Histogram] = {
             (kind, name): Histogram(
                 f"cxprobe_{kind}_{name}_seconds",
-                help_text,
+                measure.help,
                 [*_CHECK_LABELS, "period"],
                 buckets=MEASURE_BUCKETS,
                 registry=registry,
             )
             for kind, channel_type in CHANNEL_TYPES.items()
-            for name, help_text in channel_type.measures.items()
+            for name, measure in channel_type.measures.items()
         }
 
     def _declare_check_metrics(self, registry: CollectorRegistry) -> None:

@@ -324,6 +324,17 @@ class Methodology:
     t0: str  # the event that is t0, e.g. "the SMTP server's 250 reply to DATA"
     reply_timing: str  # how a reply's arrival is timed
     precision: str  # how precise the figures are, and why
+    #: How the channel's own figures (``ChannelType.measures``) are taken, and how precise
+    #: they are; empty for a channel without any.
+    measures: str = ""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A figure a channel's conversations measure besides the reply times, in seconds."""
+
+    label: str  # for people, e.g. "time to a human (audio)"
+    help: str  # what it measures, from when to when (the metric's help text)
 
 
 #: Where in the configuration a problem is (``("targets", "acme", "slas")``).
@@ -449,10 +460,17 @@ class ChannelType(Generic[SettingsT, AddressT]):
     #: The responder kinds the driver can classify a reply as (a target's ``responders``
     #: rules may add others): a conversation turn waiting only for others can never match.
     responders: frozenset[Responder] = frozenset(Responder)
-    #: Figures a conversation may measure besides the reply times (name → help text), each
-    #: exported as ``cxprobe_<kind>_<name>_seconds``; a conversation hands them back from
-    #: ``measures()`` when it closes (see :class:`Measured`).
-    measures: Mapping[str, str] = field(default_factory=dict)
+    #: Figures a conversation may measure besides the reply times (by name), each exported as
+    #: ``cxprobe_<kind>_<name>_seconds``, kept in the store and in the report; a conversation
+    #: hands them back from ``measures()`` when it closes (see :class:`Measured`).
+    measures: Mapping[str, Measure] = field(default_factory=dict)
+    #: What the measures are of, as a heading (the report's and the dashboards'), e.g.
+    #: "Phone audio"; empty: "<kind> measures".
+    measures_title: str = ""
+
+    @property
+    def measures_heading(self) -> str:
+        return self.measures_title or f"{self.kind} measures"
 
     def settings_of(self, section: BaseModel | None) -> SettingsT:
         """``section`` (a validated config's ``channels.<kind>``) as this channel's settings."""
@@ -510,6 +528,7 @@ __all__ = [
     "Evidence",
     "EvidenceSummary",
     "KeyPath",
+    "Measure",
     "Measured",
     "Methodology",
     "Price",

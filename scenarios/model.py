@@ -720,7 +720,7 @@ class RunResult:
     #: Each rubric item's result (``scenarios.rubric``), in the rubric's order.
     rubric_items: list[RubricItemResult] = field(default_factory=list)
     #: The channel's own figures (``ChannelType.measures``, seconds), e.g. a call's time on
-    #: hold from its audio; kept in the run's evidence and exported, not in the store's columns.
+    #: hold from its audio; stored (``run_measures``), sealed with the run and exported.
     measures: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -12,6 +12,8 @@
 #                                 (initdb and postgres in user space, as the package's postgres user)
 #   espeak-ng                   : synthesises the sandbox phone line's prompts and agents (Media
 #                                 Streams audio, sandbox/twilio/audio.py)
+#   flite                       : the same, with voices built from recorded speakers (`flite:`
+#                                 voices; the prompt-check benchmark and its tests)
 set -euo pipefail
 
 need=()
@@ -31,6 +33,7 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # By path: the server's binaries are under a versioned directory, never on PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v flite >/dev/null 2>&1 || need+=(flite)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -19,6 +19,7 @@ import yaml
 
 from cxprobe.settings import Config, load_config
 from cxprobe.store.database import EvidenceStore
+from probes import CHANNEL_TYPES
 from probes.base import Evidence, Reply, Responder, Sent
 from scenarios.hours import BusinessCalendar
 from scenarios.model import ObservedReply, Outcome, Period, RoutingResult, RunResult
@@ -147,8 +148,11 @@ def reply_text(responder: Responder, queue: str, token: str) -> str:
     return f"Hello Alex,\nthanks for getting in touch about {token}.\nKind regards,\n{team}"
 
 
-async def record_run(store: EvidenceStore, result: RunResult, plan: Plan, clock: FakeClock) -> None:
-    """One run through the store as the runner writes it."""
+async def record_run(
+    store: EvidenceStore, result: RunResult, plan: Plan, clock: FakeClock, *, measured: bool = True
+) -> None:
+    """One run through the store as the runner writes it (``measured``: with the channel's
+    measures, see :func:`channel_measures`)."""
     await store.claim_slot(result)
     clock.now = result.slot + timedelta(seconds=2)
     sent_at = clock.now
@@ -202,8 +206,22 @@ async def record_run(store: EvidenceStore, result: RunResult, plan: Plan, clock:
     result.routing = plan.routing
     result.outcome = plan.outcome
     result.reason = plan.reason
+    result.measures = channel_measures(result) if measured else {}
     result.finished_at = clock.advance(1)
     await store.finish(result)
+
+
+def channel_measures(result: RunResult) -> dict[str, float]:
+    """What a channel with measures of its own (``ChannelType.measures``, the phone's audio)
+    measured on a run a human answered: each a fraction of the time to the human, in the
+    order declared (so the report's quantiles can be worked out from the runs)."""
+    declared = list(CHANNEL_TYPES[result.channel].measures)
+    human = result.first_human_seconds
+    if human is None:
+        return {}
+    return {
+        name: round(human * (index + 1) / len(declared), 3) for index, name in enumerate(declared)
+    }
 
 
 async def populate(
@@ -215,9 +233,11 @@ async def populate(
     every_hours: int = 2,
     seed: int = 7,
     location: str | None = None,
+    measured: bool = True,
 ) -> list[RunResult]:
     """Runs of every check in :data:`CHECKS`, one per ``every_hours`` (staggered), at
-    ``location`` (default: the config's monitor's)."""
+    ``location`` (default: the config's monitor's); ``measured=False``: without the channels'
+    measures, as every run of a store from before revision 0010."""
     rng = random.Random(seed)
     clock = FakeClock(start)
     results = []
@@ -225,6 +245,6 @@ async def populate(
         for index, check_id in enumerate(CHECKS):
             slot = start + timedelta(hours=hour, minutes=15 * index)
             result = new_result(config, check_id, slot, location)
-            await record_run(store, result, plan_for(result, rng), clock)
+            await record_run(store, result, plan_for(result, rng), clock, measured=measured)
             results.append(result)
     return results

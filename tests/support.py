@@ -359,6 +359,54 @@ def phone_line(**overrides: Any) -> Any:
     return TwilioSettings.model_validate(profile)
 
 
+#: The IVR's prompt on :func:`heard_line`.
+STREAM_PROMPT = "Welcome to Acme. For billing press 1. For support press 2."
+
+
+def heard_line(**main_menu: Any) -> Any:
+    """A sandbox line (``TwilioSettings``) whose far end is heard over a media stream: ringback
+    after the answer, the IVR's prompt, hold, an agent (``main_menu``: overrides of the main
+    menu's settings)."""
+    menus = phone_line(queue_wait=2.0).ivr.model_dump()
+    menus["menus"]["main"]["prompt"] = STREAM_PROMPT
+    menus["menus"]["main"].update(main_menu)
+    return phone_line(
+        speech_rate=14,  # about espeak-ng's pace, so an utterance's audio fills its time
+        answer_ringback_seconds=1.0,
+        ivr=menus,
+    )
+
+
+def listen_on_stream(
+    phone: dict[str, Any], line: dict[str, Any], stream_url: str, **media_stream: Any
+) -> None:
+    """A ``channels.phone`` section and a target's phone line (as data) made to hear the call
+    over a media stream at ``stream_url`` (the monitor's own port), pressing 1 for billing."""
+    phone["media_stream_url"] = stream_url
+    phone["media_stream"] = {"connect_timeout": 3, **media_stream}
+    line["listen"] = "stream"
+    line["ivr"] = {"billing": [{"digits": "1"}], "tech": [{"digits": "2"}]}
+
+
+def phone_channel(
+    api_base_url: str, *, status_only: bool = False, retry_for: float = 10.0
+) -> dict[str, Any]:
+    """A ``channels.phone`` section calling the sandbox line at ``api_base_url`` (its token in
+    ``CXPROBE_TEST_TWILIO_TOKEN``)."""
+    return {
+        "twilio": {
+            "account_sid": PHONE_ACCOUNT_SID,
+            "auth_token": "${CXPROBE_TEST_TWILIO_TOKEN}",
+            "api_base_url": api_base_url,
+            "retry_for": retry_for,
+        },
+        "from_number": PROBE_NUMBER,
+        "webhook": {"status_only": status_only, "poll_interval": 0.2},
+        "listen_timeout": 5,
+        "closing_line": "Thanks, goodbye.",
+    }
+
+
 def phone_config(
     tmp_path: Path,
     api_base_url: str,
@@ -372,18 +420,7 @@ def phone_config(
     http_port: int = 0,
 ) -> Path:
     """A cxprobe config calling the sandbox phone line at ``api_base_url`` (its base URL)."""
-    phone = {
-        "twilio": {
-            "account_sid": PHONE_ACCOUNT_SID,
-            "auth_token": "${CXPROBE_TEST_TWILIO_TOKEN}",
-            "api_base_url": api_base_url,
-            "retry_for": retry_for,
-        },
-        "from_number": PROBE_NUMBER,
-        "webhook": {"status_only": status_only, "poll_interval": 0.2},
-        "listen_timeout": 5,
-        "closing_line": "Thanks, goodbye.",
-    }
+    phone = phone_channel(api_base_url, status_only=status_only, retry_for=retry_for)
     target = {
         "business_hours": hours_in("UTC", open_now),
         "channels": {

@@ -5,6 +5,8 @@
     runs.csv | runs.jsonl        one row/line per run (UTC and target-local times, period,
                                  outcome, first answers, routing, SLA thresholds, seal)
     messages.csv, artifacts.csv  (CSV only; JSONL nests them in each run's line)
+    measures.csv                 each run's channel measures, e.g. a call's time to a human
+                                 from its audio (CSV only; JSONL: each run's ``measures``)
     chain.csv | chain.jsonl      the contiguous chain entries covering the period
     gaps.csv | gaps.jsonl        scheduled slots without a run (claimed but gone; unclaimed)
     courtesy.json                each run's contact mode (declared/mystery), skip reason and
@@ -38,6 +40,7 @@ from cxprobe.evidence.format import (
     CSV,
     GAP_COLUMNS,
     JSONL,
+    MEASURE_COLUMNS,
     MESSAGE_COLUMNS,
     RUN_COLUMNS,
     ExportedRun,
@@ -46,6 +49,7 @@ from cxprobe.evidence.format import (
     chain_object,
     chain_row,
     json_line,
+    measure_rows,
     message_rows,
     run_object,
     run_row,
@@ -56,7 +60,6 @@ from cxprobe.store.chain import (
     Scope,
     purged_runs,
     record_hash,
-    run_record,
     utc_text,
 )
 from cxprobe.store.database import EvidenceStore
@@ -148,6 +151,7 @@ def _exported_runs(snapshot: Snapshot, zones: Mapping[str, str]) -> list[Exporte
             artifacts=item.artifacts,
             entry=item.entry,
             zone=zones.get(str(item.run["target"])),
+            measures=item.measures,
         )
         for item in snapshot.runs
     ]
@@ -331,6 +335,11 @@ def _write_tables(
             ARTIFACT_COLUMNS,
             (row for run in runs for row in artifact_rows(run)),
         )
+        _write_csv(
+            out / "measures.csv",
+            MEASURE_COLUMNS,
+            (row for run in runs for row in measure_rows(run)),
+        )
         _write_csv(out / "chain.csv", CHAIN_COLUMNS, (chain_row(e) for e in snapshot.chain))
         _write_csv(out / "gaps.csv", GAP_COLUMNS, (gap.row() for gap in gaps))
     else:
@@ -390,7 +399,7 @@ def _sealed_runs(runs: list[ExportedRun]) -> list[tuple[str, str]]:
     sealed = []
     for run in runs:
         if run.entry is not None:
-            digest = record_hash(run_record(run.run, run.messages, run.artifacts))
+            digest = record_hash(run.record())
             if digest == run.entry.record_hash:
                 sealed.append((run.run_id, digest))
     return sealed

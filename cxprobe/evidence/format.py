@@ -20,7 +20,7 @@ import json
 import mimetypes
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -35,6 +35,7 @@ from cxprobe.store.chain import (
     FieldKind,
     canonical_json,
     parse_time,
+    run_record,
     utc_text,
 )
 from probes.base import Responder
@@ -82,10 +83,16 @@ class ExportedRun:
     artifacts: list[dict[str, Any]]  # ARTIFACT_FIELDS, ``id``, ``message`` (direction, id)
     entry: ChainEntry | None  # the latest run/amendment entry (None: open, unsealed)
     zone: str | None  # the target's IANA zone, for the local-time columns
+    #: The channel's own figures (seconds by name), sealed with the run; most runs have none.
+    measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
         return str(self.run["run_id"])
+
+    def record(self) -> dict[str, Any]:
+        """The run record its chain entry seals (:func:`~cxprobe.store.chain.run_record`)."""
+        return run_record(self.run, self.messages, self.artifacts, self.measures)
 
     def sorted_messages(self) -> list[dict[str, Any]]:
         return sorted(
@@ -250,6 +257,9 @@ ARTIFACT_COLUMNS: tuple[str, ...] = (
     "path",
 )
 
+#: measures.csv: a row per channel measure of a run (``ChannelType.measures``), in seconds.
+MEASURE_COLUMNS: tuple[str, ...] = ("run_id", "measure", "seconds")
+
 CHAIN_COLUMNS: tuple[str, ...] = (
     "seq",
     "kind",
@@ -360,6 +370,13 @@ def artifact_rows(run: ExportedRun) -> list[dict[str, str]]:
     return rows
 
 
+def measure_rows(run: ExportedRun) -> list[dict[str, str]]:
+    return [
+        {"run_id": run.run_id, "measure": name, "seconds": cell(float(seconds))}
+        for name, seconds in sorted(run.measures.items())
+    ]
+
+
 def chain_row(entry: ChainEntry) -> dict[str, str]:
     return {
         "seq": str(entry.seq),
@@ -404,12 +421,15 @@ def runs_from_rows(
     messages: Sequence[Mapping[str, str]],
     artifacts: Sequence[Mapping[str, str]],
     entries: Mapping[int, ChainEntry],
+    measures: Sequence[Mapping[str, str]] = (),
 ) -> tuple[list[ExportedRun], list[str]]:
-    """Runs parsed back from the three CSV files, and what could not be (a row that cannot be
-    parsed is reported, and verify carries on with the rest)."""
+    """Runs parsed back from the CSV files (``measures``: measures.csv's rows, none in an
+    export from before it), and what could not be (a row that cannot be parsed is reported,
+    and verify carries on with the rest)."""
     loose: list[str] = []
     by_run_messages = _by_run(_parsed(messages, "messages.csv", _message_from_row, loose))
     by_run_artifacts = _by_run(_parsed(artifacts, "artifacts.csv", _artifact_from_row, loose))
+    by_run_measures = _by_run(_parsed(measures, "measures.csv", _measure_from_row, loose))
     parsed = []
     read_run = functools.partial(_run_from_row, entries=entries)
     for row, (values, entry) in _parsed(runs, "runs.csv", read_run, loose):
@@ -421,14 +441,30 @@ def runs_from_rows(
                 artifacts=by_run_artifacts.pop(run_id, []),
                 entry=entry,
                 zone=row.get("time_zone") or None,
+                measures=_measures_of(by_run_measures.pop(run_id, []), run_id, loose),
             )
         )
-    for run_id, orphans in {**by_run_messages, **by_run_artifacts}.items():
+    for run_id, orphans in {**by_run_messages, **by_run_artifacts, **by_run_measures}.items():
         loose.append(
-            f"messages.csv/artifacts.csv hold {len(orphans)} row(s) of run {run_id}, which is "
-            "not in runs.csv (its line was removed?)"
+            f"messages.csv/artifacts.csv/measures.csv hold {len(orphans)} row(s) of run "
+            f"{run_id}, which is not in runs.csv (its line was removed?)"
         )
     return parsed, loose
+
+
+def _measure_from_row(row: Mapping[str, str]) -> dict[str, Any]:
+    return {"measure": row["measure"], "seconds": float(row["seconds"])}
+
+
+def _measures_of(
+    rows: Sequence[Mapping[str, Any]], run_id: str, loose: list[str]
+) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for row in rows:
+        if row["measure"] in found:
+            loose.append(f"measures.csv: run {run_id} has measure {row['measure']} twice")
+        found[row["measure"]] = row["seconds"]
+    return found
 
 
 _Parsed = TypeVar("_Parsed")
@@ -541,6 +577,8 @@ def run_object(run: ExportedRun) -> dict[str, Any]:
             "record_hash": entry.record_hash,
             "entry_hash": entry.entry_hash,
         },
+        # Only where the run has measures: a line of a run without any reads as before.
+        **({"measures": dict(sorted(run.measures.items()))} if run.measures else {}),
     }
 
 
@@ -573,6 +611,7 @@ def run_from_object(data: Mapping[str, Any], entries: Mapping[int, ChainEntry]) 
         ],
         entry=None if seal is None else entries.get(int(seal["seq"])),
         zone=data.get("time_zone"),
+        measures={str(name): float(value) for name, value in (data.get("measures") or {}).items()},
     )
 
 

@@ -36,6 +36,7 @@ from cxprobe.evidence.format import (
     artifact_rows,
     entry_from_object,
     entry_from_row,
+    measure_rows,
     message_rows,
     run_from_object,
     run_object,
@@ -53,7 +54,6 @@ from cxprobe.store.chain import (
     link_problems,
     purged_runs,
     record_hash,
-    run_record,
     utc_text,
 )
 
@@ -223,20 +223,29 @@ def _load_runs(
             run_rows = _read_csv(directory / "runs.csv")
             message_table = _read_csv(directory / "messages.csv")
             artifact_table = _read_csv(directory / "artifacts.csv")
+            # An export from before measures.csv has none (a missing file the manifest lists
+            # is reported with the files).
+            measures_path = directory / "measures.csv"
+            measure_table = _read_csv(measures_path) if measures_path.is_file() else []
         except (OSError, ValueError, csv.Error) as exc:
             result.problems.append(f"the CSV files cannot be read ({exc})")
             return []
-        parsed, problems = runs_from_rows(run_rows, message_table, artifact_table, entries)
+        parsed, problems = runs_from_rows(
+            run_rows, message_table, artifact_table, entries, measure_table
+        )
         result.problems += problems
         rows_by_run: dict[str, dict[str, Any]] = {}
         for row in run_rows:
             rows_by_run.setdefault(
-                row.get("run_id", ""), {"run": row, "messages": [], "artifacts": []}
+                row.get("run_id", ""), {"run": row, "messages": [], "artifacts": [], "measures": []}
             )
-        for row in message_table:
-            rows_by_run.get(row.get("run_id", ""), {}).get("messages", []).append(row)
-        for row in artifact_table:
-            rows_by_run.get(row.get("run_id", ""), {}).get("artifacts", []).append(row)
+        for table, key in (
+            (message_table, "messages"),
+            (artifact_table, "artifacts"),
+            (measure_table, "measures"),
+        ):
+            for row in table:
+                rows_by_run.get(row.get("run_id", ""), {}).get(key, []).append(row)
         return [(run, rows_by_run.get(run.run_id)) for run in parsed]
     runs = []
     try:
@@ -284,7 +293,7 @@ def _check_runs(
             result.notes.append(f"run {run_id} was still open at export: not sealed yet")
             continue
         try:
-            digest = record_hash(run_record(values, run.messages, run.artifacts))
+            digest = record_hash(run.record())
         except (ChainFormatError, KeyError, ValueError) as exc:
             result.problems.append(
                 f"run {run_id}: its content cannot be put in canonical form ({exc})"
@@ -304,8 +313,8 @@ def _check_runs(
         elif digest != newest.record_hash:
             result.problems.append(
                 f"run {run_id}: its exported content does not match the record hash sealed by "
-                f"chain entry {newest.seq} (the run, one of its messages or attachments' digests "
-                "was changed)"
+                f"chain entry {newest.seq} (the run, one of its messages or measures, or its "
+                "attachments' digests was changed)"
             )
 
 
@@ -327,6 +336,7 @@ def _compare_derived(
         ("runs.csv", [run_row(run)], [written["run"]]),
         ("messages.csv", message_rows(run), written["messages"]),
         ("artifacts.csv", artifact_rows(run), written["artifacts"]),
+        ("measures.csv", measure_rows(run), written["measures"]),
     ]
     for name, rebuilt, rows in pairs:
         if len(rebuilt) != len(rows):

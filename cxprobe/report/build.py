@@ -7,8 +7,9 @@
 Contents: key figures; SLA compliance per target, channel and period with the thresholds that
 applied; hour-of-week heatmaps (answer rate, median time to first answer) per target and
 channel in the target's local time; 24/7 coverage (which hours of the week were sampled);
-after-hours availability; routing correctness; answer quality and language per target and
-channel, with the mystery-shopping rubric's scores; the competitor ranking (speed, answer
+after-hours availability; routing correctness; the channels' own measures (``ChannelType.
+measures``, e.g. from a call's audio) per target and location; answer quality and language per
+target and channel, with the mystery-shopping rubric's scores; the competitor ranking (speed, answer
 quality, after-hours availability); the worst incidents with evidence excerpts; a
 cross-channel comparison of each scenario; when the runs come from more than one location,
 each target and channel compared across locations; methodology.
@@ -39,6 +40,7 @@ from cxprobe.report.data import (
     routing,
     worst_incidents,
 )
+from cxprobe.report.measures import measures_section
 from cxprobe.report.methodology import methodology
 from cxprobe.report.model import (
     Block,
@@ -424,6 +426,7 @@ async def build_report(store: EvidenceStore, options: ReportOptions) -> Report:
         _coverage_section(runs, options.zones),
         _after_hours_section(runs),
         _routing_section(runs),
+        measures_section(runs),
         quality_section(runs),
         ranking_section(runs, options.target_names, options.competitors),
         await _incidents_section(store, runs, options),

@@ -64,11 +64,21 @@ DEFINITIONS = (
 )
 
 
+def measure_methods(channel_types: Mapping[str, ChannelType[Any, Any]]) -> tuple[str, ...]:
+    """How each channel with measures of its own takes them (a paragraph each)."""
+    return tuple(
+        f"{channel_type.measures_heading} on the {kind} channel: "
+        f"{channel_type.methodology.measures}"
+        for kind, channel_type in channel_types.items()
+        if channel_type.measures and channel_type.methodology.measures
+    )
+
+
 def methodology(channel_types: Mapping[str, ChannelType[Any, Any]] = CHANNEL_TYPES) -> Section:
     return Section(
         "Methodology",
         (
-            Text(DEFINITIONS),
+            Text(DEFINITIONS + measure_methods(channel_types)),
             TableBlock(
                 columns=("channel", "t0", "first answer timed by", "precision"),
                 rows=precision_rows(channel_types),

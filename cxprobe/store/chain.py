@@ -19,6 +19,11 @@ Entry kinds:
     retention deleted runs; ``record_hash`` seals :func:`purge_record` (the run ids and the
     record hashes they had), so an export made later can tell a purged run from a deleted one.
 
+Run record formats: ``cxprobe-run/1`` seals the run's fields, messages and artifacts;
+``cxprobe-run/2`` is the same with ``measures`` (the channel's own figures, name → seconds),
+used only for a run that has measures, so every run without them (all runs sealed before
+revision 0010) keeps its ``/1`` record and hash.
+
 Canonical form: JSON with sorted keys, no insignificant whitespace, UTF-8; times as UTC
 ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; numbers as floats; optional text empty and null alike (null).
 Database ids are left out, so a record survives a dump and restore into another database.
@@ -42,6 +47,8 @@ PURGE = "purge"
 ENTRY_KINDS = (RUN, AMENDMENT, PURGE)
 
 RUN_RECORD_FORMAT = "cxprobe-run/1"
+#: A run record with the channel's measures (``measures``: name → seconds).
+MEASURED_RUN_RECORD_FORMAT = "cxprobe-run/2"
 PURGE_RECORD_FORMAT = "cxprobe-purge/1"
 ENTRY_FORMAT = "cxprobe-chain/1"
 
@@ -173,12 +180,14 @@ def run_record(
     run: Mapping[str, Any],
     messages: Iterable[Mapping[str, Any]],
     artifacts: Iterable[Mapping[str, Any]],
+    measures: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The canonical content of a run that its record hash seals.
 
     ``run`` holds :data:`RUN_FIELDS` and ``thresholds`` (a mapping); each message
     :data:`MESSAGE_FIELDS`; each artifact :data:`ARTIFACT_FIELDS` and ``message``, the
-    ``(direction, external_id)`` of the message it belongs to or None (evidence of the run).
+    ``(direction, external_id)`` of the message it belongs to or None (evidence of the run);
+    ``measures`` the channel's own figures (seconds by name), none for most runs.
     """
     thresholds = run["thresholds"] or {}
     sealed_run = _fields(RUN_FIELDS, run) | {
@@ -206,12 +215,16 @@ def run_record(
             a["size"],
         )
     )
-    return {
+    record: dict[str, Any] = {
         "format": RUN_RECORD_FORMAT,
         "run": sealed_run,
         "messages": sealed_messages,
         "artifacts": sealed_artifacts,
     }
+    if measures:
+        record["format"] = MEASURED_RUN_RECORD_FORMAT
+        record["measures"] = {str(name): float(value) for name, value in measures.items()}
+    return record
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

@@ -57,6 +57,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    delete,
     event,
     func,
     insert,
@@ -100,7 +101,7 @@ from cxprobe.store.leases import (
     renew,
     take_over,
 )
-from cxprobe.store.ledger import head, seal_run
+from cxprobe.store.ledger import head, load_measures, seal_run
 from cxprobe.store.migrations import SCHEMA_VERSION, SchemaState, prepare_store
 from cxprobe.store.retention import PurgePolicy, PurgeReport, purge_runs
 from cxprobe.store.schema import (
@@ -112,6 +113,7 @@ from cxprobe.store.schema import (
     channel_state,
     in_chunks,
     messages,
+    run_measures,
     runs,
     slots,
 )
@@ -800,8 +802,9 @@ class EvidenceStore:
         return True
 
     async def finish(self, result: RunResult) -> None:
-        """Close the run with its final figures, outcome and reason, and seal it in the chain
-        (one transaction: a closed run is always sealed; finishing it again amends)."""
+        """Close the run with its final figures, outcome, reason and the channel's measures,
+        and seal it in the chain (one transaction: a closed run is always sealed; finishing it
+        again amends)."""
         if result.outcome is None:
             raise ValueError(f"run {result.run_id}: finish() needs an outcome")
         await self._update(
@@ -824,6 +827,7 @@ class EvidenceStore:
             await conn.execute(
                 update(runs).where(runs.c.run_id == result.run_id).values(_figures(result) | values)
             )
+            await _replace_measures(conn, result)
             await _amend_if_closed(conn, result.run_id, note)
 
     # -- evidence chain, exports, retention --------------------------------------------------
@@ -1325,6 +1329,20 @@ def _open_run_row(result: RunResult, now: datetime) -> dict[str, Any]:
     }
 
 
+async def _replace_measures(conn: AsyncConnection, result: RunResult) -> None:
+    """The run's measures as the result holds them (a result loaded from the store holds the
+    stored ones, so revising other figures keeps them)."""
+    await conn.execute(delete(run_measures).where(run_measures.c.run_id == result.run_id))
+    if result.measures:
+        await conn.execute(
+            insert(run_measures),
+            [
+                {"run_id": result.run_id, "name": name, "seconds": float(seconds)}
+                for name, seconds in sorted(result.measures.items())
+            ],
+        )
+
+
 def _figures(result: RunResult) -> dict[str, Any]:
     """The columns the engine may revise while a run is open or after it closed."""
     return {
@@ -1461,6 +1479,9 @@ async def _with_replies(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list
     """Run rows as results, each with its replies (incoming messages) in arrival order."""
     results = [_result(row) for row in rows]
     by_id = {result.run_id: result for result in results}
+    measures = await conn.run_sync(load_measures, list(by_id))
+    for run_id, found in measures.items():
+        by_id[run_id].measures = found
     for chunk in in_chunks(list(by_id)):
         replies = await conn.execute(
             select(messages)

@@ -38,6 +38,7 @@ from cxprobe.store.schema import (
     chain_head,
     messages,
     outside_text,
+    run_measures,
     runs,
 )
 
@@ -196,15 +197,32 @@ def load_content(
     return by_run_messages, by_run_artifacts
 
 
-def current_record_hash(conn: Connection, run_id: str) -> tuple[Row[Any], str] | None:
-    """The run's row and the record hash of its content as it is now (None: no such run)."""
+def load_measures(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The channel measures of ``run_ids`` (seconds by name), by run id; {} for a run without."""
+    found: dict[str, dict[str, float]] = {run_id: {} for run_id in run_ids}
+    for chunk in chunks(list(run_ids)):
+        for row in conn.execute(
+            select(run_measures)
+            .where(run_measures.c.run_id.in_(chunk))
+            .order_by(run_measures.c.run_id, run_measures.c.name)
+        ):
+            found[row.run_id][row.name] = float(row.seconds)
+    return found
+
+
+def current_record_hash(
+    conn: Connection, run_id: str, *, measured: bool = True
+) -> tuple[Row[Any], str] | None:
+    """The run's row and the record hash of its content as it is now (None: no such run).
+    ``measured=False``: the store has no measures yet (a revision before 0010 is sealing)."""
     # Only the sealed columns: revision 0002 seals with this code while later revisions'
     # columns do not exist yet.
     row = conn.execute(select(*sealed_run_columns()).where(runs.c.run_id == run_id)).first()
     if row is None:
         return None
     by_messages, by_artifacts = load_content(conn, [run_id])
-    record = run_record(run_fields(row), by_messages[run_id], by_artifacts[run_id])
+    measures = load_measures(conn, [run_id])[run_id] if measured else None
+    record = run_record(run_fields(row), by_messages[run_id], by_artifacts[run_id], measures)
     return row, record_hash(record)
 
 
@@ -229,10 +247,12 @@ def latest_entries(conn: Connection, run_ids: Iterable[str]) -> dict[str, ChainE
     return found
 
 
-def seal_run(conn: Connection, run_id: str, *, note: str, now: datetime) -> ChainEntry | None:
+def seal_run(
+    conn: Connection, run_id: str, *, note: str, now: datetime, measured: bool = True
+) -> ChainEntry | None:
     """Seal the run's current content: a ``run`` entry the first time, an ``amendment`` when
     the content changed since its latest entry, nothing when it did not."""
-    current = current_record_hash(conn, run_id)
+    current = current_record_hash(conn, run_id, measured=measured)
     if current is None:
         raise StoreError(f"cannot seal run {run_id!r}: it is not in the evidence store")
     row, digest = current
@@ -258,7 +278,10 @@ def seal_run(conn: Connection, run_id: str, *, note: str, now: datetime) -> Chai
 
 
 def seal_closed_runs(conn: Connection, *, now: datetime, note: str) -> int:
-    """Seal every closed run that has no entry yet, oldest finish first (schema upgrade)."""
+    """Seal every closed run that has no entry yet, oldest finish first (schema upgrade).
+
+    Only revision 0002 calls this: before ``run_measures`` exists (revision 0010), when no run
+    had measures, so the runs are sealed without reading them."""
     sealed = select(chain.c.run_id).where(chain.c.run_id.is_not(None))  # NOT IN and NULLs
     unsealed = conn.execute(
         select(runs.c.run_id)
@@ -267,7 +290,7 @@ def seal_closed_runs(conn: Connection, *, now: datetime, note: str) -> int:
     ).scalars()
     count = 0
     for run_id in list(unsealed):
-        if seal_run(conn, run_id, note=note, now=now) is not None:
+        if seal_run(conn, run_id, note=note, now=now, measured=False) is not None:
             count += 1
     return count
 

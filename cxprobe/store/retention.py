@@ -34,6 +34,7 @@ from cxprobe.store.schema import (
     artifacts,
     exported_runs,
     messages,
+    run_measures,
     runs,
     slots,
 )
@@ -227,5 +228,6 @@ def _delete_purged(
             delete(artifact_chunks).where(artifact_chunks.c.artifact_id.in_(purged_artifacts))
         )
         conn.execute(delete(artifacts).where(artifacts.c.run_id.in_(ids)))
+        conn.execute(delete(run_measures).where(run_measures.c.run_id.in_(ids)))
         conn.execute(delete(messages).where(messages.c.run_id.in_(ids)))
         conn.execute(delete(runs).where(runs.c.run_id.in_(ids)))

@@ -268,6 +268,16 @@ artifact_chunks = Table(
     Column("content", LargeBinary, nullable=False),
 )
 
+#: The channel's own figures of a run (``ChannelType.measures``, revision 0010), e.g. a call's
+#: time on hold from its audio: a row per measure the conversation took, in seconds.
+run_measures = Table(
+    "run_measures",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("name", Name, primary_key=True),
+    Column("seconds", Float, nullable=False),
+)
+
 #: What a channel driver keeps across restarts, e.g. how far it has read a mailbox.
 channel_state = Table(
     "channel_state",

@@ -32,6 +32,7 @@ from cxprobe.store.ledger import (
     head,
     latest_entries,
     load_content,
+    load_measures,
     run_fields,
 )
 from cxprobe.store.schema import chain, exported_runs, exports, runs, slots
@@ -43,6 +44,7 @@ class SnapshotRun:
     messages: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]  # metadata with ``id`` and ``message`` (direction, id)
     entry: ChainEntry | None  # the latest run/amendment entry; None while the run is open
+    measures: dict[str, float] = field(default_factory=dict)  # the channel's, by name
 
     @property
     def run_id(self) -> str:
@@ -123,14 +125,16 @@ def _runs_in_scope(conn: Connection, scope: Scope, problems: list[str]) -> list[
     rows = conn.execute(query.order_by(runs.c.slot_at, runs.c.check_id, runs.c.run_id)).all()
     ids = [row.run_id for row in rows]
     by_messages, by_artifacts = load_content(conn, ids)
+    by_measures = load_measures(conn, ids)
     latest = latest_entries(conn, ids)
     snapshot_runs = []
     for row in rows:
         entry = latest.get(row.run_id)
         fields = run_fields(row)
+        measures = by_measures[row.run_id]
         if row.status == "closed":
             digest = record_hash(
-                run_record(fields, by_messages[row.run_id], by_artifacts[row.run_id])
+                run_record(fields, by_messages[row.run_id], by_artifacts[row.run_id], measures)
             )
             if entry is None:
                 problems.append(f"run {row.run_id} is closed but was never sealed in the chain")
@@ -140,7 +144,7 @@ def _runs_in_scope(conn: Connection, scope: Scope, problems: list[str]) -> list[
                     f"{entry.seq} sealed (changed outside cxprobe)"
                 )
         snapshot_runs.append(
-            SnapshotRun(fields, by_messages[row.run_id], by_artifacts[row.run_id], entry)
+            SnapshotRun(fields, by_messages[row.run_id], by_artifacts[row.run_id], entry, measures)
         )
     return snapshot_runs
 

@@ -40,6 +40,7 @@ from .common import (
     table_query,
     time_series,
 )
+from .measures import measure_rows
 
 #: The target (one) on the selected channels.
 PAIR = 'target="$target", channel=~"$channel"'
@@ -55,7 +56,8 @@ def target_drill_down() -> builders.Dashboard:
         "cxprobe / Target",
         "One target in detail: its checks' last runs, outcomes, time to first answer by "
         "responder and period against the configured limits, routing, late and unmatched "
-        "replies. Alerts link here with var-target and var-channel.",
+        "replies, and the channels' own measures (a call's audio). Alerts link here with "
+        "var-target and var-channel.",
         time_from="now-24h",
         variables=[
             label_variable(
@@ -86,6 +88,7 @@ def target_drill_down() -> builders.Dashboard:
             ("Time to first answer", _time_to_first_answer()),
             ("Routing", _routing()),
             ("Late and unmatched replies", _late_and_unmatched_replies()),
+            *measure_rows(CHECK),
         ],
     )
 

@@ -834,10 +834,19 @@ PHONE = ChannelType(
         "(20 ms frames: IVR, hold music, the first speech after hold is the person; audio_cues "
         "words spotted locally tell a voice bot and the closed message)",
         precision="~0.5 to 1 s (speech is recognised in partial results as it is heard)",
+        measures="Lines with listen: stream only. The far end's audio (μ-law, 8 kHz) is "
+        "labelled in 20 ms frames (voice activity, tonal hold music, silence), so each measure "
+        "has a resolution of 20 ms, timed from the stream's first frame: post-dial delay to "
+        "the first sound (ringback or a voice), the IVR's first words, time in the IVR until "
+        "the hold music, all the hold music, and the person's first words (the first speech "
+        "after hold). Against the sandbox's ground truth on audio no test used (BENCHMARKS.md, "
+        "'Phone audio'): every measure within 100 ms at p95, time to a human within 65 ms. "
+        "Noisy or percussive hold music blurs the hold edges by up to ~150 ms.",
     ),
     cross_check=cross_check,
     evidence_summaries={TIMELINE: timeline_lines, SEGMENTS: segment_lines},
     measures=MEASURES,
+    measures_title="Phone audio",
     resumable=False,
     cannot_resume="a call is heard only by the monitor that placed it (its webhooks and media "
     "stream reach that monitor); Twilio ends it at channels.phone.max_call_seconds",

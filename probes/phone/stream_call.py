@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from probes.base import (
     ChannelUnavailable,
     Evidence,
+    Measure,
     ProbeError,
     Reply,
     Responder,
@@ -63,14 +64,26 @@ RECOGNITION_MARGIN = 0.25
 #: Evidence kinds: the far end's recording and what was heard in it.
 AUDIO = "call-audio"
 SEGMENTS = "call-audio-segments"
-#: The measures from the audio, as the channel type declares them for the metrics.
+#: The measures from the audio, as the channel type declares them (metrics, store, report).
 MEASURES = {
-    "post_dial_delay": "Seconds from the stream's first frame to the first sound (ringback or a "
-    "voice) on the call's audio.",
-    "time_to_ivr_greeting": "Seconds from the stream's first frame to the IVR's first words.",
-    "time_in_ivr": "Seconds from the IVR's first words to the hold music (or the person).",
-    "time_on_hold": "Seconds of hold music on the call's audio.",
-    "time_to_human": "Seconds from the stream's first frame to the person's first words.",
+    "post_dial_delay": Measure(
+        "post-dial delay (audio)",
+        "Seconds from the stream's first frame to the first sound (ringback or a voice) on "
+        "the call's audio.",
+    ),
+    "time_to_ivr_greeting": Measure(
+        "time to IVR greeting (audio)",
+        "Seconds from the stream's first frame to the IVR's first words.",
+    ),
+    "time_in_ivr": Measure(
+        "time in IVR (audio)",
+        "Seconds from the IVR's first words to the hold music (or the person).",
+    ),
+    "time_on_hold": Measure("time on hold (audio)", "Seconds of hold music on the call's audio."),
+    "time_to_human": Measure(
+        "time to a human (audio)",
+        "Seconds from the stream's first frame to the person's first words.",
+    ),
 }
 
 

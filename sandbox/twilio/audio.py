@@ -1,7 +1,9 @@
 """The far end's real audio for the Media Streams line: speech, hold music, ringback, silence.
 
-Speech is synthesised with Debian's `espeak-ng` (a subprocess; no Python binding), resampled to
-Twilio's 8 kHz and kept as 16-bit PCM; hold music is generated chords and ringback the North
+Speech is synthesised with Debian's `espeak-ng` (formant voices; a subprocess, no Python binding)
+or, for a voice named ``flite:<voice>``, Debian's `flite` (voices built from recordings of real
+speakers, CMU ARCTIC: nearer to a recorded IVR prompt), resampled to Twilio's 8 kHz and kept as
+16-bit PCM; hold music is generated chords and ringback the North
 American 440 + 480 Hz cadence. A `Voicebox` caches each synthesis, so a process (a test
 session, a benchmark) synthesises a prompt once, never per frame or per call. `FarEndScript`
 joins segments into one signal and keeps the ground truth of where each one starts and ends.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import tempfile
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,11 +28,21 @@ Pcm = npt.NDArray[np.int16]
 SegmentKind = Literal["silence", "ringback", "ivr", "hold", "bot", "human"]
 
 
-class Voicebox:
-    """espeak-ng synthesis at 8 kHz, cached by (text, voice, rate, pitch)."""
+#: The prefix of a voice synthesised by flite instead of espeak-ng (``flite:slt``).
+FLITE_PREFIX = "flite:"
+#: flite's voices built into Debian's package (``flite -lv``), each from one CMU ARCTIC speaker.
+FLITE_VOICES = ("flite:slt", "flite:rms", "flite:awb", "flite:kal16")
+#: flite's own speaking rate, in words a minute: a requested rate stretches durations from it.
+_FLITE_RATE = 175
 
-    def __init__(self, executable: str = "espeak-ng") -> None:
+
+class Voicebox:
+    """Speech synthesis at 8 kHz (espeak-ng, or flite for ``flite:`` voices), cached by (text,
+    voice, rate, pitch). flite has no pitch setting for its recorded voices: pitch is ignored."""
+
+    def __init__(self, executable: str = "espeak-ng", flite: str = "flite") -> None:
         self._executable = executable
+        self._flite = flite
         self._cache: dict[tuple[str, str, int, int], Pcm] = {}
 
     def speak(self, text: str, *, voice: str = "en-us", rate: int = 160, pitch: int = 50) -> Pcm:
@@ -39,15 +52,30 @@ class Voicebox:
         return self._cache[key]
 
     def _synthesise(self, text: str, voice: str, rate: int, pitch: int) -> Pcm:
-        wav = subprocess.run(
-            [self._executable, "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", text],
-            check=True,
-            capture_output=True,
-        ).stdout
+        if voice.startswith(FLITE_PREFIX):
+            wav = self._flite_wav(text, voice.removeprefix(FLITE_PREFIX), rate)
+        else:
+            espeak = [self._executable, "-v", voice, "-s", str(rate), "-p", str(pitch)]
+            wav = subprocess.run(
+                [*espeak, "--stdout", text],
+                check=True,
+                capture_output=True,
+            ).stdout
         with wave.open(io.BytesIO(wav)) as reader:
             source_rate = reader.getframerate()
             samples = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
         return _trim(resample(samples, source_rate, SAMPLE_RATE))
+
+    def _flite_wav(self, text: str, voice: str, rate: int) -> bytes:
+        # flite writes a seekable WAV file only (its header is rewritten at the end).
+        with tempfile.NamedTemporaryFile(suffix=".wav") as out:
+            stretch = f"duration_stretch={_FLITE_RATE / rate:.3f}"
+            subprocess.run(
+                [self._flite, "-voice", voice, "--setf", stretch, "-t", text, "-o", out.name],
+                check=True,
+                capture_output=True,
+            )
+            return out.read()
 
 
 def resample(samples: Pcm, source_rate: int, target_rate: int) -> Pcm:

@@ -1,7 +1,9 @@
 """Every query of the committed dashboards returns data from a real Prometheus.
 
 A real monitor (``open_monitor`` with its HTTP server on a free port) probes the sandbox on SMS
-(the Twilio sandbox) and on the generic messaging channel (two generic peers), a second monitor
+(the Twilio sandbox), on the phone (a second Twilio sandbox line whose far end is real audio,
+heard over a media stream to the monitor: the phone audio measures) and on the generic messaging
+channel (two generic peers), a second monitor
 at another location probes two generic peers of its own with the checks the configuration does
 not limit to the first location, and a real Prometheus scrapes both every second. The runs
 cover what the panels show: met, correctly routed runs with bot and human answers (acme on
@@ -9,7 +11,9 @@ SMS); misrouted runs (acme on the generic platform ``social``, whose agents alwa
 the wrong team); runs judged at a deadline shorter than the agents take, whose human answer
 then arrives late (slowco on ``social``); and after-hours runs started by the monitor's own
 scheduler (nightowl, closed all week, on the platform ``night``), which also give the
-scheduler-lag histogram its observations. The second location runs acme's generic check and
+scheduler-lag histogram its observations. Acme's phone line is called twice, one call after the
+other, so every audio measure's histogram moves after Prometheus first saw it (``rate()`` needs
+that). The second location runs acme's generic check and
 nightowl's, so the Locations dashboard has every figure for both locations side by side.
 
 Then each dashboard is resolved as Grafana would: template variables from their
@@ -46,11 +50,22 @@ import yaml
 
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import LIBRARY_DIR, load_config
+from probes import CHANNEL_TYPES
 from sandbox.clock import WeeklyHours
 from sandbox.generic.peer import GenericPeer
 from sandbox.profile import PROFILES_DIR, Profile
+from sandbox.twilio.audio import Voicebox
 from sandbox.twilio.server import TwilioSandbox
-from tests.support import generic_platform, require_binary, weekly
+from tests.support import (
+    PHONE_AUTH_TOKEN,
+    SUPPORT_LINE,
+    generic_platform,
+    heard_line,
+    listen_on_stream,
+    phone_channel,
+    require_binary,
+    weekly,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,6 +86,16 @@ SOCIAL_AGENT_SECONDS = 1.0
 SLOWCO_DEADLINE = "600ms"
 #: The scheduler starts nightowl's check this often; its runs end with the bot's answer.
 NIGHTOWL_EVERY = "2s"
+#: The channels with measures of their own, and their panels on the target drill-down.
+MEASURED = {kind: t for kind, t in CHANNEL_TYPES.items() if t.measures}
+MEASURE_PANELS = [
+    title
+    for t in MEASURED.values()
+    for title in (
+        f"{t.measures_heading} over the range",
+        *(f"{t.measures_heading} (p{q})" for q in (50, 95)),
+    )
+]
 #: Queries that are right to return nothing for one value of a single-value variable, and why.
 #: Each must return data for another selection, and each entry must still be needed.
 EMPTY_BY_DESIGN = {
@@ -78,7 +103,14 @@ EMPTY_BY_DESIGN = {
         "every slowco run is breached (judged before its agents answer), so no run in the range "
         "met its expectations; the panel shows 'none in range'"
     ),
+    **{
+        ("target.json", title, "target", other): f"{other} has no phone line"
+        for title in MEASURE_PANELS
+        for other in ("slowco", "nightowl")
+    },
 }
+#: Acme's phone line is called this many times (one call after the other).
+PHONE_CALLS = 2
 #: A schedule that never fires during a test: these runs are started by the test itself.
 NEVER = {"cron": "0 0 1 1 *", "misfire_grace": "1s"}
 
@@ -267,20 +299,34 @@ def billing_question() -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class Lines:
+    """The Twilio sandboxes: SMS on the default profile's account, and a phone line whose far
+    end is heard over a media stream."""
+
+    messaging: TwilioSandbox
+    phone: TwilioSandbox
+
+
 def write_config(
-    tmp_path: Path, lines: TwilioSandbox, profile: Profile, peers: LocationPeers, location: str
+    tmp_path: Path, lines: Lines, profile: Profile, peers: LocationPeers, location: str
 ) -> Path:
-    """The configuration of the monitor at ``location``: the same targets and checks at both
-    locations, but acme's SMS and slowco's checks run at :data:`LOCATION` only."""
+    """The configuration of the monitor at ``location`` (on a port of its own, which its media
+    stream URL names): the same targets and checks at both locations, but acme's SMS and phone
+    and slowco's checks run at :data:`LOCATION` only."""
     assert profile.twilio is not None and profile.messaging is not None
     social, night = peers.social, peers.night
     page = social.settings.page_id
+    port = free_port()
+    phone = phone_channel(lines.phone.base_url)
+    phone_line: dict[str, Any] = {"number": SUPPORT_LINE}
+    listen_on_stream(phone, phone_line, f"ws://127.0.0.1:{port}")
     document: dict[str, Any] = {
         "version": 1,
         "monitor": {
             "location": location,
             "store_url": f"sqlite+aiosqlite:///{tmp_path / f'cxprobe-{location}.db'}",
-            "http": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": port},
             "log_format": "json",
         },
         "locations": {LOCATION: {}, ELSEWHERE: {}},
@@ -292,12 +338,13 @@ def write_config(
                 "twilio": {
                     "account_sid": profile.twilio.account_sid,
                     "auth_token": profile.twilio.auth_token,
-                    "api_base_url": lines.base_url,
+                    "api_base_url": lines.messaging.base_url,
                 },
                 "from_numbers": [PROBE_NUMBER],
                 "receiving": {"mode": "webhook"},
                 "status_wait": 10,
             },
+            "phone": phone,
             "generic": {
                 "platforms": {"social": generic_platform(social), "night": generic_platform(night)}
             },
@@ -308,9 +355,11 @@ def write_config(
                 {
                     "sms": {"to": str(profile.messaging.sms.address)},
                     "generic": {"platform": "social", "recipient": page, "sender": "cust-1"},
+                    "phone": phone_line,
                 },
                 {
                     "sms": {"first_response": "5s", "human_response": "10s", "deadline": "12s"},
+                    "phone": {"first_response": "10s", "human_response": "20s", "deadline": "25s"},
                     "generic": {"first_response": "5s", "human_response": "10s", "objective": 0.9},
                 },
             ),
@@ -336,6 +385,14 @@ def write_config(
                 "id": "acme-sms",
                 "target": "acme",
                 "channel": "sms",
+                "scenario": "billing-question",
+                "schedule": NEVER,
+                "locations": [LOCATION],
+            },
+            {
+                "id": "acme-phone",
+                "target": "acme",
+                "channel": "phone",
                 "scenario": "billing-question",
                 "schedule": NEVER,
                 "locations": [LOCATION],
@@ -390,23 +447,33 @@ async def location_peers(stack: AsyncExitStack, workdir: Path) -> LocationPeers:
 @asynccontextmanager
 async def sandbox(
     tmp_path: Path,
-) -> AsyncIterator[tuple[TwilioSandbox, Profile, dict[str, LocationPeers]]]:
+) -> AsyncIterator[tuple[Lines, Profile, dict[str, LocationPeers]]]:
     profile = load_profile()
     assert profile.twilio is not None
+    open_all_week = WeeklyHours.model_validate(weekly(True))
     async with AsyncExitStack() as stack:
-        lines = await stack.enter_async_context(
+        messaging = await stack.enter_async_context(
             TwilioSandbox(
                 profile.twilio,
                 workdir=tmp_path / "lines",
-                hours=WeeklyHours.model_validate(weekly(True)),
+                hours=open_all_week,
                 messaging=profile.messaging,
+            )
+        )
+        phone = await stack.enter_async_context(
+            TwilioSandbox(
+                heard_line(),
+                workdir=tmp_path / "phone",
+                hours=open_all_week,
+                voicebox=Voicebox(),
             )
         )
         peers = {
             location: await location_peers(stack, tmp_path / location)
             for location in (LOCATION, ELSEWHERE)
         }
-        yield lines, profile, peers
+        yield Lines(messaging, phone), profile, peers
+        assert phone.violations == [], phone.violations
 
 
 def sample(monitor: Monitor, name: str, **labels: str) -> float:
@@ -435,8 +502,8 @@ async def run_checks(monitor: Monitor) -> None:
     checks = {check.id: check for check in monitor.config.checks_here()}
     start = datetime.now(UTC)
 
-    async def runs_of(check_id: str, *, late: bool = False) -> None:
-        for number in range(RUNS_PER_CHECK):
+    async def runs_of(check_id: str, *, late: bool = False, count: int = RUNS_PER_CHECK) -> None:
+        for number in range(count):
             await monitor.runner.execute(checks[check_id], start + timedelta(seconds=number))
             if late:
                 await until(
@@ -452,6 +519,8 @@ async def run_checks(monitor: Monitor) -> None:
         ):
             if check_id in checks:
                 runs.create_task(runs_of(check_id, late=late))
+        if "acme-phone" in checks:
+            runs.create_task(runs_of("acme-phone", count=PHONE_CALLS))
 
 
 # -- resolving dashboards as Grafana does ---------------------------------------------------------
@@ -552,6 +621,7 @@ def finite_locations(result: list[dict[str, Any]]) -> set[str]:
 #: acme's generic check runs at both locations, acme's SMS and slowco's at the first only.
 COMPARED = {
     ("acme", "sms", LOCATION),
+    ("acme", "phone", LOCATION),
     ("acme", "generic", LOCATION),
     ("acme", "generic", ELSEWHERE),
     ("slowco", "generic", LOCATION),
@@ -601,6 +671,11 @@ async def produce_runs(monitors: dict[str, Monitor], api: PrometheusApi) -> None
         ("cxprobe_answer_verdicts_total", {"target": "acme"}),
     ]:
         assert sample(monitor, name, **labels) > 0, (name, labels)
+    # Every call was heard: each measure of the audio has an observation per call.
+    for kind, channel_type in MEASURED.items():
+        for name in channel_type.measures:
+            metric = f"cxprobe_{kind}_{name}_seconds_count"
+            assert sample(monitor, metric, target="acme") == PHONE_CALLS, metric
     elsewhere = monitors[ELSEWHERE]
     for name, labels in [
         ("cxprobe_runs_total", {"target": "acme", "outcome": "met"}),
@@ -666,8 +741,9 @@ async def query_every_panel(api: PrometheusApi, boards: dict[str, dict[str, Any]
 
 
 async def test_every_dashboard_query_returns_data(
-    tmp_path: Path, prometheus: PrometheusProcess
+    tmp_path: Path, prometheus: PrometheusProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("CXPROBE_TEST_TWILIO_TOKEN", PHONE_AUTH_TOKEN)
     boards = {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
     assert set(boards) == {
         "overview.json",
@@ -689,7 +765,7 @@ async def test_every_dashboard_query_returns_data(
         ):
             monitors = {LOCATION: monitor, ELSEWHERE: elsewhere}
             assert monitor.server is not None and elsewhere.server is not None
-            lines.messaging.set_inbound_webhook(
+            lines.messaging.messaging.set_inbound_webhook(
                 PROBE_NUMBER, f"{monitor.server.url}/webhooks/twilio/sms"
             )
             for location, each in monitors.items():
@@ -701,7 +777,7 @@ async def test_every_dashboard_query_returns_data(
             # The zero-valued series must be scraped before the first run counts, or
             # increase() would miss it.
             await api.wait_until('sum(up{job="cxprobe"})', 2)
-            await api.wait_until("count(cxprobe_check_info)", 4 + 2)
+            await api.wait_until("count(cxprobe_check_info)", 5 + 2)
             await produce_runs(monitors, api)
             answers = await query_every_panel(api, boards)
     assert answers.failures == [], "\n".join(answers.failures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -143,6 +144,7 @@ def copy_export(source: Path, target: Path) -> Path:
         "runs.csv",
         "messages.csv",
         "artifacts.csv",
+        "measures.csv",
         "chain.csv",
         "gaps.csv",
         "courtesy.json",
@@ -200,6 +202,10 @@ def test_jsonl_export_verifies_and_a_deleted_line_is_named(
     assert verify(out).exit_code == 0, verify(out).output
     first = json.loads((out / "runs.jsonl").read_text().splitlines()[0])
     assert first["local"]["slot_at"] and first["chain"]["record_hash"] and first["messages"]
+    lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert {line["run_id"]: line["measures"] for line in lines if "measures" in line} == (
+        stored_measures(config)
+    )
     victim = json.loads((out / "runs.jsonl").read_text().splitlines()[3])["run_id"]
     lines = (out / "runs.jsonl").read_text().splitlines(keepends=True)
     (out / "runs.jsonl").write_text("".join(line for line in lines if victim not in line))
@@ -308,3 +314,63 @@ def test_the_export_lists_contact_modes_and_the_maintenance_windows_of_its_perio
     assert window["openings"] == [
         {"from": "2025-03-03T02:00:00.000000Z", "to": "2025-03-03T04:00:00.000000Z"}
     ]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", encoding="utf-8-sig", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]), lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def reseal_manifest(export_dir: Path, relative: str) -> None:
+    """Make the manifest agree with an edited file, as someone rewriting the export would."""
+    manifest_path = export_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for item in manifest["files"]:
+        if item["path"] == relative:
+            item["sha256"] = hashlib.sha256((export_dir / relative).read_bytes()).hexdigest()
+    data = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    manifest_path.write_bytes(data)
+    (export_dir / "manifest.sha256").write_text(
+        f"{hashlib.sha256(data).hexdigest()}  manifest.json\n", encoding="ascii"
+    )
+
+
+def stored_measures(config: Path) -> dict[str, dict[str, float]]:
+    async def read() -> dict[str, dict[str, float]]:
+        async with EvidenceStore(load(config).monitor.store_url) as store:
+            runs = await store.runs_between(WEEK_START, DAY_END)
+        return {run.run_id: run.measures for run in runs if run.measures}
+
+    return asyncio.run(read())
+
+
+def test_the_channel_measures_are_exported_and_sealed(
+    populated: tuple[Path, Path], csv_export: Path, tmp_path: Path
+) -> None:
+    config, _ = populated
+    stored = stored_measures(config)
+    assert stored and {run_id for run_id in stored} <= {
+        row["run_id"] for row in read_csv(csv_export / "runs.csv") if row["channel"] == "phone"
+    }
+    rows = read_csv(csv_export / "measures.csv")
+    exported: dict[str, dict[str, float]] = {}
+    for row in rows:
+        exported.setdefault(row["run_id"], {})[row["measure"]] = float(row["seconds"])
+    assert exported == stored
+    # A measure changed in the export, its manifest made to agree: the chain still finds it.
+    export_dir = copy_export(csv_export, tmp_path / "export")
+    rows[0]["seconds"] = repr(float(rows[0]["seconds"]) + 1.0)
+    write_csv(export_dir / "measures.csv", rows)
+    reseal_manifest(export_dir, "measures.csv")
+    result = verify(export_dir)
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert f"run {rows[0]['run_id']}: its exported content does not match" in output
+    assert "manifest" not in output

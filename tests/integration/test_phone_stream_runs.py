@@ -28,13 +28,13 @@ from probes.base import Responder
 from probes.phone.channel import PhoneChannel
 from sandbox.clock import WeeklyHours
 from sandbox.twilio.audio import Voicebox
+from sandbox.twilio.profile import TwilioSettings
 from sandbox.twilio.server import TwilioSandbox
 from sandbox.twilio.signature import SIGNATURE_HEADER, twilio_signature
 from scenarios.model import Outcome, RunResult
-from tests.support import PHONE_AUTH_TOKEN, phone_config, phone_line, weekly
+from tests.support import PHONE_AUTH_TOKEN, heard_line, listen_on_stream, phone_config, weekly
 
 TOLERANCE = 0.1  # the issue's goal: each measure within 100 ms of the ground truth
-PROMPT = "Welcome to Acme. For billing press 1. For support press 2."
 CLOSED = (
     "Thank you for calling Acme. Our office is closed until tomorrow. "
     "Please call again tomorrow morning."
@@ -79,16 +79,10 @@ async def stream_line(
     (main_menu: overrides of the menu's settings). bot_message: a voice bot speaks as the
     caller enters the billing queue; voicebot: after hours, a voice bot after the closed
     message."""
-    menus = phone_line(queue_wait=2.0).ivr.model_dump()
-    menus["menus"]["main"]["prompt"] = PROMPT
-    menus["menus"]["main"].update(main_menu)
-    menus["queues"]["billing"]["bot_message"] = bot_message
-    line = phone_line(
-        speech_rate=14,  # about espeak-ng's pace, so an utterance's audio fills its time
-        answer_ringback_seconds=1.0,
-        ivr=menus,
-        after_hours={"message": CLOSED, "voicebot": voicebot},
-    )
+    profile = heard_line(**main_menu).model_dump()
+    profile["ivr"]["queues"]["billing"]["bot_message"] = bot_message
+    profile["after_hours"] = {"message": CLOSED, "voicebot": voicebot}
+    line = TwilioSettings.model_validate(profile)
     hours = WeeklyHours.model_validate(weekly(open_now))
     async with TwilioSandbox(
         line, workdir=tmp_path / "line", hours=hours, voicebox=voicebox
@@ -140,12 +134,9 @@ def stream_config(
         sla=sla,
     )
     config = yaml.safe_load(path.read_text())
-    phone = config["channels"]["phone"]
-    phone["media_stream_url"] = f"ws://127.0.0.1:{stream_port or port}"
-    phone["media_stream"] = {"connect_timeout": 3, **media_stream}
     line = config["targets"]["acme"]["channels"]["phone"]
-    line["listen"] = "stream"
-    line["ivr"] = {"billing": [{"digits": "1"}], "tech": [{"digits": "2"}]}
+    stream_url = f"ws://127.0.0.1:{stream_port or port}"
+    listen_on_stream(config["channels"]["phone"], line, stream_url, **media_stream)
     if expect_to_hear is not None:
         line["ivr"]["billing"][0]["expect_to_hear"] = expect_to_hear
     if audio_cues is not None:
@@ -191,6 +182,7 @@ async def test_each_measure_from_the_audio_is_within_100_ms_of_the_ground_truth(
         async with monitoring(stream_config(tmp_path, sandbox)) as monitor:
             result = await run_once(monitor)
             evidence = await kept(monitor, result)
+            stored = await monitor.store.load_run(result.run_id)
             labels = {
                 "target": "acme",
                 "channel": "phone",
@@ -223,6 +215,8 @@ async def test_each_measure_from_the_audio_is_within_100_ms_of_the_ground_truth(
         sum(s["end"] - s["start"] for s in holds), abs=TOLERANCE
     )
     assert measures["time_to_human"] == pytest.approx(human["start"], abs=TOLERANCE)
+    # Kept with the run in the store (and so sealed with it), exactly as measured.
+    assert stored is not None and stored.measures == measures
     # Time to the person is the audio's: the reply is timed at the agent's first frame.
     (heard,) = [r for r in result.replies if r.responder is Responder.HUMAN]
     assert heard.external_id.endswith(":audio:human")

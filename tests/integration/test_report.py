@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import re
 import sqlite3
+import statistics
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from typer.testing import CliRunner, Result
 
 from cxprobe.cli_evidence import evidence_app, report
 from cxprobe.store.database import EvidenceStore
+from probes import CHANNEL_TYPES
 from probes.base import Sent
 from scenarios.maintenance import MaintenanceMode, MaintenanceWindow
 from scenarios.model import (
@@ -207,6 +209,39 @@ def test_coverage_grids_match_the_store(week: tuple[Path, Path], text: str) -> N
         assert title in text, title
     # One day's row of the grid: a mark in each of the 24 hours.
     assert re.search(r"Mon(\s+[●H·]){24}", text)
+
+
+def test_the_channel_measures_match_the_store(week: tuple[Path, Path], text: str) -> None:
+    """Each target, channel, location and measure: the runs that took it and its p50 and p95,
+    recomputed from ``run_measures`` with plain SQL; labels and methods from the channel."""
+    rows = sql(
+        week[1],
+        """SELECT r.target, r.channel, r.location, m.name, m.seconds
+           FROM run_measures m JOIN runs r ON r.run_id = m.run_id
+           ORDER BY r.target, r.channel, r.location, m.name""",
+    )
+    grouped: dict[tuple[str, str, str, str], list[float]] = {}
+    for target, channel, location, name, seconds in rows:
+        assert isinstance(seconds, float)
+        grouped.setdefault((str(target), str(channel), str(location), str(name)), []).append(
+            seconds
+        )
+    kinds = {key[1] for key in grouped}
+    assert grouped and kinds <= {kind for kind, t in CHANNEL_TYPES.items() if t.measures}
+    for (target, channel, location, name), values in grouped.items():
+        p50, p95 = (statistics.quantiles(values, n=100, method="inclusive")[i] for i in (49, 94))
+        assert p95 < 600  # shown in seconds to the hundredth (longer ones as durations)
+        label = CHANNEL_TYPES[channel].measures[name].label
+        expected = (
+            rf"{target}\s+{channel}\s+{location}\s+{re.escape(label)}\s+{len(values)}\s+"
+            rf"{p50:.2f} s\s+{p95:.2f} s"
+        )
+        assert re.search(expected, text), f"no line for {name}: {expected}"
+    flat = " ".join(text.split())
+    for kind in kinds:
+        channel_type = CHANNEL_TYPES[kind]
+        assert channel_type.measures_heading in flat
+        assert " ".join(channel_type.methodology.measures.split()) in flat
 
 
 def test_the_report_explains_itself(text: str) -> None:

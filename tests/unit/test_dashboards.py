@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
+from probes import CHANNEL_TYPES
 from probes.base import Responder
 from scenarios.model import AnswerVerdict, Outcome, Period, RoutingResult, SloName
 
@@ -289,3 +290,34 @@ def test_quality_dashboard_shows_quality_per_channel_and_ranks_brands() -> None:
     for target in ranking["targets"]:
         assert "group_left (contact_mode, competitor)" in target["expr"]
         assert "cxprobe_target_info" in target["expr"]
+
+
+def test_the_drill_down_shows_each_channels_own_measures() -> None:
+    """A row per channel type with measures, headed as it names them, with every measure's
+    histogram in the table over the range (runs, p50, p95) and in the p50 and p95 panels."""
+    board = load("target.json")
+    rows = [panel["title"] for panel in board["panels"] if panel["type"] == "row"]
+    shown = by_title(board)
+    measured = {kind: t for kind, t in CHANNEL_TYPES.items() if t.measures}
+    assert measured  # not vacuous: the phone's audio
+    for kind, channel_type in measured.items():
+        heading = channel_type.measures_heading
+        assert heading in rows
+        table = shown[f"{heading} over the range"]
+        runs, p50, p95 = (target["expr"] for target in table["targets"])
+        quantiles = {
+            "0.5": (p50, shown[f"{heading} (p50)"]),
+            "0.95": (p95, shown[f"{heading} (p95)"]),
+        }
+        for name, measure in channel_type.measures.items():
+            metric = f"cxprobe_{kind}_{name}_seconds"
+            labelled = f'"measure", "{measure.label}"'
+            assert f"increase({metric}_count{{" in runs and labelled in runs
+            for q, (expr, panel) in quantiles.items():
+                quantile = f"histogram_quantile({q}, sum by (channel, location, le) (rate({metric}"
+                assert f"{quantile}_bucket{{" in expr and labelled in expr
+                (target,) = [t for t in panel["targets"] if metric in t["expr"]]
+                assert target["expr"].startswith(quantile)
+                assert target["legendFormat"] == f"{measure.label} · {{{{location}}}}"
+        headers = table["transformations"][-1]["options"]["renameByName"]
+        assert list(headers.values()) == ["Runs", "p50", "p95"]

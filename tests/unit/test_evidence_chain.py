@@ -253,6 +253,8 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
         "ALTER TABLE runs DROP COLUMN rubric_items",
         # And revision 0009 (artifact chunks).
         "DROP TABLE artifact_chunks",
+        # And revision 0010 (run measures).
+        "DROP TABLE run_measures",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )

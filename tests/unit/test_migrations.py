@@ -115,12 +115,13 @@ def counts(path: Path) -> dict[str, int]:
     return {table: int(query(path, f"SELECT count(*) FROM {table}")[0][0]) for table in DATA_TABLES}
 
 
-async def populated_store(db_path: Path, tmp_path: Path) -> Path:
+async def populated_store(db_path: Path, tmp_path: Path, *, measured: bool = False) -> Path:
     """A day of runs of the sandbox config (closed, sealed, with evidence), an open run and a
-    channel's read position; returns the config pointing at the store."""
+    channel's read position; returns the config pointing at the store. ``measured``: phone runs
+    have their audio measures (not for copies into the tables of old schemas, which had none)."""
     config = write_config(tmp_path, db_path)
     async with EvidenceStore(sqlite_url(db_path)) as store:
-        await populate(store, load(config), hours=12)
+        await populate(store, load(config), hours=12, measured=measured)
         still_open = new_result(slot=WEEK_START + timedelta(days=2))
         await store.claim_slot(still_open)
         await store.record_sent(still_open.run_id, sent(), still_open.expected_queue)
@@ -314,8 +315,10 @@ async def test_two_monitors_upgrading_one_old_store_at_once_seal_each_run_once(
 async def test_later_revisions_run_in_order_and_a_recreated_table_loses_no_row(
     db_path: Path, tmp_path: Path
 ) -> None:
-    await populated_store(db_path, tmp_path)
+    await populated_store(db_path, tmp_path, measured=True)
     before = counts(db_path)
+    measures = query(db_path, "SELECT * FROM run_measures ORDER BY run_id, name")
+    assert measures
     later = tmp_path / "later"
     later.mkdir()
     for name, source in LATER_REVISIONS.items():
@@ -331,6 +334,7 @@ async def test_later_revisions_run_in_order_and_a_recreated_table_loses_no_row(
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
     # runs was dropped and recreated: with foreign keys on, its messages would have gone too.
     assert counts(db_path) == before
+    assert query(db_path, "SELECT * FROM run_measures ORDER BY run_id, name") == measures
     assert query(db_path, "SELECT count(*) FROM runs WHERE notes IS NULL") == [(before["runs"],)]
     assert query(db_path, "SELECT version FROM schema_version ORDER BY 1") == [
         *revision_numbers(),

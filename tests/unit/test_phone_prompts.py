@@ -10,9 +10,10 @@ from sandbox.twilio.audio import Voicebox, mulaw_encode
 PROMPT = "Welcome to Acme. For billing press 1. For support press 2."
 
 
-@pytest.fixture(scope="module")
-def prompt() -> bytes:
-    return mulaw_encode(Voicebox().speak(PROMPT))
+@pytest.fixture(scope="module", params=["en-us", "flite:slt"])
+def prompt(request: pytest.FixtureRequest) -> bytes:
+    """The prompt from espeak-ng's formant voice and from flite's recorded speaker."""
+    return mulaw_encode(Voicebox().speak(PROMPT, voice=request.param))
 
 
 def test_a_word_the_prompt_says_is_heard(prompt: bytes) -> None:

@@ -35,8 +35,11 @@ SLA_BEFORE_THE_AGENT = {"human_response": "1s", "first_response": "1s", "deadlin
 
 class WebchatHarness(Harness[ChatSite]):
     kind = "webchat"
-    #: The issue's bound at low load: answers are timed in the page itself.
-    tolerance = Tolerance(first_answer=0.050, first_human=0.050)
+    #: Against the *server's* log (the truth here), not the page's: the socket and the site's
+    #: own delays come on top of the in-page timing (README: mean 10-20 ms, p95 30-60 ms on a
+    #: busy 2-core machine; 82 ms seen for a session's first chat under load). The page-truth
+    #: bound (20 ms p99) is held by tests/integration/test_webchat_runs.py.
+    tolerance = Tolerance(first_answer=0.100, first_human=0.100)
     business_responders = (Responder.BOT, Responder.AUTO, Responder.HUMAN)
     after_hours_responders = (Responder.BOT,)
     has_webhooks = False
