@@ -119,16 +119,49 @@ class PairedInbox:
         self._classify = classify
         self._open: dict[Pair, InboxConversation] = {}
         self._released: dict[Pair, float] = {}
+        # By brand: set (and dropped) when one of the brand's pairs is released.
+        self._freed: dict[str, asyncio.Event] = {}
+        self._waiting = 0
 
-    def claim(self, probe_ids: Sequence[str], brand: str, conversation: InboxConversation) -> str:
+    async def claim(
+        self,
+        probe_ids: Sequence[str],
+        brand: str,
+        conversation: InboxConversation,
+        *,
+        wait: float,
+    ) -> str:
         """The least recently used of ``probe_ids`` with no open conversation with ``brand``,
-        now taken: a late reply to the previous run is then least likely to meet a new one."""
-        free = [probe for probe in probe_ids if (probe, brand) not in self._open]
-        if not free:
-            raise LookupError(brand)
+        now taken: a late reply to the previous run is then least likely to meet a new one.
+
+        When every pair with ``brand`` is open, wait up to ``wait`` seconds for one to be
+        released (a run still listening, or a catch-up at start whose next slot came while it
+        ran) rather than fail: the run's timings start at its send, so waiting costs it
+        nothing but lateness. :class:`LookupError` when none was released in time."""
+        deadline = time.monotonic() + wait
+        while True:
+            free = [probe for probe in probe_ids if (probe, brand) not in self._open]
+            if free:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LookupError(brand)
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(left):
+                    await self._freed.setdefault(brand, asyncio.Event()).wait()
+            except TimeoutError:
+                raise LookupError(brand) from None
+            finally:
+                self._waiting -= 1
         probe = min(free, key=lambda p: (self._released.get((p, brand), 0.0), probe_ids.index(p)))
         self._open[(probe, brand)] = conversation
         return probe
+
+    @property
+    def waiting(self) -> int:
+        """Runs waiting for a pair to be released."""
+        return self._waiting
 
     def attach(self, pair: Pair, conversation: InboxConversation) -> None:
         """Re-attach a resumed conversation to the pair it was using."""
@@ -141,6 +174,9 @@ class PairedInbox:
         if self._open.get(pair) is conversation:
             del self._open[pair]
             self._released[pair] = time.monotonic()
+            freed = self._freed.pop(pair[1], None)
+            if freed is not None:
+                freed.set()  # every waiter looks again; the first to run takes the pair
 
     def open_pairs(self) -> list[tuple[Pair, InboxConversation]]:
         return list(self._open.items())

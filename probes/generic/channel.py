@@ -203,11 +203,14 @@ class GenericChannel:
     async def open(self, address: GenericAddress, token: str) -> GenericConversation:
         conversation = GenericConversation(self, address, token)
         try:
-            self._inboxes[address.platform].claim([address.sender], address.recipient, conversation)
+            await self._inboxes[address.platform].claim(
+                [address.sender], address.recipient, conversation, wait=self.settings.pair_wait
+            )
         except LookupError:
             raise ChannelUnavailable(
-                f"{address.platform}: {address.sender} already has an open conversation with "
-                f"{address.recipient}; one run at a time per pair"
+                f"{address.platform}: {address.sender} still had an open conversation with "
+                f"{address.recipient} after {self.settings.pair_wait:g}s (pair_wait); one run "
+                "at a time per pair"
             ) from None
         return conversation
 
@@ -225,7 +228,8 @@ class GenericChannel:
     def health(self) -> Mapping[str, Any]:
         return {
             "platforms": {
-                name: {"open_conversations": len(inbox)} for name, inbox in self._inboxes.items()
+                name: {"open_conversations": len(inbox), "runs_waiting_for_the_pair": inbox.waiting}
+                for name, inbox in self._inboxes.items()
             },
             "rejected_webhooks": self._rejections.count,
             "api_retries": self.retries,

@@ -102,6 +102,12 @@ class GenericChannelSettings(Strict):
         pattern=r"^https?://[^?#]+[^/?#]$",
         description="The monitor's HTTP server as the platforms reach it.",
     )
+    pair_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a run may wait for the probe's open conversation with the same "
+        "recipient to end before it is recorded as error.",
+    )
 
     @field_validator("platforms")
     @classmethod

@@ -192,11 +192,17 @@ class TwilioMessagingChannel:
     async def open(self, address: MessagingAddress, token: str) -> MessagingConversation:
         conversation = MessagingConversation(self, address, token)
         try:
-            probe = self.inbox.claim(self.settings.from_numbers, address.to, conversation)
+            probe = await self.inbox.claim(
+                self.settings.from_numbers,
+                address.to,
+                conversation,
+                wait=self.settings.pair_wait,
+            )
         except LookupError:
             raise ChannelUnavailable(
-                f"every probe number already has an open conversation with {address.to}; add "
-                f"numbers to channels.{self.kind}.from_numbers to run more at once"
+                f"every probe number still had an open conversation with {address.to} after "
+                f"{self.settings.pair_wait:g}s (pair_wait); add numbers to "
+                f"channels.{self.kind}.from_numbers to run more at once"
             ) from None
         conversation.pair = (probe, address.to)
         self._conversations[token] = conversation
@@ -242,6 +248,7 @@ class TwilioMessagingChannel:
             "api_base_url": self.settings.twilio.api_base_url,
             "receiving": self.settings.receiving.mode,
             "open_conversations": len(self.inbox),
+            "runs_waiting_for_a_number": self.inbox.waiting,
             "probe_numbers": len(self.settings.from_numbers),
             "polls": self.polls,
             "best_effort_failures": self.best_effort_failures,

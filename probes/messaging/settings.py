@@ -47,6 +47,12 @@ class TwilioMessagingSettings(Strict):
         gt=0,
         description="Seconds to wait for the provider to report the message sent or failed.",
     )
+    pair_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a run may wait for one of from_numbers to end its open "
+        "conversation with the target before it is recorded as error.",
+    )
 
     @field_validator("from_numbers")
     @classmethod

@@ -297,7 +297,7 @@ def monitor_config(tmp_path: Path, peer: GenericPeer, channels: dict[str, Any]) 
 
 async def keep_probing(monitor: Monitor, check: Check, stop: asyncio.Event) -> int:
     """Run ``check`` back to back until ``stop``; returns how many runs finished. One at a time:
-    the platform allows one open conversation per customer and page (more would be errors)."""
+    the platform allows one open conversation per customer and page (more would wait)."""
     finished = 0
     while not stop.is_set():
         result = await monitor.runner.execute(check, datetime.now(UTC))

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,47 @@ async def test_polling_mode_sees_the_same_replies_as_webhooks(tmp_path: Path) ->
         "bot",
         "human",
     ]
+
+
+async def test_a_run_waits_for_its_pair_rather_than_failing(tmp_path: Path) -> None:
+    """Two slots of one check at once (a catch-up at start, then the next slot while it still
+    listens) on one probe number: the second contact goes once the first run has ended."""
+    async with twilio_lines(tmp_path) as (sandbox, loaded):
+        sms = twilio_messaging(sandbox.base_url, loaded)
+        path = messaging_config(tmp_path, "sms", {"to": brand_number(loaded, "sms")}, {"sms": sms})
+        (tmp_path / "no-wait").mkdir()
+        impatient = messaging_config(
+            tmp_path / "no-wait",
+            "sms",
+            {"to": brand_number(loaded, "sms")},
+            {"sms": {**sms, "pair_wait": 0}},
+        )
+        async with monitoring(path) as monitor:
+            hook(sandbox, monitor, "sms")
+            check, now = monitor.config.checks[0], datetime.now(UTC)
+            first, second = await asyncio.gather(
+                monitor.runner.execute(check, now - timedelta(minutes=1)),
+                monitor.runner.execute(check, now),
+            )
+        async with monitoring(impatient) as monitor:
+            hook(sandbox, monitor, "sms")
+            check, now = monitor.config.checks[0], datetime.now(UTC)
+            refused = await asyncio.gather(
+                monitor.runner.execute(check, now - timedelta(minutes=1)),
+                monitor.runner.execute(check, now),
+            )
+    assert first is not None and second is not None
+    for result in (first, second):
+        assert result.outcome is Outcome.MET, result.reason
+    earlier, later = sorted((first, second), key=lambda result: result.sent_at or now)
+    assert earlier.sent_at is not None and later.sent_at is not None
+    # The earlier run was judged on its human answer; the later contact went after it.
+    answered = earlier.sent_at + timedelta(seconds=max(r.seconds for r in earlier.replies))
+    assert later.sent_at >= answered
+    outcomes = sorted(str(result.outcome.value) for result in refused if result and result.outcome)
+    assert outcomes == ["error", "met"], [result and result.reason for result in refused]
+    error = next(result for result in refused if result and result.outcome is Outcome.ERROR)
+    assert "after 0s (pair_wait)" in (error.reason or "") and error.sent_at is None
 
 
 # -- WhatsApp -------------------------------------------------------------------------------

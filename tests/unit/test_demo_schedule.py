@@ -1,8 +1,9 @@
 """The demo never runs into itself: on a channel that holds one conversation per probe
 number and brand (SMS, WhatsApp, the generic platform), a run must have ended, breached or not,
-before its check's next run can start. Otherwise one slow or unanswered run turns the next one
-into an `error` ("every probe number already has an open conversation"), an error the demo does
-not mean to show (README, "What the demo injects on purpose")."""
+before its check's next run can start. Otherwise one slow or unanswered run makes the next one
+wait for the pair (`pair_wait`) and start late, every slot later than the one before. (Only the
+catch-up at start may still overlap its next slot: that one waits, see
+tests/integration/test_messaging_runs.py.)"""
 
 from __future__ import annotations
 
