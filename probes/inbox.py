@@ -139,6 +139,7 @@ class PairedInbox:
         ran) rather than fail: the run's timings start at its send, so waiting costs it
         nothing but lateness. :class:`LookupError` when none was released in time."""
         deadline = time.monotonic() + wait
+        waited = False
         while True:
             free = [probe for probe in probe_ids if (probe, brand) not in self._open]
             if free:
@@ -146,6 +147,12 @@ class PairedInbox:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LookupError(brand)
+            if not waited:
+                waited = True
+                self._log.info(
+                    "waiting for a probe id to end its conversation with the brand",
+                    extra={"brand": brand, "for_at_most": round(left, 1)},
+                )
             self._waiting += 1
             try:
                 async with asyncio.timeout(left):
