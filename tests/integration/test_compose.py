@@ -86,6 +86,16 @@ def demo(compose: Compose) -> dict[str, Any]:
     return compose.resolved("--profile", "demo")
 
 
+def _named_volumes(service: dict[str, Any]) -> dict[str, str]:
+    """Named volume -> container path."""
+    named = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if not source.startswith("/"):
+            named[source] = target
+    return named
+
+
 def _binds(service: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(host path, container path, mode) of each bind mount; named volumes left out."""
     binds = []
@@ -238,7 +248,13 @@ def test_the_pair_shares_one_config_and_the_postgres_store(production: dict[str,
         names.append(environment["CXPROBE_MONITOR_NAME"])
     assert names == list(PAIR)  # distinct, and the names Prometheus scrapes them by
     first, second = (services[monitor] for monitor in PAIR)
-    assert first["volumes"] == second["volumes"]
+    assert _binds(first) == _binds(second)  # one configuration
+    # Each keeps its own data_dir (its spooled replies) in a named volume of its own.
+    config_dirs = {monitor: _named_volumes(services[monitor]) for monitor in PAIR}
+    assert config_dirs == {monitor: {f"{monitor}-data": "/var/lib/cxprobe"} for monitor in PAIR}, (
+        config_dirs
+    )
+    assert all(f"{monitor}-data" in production["volumes"] for monitor in PAIR)
     shared = [
         {
             name: value
@@ -258,6 +274,7 @@ def test_the_pair_shares_one_config_and_the_postgres_store(production: dict[str,
         f"@postgres/{database['POSTGRES_DB']}"
     )
     assert config.monitor.http.host == "0.0.0.0" and config.monitor.http.port == 9464
+    assert str(config.monitor.data_dir) == "/var/lib/cxprobe"
 
 
 def test_a_broken_service_reference_is_caught(compose: Compose, tmp_path: Path) -> None:
