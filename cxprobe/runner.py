@@ -170,6 +170,12 @@ class StoredChannelState:
     async def save(self, key: str, value: Mapping[str, Any]) -> None:
         await self.store.save_channel_state(self.channel, key, value)
 
+    async def hold(self, key: str, token: str) -> str | None:
+        return await self.store.hold_pair(self.channel, key, token)
+
+    async def release(self, key: str, token: str) -> None:
+        await self.store.release_pair(self.channel, key, token)
+
 
 @dataclass
 class Runner:

@@ -208,11 +208,21 @@ UnmatchedSink = Callable[[Reply], Awaitable[None]]
 
 
 class ChannelState(Protocol):
-    """Small durable state a channel driver keeps across restarts (JSON-ready mappings)."""
+    """Small durable state a channel driver keeps across restarts (JSON-ready mappings), and
+    holds on keys that every monitor sharing the state respects (one run at a time)."""
 
     async def load(self, key: str) -> Mapping[str, Any] | None: ...
 
     async def save(self, key: str, value: Mapping[str, Any]) -> None: ...
+
+    async def hold(self, key: str, token: str) -> str | None:
+        """Take ``key`` for the run of ``token``: None when it is now that run's, else the
+        token of the run still holding it."""
+        ...
+
+    async def release(self, key: str, token: str) -> None:
+        """Give up ``key`` if the run of ``token`` holds it."""
+        ...
 
 
 @dataclass
@@ -220,12 +230,21 @@ class MemoryChannelState:
     """Channel state kept for the life of the process only (embedding, tests)."""
 
     values: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    holds: dict[str, str] = field(default_factory=dict)
 
     async def load(self, key: str) -> Mapping[str, Any] | None:
         return self.values.get(key)
 
     async def save(self, key: str, value: Mapping[str, Any]) -> None:
         self.values[key] = dict(value)
+
+    async def hold(self, key: str, token: str) -> str | None:
+        holder = self.holds.setdefault(key, token)
+        return None if holder == token else holder
+
+    async def release(self, key: str, token: str) -> None:
+        if self.holds.get(key) == token:
+            del self.holds[key]
 
 
 @dataclass

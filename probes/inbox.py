@@ -10,6 +10,7 @@ that comes after its run was judged, even after a restart, still finds its run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -103,6 +104,9 @@ class PairedInbox:
     ``namespace`` keeps the durable keys of several platforms on one channel apart.
     """
 
+    #: How often a waiting run looks again for a pair another monitor may have released.
+    REMOTE_LOOK_SECONDS = 2.0
+
     def __init__(
         self,
         state: ChannelState,
@@ -134,16 +138,17 @@ class PairedInbox:
         """The least recently used of ``probe_ids`` with no open conversation with ``brand``,
         now taken: a late reply to the previous run is then least likely to meet a new one.
 
-        When every pair with ``brand`` is open, wait up to ``wait`` seconds for one to be
-        released (a run still listening, or a catch-up at start whose next slot came while it
-        ran) rather than fail: the run's timings start at its send, so waiting costs it
-        nothing but lateness. :class:`LookupError` when none was released in time."""
+        A pair is held in the channel state too, so that every monitor sharing it (a pair of
+        monitors on one store) keeps to one conversation per pair: a pair another monitor's
+        run holds is not free here either. When no pair is free, wait up to ``wait`` seconds
+        for one to be released (a run still listening, or a catch-up at start whose next
+        slot came while it ran) rather than fail: the run's timings start at its send, so
+        waiting costs it nothing but lateness. :class:`LookupError` when none was in time."""
         deadline = time.monotonic() + wait
         waited = False
         while True:
-            free = [probe for probe in probe_ids if (probe, brand) not in self._open]
-            if free:
-                break
+            if (probe := await self._take_free(probe_ids, brand, conversation)) is not None:
+                return probe
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LookupError(brand)
@@ -155,15 +160,47 @@ class PairedInbox:
                 )
             self._waiting += 1
             try:
-                async with asyncio.timeout(left):
-                    await self._freed.setdefault(brand, asyncio.Event()).wait()
-            except TimeoutError:
-                raise LookupError(brand) from None
+                # Released here: at once. Released by another monitor: seen at the next look.
+                freed = self._freed.setdefault(brand, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, self.REMOTE_LOOK_SECONDS)):
+                        await freed.wait()
             finally:
                 self._waiting -= 1
-        probe = min(free, key=lambda p: (self._released.get((p, brand), 0.0), probe_ids.index(p)))
-        self._open[(probe, brand)] = conversation
-        return probe
+
+    async def _take_free(
+        self, probe_ids: Sequence[str], brand: str, conversation: InboxConversation
+    ) -> str | None:
+        """Take the least recently used pair with ``brand`` that is free here and in the
+        channel state; None when there is none."""
+        free = [probe for probe in probe_ids if (probe, brand) not in self._open]
+        free.sort(key=lambda p: (self._released.get((p, brand), 0.0), probe_ids.index(p)))
+        for probe in free:
+            pair = (probe, brand)
+            if pair in self._open:
+                continue  # taken here while this claim asked the state about another
+            self._open[pair] = conversation  # reserved while the state is asked
+            try:
+                holder = await self._state.hold(self._key(pair), conversation.token)
+            except BaseException:
+                self._give_back(pair, conversation)
+                raise
+            if holder is None:
+                return probe
+            self._give_back(pair, conversation)
+            self._log.info(
+                "pair held by another monitor's run",
+                extra={"pair": ":".join(pair), "holder_token": holder},
+            )
+        return None
+
+    def _give_back(self, pair: Pair, conversation: InboxConversation) -> None:
+        """Free a pair held here by ``conversation``, and wake the runs waiting for it."""
+        if self._open.get(pair) is conversation:
+            del self._open[pair]
+            freed = self._freed.pop(pair[1], None)
+            if freed is not None:
+                freed.set()  # every waiter looks again; the first to run takes the pair
 
     @property
     def waiting(self) -> int:
@@ -171,19 +208,28 @@ class PairedInbox:
         return self._waiting
 
     def attach(self, pair: Pair, conversation: InboxConversation) -> None:
-        """Re-attach a resumed conversation to the pair it was using."""
+        """Re-attach a resumed conversation to the pair it was using (its hold in the channel
+        state is its run's, whichever monitor drives the run now)."""
         holder = self._open.get(pair)
         if holder is not None and holder is not conversation:
             raise LookupError(pair)
         self._open[pair] = conversation
 
-    def release(self, pair: Pair, conversation: InboxConversation) -> None:
-        if self._open.get(pair) is conversation:
-            del self._open[pair]
-            self._released[pair] = time.monotonic()
-            freed = self._freed.pop(pair[1], None)
-            if freed is not None:
-                freed.set()  # every waiter looks again; the first to run takes the pair
+    async def release(self, pair: Pair, conversation: InboxConversation) -> None:
+        """Free ``conversation``'s pair, here and in the channel state. A hold the state could
+        not release goes stale once the run is closed, and is taken over then."""
+        if self._open.get(pair) is not conversation:
+            return
+        self._released[pair] = time.monotonic()
+        try:
+            await self._state.release(self._key(pair), conversation.token)
+        except Exception as exc:
+            self._log.warning(
+                "could not release the pair in the store; it is free once the run is closed",
+                extra={"pair": ":".join(pair), "error": str(exc)},
+            )
+        finally:
+            self._give_back(pair, conversation)
 
     def open_pairs(self) -> list[tuple[Pair, InboxConversation]]:
         return list(self._open.items())

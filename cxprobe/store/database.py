@@ -77,7 +77,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from cxprobe.store import courtesy
+from cxprobe.store import courtesy, pairs
 from cxprobe.store.budgets import (
     ContactCost,
     WindowSpend,
@@ -105,6 +105,8 @@ from cxprobe.store.ledger import head, load_measures, seal_run
 from cxprobe.store.migrations import SCHEMA_VERSION, SchemaState, prepare_store
 from cxprobe.store.retention import PurgePolicy, PurgeReport, purge_runs
 from cxprobe.store.schema import (
+    CLOSED,
+    OPEN,
     SchemaVersionError,
     StoreError,
     UnknownRunError,
@@ -144,8 +146,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
 _WRITES = "cxprobe_writes"
 
-OPEN = "open"
-CLOSED = "closed"
 OUT = "out"
 IN = "in"
 
@@ -750,6 +750,20 @@ class EvidenceStore:
         )
         async with self._write() as conn:
             await conn.execute(upsert)
+
+    async def hold_pair(self, channel: str, pair: str, token: str) -> str | None:
+        """Take a channel's pair (a probe id and a brand id, as one key) for the run of
+        ``token``, for every monitor on this store. None when it is now that run's; else the
+        token of the open run that holds it (:mod:`cxprobe.store.pairs`)."""
+        async with self._write() as conn:
+            return await pairs.hold(
+                conn, channel, pair, token, datetime.now(UTC), postgresql=self._postgresql
+            )
+
+    async def release_pair(self, channel: str, pair: str, token: str) -> bool:
+        """Give up a pair the run of ``token`` holds (False: it held none)."""
+        async with self._write() as conn:
+            return await pairs.release(conn, channel, pair, token)
 
     async def load_channel_state(self, channel: str, key: str) -> dict[str, Any] | None:
         where = (channel_state.c.channel == channel) & (channel_state.c.key == key)

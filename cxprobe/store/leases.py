@@ -27,10 +27,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cxprobe.store.schema import StoreError, in_chunks, runs
-
-#: Status of a run still being driven.
-OPEN = "open"
+from cxprobe.store.schema import OPEN, StoreError, in_chunks, runs
 
 #: Environment variable naming the monitor when its configuration does not.
 MONITOR_NAME_VARIABLE = "CXPROBE_MONITOR_NAME"

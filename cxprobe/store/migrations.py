@@ -43,7 +43,7 @@ SCRIPT_LOCATION = Path(__file__).with_name("alembic")
 
 #: The newest revision this code knows (``tests/unit/test_migrations.py`` checks it is the
 #: head of ``versions/``).
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 
 #: The ``schema_version`` this code writes: the head revision's number.
 SCHEMA_VERSION = int(HEAD_REVISION)

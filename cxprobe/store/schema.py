@@ -122,6 +122,10 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 #: Short identifiers from configuration (check, target, channel ids) and enum values.
 Name = String(200)
 
+#: A run's ``status``: still being driven (sent or about to be, listening), or finished.
+OPEN = "open"
+CLOSED = "closed"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -276,6 +280,18 @@ run_measures = Table(
     Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
     Column("name", Name, primary_key=True),
     Column("seconds", Float, nullable=False),
+)
+
+#: Which run holds a channel's pair (the probe's id, the brand's id) of one-conversation-per-pair
+#: channels (SMS, WhatsApp, generic platforms; revision 0011), shared by every monitor on the
+#: store: a row whose run is no longer open is stale and may be taken.
+pair_holds = Table(
+    "pair_holds",
+    metadata,
+    Column("channel", Name, primary_key=True),
+    Column("pair", Name, primary_key=True),
+    Column("token", ForeignKey("runs.token", ondelete="CASCADE"), nullable=False),
+    Column("held_at", UtcDateTime, nullable=False),
 )
 
 #: What a channel driver keeps across restarts, e.g. how far it has read a mailbox.

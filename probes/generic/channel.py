@@ -403,7 +403,7 @@ class GenericConversation(InboxConversation):
             return []
         self._closed = True
         inbox = self._channel.inbox(self.address.platform)
-        inbox.release(self.pair, self)
+        await inbox.release(self.pair, self)
         for reply in self.unconsumed():  # delivered, but the run was judged before them
             await inbox.hand_on(self.pair, reply, self.token)
         records = [

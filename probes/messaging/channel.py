@@ -239,8 +239,8 @@ class TwilioMessagingChannel:
         conversation.watch_status()
         return conversation
 
-    def forget(self, conversation: MessagingConversation) -> None:
-        self.inbox.release(conversation.pair, conversation)
+    async def forget(self, conversation: MessagingConversation) -> None:
+        await self.inbox.release(conversation.pair, conversation)
         self._conversations.pop(conversation.token, None)
 
     def health(self) -> Mapping[str, Any]:
@@ -560,7 +560,7 @@ class MessagingConversation(InboxConversation):
             return []
         self._closed = True
         # The pair is free for the next run at once; what comes now goes to the runner.
-        self._channel.forget(self)
+        await self._channel.forget(self)
         if self._status_task is not None:
             self._status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cxprobe.app import Monitor, open_monitor
 from cxprobe.settings import load_config
 from probes.messaging.channel import TwilioMessagingChannel
@@ -33,6 +35,7 @@ from tests.support import (
     generic_channels,
     messaging_config,
     messaging_profile,
+    one_check,
     twilio_messaging,
     weekly,
 )
@@ -183,6 +186,38 @@ async def test_a_run_waits_for_its_pair_rather_than_failing(tmp_path: Path) -> N
     assert outcomes == ["error", "met"], [result and result.reason for result in refused]
     error = next(result for result in refused if result and result.outcome is Outcome.ERROR)
     assert "after 0s (pair_wait)" in (error.reason or "") and error.sent_at is None
+
+
+async def test_two_monitors_on_one_store_never_open_one_pair_at_once(tmp_path: Path) -> None:
+    """Two checks to one brand from one probe number, each started by another monitor of the
+    location at the same moment: the pair is held in the store, so the second contact waits for
+    the first run to end, and each run is timed on its own replies only."""
+    async with twilio_lines(tmp_path) as (sandbox, loaded):
+        sms = twilio_messaging(sandbox.base_url, loaded, mode="poll")
+        path = messaging_config(tmp_path, "sms", {"to": brand_number(loaded, "sms")}, {"sms": sms})
+        document = yaml.safe_load(path.read_text())
+        document["checks"].append(one_check("acme-sms-tech", "sms", "technical-fault"))
+        configs = []
+        for name in ("monitor-a", "monitor-b"):
+            document["monitor"] |= {"name": name, "data_dir": str(tmp_path / name)}
+            configs.append(tmp_path / f"{name}.yaml")
+            configs[-1].write_text(yaml.safe_dump(document, sort_keys=False))
+        async with monitoring(configs[0]) as first, monitoring(configs[1]) as second:
+            now = datetime.now(UTC)
+            results = await asyncio.gather(
+                first.runner.execute(first.config.checks[0], now),
+                second.runner.execute(second.config.checks[1], now),
+            )
+        truth = sandbox.messaging.ground_truth()
+    runs = [result for result in results if result is not None]
+    assert len(runs) == 2
+    for result in runs:
+        assert result.outcome is Outcome.MET, result.reason
+        assert_timed(result, replies_sent(truth, result.token))
+    earlier, later = sorted(runs, key=lambda result: result.sent_at or now)
+    assert earlier.sent_at is not None and later.sent_at is not None
+    answered = earlier.sent_at + timedelta(seconds=max(r.seconds for r in earlier.replies))
+    assert later.sent_at >= answered
 
 
 # -- WhatsApp -------------------------------------------------------------------------------

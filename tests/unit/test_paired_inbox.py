@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
 
-from probes.base import Reply
+from probes.base import MemoryChannelState, Reply
 from probes.inbox import InboxConversation, PairedInbox
 
 BRAND = "+442071234568"
-
-
-class MemoryState:
-    def __init__(self) -> None:
-        self.saved: dict[str, Mapping[str, Any]] = {}
-
-    async def load(self, key: str) -> Mapping[str, Any] | None:
-        return self.saved.get(key)
-
-    async def save(self, key: str, value: Mapping[str, Any]) -> None:
-        self.saved[key] = value
 
 
 async def ignore(reply: Reply) -> None:
@@ -33,7 +20,7 @@ async def ignore(reply: Reply) -> None:
 
 @pytest.fixture
 def inbox() -> PairedInbox:
-    return PairedInbox(MemoryState(), ignore, logging.getLogger("cxprobe.test"))
+    return PairedInbox(MemoryChannelState(), ignore, logging.getLogger("cxprobe.test"))
 
 
 async def test_each_number_holds_one_conversation_with_a_brand(inbox: PairedInbox) -> None:
@@ -55,14 +42,14 @@ async def test_a_run_waits_for_the_pair_and_takes_it_when_released(inbox: Paired
     await asyncio.sleep(0)  # the claims run until they wait
     assert inbox.waiting == 2
     assert not any(claim.done() for claim in claims)
-    inbox.release(("+1", BRAND), holder)
+    await inbox.release(("+1", BRAND), holder)
     # One waiter takes the pair; the other waits on for it.
     done, pending = await asyncio.wait(claims, return_when=asyncio.FIRST_COMPLETED)
     assert [task.result() for task in done] == ["+1"] and len(pending) == 1
     assert inbox.waiting == 1
     taker = waiting[claims.index(done.pop())]
     assert dict(inbox.open_pairs()) == {("+1", BRAND): taker}
-    inbox.release(("+1", BRAND), taker)
+    await inbox.release(("+1", BRAND), taker)
     assert await pending.pop() == "+1"
     assert inbox.waiting == 0
 
@@ -74,7 +61,7 @@ async def test_a_release_by_another_brand_wakes_no_one(inbox: PairedInbox) -> No
     claim = asyncio.create_task(inbox.claim(["+1"], BRAND, InboxConversation("c"), wait=30))
     await asyncio.sleep(0)
     assert inbox.waiting == 1
-    inbox.release(("+1", "+449999"), other)
+    await inbox.release(("+1", "+449999"), other)
     for _ in range(5):
         await asyncio.sleep(0)
     assert not claim.done()
@@ -91,3 +78,23 @@ async def test_a_pair_never_released_in_time_is_a_lookup_error(inbox: PairedInbo
         await inbox.claim(["+1"], BRAND, InboxConversation("b"), wait=0.05)
     assert inbox.waiting == 0
     assert dict(inbox.open_pairs()) == {("+1", BRAND): holder}
+
+
+async def test_monitors_sharing_the_state_never_open_one_pair_at_once() -> None:
+    """Two monitors on one store: a pair the other's run holds is not free here."""
+    shared = MemoryChannelState()
+    here, there = (PairedInbox(shared, ignore, logging.getLogger("cxprobe.test")) for _ in range(2))
+    here.REMOTE_LOOK_SECONDS = 0.01  # released there: seen at the next look
+    theirs = InboxConversation("theirs")
+    assert await there.claim(["+1"], BRAND, theirs, wait=0) == "+1"
+    assert await here.claim(["+1", "+2"], BRAND, InboxConversation("a"), wait=0) == "+2"
+    assert shared.holds == {f"pair:+1:{BRAND}": "theirs", f"pair:+2:{BRAND}": "a"}
+    with pytest.raises(LookupError):
+        await here.claim(["+1"], BRAND, InboxConversation("b"), wait=0)
+    assert dict(here.open_pairs()).keys() == {("+2", BRAND)}  # the refused pair is given back
+    waiting = asyncio.create_task(here.claim(["+1"], BRAND, InboxConversation("c"), wait=30))
+    await asyncio.sleep(0)
+    assert here.waiting == 1 and not waiting.done()
+    await there.release(("+1", BRAND), theirs)
+    assert await waiting == "+1"
+    assert shared.holds[f"pair:+1:{BRAND}"] == "c"
