@@ -49,7 +49,7 @@ async def hold(
         row = (
             await conn.execute(
                 select(pair_holds.c.token, runs.c.status)
-                .join(runs, runs.c.token == pair_holds.c.token)
+                .outerjoin(runs, runs.c.token == pair_holds.c.token)
                 .where(this_pair)
             )
         ).one_or_none()
@@ -60,7 +60,8 @@ async def hold(
             return None
         if row.status == OPEN:
             return holder
-        # Stale: its run has ended without releasing it. Taken only if still that run's.
+        # Stale: its run has ended (or was purged) without releasing it. Taken only if it
+        # is still that run's.
         taken = await conn.execute(
             update(pair_holds)
             .where(this_pair, pair_holds.c.token == holder)
@@ -68,7 +69,7 @@ async def hold(
         )
         if taken.rowcount == 1:
             return None
-    return holder
+    return holder or "another run"  # it changed hands at every look: someone else's now
 
 
 async def release(conn: AsyncConnection, channel: str, pair: str, token: str) -> bool:

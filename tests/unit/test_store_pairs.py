@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from cxprobe.store.database import EvidenceStore
+from cxprobe.store.retention import PurgePolicy
 from scenarios.model import Outcome, RunResult
 from tests.stores import StoreBackend
 from tests.unit.test_store import SENT_AT, SLOT, new_result
@@ -86,3 +87,17 @@ async def test_monitors_racing_for_a_pair_get_it_once(store_backend: StoreBacken
     finally:
         for monitor in monitors:
             await monitor.__aexit__(None, None, None)
+
+
+async def test_a_purged_runs_hold_goes_with_it(
+    store: EvidenceStore, store_backend: StoreBackend
+) -> None:
+    died = await open_run(store, 0)
+    assert await store.hold_pair("sms", PAIR, died.token) is None
+    await close(store, died)
+    policy = PurgePolicy(timedelta(days=1), timedelta(days=1), require_exported=False)
+    report = await store.purge(policy, now=SLOT + timedelta(days=3), dry_run=False)
+    assert [run.run_id for run in report.purged] == [died.run_id]
+    assert await store_backend.query("SELECT count(*) FROM pair_holds") == [(0,)]
+    later = await open_run(store, 60 * 24 * 3)
+    assert await store.hold_pair("sms", PAIR, later.token) is None
