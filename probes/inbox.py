@@ -207,13 +207,22 @@ class PairedInbox:
         """Runs waiting for a pair to be released."""
         return self._waiting
 
-    def attach(self, pair: Pair, conversation: InboxConversation) -> None:
-        """Re-attach a resumed conversation to the pair it was using (its hold in the channel
-        state is its run's, whichever monitor drives the run now)."""
+    async def attach(self, pair: Pair, conversation: InboxConversation) -> None:
+        """Re-attach a resumed conversation to the pair it was using, here and in the channel
+        state (whichever monitor drives the run now; a shutdown released the pair, so it is
+        taken again). :class:`LookupError` when another run has opened the pair meanwhile."""
         holder = self._open.get(pair)
         if holder is not None and holder is not conversation:
             raise LookupError(pair)
         self._open[pair] = conversation
+        try:
+            held_by = await self._state.hold(self._key(pair), conversation.token)
+        except BaseException:
+            self._give_back(pair, conversation)
+            raise
+        if held_by is not None:
+            self._give_back(pair, conversation)
+            raise LookupError(pair)
 
     async def release(self, pair: Pair, conversation: InboxConversation) -> None:
         """Free ``conversation``'s pair, here and in the channel state. A hold the state could

@@ -218,7 +218,7 @@ class GenericChannel:
         conversation = GenericConversation(self, address, token)
         conversation.sent_at = sent.at
         try:
-            self._inboxes[address.platform].attach(conversation.pair, conversation)
+            await self._inboxes[address.platform].attach(conversation.pair, conversation)
         except LookupError:
             raise ChannelUnavailable(
                 f"{address.sender} has started a new conversation with {address.recipient}"

@@ -220,7 +220,7 @@ class TwilioMessagingChannel:
         conversation.sent_at = sent.at
         conversation.sid = sent.external_id
         try:
-            self.inbox.attach(conversation.pair, conversation)
+            await self.inbox.attach(conversation.pair, conversation)
         except LookupError:
             raise ChannelUnavailable(
                 f"{probe} has started a new conversation with {conversation.pair[1]} meanwhile"

@@ -98,3 +98,20 @@ async def test_monitors_sharing_the_state_never_open_one_pair_at_once() -> None:
     await there.release(("+1", BRAND), theirs)
     assert await waiting == "+1"
     assert shared.holds[f"pair:+1:{BRAND}"] == "c"
+
+
+async def test_a_resumed_run_takes_its_pair_back_unless_another_run_opened_it() -> None:
+    """A shutdown released the pair; the monitor that resumes the run (this one restarted, or
+    the other of the pair) holds it again, or learns that a new run has it now."""
+    shared = MemoryChannelState()
+    resumed, newcomer = (
+        PairedInbox(shared, ignore, logging.getLogger("cxprobe.test")) for _ in range(2)
+    )
+    await resumed.attach(("+1", BRAND), InboxConversation("open-run"))
+    assert shared.holds == {f"pair:+1:{BRAND}": "open-run"}
+    with pytest.raises(LookupError):
+        await newcomer.claim(["+1"], BRAND, InboxConversation("next"), wait=0)
+    await newcomer.claim(["+2"], BRAND, InboxConversation("next"), wait=0)
+    with pytest.raises(LookupError):
+        await resumed.attach(("+2", BRAND), InboxConversation("another-open-run"))
+    assert dict(resumed.open_pairs()).keys() == {("+1", BRAND)}  # the refused one given back
