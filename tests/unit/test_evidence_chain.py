@@ -255,6 +255,8 @@ async def downgrade_to_version_1(backend: StoreBackend) -> None:
         "DROP TABLE artifact_chunks",
         # And revision 0010 (run measures).
         "DROP TABLE run_measures",
+        # And revision 0011 (pair holds).
+        "DROP TABLE pair_holds",
         "DELETE FROM schema_version",
         "INSERT INTO schema_version VALUES (1, '2025-01-01 00:00:00.000000')",
     )
