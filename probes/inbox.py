@@ -189,7 +189,7 @@ class PairedInbox:
                 return probe
             self._give_back(pair, conversation)
             self._log.info(
-                "pair held by another monitor's run",
+                "pair held in the store by another open run",
                 extra={"pair": ":".join(pair), "holder_token": holder},
             )
         return None

@@ -250,9 +250,9 @@ def test_the_pair_shares_one_config_and_the_postgres_store(production: dict[str,
     first, second = (services[monitor] for monitor in PAIR)
     assert _binds(first) == _binds(second)  # one configuration
     # Each keeps its own data_dir (its spooled replies) in a named volume of its own.
-    config_dirs = {monitor: _named_volumes(services[monitor]) for monitor in PAIR}
-    assert config_dirs == {monitor: {f"{monitor}-data": "/var/lib/cxprobe"} for monitor in PAIR}, (
-        config_dirs
+    data_volumes = {monitor: _named_volumes(services[monitor]) for monitor in PAIR}
+    assert data_volumes == {monitor: {f"{monitor}-data": "/var/lib/cxprobe"} for monitor in PAIR}, (
+        data_volumes
     )
     assert all(f"{monitor}-data" in production["volumes"] for monitor in PAIR)
     shared = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import pytest
@@ -69,10 +70,10 @@ async def test_monitors_racing_for_a_pair_get_it_once(store_backend: StoreBacken
     """Several monitors (stores of their own on one database) ask at once, many times."""
     async with EvidenceStore(store_backend.url) as setup:
         runs = [await open_run(setup, minutes) for minutes in range(8)]
-    monitors = [EvidenceStore(store_backend.url) for _ in range(4)]
-    for monitor in monitors:
-        await monitor.__aenter__()
-    try:
+    async with AsyncExitStack() as stack:
+        monitors = [
+            await stack.enter_async_context(EvidenceStore(store_backend.url)) for _ in range(4)
+        ]
         for round_ in range(3):
             key = f"{PAIR}:{round_}"  # a new pair each round: every monitor inserts at once
             answers = await asyncio.gather(
@@ -84,9 +85,6 @@ async def test_monitors_racing_for_a_pair_get_it_once(store_backend: StoreBacken
             winners = [run for run, holder in zip(runs, answers, strict=True) if holder is None]
             assert len(winners) == 1, answers
             assert {holder for holder in answers if holder is not None} == {winners[0].token}
-    finally:
-        for monitor in monitors:
-            await monitor.__aexit__(None, None, None)
 
 
 async def test_a_purged_runs_hold_goes_with_it(
